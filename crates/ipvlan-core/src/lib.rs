@@ -1,0 +1,25 @@
+//! # ipvlan-core
+//!
+//! The brain of ipvlan-rs: Linux IPVLAN's behaviour as pure, sans-I/O code. It owns the port and
+//! slave model, the address table, frame classification, the forwarding decision for every mode ×
+//! flag, the multicast backlog and the counters. It opens no file, socket or device and reads no
+//! clock; the I/O crates move bytes and ask it what to do.
+//!
+//! Rule IDs (`R-…`, `T-…`) refer to `shared/spec/ipvlan-behavior.md`.
+
+pub mod classify;
+pub mod error;
+pub mod ifname;
+pub mod link_args;
+pub mod mode;
+pub mod wire;
+
+#[cfg(any(test, feature = "test-frames"))]
+pub mod test_frames;
+
+pub use classify::{classify, Classified, Keys, Malformed, Runt, L3};
+pub use error::{ConfigError, PortError};
+pub use ifname::IfName;
+pub use link_args::{LinkArgsError, LinkTypeArgs};
+pub use mode::{Flag, Mode};
+pub use wire::MacAddr;
