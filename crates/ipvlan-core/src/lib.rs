@@ -7,19 +7,29 @@
 //!
 //! Rule IDs (`R-…`, `T-…`) refer to `shared/spec/ipvlan-behavior.md`.
 
+pub mod addr_table;
 pub mod classify;
+pub mod counters;
 pub mod error;
 pub mod ifname;
 pub mod link_args;
 pub mod mode;
+pub mod multicast;
+pub mod port;
+pub mod slave_id;
 pub mod wire;
 
 #[cfg(any(test, feature = "test-frames"))]
 pub mod test_frames;
 
+pub use addr_table::Claim;
 pub use classify::{classify, Classified, Keys, Malformed, Runt, L3};
+pub use counters::{DropCounts, DropReason, PortCounters, SlaveCounters};
 pub use error::{ConfigError, PortError};
 pub use ifname::IfName;
 pub use link_args::{LinkArgsError, LinkTypeArgs};
 pub use mode::{Flag, Mode};
+pub use multicast::{McFilter, McOrigin, MulticastBacklog, BACKLOG_LIMIT};
+pub use port::{Added, Master, MissingMode, NewSlave, Port, PortChange, Slave};
+pub use slave_id::SlaveId;
 pub use wire::MacAddr;
