@@ -7,9 +7,11 @@
 //!
 //! Rule IDs (`R-…`, `T-…`) refer to `shared/spec/ipvlan-behavior.md`.
 
+mod account;
 pub mod addr_table;
 pub mod classify;
 pub mod counters;
+pub mod decide;
 pub mod error;
 pub mod ifname;
 pub mod link_args;
@@ -25,6 +27,10 @@ pub mod test_frames;
 pub use addr_table::Claim;
 pub use classify::{classify, Classified, Keys, Malformed, Runt, L3};
 pub use counters::{DropCounts, DropReason, PortCounters, SlaveCounters};
+pub use decide::{
+    decide_rx, decide_tx, multicast_fanout, DropSite, IpFamily, McCopy, RxAction, RxMeta, TxAction,
+    TxMeta,
+};
 pub use error::{ConfigError, PortError};
 pub use ifname::IfName;
 pub use link_args::{LinkArgsError, LinkTypeArgs};

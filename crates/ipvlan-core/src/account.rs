@@ -1,0 +1,151 @@
+//! The stateful side of the decisions: each `handle_*` decides with the pure function of
+//! [`crate::decide`] and charges the counters the kernel would (R-STAT-1..4), with drop reasons.
+
+use crate::counters::DropReason;
+use crate::decide::{
+    decide_rx, decide_tx, multicast_fanout, DropSite, McCopy, RxAction, RxMeta, TxAction, TxMeta,
+};
+use crate::multicast::{McOrigin, MulticastBacklog};
+use crate::port::Port;
+use crate::slave_id::SlaveId;
+
+impl Port {
+    /// Decides a frame transmitted by `from` and counts it.
+    pub fn handle_tx(&mut self, from: SlaveId, frame: &[u8], meta: TxMeta) -> TxAction {
+        let action = decide_tx(self, frame, meta);
+        let len = frame.len();
+        match action {
+            TxAction::Drop {
+                reason,
+                site: DropSite::Sender,
+            } => {
+                if let Some(s) = self.slave_mut(from) {
+                    s.counters.tx_dropped.add(reason);
+                }
+            }
+            _ => {
+                // Everything else is a successful transmit for the sender (R-STAT-1), including
+                // a local delivery the receiver then refuses.
+                if let Some(s) = self.slave_mut(from) {
+                    s.counters.count_tx(len);
+                }
+            }
+        }
+        match action {
+            TxAction::Deliver(to) => {
+                if let Some(s) = self.slave_mut(to) {
+                    s.counters.count_rx(len, false);
+                }
+            }
+            TxAction::Transmit { .. } => {
+                self.counters.tx_packets += 1;
+                self.counters.tx_bytes += len as u64;
+            }
+            TxAction::ToHost | TxAction::Route { .. } => self.counters.to_host_stack += 1,
+            TxAction::Drop {
+                reason,
+                site: DropSite::Receiver(to),
+            } => {
+                if let Some(s) = self.slave_mut(to) {
+                    s.counters.rx_dropped.add(reason);
+                }
+            }
+            TxAction::Drop {
+                reason,
+                site: DropSite::Master,
+            } => self.counters.dropped.add(reason),
+            TxAction::Multicast | TxAction::Drop { .. } => {}
+        }
+        action
+    }
+
+    /// Decides a frame received on the master and counts it.
+    pub fn handle_rx(&mut self, frame: &[u8], meta: RxMeta) -> RxAction {
+        let action = decide_rx(self, frame, meta);
+        match action {
+            RxAction::Deliver(to) | RxAction::DeliverViaHost(to) => {
+                self.counters.rx_claimed += 1;
+                if let Some(s) = self.slave_mut(to) {
+                    s.counters.count_rx(frame.len(), false);
+                }
+            }
+            RxAction::Pass | RxAction::PassAndMulticast => self.counters.rx_passed += 1,
+            RxAction::Drop { reason } => {
+                self.counters.rx_claimed += 1;
+                self.counters.dropped.add(reason);
+            }
+        }
+        action
+    }
+
+    /// Queues a multicast frame; on overflow counts the drop on the sending slave or the master
+    /// (R-STAT-4) and returns `false`.
+    pub fn queue_multicast<B>(
+        &mut self,
+        backlog: &mut MulticastBacklog<B>,
+        origin: McOrigin,
+        frame: B,
+    ) -> bool {
+        if backlog.push(origin, frame).is_ok() {
+            if origin == McOrigin::Wire {
+                self.counters.rx_multicast_queued += 1;
+            }
+            return true;
+        }
+        match origin {
+            McOrigin::Slave(s) => {
+                if let Some(s) = self.slave_mut(s) {
+                    s.counters.rx_dropped.add(DropReason::BacklogFull);
+                }
+            }
+            McOrigin::Wire => self.counters.dropped.add(DropReason::BacklogFull),
+        }
+        false
+    }
+
+    /// Distributes one multicast frame taken from the backlog: fills `out` with the copies to
+    /// make, counts them, and returns whether the frame must then be sent out of the master
+    /// (with the master's MAC as source).
+    pub fn handle_multicast(
+        &mut self,
+        origin: McOrigin,
+        frame: &[u8],
+        gso: bool,
+        out: &mut Vec<McCopy>,
+    ) -> bool {
+        let transmit = multicast_fanout(self, origin, frame, gso, out);
+        for copy in out.iter() {
+            match *copy {
+                McCopy::Deliver(to) => {
+                    if let Some(s) = self.slave_mut(to) {
+                        s.counters.count_rx(frame.len(), true);
+                    }
+                }
+                McCopy::Drop(to, reason) => {
+                    if let Some(s) = self.slave_mut(to) {
+                        s.counters.rx_dropped.add(reason);
+                    }
+                }
+            }
+        }
+        if transmit {
+            self.counters.tx_packets += 1;
+            self.counters.tx_bytes += frame.len() as u64;
+        }
+        transmit
+    }
+
+    /// The master namespace could not route or send a slave's l3/l3s packet (R-STAT-3).
+    pub fn record_tx_error(&mut self, from: SlaveId) {
+        if let Some(s) = self.slave_mut(from) {
+            s.counters.tx_errors += 1;
+        }
+    }
+
+    /// A delivery the I/O layer could not complete (e.g. the slave's queue was full).
+    pub fn record_rx_drop(&mut self, to: SlaveId, reason: DropReason) {
+        if let Some(s) = self.slave_mut(to) {
+            s.counters.rx_dropped.add(reason);
+        }
+    }
+}

@@ -1,0 +1,281 @@
+//! The forwarding decisions (spec §4–§6) as pure functions: a frame and the port's state in, one
+//! action out. [`Port::handle_tx`] and friends wrap them with the counter updates.
+
+use crate::classify::{classify, Classified, L3};
+use crate::counters::DropReason;
+use crate::mode::{Flag, Mode};
+use crate::multicast::McOrigin;
+use crate::port::{Port, MTU_SLACK};
+use crate::slave_id::SlaveId;
+use crate::wire::ethernet::HEADER_LEN;
+use crate::wire::MacAddr;
+
+/// Facts about a frame a slave transmitted that are not in its bytes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct TxMeta {
+    /// A GSO super-frame (TAP vnet header): exempt from the MTU check (R-MTU-4).
+    pub gso: bool,
+}
+
+/// Facts about a frame received on the master that are not in its bytes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct RxMeta {
+    /// The master's own transmission looped back locally (AF_PACKET `PACKET_LOOPBACK`).
+    pub looped_back: bool,
+}
+
+/// IP version of a packet handed to the master namespace's routing.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum IpFamily {
+    V4,
+    V6,
+}
+
+/// Whose counters a drop is charged to (R-STAT-1, R-STAT-2, R-STAT-4).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DropSite {
+    /// The transmitting slave (`tx_dropped`).
+    Sender,
+    /// The slave it was meant for (`rx_dropped`).
+    Receiver(SlaveId),
+    /// The master.
+    Master,
+}
+
+/// What to do with a frame a slave transmitted.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TxAction {
+    /// Unicast switched locally: write the frame unchanged to this slave (R-TX-L2-2, R-TX-L3-2).
+    Deliver(SlaveId),
+    /// Send the frame out of the master with `src_mac` (the master's) as source (R-TX-L2-1(3),
+    /// R-TX-VEPA-1, R-MAC-4).
+    Transmit {
+        src_mac: MacAddr,
+    },
+    /// L2 local miss: inject into the master namespace's stack as if received on the master
+    /// (R-TX-L2-3).
+    ToHost,
+    /// L3/L3S outbound: drop the Ethernet header and hand the IP packet at `l3_offset` to the
+    /// master namespace's routing and local output (R-TX-L3-3).
+    Route {
+        family: IpFamily,
+        l3_offset: usize,
+    },
+    /// L2 multicast/broadcast: queue to the multicast engine as slave-originated (R-TX-L2-1(2)).
+    Multicast,
+    Drop {
+        reason: DropReason,
+        site: DropSite,
+    },
+}
+
+/// What to do with a frame received on the master.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RxAction {
+    /// Claimed: give it to this slave only; the master's stack must not see it (R-RX-L3-1).
+    Deliver(SlaveId),
+    /// L3S: let the master namespace's PREROUTING and INPUT see it, then deliver it to this slave
+    /// (R-RX-L3S-1).
+    DeliverViaHost(SlaveId),
+    /// Not ipvlan's: the master's stack has it (R-RX-0).
+    Pass,
+    /// The master's stack has it, and a copy goes to the multicast engine as wire-originated
+    /// (R-RX-L2-2).
+    PassAndMulticast,
+    /// Claimed and dropped.
+    Drop { reason: DropReason },
+}
+
+/// One slave's share of a multicast frame (R-MC-2).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum McCopy {
+    Deliver(SlaveId),
+    /// Too long for the receiver (slave-originated copies only, R-MTU-4).
+    Drop(SlaveId, DropReason),
+}
+
+fn drop_tx(reason: DropReason, site: DropSite) -> TxAction {
+    TxAction::Drop { reason, site }
+}
+
+/// Local unicast delivery to `to`, subject to R-MTU-4.
+fn deliver_local(port: &Port, to: SlaveId, frame: &Classified, meta: TxMeta) -> TxAction {
+    match port.slave(to) {
+        Some(s) if s.fits(frame.len, meta.gso) => TxAction::Deliver(to),
+        Some(_) => drop_tx(DropReason::MtuExceeded, DropSite::Receiver(to)),
+        None => drop_tx(DropReason::ReceiverDown, DropSite::Receiver(to)),
+    }
+}
+
+/// Decides a frame transmitted by slave `from` (spec §4). `from` is only used to charge
+/// counters; the kernel delivers a slave's frame to itself when it targets its own address
+/// (R-SPC-LOOP-2).
+pub fn decide_tx(port: &Port, frame: &[u8], meta: TxMeta) -> TxAction {
+    let Ok(frame) = classify(frame) else {
+        return drop_tx(DropReason::Runt, DropSite::Sender); // R-TX-0
+    };
+    match port.mode() {
+        Mode::L2 => decide_tx_l2(port, &frame, meta),
+        Mode::L3 | Mode::L3s => decide_tx_l3(port, &frame, meta),
+    }
+}
+
+fn decide_tx_l2(port: &Port, frame: &Classified, meta: TxMeta) -> TxAction {
+    let flag = port.flag();
+    // R-TX-L2-1(1): addressed to itself (the shared MAC) → local candidate, unless vepa (R-TX-L2-4).
+    if flag != Flag::Vepa && frame.dst_mac == frame.src_mac {
+        return match frame.keys_tx().dst.and_then(|k| port.lookup(k)) {
+            Some(_) if flag == Flag::Private => {
+                drop_tx(DropReason::PrivateUnicast, DropSite::Sender) // R-TX-L2-2
+            }
+            Some(to) => deliver_local(port, to, frame, meta),
+            // R-TX-L2-3: no slave owns it, so it is for the master's own stack.
+            None if meta.gso || frame.len <= port.master().mtu as usize + MTU_SLACK => {
+                TxAction::ToHost
+            }
+            None => drop_tx(DropReason::MtuExceeded, DropSite::Master),
+        };
+    }
+    if frame.dst_mac.is_multicast() {
+        // R-TX-L2-1(2); PAUSE frames are never queued (R-MC-1).
+        return if frame.l3 == L3::Pause && frame.vlan.is_none() {
+            drop_tx(DropReason::PauseFrame, DropSite::Sender)
+        } else {
+            TxAction::Multicast
+        };
+    }
+    // R-TX-L2-1(3), R-TX-L2-5: out of the master, Ethernet header kept but for the source MAC.
+    TxAction::Transmit {
+        src_mac: port.master().mac,
+    }
+}
+
+fn decide_tx_l3(port: &Port, frame: &Classified, meta: TxMeta) -> TxAction {
+    let flag = port.flag();
+    // R-TX-L3-2: local switching by destination key, unless vepa (R-TX-VEPA-1).
+    if flag != Flag::Vepa {
+        if let Some(to) = frame.keys_tx().dst.and_then(|k| port.lookup(k)) {
+            return if flag == Flag::Private {
+                drop_tx(DropReason::PrivateUnicast, DropSite::Sender)
+            } else {
+                deliver_local(port, to, frame, meta)
+            };
+        }
+    }
+    // R-TX-L3-3: outbound through the master namespace.
+    if frame.dst_mac.is_multicast() {
+        return drop_tx(DropReason::L3Multicast, DropSite::Sender);
+    }
+    if frame.vlan.is_some() {
+        // The outer EtherType is a TPID: not IP (R-CLS-4).
+        return drop_tx(DropReason::L3NotIp, DropSite::Sender);
+    }
+    match frame.l3 {
+        L3::Ipv4 { .. } => TxAction::Route {
+            family: IpFamily::V4,
+            l3_offset: HEADER_LEN,
+        },
+        L3::Ipv6 { .. } => TxAction::Route {
+            family: IpFamily::V6,
+            l3_offset: HEADER_LEN,
+        },
+        L3::Malformed(crate::Malformed::Ipv4(_) | crate::Malformed::Ipv6(_)) => {
+            drop_tx(DropReason::MalformedIp, DropSite::Sender)
+        }
+        _ => drop_tx(DropReason::L3NotIp, DropSite::Sender),
+    }
+}
+
+/// Decides a frame received on the master (spec §6).
+pub fn decide_rx(port: &Port, frame: &[u8], meta: RxMeta) -> RxAction {
+    let Ok(frame) = classify(frame) else {
+        return RxAction::Pass; // Not ours to judge: the master's stack drops runts itself.
+    };
+    match port.mode() {
+        Mode::L2 => decide_rx_l2(port, &frame, meta),
+        Mode::L3 => decide_rx_l3(port, &frame),
+        Mode::L3s => decide_rx_l3s(port, &frame),
+    }
+}
+
+/// A VLAN id other than 0 (priority tags are ordinary frames to the stack).
+fn foreign_vlan(frame: &Classified) -> bool {
+    frame.vlan.is_some_and(|t| t.vid() != 0)
+}
+
+fn decide_rx_l2(port: &Port, frame: &Classified, meta: RxMeta) -> RxAction {
+    if meta.looped_back {
+        return RxAction::Pass; // R-RX-L2-1
+    }
+    if !frame.dst_mac.is_multicast() {
+        return decide_rx_l3(port, frame); // R-RX-L2-3
+    }
+    // R-RX-L2-2: the master always gets it; slaves get a copy unless it is their own traffic
+    // reflected back (source MAC is the shared MAC and the source key is a slave's).
+    let own_reflection = frame.src_mac == port.master().mac
+        && frame.keys_rx().src.and_then(|k| port.lookup(k)).is_some();
+    if own_reflection || frame.l3 == L3::Pause || foreign_vlan(frame) {
+        RxAction::Pass
+    } else {
+        RxAction::PassAndMulticast
+    }
+}
+
+fn decide_rx_l3(port: &Port, frame: &Classified) -> RxAction {
+    // R-RX-L3-1: claimed by destination key; the destination MAC is not checked.
+    match frame.keys_rx().dst.and_then(|k| port.lookup(k)) {
+        Some(_) if foreign_vlan(frame) => RxAction::Drop {
+            reason: DropReason::ForeignVlan,
+        },
+        Some(to) => RxAction::Deliver(to),
+        None => RxAction::Pass,
+    }
+}
+
+fn decide_rx_l3s(port: &Port, frame: &Classified) -> RxAction {
+    // R-RX-L3S-1: nothing is claimed at the hook; IP packets for a slave go through the master
+    // namespace's input path first. ARP and everything else stay with the master (R-RX-L3S-3).
+    if !frame.is_ip() || foreign_vlan(frame) {
+        return RxAction::Pass;
+    }
+    match frame.keys_rx().dst.and_then(|k| port.lookup(k)) {
+        Some(to) => RxAction::DeliverViaHost(to),
+        None => RxAction::Pass,
+    }
+}
+
+/// Who gets a copy of one multicast frame taken from the backlog (R-MC-2): slaves in creation
+/// order that are up, accept the destination MAC and are not the sender; copies of
+/// slave-originated frames must fit the receiver's MTU (R-MTU-4). Returns whether the frame
+/// then leaves on the master (slave-originated frames do, once).
+pub fn multicast_fanout(
+    port: &Port,
+    origin: McOrigin,
+    frame: &[u8],
+    gso: bool,
+    out: &mut Vec<McCopy>,
+) -> bool {
+    out.clear();
+    if frame.len() < HEADER_LEN {
+        return false;
+    }
+    let dst = MacAddr(crate::wire::array(frame, 0));
+    let sender = match origin {
+        McOrigin::Slave(s) => Some(s),
+        McOrigin::Wire => None,
+    };
+    for s in port.slaves() {
+        if Some(s.id()) == sender || !s.mc_filter.accepts(dst) || !s.is_up() {
+            continue;
+        }
+        if sender.is_some() && !s.fits(frame.len(), gso) {
+            out.push(McCopy::Drop(s.id(), DropReason::MtuExceeded));
+        } else {
+            out.push(McCopy::Deliver(s.id()));
+        }
+    }
+    sender.is_some()
+}
+
+#[cfg(test)]
+mod tests;
