@@ -131,7 +131,7 @@ impl AddressTable {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::test_frames::ip;
+    use crate::frames::ip;
 
     const S1: SlaveId = SlaveId::from_raw(1);
     const S2: SlaveId = SlaveId::from_raw(2);

@@ -21,8 +21,8 @@ pub mod port;
 pub mod slave_id;
 pub mod wire;
 
-#[cfg(any(test, feature = "test-frames"))]
-pub mod test_frames;
+#[cfg(any(test, feature = "frames"))]
+pub mod frames;
 
 pub use addr_table::Claim;
 pub use classify::{classify, Classified, Keys, Malformed, Runt, L3};

@@ -5,7 +5,7 @@
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
-use ipvlan_core::test_frames::*;
+use ipvlan_core::frames::*;
 use ipvlan_core::wire::MacAddr;
 use ipvlan_core::{
     classify, decide_rx, decide_tx, multicast_fanout, Flag, IfName, LinkTypeArgs, Master, McCopy,

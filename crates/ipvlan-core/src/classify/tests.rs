@@ -1,5 +1,5 @@
 use super::*;
-use crate::test_frames::*;
+use crate::frames::*;
 
 #[test]
 fn r_tx_0_runt_is_refused() {

@@ -3,11 +3,11 @@
 
 use super::*;
 use crate::counters::DropReason;
+use crate::frames::*;
 use crate::ifname::IfName;
 use crate::link_args::LinkTypeArgs;
 use crate::multicast::{McFilter, MulticastBacklog};
 use crate::port::{Master, NewSlave};
-use crate::test_frames::*;
 use crate::wire::ethernet::ethertype;
 
 struct Fx {

@@ -1,5 +1,5 @@
 use super::*;
-use crate::test_frames::{ip, MASTER_MAC};
+use crate::frames::{ip, MASTER_MAC};
 
 fn master() -> Master {
     Master {

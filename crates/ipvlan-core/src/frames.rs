@@ -1,5 +1,5 @@
-//! Builders for the frames the tests (here and in the I/O crates) feed the core.
-//! Enabled for unit tests and with the `test-frames` feature.
+//! Builders for well-formed frames: what the tests, the fuzz targets and the demo feed the core.
+//! Enabled for unit tests and with the `frames` feature; not used on the data path.
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
