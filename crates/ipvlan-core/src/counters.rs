@@ -28,10 +28,14 @@ pub enum DropReason {
     PauseFrame,
     /// Tagged with a VLAN id for a slave: slaves are VLAN-challenged (R-CRT-10).
     ForeignVlan,
+    /// The receiving device's queue was full (reported by the I/O layer).
+    QueueFull,
+    /// Not IPv4/IPv6, so it cannot be handed to the master namespace's stack.
+    HostNotIp,
 }
 
 impl DropReason {
-    pub const COUNT: usize = 10;
+    pub const COUNT: usize = 12;
     pub const ALL: [DropReason; DropReason::COUNT] = [
         DropReason::Runt,
         DropReason::PrivateUnicast,
@@ -43,6 +47,8 @@ impl DropReason {
         DropReason::BacklogFull,
         DropReason::PauseFrame,
         DropReason::ForeignVlan,
+        DropReason::QueueFull,
+        DropReason::HostNotIp,
     ];
 
     /// Stable snake_case name, used in JSON and `link show -s`.
@@ -58,6 +64,8 @@ impl DropReason {
             DropReason::BacklogFull => "backlog_full",
             DropReason::PauseFrame => "pause_frame",
             DropReason::ForeignVlan => "foreign_vlan",
+            DropReason::QueueFull => "queue_full",
+            DropReason::HostNotIp => "host_not_ip",
         }
     }
 

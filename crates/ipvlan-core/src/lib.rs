@@ -7,6 +7,8 @@
 //!
 //! Rule IDs (`R-…`, `T-…`) refer to `shared/spec/ipvlan-behavior.md`.
 
+#![forbid(unsafe_code)]
+
 mod account;
 pub mod addr_table;
 pub mod classify;

@@ -1,0 +1,176 @@
+//! Slave devices as TAP interfaces (`/dev/net/tun`, `IFF_TAP | IFF_NO_PI`).
+//!
+//! The TAP is made persistent so it survives a daemon restart; the daemon re-attaches by name
+//! inside whatever namespace the device now lives in (found through its alias).
+
+use std::fs::{File, OpenOptions};
+use std::io;
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
+use std::os::unix::fs::OpenOptionsExt;
+
+use ipvlan_core::MacAddr;
+
+use crate::netns::NetNs;
+use crate::{cvt, cvt_size, from_ifr_name, ifr_name};
+
+const TUN_PATH: &str = "/dev/net/tun";
+
+// <linux/if_tun.h>
+const IFF_TAP: libc::c_short = 0x0002;
+const IFF_NO_PI: libc::c_short = 0x1000;
+/// Fail instead of attaching when the name already exists.
+const IFF_TUN_EXCL: libc::c_short = 0x8000u16 as libc::c_short;
+const TUNSETIFF: libc::c_ulong = 0x4004_54ca;
+const TUNSETPERSIST: libc::c_ulong = 0x4004_54cb;
+const TUNGETIFF: libc::c_ulong = 0x8004_54d2;
+const TUNSETCARRIER: libc::c_ulong = 0x4004_54e2;
+const TUNGETDEVNETNS: libc::c_ulong = 0x0000_54e3;
+
+/// What the data plane needs from a slave device, whatever backs it.
+pub trait SlaveDevice: Send + Sync {
+    /// Reads one frame the slave's stack transmitted. `WouldBlock` when none is waiting.
+    fn recv(&self, buf: &mut [u8]) -> io::Result<usize>;
+    /// Delivers one frame to the slave's stack.
+    fn send(&self, frame: &[u8]) -> io::Result<usize>;
+    /// The descriptor to poll for readability.
+    fn poll_fd(&self) -> RawFd;
+    /// Sets the slave's carrier (it follows the master's, R-LINK-1).
+    fn set_carrier(&self, on: bool) -> io::Result<()>;
+    /// The network namespace the device lives in now; an error once it is gone.
+    fn netns(&self) -> io::Result<NetNs>;
+}
+
+/// An attached TAP device.
+#[derive(Debug)]
+pub struct Tap {
+    file: File,
+    name: String,
+}
+
+fn ifreq_with_name(name: &str) -> io::Result<libc::ifreq> {
+    // SAFETY: ifreq is plain old data; all-zero is a valid value.
+    let mut req: libc::ifreq = unsafe { std::mem::zeroed() };
+    req.ifr_name = ifr_name(name)?;
+    Ok(req)
+}
+
+impl Tap {
+    /// Creates a new persistent TAP named `name` in the calling thread's namespace; fails with
+    /// `AlreadyExists` if any device already has that name.
+    pub fn create(name: &str) -> io::Result<Tap> {
+        let tap = Tap::open(name, IFF_TUN_EXCL).map_err(|e| {
+            if e.raw_os_error() == Some(libc::EBUSY) || e.raw_os_error() == Some(libc::EEXIST) {
+                io::Error::new(
+                    io::ErrorKind::AlreadyExists,
+                    format!("device {name} already exists"),
+                )
+            } else {
+                e
+            }
+        })?;
+        tap.set_persist(true)?;
+        Ok(tap)
+    }
+
+    /// Attaches to an existing TAP named `name` in the calling thread's namespace.
+    pub fn attach(name: &str) -> io::Result<Tap> {
+        Tap::open(name, 0)
+    }
+
+    fn open(name: &str, extra: libc::c_short) -> io::Result<Tap> {
+        let file = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .custom_flags(libc::O_NONBLOCK | libc::O_CLOEXEC)
+            .open(TUN_PATH)?;
+        let mut req = ifreq_with_name(name)?;
+        req.ifr_ifru.ifru_flags = IFF_TAP | IFF_NO_PI | extra;
+        // SAFETY: TUNSETIFF reads and writes a `struct ifreq`, which `req` is, and it outlives
+        // the call.
+        cvt(unsafe { libc::ioctl(file.as_raw_fd(), TUNSETIFF, &mut req) })?;
+        let name = from_ifr_name(&req.ifr_name);
+        Ok(Tap { file, name })
+    }
+
+    /// The name the device had when attached.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// The device's name now (the user may have renamed it).
+    pub fn current_name(&self) -> io::Result<String> {
+        let mut req = ifreq_with_name("x")?;
+        // SAFETY: TUNGETIFF fills a `struct ifreq`.
+        cvt(unsafe { libc::ioctl(self.file.as_raw_fd(), TUNGETIFF, &mut req) })?;
+        Ok(from_ifr_name(&req.ifr_name))
+    }
+
+    /// Keeps the device when its last descriptor closes (a daemon restart).
+    pub fn set_persist(&self, on: bool) -> io::Result<()> {
+        // SAFETY: TUNSETPERSIST takes an integer argument by value.
+        cvt(unsafe {
+            libc::ioctl(
+                self.file.as_raw_fd(),
+                TUNSETPERSIST,
+                libc::c_ulong::from(on),
+            )
+        })?;
+        Ok(())
+    }
+
+    /// Sets the device's MAC (always the master's, R-MAC-1).
+    pub fn set_mac(&self, mac: MacAddr) -> io::Result<()> {
+        let mut req = ifreq_with_name(&self.name)?;
+        // SAFETY: writing the hwaddr member of the union we then pass to SIOCSIFHWADDR.
+        unsafe {
+            req.ifr_ifru.ifru_hwaddr.sa_family = libc::ARPHRD_ETHER;
+            for (d, s) in req.ifr_ifru.ifru_hwaddr.sa_data.iter_mut().zip(mac.0) {
+                *d = s as libc::c_char;
+            }
+        }
+        // SAFETY: the tun character device handles SIOCSIFHWADDR with a `struct ifreq`.
+        cvt(unsafe { libc::ioctl(self.file.as_raw_fd(), libc::SIOCSIFHWADDR, &mut req) })?;
+        Ok(())
+    }
+
+    /// Closes the descriptor and deletes the device.
+    pub fn destroy(self) -> io::Result<()> {
+        self.set_persist(false)
+    }
+}
+
+impl SlaveDevice for Tap {
+    fn recv(&self, buf: &mut [u8]) -> io::Result<usize> {
+        // SAFETY: reading into a buffer we own, of the length we pass.
+        cvt_size(unsafe { libc::read(self.file.as_raw_fd(), buf.as_mut_ptr().cast(), buf.len()) })
+    }
+
+    fn send(&self, frame: &[u8]) -> io::Result<usize> {
+        // SAFETY: writing from a buffer we borrow, of the length we pass.
+        cvt_size(unsafe { libc::write(self.file.as_raw_fd(), frame.as_ptr().cast(), frame.len()) })
+    }
+
+    fn poll_fd(&self) -> RawFd {
+        self.file.as_raw_fd()
+    }
+
+    fn set_carrier(&self, on: bool) -> io::Result<()> {
+        let value: libc::c_int = on.into();
+        // SAFETY: TUNSETCARRIER reads an int through the pointer, which outlives the call.
+        cvt(unsafe { libc::ioctl(self.file.as_raw_fd(), TUNSETCARRIER, &value) })?;
+        Ok(())
+    }
+
+    fn netns(&self) -> io::Result<NetNs> {
+        // SAFETY: TUNGETDEVNETNS takes no argument and returns a new descriptor.
+        let fd = cvt(unsafe { libc::ioctl(self.file.as_raw_fd(), TUNGETDEVNETNS) })?;
+        // SAFETY: the kernel just gave us this descriptor; nobody else owns it.
+        NetNs::from_fd(unsafe { OwnedFd::from_raw_fd(fd) })
+    }
+}
+
+impl AsFd for Tap {
+    fn as_fd(&self) -> BorrowedFd<'_> {
+        self.file.as_fd()
+    }
+}

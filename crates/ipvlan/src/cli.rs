@@ -1,0 +1,428 @@
+//! The command line: iproute2's grammar and habits (`ipvlan [-d] [-s] [-j] link add link eth0
+//! ipvl0 type ipvlan mode l2`), talking to the daemon.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use ipvlan_core::{IfName, LinkArgsError, LinkTypeArgs};
+
+use crate::proto::{ErrorKind, LinkView, Request, Response, DEFAULT_SOCKET, DEFAULT_STATE_DIR};
+use crate::{client, daemon, demo, matrix};
+
+pub const USAGE: &str = "\
+Usage: ipvlan [ OPTIONS ] OBJECT { COMMAND | help }
+       ipvlan daemon [ --socket PATH ] [ --state-dir DIR ]
+       ipvlan demo
+       ipvlan matrix
+where  OBJECT := link
+       OPTIONS := { -d[etails] | -s[tatistics] | -j[son] | --socket PATH }
+
+Usage: ipvlan link add link DEVICE [ name ] NAME [ mtu MTU ] type ipvlan [ mode MODE ] [ FLAGS ]
+       ipvlan link delete [ dev ] NAME
+       ipvlan link set [ dev ] NAME type ipvlan [ mode MODE ] [ FLAGS ]
+       ipvlan [ -d ] [ -s ] [ -j ] link show [ [ dev ] NAME ]
+MODE: l3 | l3s | l2
+FLAGS: bridge | private | vepa
+
+The control socket is --socket PATH, else $IPVLAN_SOCKET, else /run/ipvlan/ipvlan.sock.";
+
+/// Exit codes as iproute2 uses them: 255 for command-line errors, 2 when the request is refused.
+const EXIT_USAGE: u8 = 255;
+const EXIT_BAD_ARG: u8 = 1;
+const EXIT_REFUSED: u8 = 2;
+
+#[derive(Debug, Default)]
+struct Options {
+    details: bool,
+    stats: bool,
+    json: bool,
+    socket: Option<PathBuf>,
+}
+
+/// A command-line error: message and exit code.
+struct CliError(String, u8);
+
+fn usage_error(msg: impl Into<String>) -> CliError {
+    CliError(msg.into(), EXIT_USAGE)
+}
+
+fn matches(word: &str, keyword: &str) -> bool {
+    !word.is_empty() && keyword.starts_with(word)
+}
+
+pub fn main(args: Vec<String>) -> ExitCode {
+    match run(args) {
+        Ok(code) => code,
+        Err(CliError(msg, code)) => {
+            if !msg.is_empty() {
+                eprintln!("{msg}");
+            }
+            ExitCode::from(code)
+        }
+    }
+}
+
+fn run(args: Vec<String>) -> Result<ExitCode, CliError> {
+    let mut opts = Options::default();
+    let mut words = args.into_iter().peekable();
+    while let Some(w) = words.peek().cloned() {
+        if !w.starts_with('-') {
+            break;
+        }
+        words.next();
+        match w.trim_start_matches('-') {
+            "d" | "details" => opts.details = true,
+            "s" | "stats" | "statistics" => opts.stats = true,
+            "j" | "json" => opts.json = true,
+            "socket" => {
+                opts.socket = Some(
+                    words
+                        .next()
+                        .ok_or_else(|| usage_error("--socket needs a path"))?
+                        .into(),
+                )
+            }
+            "h" | "help" => {
+                println!("{USAGE}");
+                return Ok(ExitCode::SUCCESS);
+            }
+            _ => {
+                return Err(usage_error(format!(
+                    "Option \"{w}\" is unknown, try \"ipvlan -help\"."
+                )))
+            }
+        }
+    }
+    let rest: Vec<String> = words.collect();
+    let Some(object) = rest.first() else {
+        return Err(usage_error(USAGE));
+    };
+    let socket = opts
+        .socket
+        .clone()
+        .or_else(|| std::env::var_os("IPVLAN_SOCKET").map(PathBuf::from))
+        .unwrap_or_else(|| PathBuf::from(DEFAULT_SOCKET));
+    match object.as_str() {
+        "daemon" => run_daemon(&rest[1..], socket),
+        "demo" => Ok(demo::main()),
+        "matrix" => match matrix::render() {
+            Ok(t) => {
+                print!("{t}");
+                Ok(ExitCode::SUCCESS)
+            }
+            Err(e) => Err(CliError(format!("ipvlan: {e}"), EXIT_REFUSED)),
+        },
+        "help" => {
+            println!("{USAGE}");
+            Ok(ExitCode::SUCCESS)
+        }
+        o if matches(o, "link") => {
+            let req = parse_link(&rest[1..])?;
+            send(&socket, &req, &opts)
+        }
+        other => Err(usage_error(format!(
+            "Object \"{other}\" is unknown, try \"ipvlan help\"."
+        ))),
+    }
+}
+
+fn run_daemon(args: &[String], mut socket: PathBuf) -> Result<ExitCode, CliError> {
+    let mut state_dir = PathBuf::from(DEFAULT_STATE_DIR);
+    let mut it = args.iter();
+    while let Some(a) = it.next() {
+        match a.as_str() {
+            "--socket" => {
+                socket = it
+                    .next()
+                    .ok_or_else(|| usage_error("--socket needs a path"))?
+                    .into()
+            }
+            "--state-dir" => {
+                state_dir = it
+                    .next()
+                    .ok_or_else(|| usage_error("--state-dir needs a directory"))?
+                    .into()
+            }
+            "-h" | "--help" | "help" => {
+                println!("Usage: ipvlan daemon [ --socket PATH ] [ --state-dir DIR ]");
+                return Ok(ExitCode::SUCCESS);
+            }
+            other => return Err(usage_error(format!("daemon: unknown option \"{other}\""))),
+        }
+    }
+    crate::logging::init();
+    match daemon::run(daemon::Config { socket, state_dir }) {
+        Ok(()) => Ok(ExitCode::SUCCESS),
+        Err(e) => Err(CliError(format!("ipvlan daemon: {e:#}"), 1)),
+    }
+}
+
+/// Parses the words after `link`.
+fn parse_link(words: &[String]) -> Result<Request, CliError> {
+    let Some(cmd) = words.first() else {
+        return Ok(Request::LinkShow { name: None });
+    };
+    let rest = &words[1..];
+    match cmd.as_str() {
+        c if matches(c, "add") => parse_add(rest),
+        c if matches(c, "delete") || c == "del" => {
+            let name = match rest {
+                [d, n] if d == "dev" => n,
+                [n] => n,
+                [] => {
+                    return Err(usage_error(
+                        "Not enough information: \"dev\" argument is required.",
+                    ))
+                }
+                _ => {
+                    return Err(usage_error(format!(
+                        "Garbage instead of arguments \"{}\". Try \"ipvlan link help\".",
+                        rest.join(" ")
+                    )))
+                }
+            };
+            Ok(Request::LinkDel { name: name.clone() })
+        }
+        c if matches(c, "set") => parse_set(rest),
+        c if matches(c, "show") || matches(c, "list") || c == "ls" => {
+            let name = match rest {
+                [] => None,
+                [d, n] if d == "dev" => Some(n.clone()),
+                [n] => Some(n.clone()),
+                _ => {
+                    return Err(usage_error(format!(
+                        "Garbage instead of arguments \"{}\". Try \"ipvlan link help\".",
+                        rest.join(" ")
+                    )))
+                }
+            };
+            Ok(Request::LinkShow { name })
+        }
+        "help" => Err(CliError(USAGE.into(), EXIT_USAGE)),
+        other => Err(usage_error(format!(
+            "Command \"{other}\" is unknown, try \"ipvlan link help\"."
+        ))),
+    }
+}
+
+/// Splits `… type ipvlan ARGS` into the words before `type` and the ipvlan arguments.
+fn split_type(words: &[String]) -> Result<(&[String], Option<LinkTypeArgs>), CliError> {
+    let Some(pos) = words.iter().position(|w| w == "type") else {
+        return Ok((words, None));
+    };
+    let kind = words
+        .get(pos + 1)
+        .ok_or_else(|| usage_error("Command line is not complete. Try option \"help\""))?;
+    match kind.as_str() {
+        "ipvlan" => {}
+        "ipvtap" => {
+            return Err(CliError(
+                "ipvlan: type ipvtap is not supported yet; use type ipvlan".into(),
+                EXIT_BAD_ARG,
+            ))
+        }
+        other => {
+            return Err(CliError(
+                format!("ipvlan: this tool only creates ipvlan links, not \"{other}\""),
+                EXIT_BAD_ARG,
+            ))
+        }
+    }
+    let args = LinkTypeArgs::parse(&words[pos + 2..]).map_err(|e| {
+        let code = match e {
+            LinkArgsError::Incomplete | LinkArgsError::Help => EXIT_USAGE,
+            _ => EXIT_BAD_ARG,
+        };
+        CliError(e.to_string(), code)
+    })?;
+    Ok((&words[..pos], Some(args)))
+}
+
+fn parse_add(words: &[String]) -> Result<Request, CliError> {
+    let (head, args) = split_type(words)?;
+    let args =
+        args.ok_or_else(|| usage_error("Not enough information: \"type\" argument is required"))?;
+    let (mut master, mut name, mut mtu) = (None, None, None);
+    let mut it = head.iter();
+    while let Some(w) = it.next() {
+        let mut value = |what: &str| {
+            it.next().cloned().ok_or_else(|| {
+                usage_error(format!(
+                    "Command line is not complete: \"{what}\" needs a value"
+                ))
+            })
+        };
+        match w.as_str() {
+            "link" => master = Some(value("link")?),
+            "name" | "dev" => name = Some(value("name")?),
+            "mtu" => {
+                let v = value("mtu")?;
+                mtu = Some(v.parse::<u32>().map_err(|_| {
+                    CliError(
+                        format!("Error: argument \"{v}\" is wrong: Invalid \"mtu\" value"),
+                        EXIT_BAD_ARG,
+                    )
+                })?);
+            }
+            "address" => {
+                value("address")?; // R-MAC-1: replaced by the master's MAC anyway.
+                eprintln!("note: a slave always carries its master's MAC; \"address\" is ignored");
+            }
+            other if name.is_none() => name = Some(other.to_owned()),
+            other => {
+                return Err(usage_error(format!(
+                    "Error: either \"dev\" is duplicate, or \"{other}\" is a garbage."
+                )))
+            }
+        }
+    }
+    let master = master.ok_or_else(|| {
+        CliError(
+            "Error: an ipvlan link needs its master: \"link DEVICE\" is required (R-CRT-1)".into(),
+            EXIT_REFUSED,
+        )
+    })?;
+    let name =
+        name.ok_or_else(|| usage_error("Not enough information: \"name\" argument is required."))?;
+    IfName::new(&name).map_err(|e| CliError(format!("Error: {e}"), EXIT_BAD_ARG))?;
+    Ok(Request::LinkAdd {
+        master,
+        name,
+        mode: args.mode.map(|m| m.to_string()),
+        flag: args.flag.map(|f| f.to_string()),
+        mtu,
+    })
+}
+
+fn parse_set(words: &[String]) -> Result<Request, CliError> {
+    let (head, args) = split_type(words)?;
+    let name = match head {
+        [d, n] if d == "dev" => n.clone(),
+        [n] => n.clone(),
+        [] => return Err(usage_error("Not enough information: \"dev\" argument is required.")),
+        _ => {
+            return Err(CliError(
+                format!(
+                    "ipvlan link set only changes the ipvlan mode and flag; for \"{}\" use `ip link set`: slaves are ordinary devices",
+                    head.join(" ")
+                ),
+                EXIT_BAD_ARG,
+            ))
+        }
+    };
+    let args = args.ok_or_else(|| {
+        usage_error("Not enough information: \"type ipvlan\" and a mode or flag are required")
+    })?;
+    Ok(Request::LinkSet {
+        name,
+        mode: args.mode.map(|m| m.to_string()),
+        flag: args.flag.map(|f| f.to_string()),
+    })
+}
+
+fn send(socket: &std::path::Path, req: &Request, opts: &Options) -> Result<ExitCode, CliError> {
+    let resp =
+        client::call(socket, req).map_err(|e| CliError(format!("ipvlan: {e:#}"), EXIT_BAD_ARG))?;
+    match resp {
+        Response::Ok { notes, links } => {
+            for n in notes {
+                eprintln!("note: {n}");
+            }
+            if matches!(req, Request::LinkShow { .. }) {
+                if opts.json {
+                    println!("{}", serde_json::to_string(&links).unwrap_or_default());
+                } else {
+                    for l in &links {
+                        print!("{}", render(l, opts));
+                    }
+                }
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Response::Error { kind, message } => {
+            let prefix = match kind {
+                ErrorKind::NotFound
+                | ErrorKind::Conflict
+                | ErrorKind::Invalid
+                | ErrorKind::System => "Error: ",
+            };
+            Err(CliError(format!("{prefix}{message}"), EXIT_REFUSED))
+        }
+    }
+}
+
+/// One slave in `ip link show` style.
+fn render(l: &LinkView, opts: &Options) -> String {
+    let mut flags = vec!["BROADCAST", "MULTICAST"];
+    if l.noarp {
+        flags.push("NOARP");
+    }
+    if l.up {
+        flags.push("UP");
+    }
+    if l.up && l.carrier {
+        flags.push("LOWER_UP");
+    }
+    let state = match (l.up, l.carrier) {
+        (true, true) => "UP",
+        (true, false) => "LOWERLAYERDOWN",
+        _ => "DOWN",
+    };
+    let shown = if l.current_name != l.name {
+        format!("{} (now {})", l.name, l.current_name)
+    } else {
+        l.name.clone()
+    };
+    let mut s = format!(
+        "{}: {shown}@{}: <{}> mtu {} state {state}",
+        l.ifindex,
+        l.master,
+        flags.join(","),
+        l.mtu
+    );
+    if let Some(ns) = &l.netns {
+        s.push_str(&format!(" netns {ns}"));
+    }
+    s.push('\n');
+    s.push_str(&format!("    link/ether {} brd ff:ff:ff:ff:ff:ff\n", l.mac));
+    if opts.details {
+        s.push_str(&format!(
+            "    ipvlan  mode {} {} dev_id {:#x}\n",
+            l.mode, l.flag, l.id
+        ));
+    }
+    if !l.addresses.is_empty() {
+        s.push_str(&format!("    addresses {}\n", l.addresses.join(" ")));
+    }
+    for c in &l.conflicts {
+        s.push_str(&format!(
+            "    conflict {}: already owned by {}, not served to this slave\n",
+            c.address, c.owner
+        ));
+    }
+    if opts.stats {
+        let t = &l.stats;
+        s.push_str("    RX:  bytes packets multicast dropped\n");
+        s.push_str(&format!(
+            "    {:>9} {:>7} {:>9} {:>7}\n",
+            t.rx_bytes, t.rx_packets, t.rx_multicast, t.rx_dropped
+        ));
+        s.push_str("    TX:  bytes packets errors dropped\n");
+        s.push_str(&format!(
+            "    {:>9} {:>7} {:>6} {:>7}\n",
+            t.tx_bytes, t.tx_packets, t.tx_errors, t.tx_dropped
+        ));
+        if !t.drops.is_empty() {
+            let d: Vec<String> = t
+                .drops
+                .iter()
+                .map(|d| format!("{} {} {}", d.direction, d.reason, d.count))
+                .collect();
+            s.push_str(&format!("    drops: {}\n", d.join(", ")));
+        }
+        if t.address_conflicts > 0 {
+            s.push_str(&format!("    address conflicts: {}\n", t.address_conflicts));
+        }
+    }
+    s
+}

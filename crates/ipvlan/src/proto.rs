@@ -1,0 +1,124 @@
+//! The control protocol between the CLI and the daemon: one JSON request per connection, one
+//! JSON response back, over a root-only Unix socket.
+
+use serde::{Deserialize, Serialize};
+
+/// Largest request the daemon reads.
+pub const MAX_REQUEST: usize = 64 * 1024;
+
+/// Default control socket.
+pub const DEFAULT_SOCKET: &str = "/run/ipvlan/ipvlan.sock";
+/// Default state directory.
+pub const DEFAULT_STATE_DIR: &str = "/var/lib/ipvlan";
+
+// Variants are named after the CLI verbs (`link add`…); other objects will follow.
+#[allow(clippy::enum_variant_names)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "cmd", rename_all = "snake_case")]
+pub enum Request {
+    /// `link add link MASTER name NAME type ipvlan …`. `mode`/`flag` are present as iproute2
+    /// would send them (R-CLI-1, R-CLI-2).
+    LinkAdd {
+        master: String,
+        name: String,
+        mode: Option<String>,
+        flag: Option<String>,
+        mtu: Option<u32>,
+    },
+    LinkDel {
+        name: String,
+    },
+    LinkSet {
+        name: String,
+        mode: Option<String>,
+        flag: Option<String>,
+    },
+    LinkShow {
+        name: Option<String>,
+    },
+}
+
+/// How a request failed, for the CLI's exit code.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ErrorKind {
+    /// The request is invalid in itself.
+    Invalid,
+    /// It conflicts with what exists (name taken, busy master…).
+    Conflict,
+    /// Something it names does not exist.
+    NotFound,
+    /// The system refused an operation.
+    System,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "status", rename_all = "snake_case")]
+pub enum Response {
+    Ok {
+        /// Things the user should know (e.g. every slave of the master changed mode).
+        #[serde(default)]
+        notes: Vec<String>,
+        #[serde(default)]
+        links: Vec<LinkView>,
+    },
+    Error {
+        kind: ErrorKind,
+        message: String,
+    },
+}
+
+/// A slave as `link show` presents it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LinkView {
+    pub name: String,
+    /// The name the device has now, if the user renamed it.
+    pub current_name: String,
+    pub master: String,
+    pub mode: String,
+    pub flag: String,
+    /// `dev_id` (R-DEVID-1).
+    pub id: u16,
+    pub mtu: u32,
+    pub mac: String,
+    /// Namespace name (`ip netns`), `None` when it is the daemon's own.
+    pub netns: Option<String>,
+    pub ifindex: u32,
+    pub up: bool,
+    pub noarp: bool,
+    pub carrier: bool,
+    pub addresses: Vec<String>,
+    /// Addresses configured on this slave that another slave of the port already owns: not
+    /// served (the kernel would have refused them with EADDRINUSE).
+    pub conflicts: Vec<Conflict>,
+    pub stats: Stats,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Conflict {
+    pub address: String,
+    pub owner: String,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Stats {
+    pub rx_packets: u64,
+    pub rx_bytes: u64,
+    pub rx_multicast: u64,
+    pub tx_packets: u64,
+    pub tx_bytes: u64,
+    pub tx_errors: u64,
+    pub rx_dropped: u64,
+    pub tx_dropped: u64,
+    /// Drops by reason: `[direction, reason, count]` with direction `rx` or `tx`.
+    pub drops: Vec<Drop>,
+    /// Address claims refused because another slave owned the address.
+    pub address_conflicts: u64,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Drop {
+    pub direction: String,
+    pub reason: String,
+    pub count: u64,
+}
