@@ -20,6 +20,7 @@ pub mod poll;
 pub mod rtnl;
 pub mod steal;
 pub mod tap;
+pub mod vnet;
 
 pub use netns::{NetNs, NsId};
 pub use packet::{PacketSocket, PktType};

@@ -10,6 +10,7 @@ const ETH_P_ALL: u16 = 0x0003;
 const SOL_PACKET: libc::c_int = 263;
 const PACKET_ADD_MEMBERSHIP: libc::c_int = 1;
 const PACKET_MR_ALLMULTI: libc::c_ushort = 2;
+const PACKET_VNET_HDR: libc::c_int = 15;
 const PACKET_IGNORE_OUTGOING: libc::c_int = 23;
 
 /// `sll_pkttype` of a received frame.
@@ -49,6 +50,11 @@ pub struct PacketSocket {
 impl PacketSocket {
     /// Opens a non-blocking socket on `ifindex` that sees all incoming frames (not our own
     /// transmissions) and puts the device in allmulti so slaves' groups get through (R-FEAT-3).
+    ///
+    /// Every frame read or written carries a [`crate::vnet::HEADER_LEN`]-byte `virtio_net_hdr`
+    /// first: frames from a veth or a NIC with offloads arrive with their checksum not yet
+    /// computed, or as 64 KiB GSO super-frames, and the header says so. Passed through unchanged
+    /// to a TAP opened with the same header, the slave's kernel finishes the job.
     pub fn open(ifindex: u32) -> io::Result<PacketSocket> {
         let proto = ETH_P_ALL.to_be();
         // SAFETY: plain socket(2) call.
@@ -78,6 +84,7 @@ impl PacketSocket {
         })?;
         let one: libc::c_int = 1;
         setsockopt(&fd, SOL_PACKET, PACKET_IGNORE_OUTGOING, &one)?;
+        setsockopt(&fd, SOL_PACKET, PACKET_VNET_HDR, &one)?;
         // SAFETY: packet_mreq is plain old data.
         let mut mreq: libc::packet_mreq = unsafe { std::mem::zeroed() };
         mreq.mr_ifindex = index;
@@ -92,7 +99,7 @@ impl PacketSocket {
         self.ifindex
     }
 
-    /// Receives one frame. `WouldBlock` when none is waiting.
+    /// Receives one frame (with its vnet header). `WouldBlock` when none is waiting.
     pub fn recv(&self, buf: &mut [u8]) -> io::Result<(usize, PktType)> {
         // SAFETY: sockaddr_ll is plain old data.
         let mut sll: libc::sockaddr_ll = unsafe { std::mem::zeroed() };
@@ -111,7 +118,7 @@ impl PacketSocket {
         Ok((n, PktType::from(sll.sll_pkttype)))
     }
 
-    /// Transmits one complete Ethernet frame on the device.
+    /// Transmits one vnet header + Ethernet frame on the device.
     pub fn send(&self, frame: &[u8]) -> io::Result<usize> {
         // SAFETY: sending from a borrowed buffer of the length we pass on a bound socket.
         cvt_size(unsafe { libc::send(self.fd.as_raw_fd(), frame.as_ptr().cast(), frame.len(), 0) })

@@ -1,4 +1,6 @@
-//! Slave devices as TAP interfaces (`/dev/net/tun`, `IFF_TAP | IFF_NO_PI`).
+//! Slave devices as TAP interfaces (`/dev/net/tun`, `IFF_TAP | IFF_NO_PI | IFF_VNET_HDR`).
+//! Every frame read or written starts with a `virtio_net_hdr` ([`crate::vnet`]), the same one
+//! the master's packet socket uses, so frames pass between them untouched.
 //!
 //! The TAP is made persistent so it survives a daemon restart; the daemon re-attaches by name
 //! inside whatever namespace the device now lives in (found through its alias).
@@ -18,6 +20,7 @@ const TUN_PATH: &str = "/dev/net/tun";
 // <linux/if_tun.h>
 const IFF_TAP: libc::c_short = 0x0002;
 const IFF_NO_PI: libc::c_short = 0x1000;
+const IFF_VNET_HDR: libc::c_short = 0x4000;
 /// Fail instead of attaching when the name already exists.
 const IFF_TUN_EXCL: libc::c_short = 0x8000u16 as libc::c_short;
 const TUNSETIFF: libc::c_ulong = 0x4004_54ca;
@@ -25,6 +28,7 @@ const TUNSETPERSIST: libc::c_ulong = 0x4004_54cb;
 const TUNGETIFF: libc::c_ulong = 0x8004_54d2;
 const TUNSETCARRIER: libc::c_ulong = 0x4004_54e2;
 const TUNGETDEVNETNS: libc::c_ulong = 0x0000_54e3;
+const TUNSETVNETHDRSZ: libc::c_ulong = 0x4004_54d8;
 
 /// What the data plane needs from a slave device, whatever backs it.
 pub trait SlaveDevice: Send + Sync {
@@ -84,10 +88,13 @@ impl Tap {
             .custom_flags(libc::O_NONBLOCK | libc::O_CLOEXEC)
             .open(TUN_PATH)?;
         let mut req = ifreq_with_name(name)?;
-        req.ifr_ifru.ifru_flags = IFF_TAP | IFF_NO_PI | extra;
+        req.ifr_ifru.ifru_flags = IFF_TAP | IFF_NO_PI | IFF_VNET_HDR | extra;
         // SAFETY: TUNSETIFF reads and writes a `struct ifreq`, which `req` is, and it outlives
         // the call.
         cvt(unsafe { libc::ioctl(file.as_raw_fd(), TUNSETIFF, &mut req) })?;
+        let hdr = crate::vnet::HEADER_LEN as libc::c_int;
+        // SAFETY: TUNSETVNETHDRSZ reads an int through the pointer, which outlives the call.
+        cvt(unsafe { libc::ioctl(file.as_raw_fd(), TUNSETVNETHDRSZ, &hdr) })?;
         let name = from_ifr_name(&req.ifr_name);
         Ok(Tap { file, name })
     }

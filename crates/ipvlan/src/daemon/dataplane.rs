@@ -15,6 +15,7 @@ use ipvlan_core::{
     TxMeta, L3,
 };
 use ipvlan_linux::host::HostStack;
+use ipvlan_linux::vnet::{VnetHdr, HEADER_LEN as VNET};
 use ipvlan_linux::{Epoll, EventFd, PacketSocket, PktType, Ready, SlaveDevice, Tap};
 use tracing::{debug, warn};
 
@@ -26,8 +27,8 @@ const TOKEN_MASTER: u64 = 1;
 const TOKEN_SLAVE: u64 = 0x1_0000;
 /// Frames read from one descriptor before looking at the others (fairness).
 const BURST: usize = 64;
-/// Largest frame: a 64 KiB IP packet plus headers.
-const FRAME_MAX: usize = 65536 + 64;
+/// Largest frame: a 64 KiB GSO packet plus headers and the vnet header.
+const FRAME_MAX: usize = 65536 + 128;
 
 /// What the data plane and the control thread share, under one lock.
 pub struct Shared {
@@ -160,19 +161,21 @@ fn from_master(shared: &Mutex<Shared>, io: &Io, buf: &mut [u8]) {
                 return;
             }
         };
-        if pkttype == PktType::Outgoing || n > buf.len() {
+        if pkttype == PktType::Outgoing || n > buf.len() || n < VNET {
             continue;
         }
-        let frame = &buf[..n];
+        // `whole` is what travels (vnet header + frame); `frame` is what the core judges.
+        let whole = &buf[..n];
+        let frame = &whole[VNET..];
         let mut sh = lock(shared);
         let meta = RxMeta {
             looped_back: pkttype == PktType::Loopback,
         };
         match sh.port.handle_rx(frame, meta) {
-            RxAction::Deliver(to) | RxAction::DeliverViaHost(to) => deliver(&mut sh, to, frame),
+            RxAction::Deliver(to) | RxAction::DeliverViaHost(to) => deliver(&mut sh, to, whole),
             RxAction::PassAndMulticast => {
                 let Shared { port, backlog, .. } = &mut *sh;
-                port.queue_multicast(backlog, McOrigin::Wire, frame.to_vec());
+                port.queue_multicast(backlog, McOrigin::Wire, whole.to_vec());
             }
             RxAction::Pass | RxAction::Drop { .. } => {}
         }
@@ -204,22 +207,29 @@ fn from_slave(
                 return;
             }
         };
-        let frame = &mut buf[..n];
+        if n < VNET {
+            continue;
+        }
+        let whole = &mut buf[..n];
+        let meta = TxMeta {
+            gso: VnetHdr::parse(whole).is_gso(),
+        };
         let mut sh = lock(shared);
-        match sh.port.handle_tx(from, frame, TxMeta::default()) {
-            TxAction::Deliver(to) => deliver(&mut sh, to, frame),
-            TxAction::Transmit { src_mac } => transmit(io, &mut sh, frame, src_mac),
-            TxAction::ToHost => to_host(io, &mut sh, from, frame, false),
-            TxAction::Route { .. } => to_host(io, &mut sh, from, frame, true),
+        match sh.port.handle_tx(from, &whole[VNET..], meta) {
+            TxAction::Deliver(to) => deliver(&mut sh, to, whole),
+            TxAction::Transmit { src_mac } => transmit(io, &mut sh, whole, src_mac),
+            TxAction::ToHost => to_host(io, &mut sh, from, &whole[VNET..], false),
+            TxAction::Route { .. } => to_host(io, &mut sh, from, &whole[VNET..], true),
             TxAction::Multicast => {
                 let Shared { port, backlog, .. } = &mut *sh;
-                port.queue_multicast(backlog, McOrigin::Slave(from), frame.to_vec());
+                port.queue_multicast(backlog, McOrigin::Slave(from), whole.to_vec());
             }
             TxAction::Drop { .. } => {}
         }
     }
 }
 
+/// Writes vnet header + frame to a slave.
 fn deliver(sh: &mut Shared, to: SlaveId, frame: &[u8]) {
     let Some(dev) = sh.devs.get(&to) else {
         sh.port.record_rx_drop(to, DropReason::ReceiverDown);
@@ -235,8 +245,9 @@ fn deliver(sh: &mut Shared, to: SlaveId, frame: &[u8]) {
     }
 }
 
+/// Sends vnet header + frame out of the master, with `src_mac` as the Ethernet source.
 fn transmit(io: &Io, sh: &mut Shared, frame: &mut [u8], src_mac: MacAddr) {
-    if let Some(mut eth) = EthernetFrame::new_checked(&mut *frame) {
+    if let Some(mut eth) = frame.get_mut(VNET..).and_then(EthernetFrame::new_checked) {
         eth.set_src(src_mac);
     }
     if let Err(e) = io.master.send(frame) {
@@ -245,7 +256,7 @@ fn transmit(io: &Io, sh: &mut Shared, frame: &mut [u8], src_mac: MacAddr) {
     }
 }
 
-/// Hands the IP packet inside `frame` to the master namespace's stack. `routed` (l3/l3s) counts
+/// Hands the IP packet inside `frame` (no vnet header) to the master namespace's stack. `routed` (l3/l3s) counts
 /// failures as the sender's tx_errors (R-STAT-3).
 fn to_host(io: &Io, sh: &mut Shared, from: SlaveId, frame: &[u8], routed: bool) {
     let dst: Option<IpAddr> = classify(frame).ok().and_then(|c| match c.l3 {
@@ -270,7 +281,11 @@ fn to_host(io: &Io, sh: &mut Shared, from: SlaveId, frame: &[u8], routed: bool) 
 fn drain_multicast(shared: &Mutex<Shared>, io: &Io, copies: &mut Vec<McCopy>) {
     let mut sh = lock(shared);
     while let Some((origin, mut frame)) = sh.backlog.pop() {
-        let out = sh.port.handle_multicast(origin, &frame, false, copies);
+        let Some(eth) = frame.get(VNET..) else {
+            continue;
+        };
+        let gso = VnetHdr::parse(&frame).is_gso();
+        let out = sh.port.handle_multicast(origin, eth, gso, copies);
         for c in copies.iter() {
             if let McCopy::Deliver(to) = *c {
                 deliver(&mut sh, to, &frame);

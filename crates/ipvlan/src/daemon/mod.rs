@@ -96,6 +96,8 @@ pub struct PortRt {
 
 pub struct Daemon {
     cfg: Config,
+    /// Stable identity of this daemon's configuration (see `state::State::instance`).
+    instance: String,
     ns: NetNs,
     rtnl: Rtnl,
     monitor: Rtnl,
@@ -138,6 +140,7 @@ pub fn run(cfg: Config) -> Result<()> {
     let monitor = Rtnl::monitor_all().context("opening the rtnetlink monitor")?;
     let mut d = Daemon {
         cfg,
+        instance: state::new_instance(),
         ns,
         rtnl,
         monitor,

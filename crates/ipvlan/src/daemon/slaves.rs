@@ -25,8 +25,9 @@ use crate::proto::{Conflict, ErrorKind, LinkView, Response, Stats};
 /// (master ifindex, slave id): how the daemon names a slave internally.
 pub type SlaveKey = (u32, SlaveId);
 
-fn alias_for(master_index: u32, id: SlaveId) -> String {
-    format!("ipvlan-rs:{master_index}:{}", id.get())
+/// The `ifalias` naming a slave's TAP: unique per daemon instance, master and slave id.
+fn alias_for(instance: &str, master_index: u32, id: SlaveId) -> String {
+    format!("ipvlan-rs:{instance}:{master_index}:{}", id.get())
 }
 
 /// Runs `f` with a request socket inside the namespace the device lives in now.
@@ -205,7 +206,7 @@ impl Daemon {
             )
         };
         let id = added.id;
-        let alias = alias_for(mi, id);
+        let alias = alias_for(&self.instance, mi, id);
         let made = (|| -> io::Result<(Tap, u32)> {
             let tap = Tap::create(name.as_str())?;
             tap.set_mac(mac)?;
@@ -576,8 +577,9 @@ impl Daemon {
         let fix_mac = link.mac.filter(|m| *m != mac).is_some();
         let fix_noarp = link.up && link.noarp != mode.is_noarp();
         if fix_mac {
-            // R-MAC-2: a slave's MAC is the master's; undo the change.
-            warn!(slave = %ctl.name, "MAC changed on the slave: restoring the master's");
+            // R-MAC-2: a slave's MAC is the master's; undo the change (events may also be stale
+            // reports from before we set it: re-setting is harmless).
+            tracing::debug!(slave = %ctl.name, "slave MAC differs from the master's: restoring it");
             let _ = ctl.tap.set_mac(mac);
         }
         if fix_noarp {
@@ -773,7 +775,10 @@ impl Daemon {
     // ------------------------------------------------------------------ persistence
 
     pub(super) fn save(&self) {
-        let mut st = State::default();
+        let mut st = State {
+            instance: self.instance.clone(),
+            ..State::default()
+        };
         for (mi, p) in &self.ports {
             let sh = lock(&p.dp.shared);
             st.ports.push(PortState {
@@ -817,6 +822,9 @@ impl Daemon {
                 return;
             }
         };
+        if !st.instance.is_empty() {
+            self.instance = st.instance.clone();
+        }
         let namespaces = all_namespaces();
         for ps in st.ports {
             if let Err(e) = self.restore_port(&ps, &namespaces) {

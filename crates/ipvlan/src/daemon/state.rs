@@ -16,7 +16,28 @@ const VERSION: u32 = 1;
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct State {
     pub version: u32,
+    /// This daemon's identity, part of every slave's alias, so that a daemon only ever
+    /// re-attaches its own slaves (several daemons may run in different namespaces).
+    #[serde(default)]
+    pub instance: String,
     pub ports: Vec<PortState>,
+}
+
+/// A fresh random instance id.
+pub fn new_instance() -> String {
+    let mut b = [0u8; 8];
+    if let Ok(mut f) = File::open("/dev/urandom") {
+        use std::io::Read;
+        let _ = f.read_exact(&mut b);
+    }
+    if b == [0u8; 8] {
+        let t = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_nanos())
+            .unwrap_or(0);
+        b = ((t as u64) ^ u64::from(std::process::id())).to_be_bytes();
+    }
+    b.iter().map(|x| format!("{x:02x}")).collect()
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -117,6 +138,7 @@ mod tests {
         assert!(matches!(load(&d).unwrap(), Loaded::Fresh));
         let s = State {
             version: 1,
+            instance: "0123456789abcdef".into(),
             ports: vec![PortState {
                 master: "m0".into(),
                 master_ifindex: 4,

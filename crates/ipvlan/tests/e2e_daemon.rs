@@ -1,0 +1,227 @@
+//! End to end: daemon restarts and crashes, and what the CLI does with bad input.
+
+mod common;
+
+use std::time::Duration;
+
+use common::{text, wait, Fx};
+
+fn two_slaves(args: &str) -> Fx {
+    let mut fx = Fx::new();
+    fx.slave("ipvl0", args, "ns0", "192.0.2.11/24", "2001:db8:1::11/64");
+    fx.slave("ipvl1", args, "ns1", "192.0.2.12/24", "2001:db8:1::12/64");
+    fx
+}
+
+#[test]
+fn restart_serves_every_slave_again_in_its_namespace() {
+    require_env!();
+    let mut fx = two_slaves("mode l2 private");
+    let before = fx.links();
+    fx.stop_daemon(false);
+    assert!(!fx.ping("ns0", "192.0.2.254", 1), "no daemon, no traffic");
+    fx.start_daemon();
+    let back = wait(Duration::from_secs(5), || fx.ping("ns0", "192.0.2.254", 1));
+    assert!(back, "{}", fx.daemon_log());
+    assert!(fx.ping("ext", "2001:db8:1::12", 1));
+    assert!(
+        !fx.ping("ns0", "192.0.2.12", 1),
+        "still private after the restart"
+    );
+    let after = fx.links();
+    assert_eq!(after.len(), 2);
+    for (b, a) in before.iter().zip(&after) {
+        for key in [
+            "name",
+            "master",
+            "mode",
+            "flag",
+            "id",
+            "mtu",
+            "netns",
+            "addresses",
+        ] {
+            assert_eq!(b[key], a[key], "{key} changed across the restart");
+        }
+    }
+}
+
+#[test]
+fn kill_9_then_restart_loses_nothing() {
+    require_env!();
+    let mut fx = two_slaves("mode l2");
+    fx.stop_daemon(true);
+    fx.start_daemon();
+    assert!(wait(Duration::from_secs(5), || fx.ping(
+        "ns0",
+        "192.0.2.12",
+        1
+    )));
+    assert_eq!(fx.links().len(), 2);
+}
+
+#[test]
+fn slaves_deleted_while_the_daemon_is_down_are_dropped() {
+    require_env!();
+    let mut fx = two_slaves("mode l2");
+    fx.stop_daemon(false);
+    fx.del_ns("ns0");
+    std::thread::sleep(Duration::from_millis(300));
+    fx.start_daemon();
+    let links = fx.links();
+    assert_eq!(links.len(), 1, "{links:?}");
+    assert_eq!(links[0]["name"], "ipvl1");
+    assert!(fx.daemon_log().contains("no longer exists"));
+    assert!(fx.ping("ns1", "192.0.2.254", 1));
+}
+
+#[test]
+fn corrupt_state_is_kept_aside_and_the_daemon_starts() {
+    require_env!();
+    let mut fx = Fx::new();
+    fx.stop_daemon(false);
+    std::fs::create_dir_all(&fx.state_dir).unwrap();
+    std::fs::write(fx.state_dir.join("state.json"), b"{ not json").unwrap();
+    fx.start_daemon();
+    assert!(fx.daemon_log().contains("corrupt"));
+    let kept = std::fs::read_dir(&fx.state_dir)
+        .unwrap()
+        .flatten()
+        .any(|e| e.file_name().to_string_lossy().contains("corrupt"));
+    assert!(kept);
+    assert!(fx.links().is_empty());
+}
+
+/// Runs the CLI and returns (exit code, combined output).
+fn cli(fx: &Fx, args: &str) -> (i32, String) {
+    let o = fx.cli(&args.split_whitespace().collect::<Vec<_>>());
+    (o.status.code().unwrap_or(-1), text(&o))
+}
+
+#[test]
+fn bad_input_gets_clear_errors_and_creates_nothing() {
+    require_env!();
+    let fx = Fx::new();
+    let cases: &[(&str, i32, &str)] = &[
+        (
+            "link add link m0 s1 type ipvlan mode l4",
+            1,
+            "argument of \"mode\" must be either \"l2\", \"l3\" or \"l3s\"",
+        ),
+        (
+            "link add link m0 s1 type ipvlan mode L2",
+            1,
+            "argument of \"mode\"",
+        ),
+        (
+            "link add link m0 s1 type ipvlan mode l2 private vepa",
+            1,
+            "ipvlan: unknown option \"vepa\"?",
+        ),
+        (
+            "link add link m0 s1 type ipvlan bridge bridge",
+            1,
+            "unknown option \"bridge\"",
+        ),
+        (
+            "link add link m0 s1 type ipvlan mode",
+            255,
+            "Command line is not complete",
+        ),
+        ("link add s1 type ipvlan mode l2", 2, "needs its master"),
+        ("link add link m0 s1", 255, "\"type\" argument is required"),
+        (
+            "link add link nosuch s1 type ipvlan",
+            2,
+            "Cannot find device \"nosuch\"",
+        ),
+        (
+            "link add link lo s1 type ipvlan",
+            2,
+            "loopback or non-Ethernet",
+        ),
+        ("link add link m0 m0 type ipvlan", 2, "already exists"),
+        (
+            "link add link m0 this-name-is-too-long type ipvlan",
+            1,
+            "longer than 15 bytes",
+        ),
+        (
+            "link add link m0 s1 mtu 67 type ipvlan",
+            2,
+            "between 68 and 65535",
+        ),
+        ("link del nosuch", 2, "Cannot find device \"nosuch\""),
+        (
+            "link set dev nosuch type ipvlan mode l2",
+            2,
+            "Cannot find device",
+        ),
+        ("link frobnicate", 255, "Command \"frobnicate\" is unknown"),
+        ("frob", 255, "Object \"frob\" is unknown"),
+    ];
+    for (args, code, needle) in cases {
+        let (got, out) = cli(&fx, args);
+        assert_eq!(got, *code, "`ipvlan {args}` exit code; output: {out}");
+        assert!(
+            out.contains(needle),
+            "`ipvlan {args}`: expected {needle:?} in {out:?}"
+        );
+    }
+    assert!(fx.links().is_empty(), "nothing was created");
+    assert!(
+        !fx.sh("host", "ip link show").contains("s1"),
+        "no device left behind"
+    );
+    assert!(
+        !fx.sh("host", "nft list ruleset").contains("ipvlan_rs"),
+        "no steal table left"
+    );
+    // A bridge port is busy (R-CRT-4).
+    fx.sh(
+        "host",
+        "ip link add br9 type bridge && ip link set m0 master br9",
+    );
+    let (code, out) = cli(&fx, "link add link m0 s1 type ipvlan");
+    assert_eq!(code, 2, "{out}");
+    assert!(out.contains("busy"), "{out}");
+    // Taken names: the second add with the same name fails, the first slave is untouched.
+    fx.sh("host", "ip link set m0 nomaster");
+    fx.cli_ok(&[
+        "link", "add", "link", "m0", "s1", "type", "ipvlan", "mode", "l2",
+    ]);
+    let (code, out) = cli(&fx, "link add link m0 s1 type ipvlan mode l3");
+    assert_eq!(code, 2, "{out}");
+    assert!(out.contains("already exists"), "{out}");
+    assert_eq!(fx.link("s1").unwrap()["mode"], "l2");
+}
+
+#[test]
+fn a_slave_without_mode_keeps_the_port_mode_and_says_so() {
+    require_env!();
+    let fx = Fx::new();
+    fx.cli_ok(&[
+        "link", "add", "link", "m0", "s1", "type", "ipvlan", "mode", "l2", "private",
+    ]);
+    let out = fx.cli_ok(&["link", "add", "link", "m0", "s2", "type", "ipvlan"]);
+    assert!(out.contains("no mode given"), "{out}");
+    assert_eq!(fx.link("s1").unwrap()["mode"], "l2");
+    assert_eq!(fx.link("s2").unwrap()["flag"], "private");
+    // Given explicitly, a mode changes the whole port, and the CLI names every slave.
+    let out = fx.cli_ok(&[
+        "link", "add", "link", "m0", "s3", "type", "ipvlan", "mode", "l3",
+    ]);
+    assert!(out.contains("every slave"), "{out}");
+    assert!(out.contains("s1") && out.contains("s2"), "{out}");
+    for s in ["s1", "s2", "s3"] {
+        assert_eq!(fx.link(s).unwrap()["mode"], "l3");
+    }
+    // A slave given as the master attaches to the real master (R-CRT-2).
+    fx.cli_ok(&[
+        "link", "add", "link", "s1", "s4", "type", "ipvlan", "mode", "l3",
+    ]);
+    assert_eq!(fx.link("s4").unwrap()["master"], "m0");
+    // JSON and details look like iproute2's.
+    let d = fx.cli_ok(&["-d", "link", "show", "s4"]);
+    assert!(d.contains("ipvlan  mode l3 bridge"), "{d}");
+}

@@ -1,0 +1,347 @@
+//! End to end, l2 mode, in real namespaces: the HOWTO example, bridge and private, broadcast and
+//! multicast, IPv6, the netns move, duplicate addresses, the steal rules. Spec rule IDs cited.
+
+mod common;
+
+use std::time::Duration;
+
+use common::{text, wait, Fx};
+
+/// HOWTO §6 plus F-L2: ipvl0 in ns0 (.11), ipvl1 in ns1 (.12), l2 bridge.
+fn howto(args: &str) -> Fx {
+    let mut fx = Fx::new();
+    fx.slave("ipvl0", args, "ns0", "192.0.2.11/24", "2001:db8:1::11/64");
+    fx.slave("ipvl1", args, "ns1", "192.0.2.12/24", "2001:db8:1::12/64");
+    fx
+}
+
+#[test]
+fn howto_example_l2_bridge_t_30_t_45() {
+    require_env!();
+    let fx = howto("mode l2");
+    // Slave ↔ slave, both families (T-30), switched locally.
+    assert!(fx.ping("ns0", "192.0.2.12", 2), "ns0 → ns1 IPv4");
+    assert!(fx.ping("ns1", "192.0.2.11", 2), "ns1 → ns0 IPv4");
+    assert!(fx.ping("ns0", "2001:db8:1::12", 2), "ns0 → ns1 IPv6");
+    // Slave ↔ external, both ways (T-32, T-45).
+    assert!(fx.ping("ns0", "192.0.2.254", 2), "ns0 → ext");
+    assert!(fx.ping("ns1", "2001:db8:1::fe", 2), "ns1 → ext IPv6");
+    assert!(fx.ping("ext", "192.0.2.11", 2), "ext → ns0");
+    assert!(fx.ping("ext", "2001:db8:1::12", 2), "ext → ns1 IPv6");
+    // Both slaves carry the master's MAC (R-MAC-1) and look like a kernel slave in -d.
+    let show = fx.cli_ok(&["-d", "link", "show", "dev", "ipvl0"]);
+    assert!(show.contains("link/ether 02:00:00:00:00:01"), "{show}");
+    assert!(show.contains("ipvlan  mode l2 bridge"), "{show}");
+    let mac = fx.sh("ns1", "cat /sys/class/net/ipvl1/address");
+    assert_eq!(mac.trim(), "02:00:00:00:00:01");
+    // The external host sees every slave behind the master's MAC (R-SPC-ARP-2).
+    let neigh = fx.sh("ext", "ip neigh show 192.0.2.11");
+    assert!(neigh.contains("02:00:00:00:00:01"), "{neigh}");
+    // Per-slave link-local addresses from the slave id (R-DEVID-2).
+    let ll0 = fx.sh("ns0", "ip -6 addr show dev ipvl0 scope link");
+    assert!(ll0.contains("fe80::200:0:100:1"), "{ll0}");
+    assert!(!ll0.contains("fe80::ff:fe00:1"), "{ll0}");
+    // Counters moved.
+    let l = fx.link("ipvl0").unwrap();
+    assert!(l["stats"]["rx_packets"].as_u64().unwrap() > 0);
+    assert!(l["stats"]["tx_packets"].as_u64().unwrap() > 0);
+}
+
+#[test]
+fn tcp_and_udp_between_slaves_and_outside() {
+    require_env!();
+    let fx = howto("mode l2");
+    // A TCP transfer of 1 MiB from ns1 to ns0 and a UDP datagram from ext, with python.
+    let server = "import socket;s=socket.socket();s.setsockopt(socket.SOL_SOCKET,socket.SO_REUSEADDR,1);s.bind(('192.0.2.11',5001));s.listen(1);c,_=s.accept();n=0\nwhile True:\n d=c.recv(65536)\n if not d: break\n n+=len(d)\nprint(n)";
+    let mut srv = std::process::Command::new("ip")
+        .args(["netns", "exec", &fx.ns("ns0"), "python3", "-c", server])
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(300));
+    fx.sh(
+        "ns1",
+        "python3 -c \"import socket;s=socket.create_connection(('192.0.2.11',5001),timeout=5);s.sendall(b'x'*1048576);s.close()\"",
+    );
+    let out = srv.wait_with_output().unwrap();
+    assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "1048576");
+    // 8 MiB from the external host: veth hands the master GSO super-frames with checksums left
+    // to the receiver, which the vnet header carries through to the slave.
+    let srv = std::process::Command::new("ip")
+        .args([
+            "netns",
+            "exec",
+            &fx.ns("ns0"),
+            "python3",
+            "-c",
+            &server.replace("5001", "5004"),
+        ])
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(300));
+    fx.sh(
+        "ext",
+        "python3 -c \"import socket;s=socket.create_connection(('192.0.2.11',5004),timeout=5);s.sendall(b'y'*8388608);s.close()\"",
+    );
+    let out = srv.wait_with_output().unwrap();
+    assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "8388608");
+    // UDP ext → ns1.
+    let recv = std::process::Command::new("ip")
+        .args([
+            "netns", "exec", &fx.ns("ns1"), "python3", "-c",
+            "import socket;r=socket.socket(socket.AF_INET,socket.SOCK_DGRAM);r.bind(('192.0.2.12',5002));r.settimeout(5);print(r.recvfrom(100)[0].decode())",
+        ])
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(500));
+    // Three datagrams: the first may wait for ARP resolution.
+    fx.sh(
+        "ext",
+        "python3 -c \"import socket,time;s=socket.socket(socket.AF_INET,socket.SOCK_DGRAM)\nfor i in range(3): s.sendto(b'hello-udp',('192.0.2.12',5002)); time.sleep(0.2)\"",
+    );
+    let out = recv.wait_with_output().unwrap();
+    assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "hello-udp");
+}
+
+#[test]
+fn private_blocks_unicast_between_slaves_only_t_39() {
+    require_env!();
+    let fx = howto("mode l2 private");
+    assert!(
+        !fx.ping("ns0", "192.0.2.12", 2),
+        "private must block slave → slave"
+    );
+    assert!(
+        fx.ping("ns0", "192.0.2.254", 2),
+        "private still reaches the outside"
+    );
+    assert!(
+        fx.ping("ext", "192.0.2.12", 2),
+        "and the outside reaches slaves"
+    );
+    // The drops are counted, by reason (R-STAT-1): ns1's ARP replies to ns0 die on ipvl1.
+    let l = fx.link("ipvl1").unwrap();
+    let drops = l["stats"]["drops"].as_array().unwrap();
+    assert!(
+        drops
+            .iter()
+            .any(|d| d["reason"] == "private_unicast" && d["direction"] == "tx"),
+        "{l}"
+    );
+    let stats = fx.cli_ok(&["-s", "link", "show", "ipvl1"]);
+    assert!(stats.contains("tx private_unicast"), "{stats}");
+    // Switching the port to bridge restores it for both slaves (R-MODE-1, R-MODE-6).
+    let out = fx.cli_ok(&[
+        "link", "set", "dev", "ipvl0", "type", "ipvlan", "mode", "l2", "bridge",
+    ]);
+    assert!(out.contains("every slave"), "{out}");
+    assert!(out.contains("ipvl1"), "{out}");
+    assert!(fx.ping("ns0", "192.0.2.12", 2), "bridge again");
+    assert_eq!(fx.link("ipvl1").unwrap()["flag"], "bridge");
+}
+
+/// Broadcast ping from ns0: how many echo requests ns1's stack received.
+fn broadcast_seen_by_ns1(fx: &Fx) -> u64 {
+    fx.sh("ns1", "sysctl -qw net.ipv4.icmp_echo_ignore_broadcasts=0");
+    let before = fx.snmp("ns1", "Icmp", "InEchos");
+    let _ = fx.try_sh("ns0", "ping -4 -b -c 3 -i 0.2 -W 1 192.0.2.255");
+    fx.snmp("ns1", "Icmp", "InEchos") - before
+}
+
+#[test]
+fn broadcast_reaches_the_other_slaves_r_mc_2() {
+    require_env!();
+    let fx = howto("mode l2");
+    assert_eq!(broadcast_seen_by_ns1(&fx), 3, "each broadcast exactly once");
+}
+
+#[test]
+fn private_does_not_block_broadcast_t_40() {
+    require_env!();
+    // Kernel oracle: scripts/oracle/core-unverified.sh shows ns2 +3 under private.
+    let fx = howto("mode l2 private");
+    assert_eq!(broadcast_seen_by_ns1(&fx), 3);
+}
+
+#[test]
+fn multicast_reaches_a_subscribed_slave_t_36() {
+    require_env!();
+    let fx = howto("mode l2");
+    let listener = std::process::Command::new("ip")
+        .args([
+            "netns", "exec", &fx.ns("ns1"), "python3", "-c",
+            "import socket,struct\n\
+             s=socket.socket(socket.AF_INET,socket.SOCK_DGRAM)\n\
+             s.bind(('0.0.0.0',5003))\n\
+             s.setsockopt(socket.IPPROTO_IP,socket.IP_ADD_MEMBERSHIP,struct.pack('4s4s',socket.inet_aton('239.1.1.1'),socket.inet_aton('192.0.2.12')))\n\
+             s.settimeout(5)\n\
+             print(s.recvfrom(100)[0].decode())",
+        ])
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(500));
+    fx.sh(
+        "ns0",
+        "python3 -c \"import socket;s=socket.socket(socket.AF_INET,socket.SOCK_DGRAM);s.setsockopt(socket.IPPROTO_IP,socket.IP_MULTICAST_TTL,1);s.setsockopt(socket.IPPROTO_IP,socket.IP_MULTICAST_IF,socket.inet_aton('192.0.2.11'));s.sendto(b'hello-group',('239.1.1.1',5003))\"",
+    );
+    let out = listener.wait_with_output().unwrap();
+    assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "hello-group");
+    // The sender gets no copy from ipvlan (R-MC-5): its rx_multicast stays where ND left it,
+    // and the group copy is counted on the receiver.
+    let l1 = fx.link("ipvl1").unwrap();
+    assert!(l1["stats"]["rx_multicast"].as_u64().unwrap() > 0);
+}
+
+#[test]
+fn netns_move_keeps_working_r_life_4() {
+    require_env!();
+    let mut fx = howto("mode l2");
+    assert!(fx.ping("ns0", "192.0.2.12", 1));
+    // Move ipvl0 from ns0 to ns2: its addresses are flushed by the move; configure it again.
+    fx.add_ns("ns2");
+    let ns2 = fx.ns("ns2");
+    fx.sh("ns0", &format!("ip link set dev ipvl0 netns {ns2}"));
+    fx.sh(
+        "ns2",
+        "ip link set dev ipvl0 up && ip addr add 192.0.2.21/24 dev ipvl0",
+    );
+    fx.wait_learned("ipvl0", "192.0.2.21");
+    let l = fx.link("ipvl0").unwrap();
+    assert_eq!(l["netns"], ns2.as_str());
+    assert!(
+        !l["addresses"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|a| a == "192.0.2.11"),
+        "{l}"
+    );
+    assert!(
+        fx.ping("ns2", "192.0.2.12", 2),
+        "from its new namespace to ns1"
+    );
+    assert!(
+        fx.ping("ext", "192.0.2.21", 2),
+        "the outside reaches the new address"
+    );
+}
+
+#[test]
+fn duplicate_address_first_owner_keeps_it_t_22() {
+    require_env!();
+    let fx = howto("mode l2");
+    // The kernel would refuse this `ip addr add` (EADDRINUSE); userspace cannot, so the first
+    // owner keeps the address and the conflict is reported.
+    fx.sh("ns1", "ip addr add 192.0.2.11/32 dev ipvl1");
+    let ok = wait(Duration::from_secs(5), || {
+        fx.link("ipvl1")
+            .is_some_and(|l| !l["conflicts"].as_array().unwrap().is_empty())
+    });
+    assert!(ok, "conflict not reported: {:?}", fx.link("ipvl1"));
+    let l = fx.link("ipvl1").unwrap();
+    assert_eq!(l["conflicts"][0]["address"], "192.0.2.11");
+    assert_eq!(l["conflicts"][0]["owner"], "ipvl0");
+    assert_eq!(l["stats"]["address_conflicts"], 1);
+    let shown = fx.cli_ok(&["link", "show", "ipvl1"]);
+    assert!(
+        shown.contains("conflict 192.0.2.11: already owned by ipvl0"),
+        "{shown}"
+    );
+    assert!(fx.daemon_log().contains("address conflict"));
+    // Traffic for it still goes to the first owner: ext's pings are answered by ns0.
+    let before = fx.snmp("ns0", "Icmp", "InEchos");
+    assert!(fx.ping("ext", "192.0.2.11", 2));
+    assert!(fx.snmp("ns0", "Icmp", "InEchos") >= before + 2);
+    // Removing it from ipvl1 clears the conflict.
+    fx.sh("ns1", "ip addr del 192.0.2.11/32 dev ipvl1");
+    assert!(wait(Duration::from_secs(5), || fx.link("ipvl1").unwrap()
+        ["conflicts"]
+        .as_array()
+        .unwrap()
+        .is_empty()));
+}
+
+#[test]
+fn slave_with_the_master_ip_takes_its_traffic_t_25() {
+    require_env!();
+    let mut fx = howto("mode l2");
+    // ipvl1 takes the master's own address; the steal table keeps the host stack out of it.
+    fx.sh("ns1", "ip addr add 192.0.2.1/32 dev ipvl1");
+    fx.wait_learned("ipvl1", "192.0.2.1");
+    let host_before = fx.snmp("host", "Icmp", "InEchos");
+    let ns1_before = fx.snmp("ns1", "Icmp", "InEchos");
+    assert!(fx.ping("ext", "192.0.2.1", 3));
+    assert!(
+        fx.snmp("ns1", "Icmp", "InEchos") >= ns1_before + 3,
+        "ns1 answers"
+    );
+    assert_eq!(
+        fx.snmp("host", "Icmp", "InEchos"),
+        host_before,
+        "the host stack never sees it"
+    );
+    let table = fx.sh("host", "nft list ruleset");
+    assert!(table.contains("192.0.2.1"), "{table}");
+    // Deleting every slave removes the steal table with the port (R-OBJ-1).
+    fx.cli_ok(&["link", "del", "ipvl0"]);
+    fx.cli_ok(&["link", "del", "dev", "ipvl1"]);
+    let table = fx.sh("host", "nft list ruleset");
+    assert!(!table.contains("ipvlan_rs"), "{table}");
+    assert!(fx.ping("ext", "192.0.2.1", 1), "the host answers again");
+    let _ = &mut fx;
+}
+
+#[test]
+fn master_down_and_up_carrier_follows_r_link_1() {
+    require_env!();
+    let fx = howto("mode l2");
+    fx.sh("host", "ip link set m0 down");
+    let no_carrier = wait(Duration::from_secs(5), || {
+        fx.sh("ns0", "ip link show ipvl0").contains("NO-CARRIER")
+    });
+    assert!(no_carrier, "{}", fx.sh("ns0", "ip link show ipvl0"));
+    assert!(
+        fx.sh("ns0", "ip link show ipvl0").contains(",UP"),
+        "admin state unchanged (R-LINK-2)"
+    );
+    fx.sh("host", "ip link set m0 up");
+    let back = wait(Duration::from_secs(5), || {
+        fx.sh("ns0", "ip link show ipvl0").contains("LOWER_UP")
+    });
+    assert!(back);
+    assert!(wait(Duration::from_secs(5), || fx.ping(
+        "ns0",
+        "192.0.2.254",
+        1
+    )));
+}
+
+#[test]
+fn master_deleted_takes_its_slaves_r_life_1() {
+    require_env!();
+    let fx = howto("mode l2");
+    fx.sh("host", "ip link del m0");
+    let gone = wait(Duration::from_secs(5), || {
+        !fx.try_sh("ns0", "ip link show ipvl0").status.success()
+            && !fx.try_sh("ns1", "ip link show ipvl1").status.success()
+    });
+    assert!(gone, "slaves survived their master");
+    assert!(fx.links().is_empty());
+}
+
+#[test]
+fn deleting_a_slaves_namespace_removes_it_r_life_5() {
+    require_env!();
+    let mut fx = howto("mode l2");
+    fx.del_ns("ns0");
+    let gone = wait(Duration::from_secs(5), || fx.link("ipvl0").is_none());
+    assert!(gone, "{:?}", fx.links());
+    assert!(fx.daemon_log().contains("namespace was deleted"));
+    assert!(
+        fx.ping("ns1", "192.0.2.254", 1),
+        "the other slave is unaffected"
+    );
+}
