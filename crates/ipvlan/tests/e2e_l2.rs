@@ -5,7 +5,7 @@ mod common;
 
 use std::time::Duration;
 
-use common::{text, wait, Fx};
+use common::{wait, Fx};
 
 /// HOWTO §6 plus F-L2: ipvl0 in ns0 (.11), ipvl1 in ns1 (.12), l2 bridge.
 fn howto(args: &str) -> Fx {
@@ -53,7 +53,7 @@ fn tcp_and_udp_between_slaves_and_outside() {
     let fx = howto("mode l2");
     // A TCP transfer of 1 MiB from ns1 to ns0 and a UDP datagram from ext, with python.
     let server = "import socket;s=socket.socket();s.setsockopt(socket.SOL_SOCKET,socket.SO_REUSEADDR,1);s.bind(('192.0.2.11',5001));s.listen(1);c,_=s.accept();n=0\nwhile True:\n d=c.recv(65536)\n if not d: break\n n+=len(d)\nprint(n)";
-    let mut srv = std::process::Command::new("ip")
+    let srv = std::process::Command::new("ip")
         .args(["netns", "exec", &fx.ns("ns0"), "python3", "-c", server])
         .stdout(std::process::Stdio::piped())
         .spawn()
