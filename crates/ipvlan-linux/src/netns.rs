@@ -145,3 +145,38 @@ pub fn all_namespaces() -> Vec<NetNs> {
     }
     out
 }
+
+/// The namespaces something other than this process keeps alive: those of other processes and
+/// those bind-mounted (`ip netns add`, container runtimes) in this mount namespace.
+/// A namespace absent from this set is held only by us: its owner has deleted it.
+pub fn referenced_elsewhere() -> HashSet<u64> {
+    let mut inodes = HashSet::new();
+    let me = std::process::id().to_string();
+    if let Ok(procs) = std::fs::read_dir("/proc") {
+        for p in procs.flatten() {
+            let name = p.file_name();
+            let name = name.to_string_lossy();
+            if name == me || !name.bytes().all(|b| b.is_ascii_digit()) {
+                continue;
+            }
+            if let Ok(meta) = std::fs::metadata(p.path().join("ns/net")) {
+                inodes.insert(meta.ino());
+            }
+        }
+    }
+    // mountinfo's 4th field of an nsfs mount is `net:[INODE]`.
+    if let Ok(info) = std::fs::read_to_string("/proc/self/mountinfo") {
+        for line in info.lines().filter(|l| l.contains(" - nsfs ")) {
+            if let Some(ino) = line
+                .split_whitespace()
+                .nth(3)
+                .and_then(|root| root.strip_prefix("net:["))
+                .and_then(|r| r.strip_suffix(']'))
+                .and_then(|n| n.parse().ok())
+            {
+                inodes.insert(ino);
+            }
+        }
+    }
+    inodes
+}

@@ -225,3 +225,52 @@ fn a_slave_without_mode_keeps_the_port_mode_and_says_so() {
     let d = fx.cli_ok(&["-d", "link", "show", "s4"]);
     assert!(d.contains("ipvlan  mode l3 bridge"), "{d}");
 }
+
+#[test]
+fn namespace_deleted_after_a_restart_still_removes_its_slave() {
+    require_env!();
+    let mut fx = two_slaves("mode l2");
+    fx.stop_daemon(false);
+    fx.start_daemon();
+    assert!(wait(Duration::from_secs(5), || fx.ping(
+        "ns0",
+        "192.0.2.12",
+        1
+    )));
+    // After the restart the daemon re-attached from inside ns0; deleting ns0 must still
+    // delete the slave (R-LIFE-5).
+    fx.del_ns("ns0");
+    let gone = wait(Duration::from_secs(6), || fx.link("ipvl0").is_none());
+    assert!(gone, "{:?}\n{}", fx.links(), fx.daemon_log());
+    assert!(fx.ping("ns1", "192.0.2.254", 1));
+}
+
+#[test]
+fn the_readme_demo_passes_and_cleans_up() {
+    require_env!();
+    let out = std::process::Command::new(common::BIN)
+        .arg("demo")
+        .output()
+        .unwrap();
+    let text = text(&out);
+    assert!(out.status.success(), "{text}");
+    assert!(text.contains("All checks passed"), "{text}");
+    assert_eq!(text.matches("ok   ").count(), 7, "{text}");
+    let tag = format!(
+        "ipvdemo{}",
+        text.split("ipvdemo")
+            .nth(1)
+            .unwrap_or("")
+            .split('-')
+            .next()
+            .unwrap_or("")
+    );
+    let left = std::process::Command::new("ip")
+        .args(["netns", "list"])
+        .output()
+        .unwrap();
+    assert!(
+        !String::from_utf8_lossy(&left.stdout).contains(&tag),
+        "demo left {tag} behind"
+    );
+}

@@ -80,6 +80,9 @@ pub struct SlaveCtl {
     pub nsid: Option<i32>,
     pub ifindex: u32,
     pub carrier: bool,
+    /// The TAP was re-attached from inside the slave's namespace (after a restart), so our
+    /// descriptor keeps that namespace alive; the sweep notices when nobody else does.
+    pub pinned: bool,
     /// Addresses configured on the slave that another slave owns, with that owner's name.
     pub conflicts: BTreeMap<IpAddr, String>,
     pub conflict_count: u64,

@@ -258,6 +258,7 @@ impl Daemon {
                 nsid: None,
                 ifindex,
                 carrier,
+                pinned: false,
                 conflicts: BTreeMap::new(),
                 conflict_count: 0,
             },
@@ -665,6 +666,9 @@ impl Daemon {
         })??;
         ctl.nsid = nsid;
         ctl.ifindex = link.index;
+        if ns.id() == self.ns.id() {
+            ctl.pinned = false;
+        }
         ctl.conflicts.clear();
         let tap = ctl.tap.clone();
         let slave_name = ctl.name.clone();
@@ -755,8 +759,36 @@ impl Daemon {
         self.sync_steal(mi);
     }
 
-    /// Once a second: notice slaves whose device disappeared without an event we could see.
+    /// Once a second: notice slaves whose device disappeared without an event we could see,
+    /// and slaves whose namespace only we keep alive (its owner deleted it: R-LIFE-5).
     pub(super) fn sweep(&mut self) {
+        let pinned: Vec<SlaveKey> = self
+            .ports
+            .iter()
+            .flat_map(|(mi, p)| {
+                p.slaves
+                    .iter()
+                    .filter(|(_, c)| c.pinned)
+                    .map(move |(id, _)| (*mi, *id))
+            })
+            .collect();
+        if !pinned.is_empty() {
+            let alive = ipvlan_linux::netns::referenced_elsewhere();
+            for key in pinned {
+                let Some(ctl) = self.ports.get(&key.0).and_then(|p| p.slaves.get(&key.1)) else {
+                    continue;
+                };
+                let orphan = ctl
+                    .tap
+                    .netns()
+                    .is_ok_and(|ns| ns.id() != self.ns.id() && !alive.contains(&ns.id().ino));
+                if orphan {
+                    warn!(slave = %ctl.name, "slave's namespace was deleted (only the daemon still held it): slave removed");
+                    self.remove_slave(key, true);
+                    self.save();
+                }
+            }
+        }
         let gone: Vec<SlaveKey> = self
             .ports
             .iter()
@@ -901,6 +933,7 @@ impl Daemon {
                     nsid: None,
                     ifindex: 0,
                     carrier,
+                    pinned: ns.id() != self.ns.id(),
                     conflicts: BTreeMap::new(),
                     conflict_count: 0,
                 },
