@@ -345,3 +345,38 @@ fn deleting_a_slaves_namespace_removes_it_r_life_5() {
         "the other slave is unaffected"
     );
 }
+
+#[test]
+fn slaves_follow_the_master_mac_and_mtu_r_mac_3_r_mtu_3() {
+    require_env!();
+    let fx = howto("mode l2");
+    fx.sh("host", "ip link set m0 address 02:00:00:00:00:02");
+    let followed = wait(Duration::from_secs(5), || {
+        fx.sh("ns0", "cat /sys/class/net/ipvl0/address").trim() == "02:00:00:00:00:02"
+            && fx.sh("ns1", "cat /sys/class/net/ipvl1/address").trim() == "02:00:00:00:00:02"
+    });
+    assert!(followed, "slaves kept the old MAC");
+    // The outside learns the new MAC from slave traffic (R-MAC-4).
+    fx.sh("ext", "ip neigh flush dev e0");
+    assert!(fx.ping("ns0", "192.0.2.254", 1));
+    assert!(fx
+        .sh("ext", "ip neigh show 192.0.2.11")
+        .contains("02:00:00:00:00:02"));
+    // R-MAC-2: a MAC set on a slave is undone.
+    fx.sh("ns1", "ip link set ipvl1 address 02:aa:aa:aa:aa:aa");
+    let undone = wait(Duration::from_secs(5), || {
+        fx.sh("ns1", "cat /sys/class/net/ipvl1/address").trim() == "02:00:00:00:00:02"
+    });
+    assert!(undone);
+    // R-MTU-3: a master MTU change overwrites every slave's MTU.
+    fx.sh("ns0", "ip link set ipvl0 mtu 9000");
+    fx.sh("host", "ip link set m0 mtu 1400");
+    let mtu = wait(Duration::from_secs(5), || {
+        fx.sh("ns0", "cat /sys/class/net/ipvl0/mtu").trim() == "1400"
+            && fx.sh("ns1", "cat /sys/class/net/ipvl1/mtu").trim() == "1400"
+    });
+    assert!(mtu);
+    assert!(wait(Duration::from_secs(3), || fx.link("ipvl0").unwrap()
+        ["mtu"]
+        == 1400));
+}
