@@ -30,10 +30,23 @@ fn raw_socket(family: libc::c_int) -> io::Result<OwnedFd> {
 }
 
 impl HostStack {
-    /// Opens the sockets in the calling thread's namespace.
-    pub fn open() -> io::Result<HostStack> {
+    /// Opens the sockets in the calling thread's namespace. The IPv4 one is bound to the master
+    /// `device`, so its route lookup is pinned to it as the kernel's is (R-TX-L3-3 step 4); for
+    /// IPv6 the kernel's interface hint is only a preference (step 5), so that one is not.
+    pub fn open(device: &str) -> io::Result<HostStack> {
         let v4 = raw_socket(libc::AF_INET)?;
         let v6 = raw_socket(libc::AF_INET6)?;
+        let name = crate::ifr_name(device)?;
+        // SAFETY: passing the NUL-terminated name buffer with its length.
+        crate::cvt(unsafe {
+            libc::setsockopt(
+                v4.as_raw_fd(),
+                libc::SOL_SOCKET,
+                libc::SO_BINDTODEVICE,
+                name.as_ptr().cast(),
+                device.len() as libc::socklen_t,
+            )
+        })?;
         let one: libc::c_int = 1;
         // Any source address is allowed (R-TX-NOVALIDATE): freebind + transparent.
         setsockopt(&v4, libc::SOL_IP, libc::IP_FREEBIND, &one)?;

@@ -145,8 +145,8 @@ impl Daemon {
         })?;
         let packet = PacketSocket::open(link.index)
             .map_err(|e| system("opening the master's packet socket", e))?;
-        let host =
-            HostStack::open().map_err(|e| system("opening raw sockets to the host stack", e))?;
+        let host = HostStack::open(&link.name)
+            .map_err(|e| system("opening raw sockets to the host stack", e))?;
         let steal = Steal::install(&link.name, link.index)
             .map_err(|e| system("installing the steal table", e))?;
         let port = Port::new(Master {

@@ -1,0 +1,228 @@
+//! End to end: l3, l3s and vepa on real traffic, and live mode changes (spec §4.3, §6.2, §7.5,
+//! §11.4). Fixture F-L3: slaves with /32 and /128 addresses and `default dev sN`; the external
+//! host routes 198.51.100.0/24 and 2001:db8:2::/64 via the master.
+
+mod common;
+
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+use common::{wait, Fx};
+
+fn l3(args: &str) -> Fx {
+    let mut fx = Fx::new();
+    for n in 1..=2 {
+        fx.slave(
+            &format!("s{n}"),
+            args,
+            &format!("ns{n}"),
+            &format!("198.51.100.1{n}/32"),
+            &format!("2001:db8:2::1{n}/128"),
+        );
+        fx.sh(
+            &format!("ns{n}"),
+            &format!("ip route add default dev s{n} && ip -6 route add default dev s{n}"),
+        );
+    }
+    fx.sh("ext", "ip route add 198.51.100.0/24 via 192.0.2.1 && ip -6 route add 2001:db8:2::/64 via 2001:db8:1::1");
+    fx
+}
+
+/// Starts a capture of the first ICMP packet arriving in namespace `ns`; `finish` returns
+/// "SRC TTL".
+fn capture_icmp(fx: &Fx, ns: &str) -> std::process::Child {
+    let c = Command::new("ip")
+        .args([
+            "netns",
+            "exec",
+            &fx.ns(ns),
+            "python3",
+            "-c",
+            "import socket\n\
+             s=socket.socket(socket.AF_INET,socket.SOCK_RAW,socket.IPPROTO_ICMP)\n\
+             s.settimeout(5)\n\
+             while True:\n\
+             \x20d,a=s.recvfrom(2000)\n\
+             \x20if d[20]==8:\n\
+             \x20\x20print(a[0],d[8]); break",
+        ])
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(400));
+    c
+}
+
+fn finish(c: std::process::Child) -> String {
+    String::from_utf8_lossy(&c.wait_with_output().unwrap().stdout)
+        .trim()
+        .to_owned()
+}
+
+#[test]
+fn l3_bridge_t_50_t_51_t_52() {
+    require_env!();
+    let fx = l3("mode l3");
+    assert!(
+        fx.ping("ns1", "198.51.100.12", 2),
+        "slave → slave, switched (T-51)"
+    );
+    assert!(fx.ping("ns1", "2001:db8:2::12", 2), "IPv6 slave → slave");
+    // Egress is routed in the master namespace with the slave's own source and TTL 64, no
+    // ip_forward needed (T-50).
+    let cap = capture_icmp(&fx, "ext");
+    assert!(fx.ping("ns1", "192.0.2.254", 1));
+    assert_eq!(finish(cap), "198.51.100.11 64");
+    assert_eq!(fx.sh("host", "sysctl -n net.ipv4.ip_forward").trim(), "0");
+    assert!(fx.ping("ns1", "2001:db8:1::fe", 2), "IPv6 egress (T-52)");
+    assert!(
+        fx.ping("ext", "198.51.100.12", 2),
+        "the outside reaches slaves by routing to the master"
+    );
+    assert!(fx.ping("ext", "2001:db8:2::11", 2));
+    // l3 slaves are NOARP (R-MODE-2).
+    assert!(fx.sh("ns1", "ip link show s1").contains("NOARP"));
+}
+
+#[test]
+fn l3_drops_broadcast_and_multicast_t_53_t_55() {
+    require_env!();
+    let fx = l3("mode l3");
+    fx.sh("ns2", "sysctl -qw net.ipv4.icmp_echo_ignore_broadcasts=0");
+    let before = fx.snmp("ns2", "Icmp", "InEchos");
+    let _ = fx.try_sh("ns1", "ping -4 -b -c 2 -W 1 -I s1 255.255.255.255");
+    assert_eq!(
+        fx.snmp("ns2", "Icmp", "InEchos"),
+        before,
+        "no broadcast reaches another l3 slave"
+    );
+    let l = fx.link("s1").unwrap();
+    assert!(
+        l["stats"]["drops"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|d| d["reason"] == "l3_multicast"),
+        "{l}"
+    );
+    // From the outside: a broadcast reaches the host, not the slaves (T-55).
+    fx.sh("host", "sysctl -qw net.ipv4.icmp_echo_ignore_broadcasts=0");
+    let host = fx.snmp("host", "Icmp", "InEchos");
+    let _ = fx.try_sh("ext", "ping -4 -b -c 2 -W 1 192.0.2.255");
+    assert!(fx.snmp("host", "Icmp", "InEchos") > host);
+    assert_eq!(fx.snmp("ns2", "Icmp", "InEchos"), before);
+}
+
+#[test]
+fn l3_private_t_60() {
+    require_env!();
+    let fx = l3("mode l3 private");
+    assert!(!fx.ping("ns1", "198.51.100.12", 1));
+    assert!(fx.ping("ns1", "192.0.2.254", 1));
+}
+
+#[test]
+fn l3_vepa_does_not_switch_locally_t_61() {
+    require_env!();
+    let fx = l3("mode l3 vepa");
+    let before = fx.snmp("ns2", "Icmp", "InEchos");
+    assert!(!fx.ping("ns1", "198.51.100.12", 1));
+    assert_eq!(
+        fx.snmp("ns2", "Icmp", "InEchos"),
+        before,
+        "ns2 sees no echo request"
+    );
+    assert!(fx.ping("ns1", "192.0.2.254", 1));
+}
+
+#[test]
+fn l3_egress_passes_the_master_postrouting_t_56() {
+    require_env!();
+    let fx = l3("mode l3");
+    fx.sh(
+        "host",
+        "nft add table ip t56 && nft 'add chain ip t56 post { type nat hook postrouting priority 100; }' && nft add rule ip t56 post ip saddr 198.51.100.0/24 oifname m0 masquerade",
+    );
+    let cap = capture_icmp(&fx, "ext");
+    let _ = fx.ping("ns1", "192.0.2.254", 1);
+    let seen = finish(cap);
+    assert!(
+        seen.starts_with("192.0.2.1 "),
+        "ext saw {seen:?}: the master's masquerade applied"
+    );
+}
+
+#[test]
+fn l2_vepa_needs_a_hairpin_t_41_t_42() {
+    require_env!();
+    let mut fx = Fx::new();
+    fx.slave(
+        "s1",
+        "mode l2 vepa",
+        "ns1",
+        "192.0.2.11/24",
+        "2001:db8:1::11/64",
+    );
+    fx.slave(
+        "s2",
+        "mode l2 vepa",
+        "ns2",
+        "192.0.2.12/24",
+        "2001:db8:1::12/64",
+    );
+    assert!(
+        !fx.ping("ns1", "192.0.2.12", 1),
+        "plain veth: no hairpin, no way back (T-41)"
+    );
+    assert!(fx.ping("ns1", "192.0.2.254", 1));
+    // The external switch: e0 becomes a port of a bridge with hairpin on (F-HAIRPIN).
+    fx.sh(
+        "ext",
+        "ip addr flush dev e0 && ip link add br0 address 02:00:00:00:00:fd type bridge && ip link set e0 master br0 && bridge link set dev e0 hairpin on && ip link set br0 up && ip addr add 192.0.2.254/24 dev br0",
+    );
+    assert!(
+        wait(Duration::from_secs(5), || fx.ping("ns1", "192.0.2.12", 1)),
+        "hairpinned (T-42)"
+    );
+    // Broadcast: ns2 gets exactly one copy; the reflection is recognised (T-44).
+    fx.sh("ns2", "sysctl -qw net.ipv4.icmp_echo_ignore_broadcasts=0");
+    let before = fx.snmp("ns2", "Icmp", "InEchos");
+    let _ = fx.try_sh("ns1", "ping -4 -b -c 3 -i 0.2 -W 1 192.0.2.255");
+    assert_eq!(fx.snmp("ns2", "Icmp", "InEchos") - before, 3);
+}
+
+#[test]
+fn live_mode_change_switches_the_whole_port() {
+    require_env!();
+    let mut fx = Fx::new();
+    fx.slave("s1", "mode l2", "ns1", "192.0.2.11/24", "");
+    fx.slave("s2", "mode l2", "ns2", "192.0.2.12/24", "");
+    fx.sh("ns2", "sysctl -qw net.ipv4.icmp_echo_ignore_broadcasts=0");
+    let before = fx.snmp("ns2", "Icmp", "InEchos");
+    let _ = fx.try_sh("ns1", "ping -4 -b -c 2 -i 0.2 -W 1 192.0.2.255");
+    assert_eq!(
+        fx.snmp("ns2", "Icmp", "InEchos") - before,
+        2,
+        "l2: broadcast delivered"
+    );
+    let out = fx.cli_ok(&["link", "set", "dev", "s1", "type", "ipvlan", "mode", "l3"]);
+    assert!(out.contains("every slave") && out.contains("s2"), "{out}");
+    // Both slaves turn NOARP, and traffic follows the new mode without a restart.
+    assert!(wait(Duration::from_secs(5), || fx
+        .sh("ns2", "ip link show s2")
+        .contains("NOARP")));
+    let before = fx.snmp("ns2", "Icmp", "InEchos");
+    let _ = fx.try_sh("ns1", "ping -4 -b -c 2 -i 0.2 -W 1 192.0.2.255");
+    assert_eq!(
+        fx.snmp("ns2", "Icmp", "InEchos"),
+        before,
+        "l3: no broadcast"
+    );
+    assert!(fx.ping("ns1", "192.0.2.12", 2), "l3 switches by IP");
+    assert_eq!(fx.link("s2").unwrap()["mode"], "l3");
+    fx.cli_ok(&["link", "set", "dev", "s2", "type", "ipvlan", "mode", "l2"]);
+    assert!(wait(Duration::from_secs(5), || !fx
+        .sh("ns1", "ip link show s1")
+        .contains("NOARP")));
+    assert!(fx.ping("ns1", "192.0.2.12", 2));
+}
