@@ -1,5 +1,8 @@
 //! End to end: daemon restarts and crashes, and what the CLI does with bad input.
 
+// Test code: a failed unwrap is a failed test.
+#![allow(clippy::unwrap_used)]
+
 mod common;
 
 use std::time::Duration;

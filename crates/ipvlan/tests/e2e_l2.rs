@@ -1,6 +1,9 @@
 //! End to end, l2 mode, in real namespaces: the HOWTO example, bridge and private, broadcast and
 //! multicast, IPv6, the netns move, duplicate addresses, the steal rules. Spec rule IDs cited.
 
+// Test code: a failed unwrap is a failed test.
+#![allow(clippy::unwrap_used)]
+
 mod common;
 
 use std::time::Duration;

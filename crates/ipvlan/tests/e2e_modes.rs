@@ -2,6 +2,9 @@
 //! §11.4). Fixture F-L3: slaves with /32 and /128 addresses and `default dev sN`; the external
 //! host routes 198.51.100.0/24 and 2001:db8:2::/64 via the master.
 
+// Test code: a failed unwrap is a failed test.
+#![allow(clippy::unwrap_used)]
+
 mod common;
 
 use std::process::{Command, Stdio};
