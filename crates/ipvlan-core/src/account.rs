@@ -63,13 +63,17 @@ impl Port {
     pub fn handle_rx(&mut self, frame: &[u8], meta: RxMeta) -> RxAction {
         let action = decide_rx(self, frame, meta);
         match action {
-            RxAction::Deliver(to) | RxAction::DeliverViaHost(to) => {
+            RxAction::Deliver(to) => {
                 self.counters.rx_claimed += 1;
                 if let Some(s) = self.slave_mut(to) {
                     s.counters.count_rx(frame.len(), false);
                 }
             }
-            RxAction::Pass | RxAction::PassAndMulticast => self.counters.rx_passed += 1,
+            // l3s: the master's stack has it first; counted on the slave if it comes through
+            // (`record_rx`).
+            RxAction::Pass | RxAction::PassAndMulticast | RxAction::DeliverViaHost(_) => {
+                self.counters.rx_passed += 1
+            }
             RxAction::Drop { reason } => {
                 self.counters.rx_claimed += 1;
                 self.counters.dropped.add(reason);
@@ -139,6 +143,13 @@ impl Port {
     pub fn record_tx_error(&mut self, from: SlaveId) {
         if let Some(s) = self.slave_mut(from) {
             s.counters.tx_errors += 1;
+        }
+    }
+
+    /// A frame delivered to a slave outside `handle_rx` (l3s, after the master's INPUT).
+    pub fn record_rx(&mut self, to: SlaveId, len: usize) {
+        if let Some(s) = self.slave_mut(to) {
+            s.counters.count_rx(len, false);
         }
     }
 

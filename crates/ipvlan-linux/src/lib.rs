@@ -14,6 +14,7 @@
 //! Every `unsafe` block carries a `SAFETY:` comment.
 
 pub mod host;
+pub mod l3s;
 pub mod netns;
 pub mod packet;
 pub mod poll;

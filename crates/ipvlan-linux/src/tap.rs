@@ -76,6 +76,11 @@ impl Tap {
         Ok(tap)
     }
 
+    /// Creates a TAP that disappears with its descriptor (the daemon's own l3s sink).
+    pub fn create_transient(name: &str) -> io::Result<Tap> {
+        Tap::open(name, IFF_TUN_EXCL)
+    }
+
     /// Attaches to an existing TAP named `name` in the calling thread's namespace.
     pub fn attach(name: &str) -> io::Result<Tap> {
         Tap::open(name, 0)

@@ -229,3 +229,82 @@ fn live_mode_change_switches_the_whole_port() {
         .contains("NOARP")));
     assert!(fx.ping("ns1", "192.0.2.12", 2));
 }
+
+/// Adds a rule dropping inbound traffic for `addr` in the master namespace's INPUT (T-57).
+fn drop_inbound(fx: &Fx, addr: &str) {
+    fx.sh(
+        "host",
+        &format!(
+            "nft add table ip t57 && nft 'add chain ip t57 in {{ type filter hook input priority 0; }}' && nft add rule ip t57 in ip daddr {addr} drop"
+        ),
+    );
+}
+
+#[test]
+fn l3_ingress_bypasses_the_master_input_t_57a() {
+    require_env!();
+    let fx = l3("mode l3");
+    drop_inbound(&fx, "198.51.100.11");
+    assert!(
+        fx.ping("ext", "198.51.100.11", 1),
+        "l3 ingress never meets the master's INPUT"
+    );
+}
+
+#[test]
+fn l3s_master_input_rules_apply_to_slave_ingress_t_58() {
+    require_env!();
+    let fx = l3("mode l3s");
+    assert!(fx.ping("ext", "198.51.100.11", 1), "l3s ingress works");
+    assert!(fx.ping("ext", "2001:db8:2::12", 1));
+    assert!(
+        fx.ping("ns1", "198.51.100.12", 1),
+        "slave ↔ slave is still switched locally"
+    );
+    drop_inbound(&fx, "198.51.100.11");
+    assert!(
+        !fx.ping("ext", "198.51.100.11", 1),
+        "the master's INPUT drop takes effect"
+    );
+    assert!(fx.ping("ext", "198.51.100.12", 1), "only for that slave");
+    fx.sh("host", "nft delete table ip t57");
+    assert!(
+        fx.ping("ext", "198.51.100.11", 1),
+        "answered again once the rule is gone"
+    );
+    // The host does not answer ARP for slave addresses (R-RX-L3S-3).
+    fx.sh("ext", "ip neigh flush dev e0");
+    let arp = fx.try_sh("ext", "arping -c 1 -w 1 -I e0 198.51.100.11");
+    assert!(!arp.status.success(), "{}", common::text(&arp));
+}
+
+#[test]
+fn l3s_master_conntrack_sees_both_directions() {
+    require_env!();
+    let fx = l3("mode l3s");
+    // Conntrack is only active in a namespace whose ruleset uses it.
+    fx.sh(
+        "host",
+        "nft add table inet ctt && nft 'add chain inet ctt in { type filter hook input priority 0; }' && nft add rule inet ctt in ct state established counter",
+    );
+    let server = Command::new("ip")
+        .args([
+            "netns", "exec", &fx.ns("ext"), "python3", "-c",
+            "import socket\ns=socket.socket();s.setsockopt(socket.SOL_SOCKET,socket.SO_REUSEADDR,1);s.bind(('192.0.2.254',5010));s.listen(1);c,_=s.accept();c.sendall(c.recv(100));import time;time.sleep(1)",
+        ])
+        .spawn()
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(400));
+    let echoed = fx.sh(
+        "ns1",
+        "python3 -c \"import socket;s=socket.create_connection(('192.0.2.254',5010),timeout=5);s.sendall(b'ping-l3s');print(s.recv(100).decode())\"",
+    );
+    assert!(echoed.contains("ping-l3s"), "{echoed}");
+    let table = fx.sh("host", "cat /proc/net/nf_conntrack");
+    let flow = table
+        .lines()
+        .find(|l| l.contains("src=198.51.100.11") && l.contains("dport=5010"))
+        .unwrap_or_else(|| panic!("no conntrack entry for the slave's connection:\n{table}"));
+    assert!(flow.contains("ASSURED"), "reply direction seen: {flow}");
+    let _ = server.wait_with_output();
+}

@@ -23,6 +23,8 @@ use tracing::{debug, warn};
 const TOKEN_STOP: u64 = 0;
 /// Token of the master socket.
 const TOKEN_MASTER: u64 = 1;
+/// Token of the l3s sink TAP.
+const TOKEN_SINK: u64 = 2;
 /// Slave tokens are this plus the slave id.
 const TOKEN_SLAVE: u64 = 0x1_0000;
 /// Frames read from one descriptor before looking at the others (fairness).
@@ -35,6 +37,8 @@ pub struct Shared {
     pub port: Port,
     pub backlog: MulticastBacklog<Vec<u8>>,
     pub devs: HashMap<SlaveId, Arc<Tap>>,
+    /// l3s: the TAP the master namespace's INPUT hands slave packets to.
+    pub sink: Option<Arc<Tap>>,
 }
 
 impl Shared {
@@ -43,6 +47,7 @@ impl Shared {
             port,
             backlog: MulticastBacklog::default(),
             devs: HashMap::new(),
+            sink: None,
         }
     }
 }
@@ -109,6 +114,19 @@ impl DataPlane {
         dev
     }
 
+    /// Starts or stops reading the l3s sink.
+    pub fn set_sink(&self, sink: Option<Arc<Tap>>) -> io::Result<()> {
+        let old = lock(&self.shared).sink.take();
+        if let Some(o) = old {
+            self.epoll.delete(o.poll_fd());
+        }
+        if let Some(s) = &sink {
+            self.epoll.add(s.poll_fd(), TOKEN_SINK)?;
+        }
+        lock(&self.shared).sink = sink;
+        Ok(())
+    }
+
     pub fn stop(&mut self) {
         self.stop.signal();
         if let Some(t) = self.thread.take() {
@@ -139,6 +157,7 @@ fn run(shared: &Mutex<Shared>, epoll: &Epoll, stop: &EventFd, io: &Io) {
                     return;
                 }
                 TOKEN_MASTER => from_master(shared, io, &mut buf),
+                TOKEN_SINK => from_sink(shared, &mut buf),
                 t => {
                     let Ok(raw) = u16::try_from(t - TOKEN_SLAVE) else {
                         continue;
@@ -172,7 +191,9 @@ fn from_master(shared: &Mutex<Shared>, io: &Io, buf: &mut [u8]) {
             looped_back: pkttype == PktType::Loopback,
         };
         match sh.port.handle_rx(frame, meta) {
-            RxAction::Deliver(to) | RxAction::DeliverViaHost(to) => deliver(&mut sh, to, whole),
+            RxAction::Deliver(to) => deliver(&mut sh, to, whole),
+            // l3s: the master's stack routes it through INPUT to the sink (`from_sink`).
+            RxAction::DeliverViaHost(_) => {}
             RxAction::PassAndMulticast => {
                 let Shared { port, backlog, .. } = &mut *sh;
                 port.queue_multicast(backlog, McOrigin::Wire, whole.to_vec());
@@ -226,6 +247,39 @@ fn from_slave(
             }
             TxAction::Drop { .. } => {}
         }
+    }
+}
+
+/// l3s: packets that passed the master namespace's INPUT, copied to the sink by `dup`.
+fn from_sink(shared: &Mutex<Shared>, buf: &mut [u8]) {
+    let Some(sink) = lock(shared).sink.clone() else {
+        return;
+    };
+    for _ in 0..BURST {
+        let n = match sink.recv(buf) {
+            Ok(n) => n,
+            Err(_) => return,
+        };
+        if n < VNET + HEADER_LEN {
+            continue;
+        }
+        ipvlan_linux::l3s::restore_hop_limit(&mut buf[VNET + HEADER_LEN..n]);
+        let dst: Option<IpAddr> = classify(&buf[VNET..n]).ok().and_then(|c| match c.l3 {
+            L3::Ipv4 { dst, .. } => Some(dst.into()),
+            L3::Ipv6 { dst, .. } => Some(dst.into()),
+            _ => None,
+        });
+        let mut sh = lock(shared);
+        let Some(to) = dst.and_then(|d| sh.port.lookup(d)) else {
+            continue;
+        };
+        let mac = sh.port.master().mac;
+        if let Some(mut eth) = EthernetFrame::new_checked(&mut buf[VNET..n]) {
+            eth.set_dst(mac);
+            eth.set_src(mac);
+        }
+        sh.port.record_rx(to, n - VNET);
+        deliver(&mut sh, to, &buf[..n]);
     }
 }
 

@@ -94,6 +94,10 @@ pub struct PortRt {
     pub dp: DataPlane,
     pub steal: Steal,
     pub stolen: BTreeSet<IpAddr>,
+    /// l3s plumbing while the port is in l3s: hooks, and the sink TAP's name.
+    pub l3s: Option<(ipvlan_linux::l3s::L3sHooks, String)>,
+    /// Addresses in the l3s sets.
+    pub l3s_set: BTreeSet<IpAddr>,
     pub slaves: BTreeMap<SlaveId, SlaveCtl>,
 }
 

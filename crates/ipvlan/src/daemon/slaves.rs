@@ -165,6 +165,8 @@ impl Daemon {
                 dp,
                 steal,
                 stolen: BTreeSet::new(),
+                l3s: None,
+                l3s_set: BTreeSet::new(),
                 slaves: BTreeMap::new(),
             },
         );
@@ -426,6 +428,12 @@ impl Daemon {
     /// Stops a port's data plane and removes its steal table (R-OBJ-1).
     pub(super) fn teardown_port(&mut self, mi: u32) {
         if let Some(mut p) = self.ports.remove(&mi) {
+            if let Some((hooks, _)) = p.l3s.take() {
+                let _ = p.dp.set_sink(None);
+                if let Err(e) = hooks.uninstall() {
+                    warn!(master = %p.master, "removing the l3s hooks: {e}");
+                }
+            }
             p.dp.stop();
             if let Err(e) = p.steal.uninstall() {
                 warn!(master = %p.master, "removing the steal table: {e}");
@@ -434,24 +442,25 @@ impl Daemon {
         }
     }
 
-    /// Makes the nftables sets equal to the port's active addresses (in modes that claim
-    /// frames: l2 and l3; in l3s the host must see everything, R-RX-L3S-1).
+    /// Makes the nftables sets equal to the port's active addresses: the steal table in modes
+    /// that claim frames (l2, l3), the l3s hooks in l3s (where the host must see everything
+    /// first, R-RX-L3S-1), installing or removing the l3s plumbing as the mode changes.
     pub(super) fn sync_steal(&mut self, mi: u32) {
         let Some(p) = self.ports.get_mut(&mi) else {
             return;
         };
-        let want: BTreeSet<IpAddr> = {
+        let (l3s, active): (bool, BTreeSet<IpAddr>) = {
             let sh = lock(&p.dp.shared);
-            if sh.port.mode() == ipvlan_core::Mode::L3s {
-                BTreeSet::new()
-            } else {
-                sh.port
-                    .slaves()
-                    .filter(|s| s.is_up())
-                    .flat_map(|s| sh.port.addresses(s.id()).to_vec())
-                    .collect()
-            }
+            let active = sh
+                .port
+                .slaves()
+                .filter(|s| s.is_up())
+                .flat_map(|s| sh.port.addresses(s.id()).to_vec())
+                .collect();
+            (sh.port.mode() == ipvlan_core::Mode::L3s, active)
         };
+        sync_l3s(p, mi, l3s, &active);
+        let want: BTreeSet<IpAddr> = if l3s { BTreeSet::new() } else { active };
         for a in p.stolen.difference(&want).copied().collect::<Vec<_>>() {
             match p.steal.remove(a) {
                 Ok(()) => {
@@ -948,6 +957,68 @@ impl Daemon {
             self.teardown_port(mi);
         }
         Ok(())
+    }
+}
+
+/// Installs, updates or removes a port's l3s plumbing (see `ipvlan_linux::l3s`).
+fn sync_l3s(p: &mut PortRt, mi: u32, l3s: bool, active: &BTreeSet<IpAddr>) {
+    if !l3s {
+        if let Some((hooks, sink)) = p.l3s.take() {
+            let _ = p.dp.set_sink(None);
+            if let Err(e) = hooks.uninstall() {
+                warn!(master = %p.master, "removing the l3s hooks: {e}");
+            }
+            info!(master = %p.master, %sink, "l3s hooks removed");
+            p.l3s_set.clear();
+        }
+        return;
+    }
+    if p.l3s.is_none() {
+        let sink = format!("ipvls{mi}");
+        let made = (|| -> io::Result<ipvlan_linux::l3s::L3sHooks> {
+            let tap = Arc::new(Tap::create_transient(&sink)?);
+            let mut r = Rtnl::open()?;
+            let link = r
+                .link_by_name(&sink)?
+                .ok_or_else(|| io::Error::other("sink TAP not visible"))?;
+            r.set_link(
+                link.index,
+                &LinkChange {
+                    up: Some(true),
+                    noarp: Some(true),
+                    addrgen_none: true,
+                    ..LinkChange::default()
+                },
+            )?;
+            p.dp.set_sink(Some(tap))?;
+            ipvlan_linux::l3s::L3sHooks::install(&p.master, mi, &sink)
+        })();
+        match made {
+            Ok(hooks) => {
+                info!(master = %p.master, %sink, "l3s hooks installed: the master namespace's netfilter sees slave traffic");
+                p.l3s = Some((hooks, sink));
+                p.l3s_set.clear();
+            }
+            Err(e) => {
+                let _ = p.dp.set_sink(None);
+                warn!(master = %p.master, "cannot install the l3s hooks: {e}");
+                return;
+            }
+        }
+    }
+    let Some((hooks, _)) = &p.l3s else { return };
+    for a in p.l3s_set.difference(active).copied().collect::<Vec<_>>() {
+        if hooks.remove(a).is_ok() {
+            p.l3s_set.remove(&a);
+        }
+    }
+    for a in active.difference(&p.l3s_set).copied().collect::<Vec<_>>() {
+        match hooks.add(a) {
+            Ok(()) => {
+                p.l3s_set.insert(a);
+            }
+            Err(e) => warn!(master = %p.master, "l3s set: adding {a}: {e}"),
+        }
     }
 }
 
