@@ -19,9 +19,11 @@
 //! A rule in the master's PREROUTING or INPUT that drops a slave's traffic therefore takes
 //! effect, and replies to connections a slave opened match their conntrack entry.
 
-use std::io::{self, Write};
+use std::io;
 use std::net::IpAddr;
-use std::process::{Command, Stdio};
+use std::process::Command;
+
+use crate::cmd::{nft, run};
 
 /// Firewall mark and routing table of one master's l3s port.
 pub fn mark_for(ifindex: u32) -> u32 {
@@ -30,35 +32,6 @@ pub fn mark_for(ifindex: u32) -> u32 {
 
 /// Priority of the policy-routing rule.
 const RULE_PREF: u32 = 300;
-
-fn run(cmd: &mut Command, input: Option<&str>) -> io::Result<()> {
-    let mut child = cmd
-        .stdin(if input.is_some() {
-            Stdio::piped()
-        } else {
-            Stdio::null()
-        })
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()?;
-    if let (Some(text), Some(mut stdin)) = (input, child.stdin.take()) {
-        stdin.write_all(text.as_bytes())?;
-    }
-    let out = child.wait_with_output()?;
-    if out.status.success() {
-        Ok(())
-    } else {
-        Err(io::Error::other(format!(
-            "{:?} failed: {}",
-            cmd.get_program(),
-            String::from_utf8_lossy(&out.stderr).trim()
-        )))
-    }
-}
-
-fn nft(script: &str) -> io::Result<()> {
-    run(Command::new("nft").args(["-f", "-"]), Some(script))
-}
 
 /// The installed l3s plumbing of one master.
 #[derive(Debug)]

@@ -13,6 +13,7 @@
 //!
 //! Every `unsafe` block carries a `SAFETY:` comment.
 
+mod cmd;
 pub mod host;
 pub mod l3s;
 pub mod netns;

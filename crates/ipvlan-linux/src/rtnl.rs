@@ -143,14 +143,6 @@ impl Rtnl {
         ns.run(Rtnl::open)?
     }
 
-    /// A non-blocking socket in `ns` that receives link and address events.
-    pub fn monitor_in(ns: &NetNs) -> io::Result<Rtnl> {
-        let r =
-            ns.run(|| Rtnl::open_groups(RTMGRP_LINK | RTMGRP_IPV4_IFADDR | RTMGRP_IPV6_IFADDR))??;
-        r.sock.set_non_blocking(true)?;
-        Ok(r)
-    }
-
     /// A non-blocking socket in the calling thread's namespace that receives link and address
     /// events of this namespace *and* of every namespace that has an id here
     /// (`NETLINK_LISTEN_ALL_NSID`). Unlike a socket opened inside each slave's namespace, it
@@ -217,18 +209,7 @@ impl Rtnl {
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(out),
                 Err(e) => return Err(e),
             };
-            let bytes = &buf[..n];
-            let mut offset = 0;
-            while offset < bytes.len() {
-                let Ok(msg) = NetlinkMessage::<RouteNetlinkMessage>::deserialize(&bytes[offset..])
-                else {
-                    break;
-                };
-                let len = msg.header.length as usize;
-                if len == 0 {
-                    break;
-                }
-                offset += (len + 3) & !3;
+            for msg in messages(&buf[..n]) {
                 if let NetlinkPayload::InnerMessage(m) = msg.payload {
                     if let Some(ev) = event(m) {
                         out.push((nsid, ev));
@@ -268,15 +249,7 @@ impl Rtnl {
         let mut out = Vec::new();
         loop {
             let (bytes, _) = self.sock.recv_from_full()?;
-            let mut offset = 0;
-            while offset < bytes.len() {
-                let msg = NetlinkMessage::<RouteNetlinkMessage>::deserialize(&bytes[offset..])
-                    .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e.to_string()))?;
-                let len = msg.header.length as usize;
-                if len == 0 {
-                    break;
-                }
-                offset += (len + 3) & !3;
+            for msg in messages(&bytes) {
                 if msg.header.sequence_number != seq {
                     continue; // a stale reply or an event: not ours
                 }
@@ -422,33 +395,23 @@ impl Rtnl {
         self.request(RouteNetlinkMessage::DelAddress(msg), NLM_F_ACK)?;
         Ok(())
     }
+}
 
-    /// Reads the events waiting on a monitoring socket (non-blocking; empty when none).
-    pub fn events(&mut self) -> io::Result<Vec<Event>> {
-        let mut out = Vec::new();
-        loop {
-            let bytes = match self.sock.recv_from_full() {
-                Ok((b, _)) => b,
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(out),
-                Err(e) => return Err(e),
-            };
-            let mut offset = 0;
-            while offset < bytes.len() {
-                let Ok(msg) = NetlinkMessage::<RouteNetlinkMessage>::deserialize(&bytes[offset..])
-                else {
-                    break;
-                };
-                let len = msg.header.length as usize;
-                if len == 0 {
-                    break;
-                }
-                offset += (len + 3) & !3;
-                if let NetlinkPayload::InnerMessage(m) = msg.payload {
-                    out.extend(event(m));
-                }
-            }
+/// The netlink messages in one datagram, in order; stops at the first undecodable one.
+fn messages(bytes: &[u8]) -> impl Iterator<Item = NetlinkMessage<RouteNetlinkMessage>> + '_ {
+    let mut offset = 0;
+    std::iter::from_fn(move || {
+        if offset >= bytes.len() {
+            return None;
         }
-    }
+        let msg = NetlinkMessage::<RouteNetlinkMessage>::deserialize(&bytes[offset..]).ok()?;
+        let len = msg.header.length as usize;
+        if len == 0 {
+            return None;
+        }
+        offset += (len + 3) & !3;
+        Some(msg)
+    })
 }
 
 fn address_message(index: u32, addr: IpAddr, prefix_len: u8) -> AddressMessage {

@@ -14,46 +14,15 @@
 //!
 //! Broadcast and multicast are never dropped: the master keeps its copy (R-RX-L2-2).
 
-use std::io::{self, Write};
+use std::io;
 use std::net::IpAddr;
-use std::process::{Command, Stdio};
+
+use crate::cmd::nft;
 
 /// The nftables table for one master.
 #[derive(Debug)]
 pub struct Steal {
     table: String,
-}
-
-fn nft(script: &str) -> io::Result<()> {
-    let mut child = Command::new("nft")
-        .arg("-f")
-        .arg("-")
-        .stdin(Stdio::piped())
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .map_err(|e| {
-            if e.kind() == io::ErrorKind::NotFound {
-                io::Error::new(
-                    io::ErrorKind::NotFound,
-                    "the nft command is missing: install nftables (it keeps the host's stack off slave traffic)",
-                )
-            } else {
-                e
-            }
-        })?;
-    if let Some(mut stdin) = child.stdin.take() {
-        stdin.write_all(script.as_bytes())?;
-    }
-    let out = child.wait_with_output()?;
-    if out.status.success() {
-        Ok(())
-    } else {
-        Err(io::Error::other(format!(
-            "nft failed: {}",
-            String::from_utf8_lossy(&out.stderr).trim()
-        )))
-    }
 }
 
 impl Steal {
