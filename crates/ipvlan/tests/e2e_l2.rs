@@ -270,7 +270,7 @@ fn duplicate_address_first_owner_keeps_it_t_22() {
 #[test]
 fn slave_with_the_master_ip_takes_its_traffic_t_25() {
     require_env!();
-    let mut fx = howto("mode l2");
+    let fx = howto("mode l2");
     // ipvl1 takes the master's own address; the steal table keeps the host stack out of it.
     fx.sh("ns1", "ip addr add 192.0.2.1/32 dev ipvl1");
     fx.wait_learned("ipvl1", "192.0.2.1");
@@ -294,7 +294,6 @@ fn slave_with_the_master_ip_takes_its_traffic_t_25() {
     let table = fx.sh("host", "nft list ruleset");
     assert!(!table.contains("ipvlan_rs"), "{table}");
     assert!(fx.ping("ext", "192.0.2.1", 1), "the host answers again");
-    let _ = &mut fx;
 }
 
 #[test]

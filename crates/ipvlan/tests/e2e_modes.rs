@@ -308,3 +308,73 @@ fn l3s_master_conntrack_sees_both_directions() {
     assert!(flow.contains("ASSURED"), "reply direction seen: {flow}");
     let _ = server.wait_with_output();
 }
+
+/// One cell of the mode × flag matrix: what a user observes, as the kernel driver does it
+/// (scripts/oracle/differential.out): slave↔slave over IPv4 and IPv6, slave → external over
+/// IPv4 and external → slave over IPv6, and how many of 3 broadcasts the other slave receives.
+fn matrix_cell(mode: &str, flag: &str) {
+    let args = format!("mode {mode} {flag}");
+    let fx = if mode == "l2" {
+        let mut fx = Fx::new();
+        fx.slave("s1", &args, "ns1", "192.0.2.11/24", "2001:db8:1::11/64");
+        fx.slave("s2", &args, "ns2", "192.0.2.12/24", "2001:db8:1::12/64");
+        fx
+    } else {
+        l3(&args)
+    };
+    let (s2v4, s2v6, bcast) = if mode == "l2" {
+        ("192.0.2.12", "2001:db8:1::12", "192.0.2.255")
+    } else {
+        ("198.51.100.12", "2001:db8:2::12", "255.255.255.255")
+    };
+    let switched = flag == "bridge";
+    let cell = format!("{mode} {flag}");
+    assert_eq!(
+        fx.ping("ns1", s2v4, 1),
+        switched,
+        "{cell}: slave → slave IPv4"
+    );
+    assert_eq!(
+        fx.ping("ns1", s2v6, 1),
+        switched,
+        "{cell}: slave → slave IPv6"
+    );
+    assert!(
+        fx.ping("ns1", "192.0.2.254", 1),
+        "{cell}: slave → external IPv4"
+    );
+    assert!(fx.ping("ext", s2v6, 1), "{cell}: external → slave IPv6");
+    fx.sh("ns2", "sysctl -qw net.ipv4.icmp_echo_ignore_broadcasts=0");
+    let before = fx.snmp("ns2", "Icmp", "InEchos");
+    let _ = fx.try_sh("ns1", &format!("ping -4 -b -c 3 -i 0.2 -W 1 -I s1 {bcast}"));
+    let got = fx.snmp("ns2", "Icmp", "InEchos") - before;
+    assert_eq!(
+        got,
+        if mode == "l2" { 3 } else { 0 },
+        "{cell}: broadcasts the other slave got"
+    );
+}
+
+#[test]
+fn matrix_l2_every_flag() {
+    require_env!();
+    for flag in ["bridge", "private", "vepa"] {
+        matrix_cell("l2", flag);
+    }
+}
+
+#[test]
+fn matrix_l3_every_flag() {
+    require_env!();
+    for flag in ["bridge", "private", "vepa"] {
+        matrix_cell("l3", flag);
+    }
+}
+
+#[test]
+fn matrix_l3s_every_flag() {
+    require_env!();
+    for flag in ["bridge", "private", "vepa"] {
+        matrix_cell("l3s", flag);
+    }
+}
