@@ -105,6 +105,7 @@ fn run(args: Vec<String>) -> Result<ExitCode, CliError> {
     match object.as_str() {
         "daemon" => run_daemon(&rest[1..], socket),
         "demo" => Ok(demo::main()),
+        "bench-forward" => Ok(crate::bench_forward::main(&rest[1..])),
         "matrix" => match matrix::render() {
             Ok(t) => {
                 print!("{t}");

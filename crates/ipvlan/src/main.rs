@@ -1,5 +1,6 @@
 //! `ipvlan`: the ipvlan-rs daemon and its iproute2-style CLI.
 
+mod bench_forward;
 mod cli;
 mod client;
 mod daemon;
