@@ -19,6 +19,7 @@ pub mod ifname;
 pub mod link_args;
 pub mod mode;
 pub mod multicast;
+pub mod offload;
 pub mod port;
 pub mod slave_id;
 pub mod wire;

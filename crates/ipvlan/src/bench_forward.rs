@@ -56,7 +56,9 @@ impl End {
 
 pub fn main(args: &[String]) -> ExitCode {
     let [a, b] = args else {
-        eprintln!("Usage: ipvlan bench-forward {{tap:NAME|packet:IFACE}} {{tap:NAME|packet:IFACE}}");
+        eprintln!(
+            "Usage: ipvlan bench-forward {{tap:NAME|packet:IFACE}} {{tap:NAME|packet:IFACE}}"
+        );
         return ExitCode::from(255);
     };
     match run(a, b) {
@@ -83,7 +85,11 @@ fn run(a: &str, b: &str) -> io::Result<()> {
     loop {
         epoll.wait(&mut ready, -1)?;
         for r in &ready {
-            let (from, to) = if r.token == 0 { (&ends[0], &ends[1]) } else { (&ends[1], &ends[0]) };
+            let (from, to) = if r.token == 0 {
+                (&ends[0], &ends[1])
+            } else {
+                (&ends[1], &ends[0])
+            };
             while let Ok(n) = from.recv(&mut buf) {
                 let _ = to.send(&buf[..n]);
             }

@@ -8,6 +8,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::thread::JoinHandle;
 
 use ipvlan_core::decide::McCopy;
+use ipvlan_core::offload::{complete_checksum, segment_tcp};
 use ipvlan_core::wire::ethernet::HEADER_LEN;
 use ipvlan_core::wire::{EthernetFrame, MacAddr};
 use ipvlan_core::{
@@ -239,8 +240,8 @@ fn from_slave(
         match sh.port.handle_tx(from, &whole[VNET..], meta) {
             TxAction::Deliver(to) => deliver(&mut sh, to, whole),
             TxAction::Transmit { src_mac } => transmit(io, &mut sh, whole, src_mac),
-            TxAction::ToHost => to_host(io, &mut sh, from, &whole[VNET..], false),
-            TxAction::Route { .. } => to_host(io, &mut sh, from, &whole[VNET..], true),
+            TxAction::ToHost => to_host(io, &mut sh, from, whole, false),
+            TxAction::Route { .. } => to_host(io, &mut sh, from, whole, true),
             TxAction::Multicast => {
                 let Shared { port, backlog, .. } = &mut *sh;
                 port.queue_multicast(backlog, McOrigin::Slave(from), whole.to_vec());
@@ -310,9 +311,13 @@ fn transmit(io: &Io, sh: &mut Shared, frame: &mut [u8], src_mac: MacAddr) {
     }
 }
 
-/// Hands the IP packet inside `frame` (no vnet header) to the master namespace's stack. `routed` (l3/l3s) counts
-/// failures as the sender's tx_errors (R-STAT-3).
-fn to_host(io: &Io, sh: &mut Shared, from: SlaveId, frame: &[u8], routed: bool) {
+/// Hands the IP packet inside `whole` (vnet header + frame) to the master namespace's stack,
+/// finishing a partial checksum or segmenting a TCP super-frame first (a raw socket takes only
+/// complete packets that fit the MTU). `routed` (l3/l3s) counts failures as the sender's
+/// tx_errors (R-STAT-3).
+fn to_host(io: &Io, sh: &mut Shared, from: SlaveId, whole: &mut [u8], routed: bool) {
+    let hdr = VnetHdr::parse(whole);
+    let frame = &mut whole[VNET..];
     let dst: Option<IpAddr> = classify(frame).ok().and_then(|c| match c.l3 {
         L3::Ipv4 { dst, .. } if c.vlan.is_none() => Some(dst.into()),
         L3::Ipv6 { dst, .. } if c.vlan.is_none() => Some(dst.into()),
@@ -322,8 +327,29 @@ fn to_host(io: &Io, sh: &mut Shared, from: SlaveId, frame: &[u8], routed: bool) 
         sh.port.counters.dropped.add(DropReason::HostNotIp);
         return;
     };
-    if let Err(e) = io.host.send(&frame[HEADER_LEN..], dst) {
-        debug!("handing a packet to the host stack failed: {e}");
+    let packet = &mut frame[HEADER_LEN..];
+    let mut failed = false;
+    let mut send = |p: &[u8]| {
+        if let Err(e) = io.host.send(p, dst) {
+            debug!("handing a packet to the host stack failed: {e}");
+            failed = true;
+        }
+    };
+    if hdr.is_gso() {
+        if segment_tcp(packet, usize::from(hdr.gso_size), &mut send).is_err() {
+            failed = true;
+        }
+    } else {
+        if hdr.needs_csum() {
+            let start = usize::from(hdr.csum_start).saturating_sub(HEADER_LEN);
+            if complete_checksum(packet, start, usize::from(hdr.csum_offset)).is_err() {
+                sh.port.counters.dropped.add(DropReason::MalformedIp);
+                return;
+            }
+        }
+        send(packet);
+    }
+    if failed {
         if routed {
             sh.port.record_tx_error(from);
         } else {

@@ -211,6 +211,7 @@ impl Daemon {
         let alias = alias_for(&self.instance, mi, id);
         let made = (|| -> io::Result<(Tap, u32)> {
             let tap = Tap::create(name.as_str())?;
+            tap.enable_offloads()?;
             tap.set_mac(mac)?;
             tap.set_carrier(carrier)?;
             let mut r = Rtnl::open()?;
@@ -929,6 +930,7 @@ impl Daemon {
                 continue;
             }
             let _ = tap.set_carrier(carrier);
+            let _ = tap.enable_offloads();
             let _ = tap.set_mac(link.mac.unwrap_or(MacAddr::ZERO));
             if p.dp.add_slave(id, tap.clone()).is_err() {
                 continue;
