@@ -168,6 +168,7 @@ impl Daemon {
         epoll.add(self.monitor.fd(), TOKEN_MONITOR)?;
         epoll.add(signals.as_raw_fd(), TOKEN_SIGNAL)?;
         let mut ready = Vec::new();
+        let mut last_sweep = std::time::Instant::now();
         loop {
             epoll.wait(&mut ready, 1000)?;
             for r in ready.clone() {
@@ -181,7 +182,11 @@ impl Daemon {
                     _ => {}
                 }
             }
-            self.sweep();
+            // Once a second, not after every event: it scans /proc when namespaces are pinned.
+            if last_sweep.elapsed() >= std::time::Duration::from_secs(1) {
+                self.sweep();
+                last_sweep = std::time::Instant::now();
+            }
         }
     }
 
