@@ -1,9 +1,15 @@
-//! One data-plane thread per port: it waits on the master's packet socket and every slave's TAP,
-//! asks the core what to do with each frame, and does it.
+//! The data plane: worker threads (one per CPU by default) wait on the master's packet socket
+//! and the slaves' TAPs, ask the core what to do with each frame, and do it.
+//!
+//! The port (decisions, counters, backlog) sits behind one lock, held only while deciding; the
+//! reads and writes, where the kernel does the receiving stack's work, happen outside it, so
+//! the workers run in parallel. Each slave's TAP is served by one worker (id modulo workers),
+//! the master's socket and the l3s sink by worker 0.
 
 use std::collections::HashMap;
 use std::io;
 use std::net::IpAddr;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::thread::JoinHandle;
 
@@ -33,7 +39,7 @@ const BURST: usize = 64;
 /// Largest frame: a 64 KiB GSO packet plus headers and the vnet header.
 const FRAME_MAX: usize = 65536 + 128;
 
-/// What the data plane and the control thread share, under one lock.
+/// What the workers and the control thread share, under one lock.
 pub struct Shared {
     pub port: Port,
     pub backlog: MulticastBacklog<Vec<u8>>,
@@ -58,17 +64,28 @@ pub fn lock(shared: &Mutex<Shared>) -> MutexGuard<'_, Shared> {
     shared.lock().unwrap_or_else(|p| p.into_inner())
 }
 
-/// A running data-plane thread.
-pub struct DataPlane {
-    pub shared: Arc<Mutex<Shared>>,
-    epoll: Arc<Epoll>,
-    stop: Arc<EventFd>,
-    thread: Option<JoinHandle<()>>,
-}
-
+/// The sockets every worker sends on.
 struct Io {
     master: PacketSocket,
     host: HostStack,
+}
+
+/// Running data-plane workers.
+pub struct DataPlane {
+    pub shared: Arc<Mutex<Shared>>,
+    epolls: Vec<Arc<Epoll>>,
+    stop: Arc<EventFd>,
+    stopping: Arc<AtomicBool>,
+    threads: Vec<JoinHandle<()>>,
+}
+
+/// Workers to start: one per CPU, at most 4, overridable with `IPVLAN_WORKERS`.
+fn worker_count() -> usize {
+    std::env::var("IPVLAN_WORKERS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()))
+        .clamp(1, 4)
 }
 
 impl DataPlane {
@@ -77,28 +94,53 @@ impl DataPlane {
         master: PacketSocket,
         host: HostStack,
     ) -> io::Result<DataPlane> {
-        let epoll = Arc::new(Epoll::new()?);
         let stop = Arc::new(EventFd::new()?);
-        epoll.add(stop.fd(), TOKEN_STOP)?;
-        epoll.add(master.poll_fd(), TOKEN_MASTER)?;
-        let (s, e, st) = (shared.clone(), epoll.clone(), stop.clone());
-        let io = Io { master, host };
-        let thread = std::thread::Builder::new()
-            .name("ipvlan-dataplane".into())
-            .spawn(move || run(&s, &e, &st, &io))?;
-        Ok(DataPlane {
+        let stopping = Arc::new(AtomicBool::new(false));
+        let master_fd = master.poll_fd();
+        let io = Arc::new(Io { master, host });
+        let mut dp = DataPlane {
             shared,
-            epoll,
+            epolls: Vec::new(),
             stop,
-            thread: Some(thread),
-        })
+            stopping,
+            threads: Vec::new(),
+        };
+        for w in 0..worker_count() {
+            let epoll = Arc::new(Epoll::new()?);
+            epoll.add(dp.stop.fd(), TOKEN_STOP)?;
+            if w == 0 {
+                epoll.add(master_fd, TOKEN_MASTER)?;
+            }
+            let (s, e, st, io) = (
+                dp.shared.clone(),
+                epoll.clone(),
+                dp.stopping.clone(),
+                io.clone(),
+            );
+            dp.threads.push(
+                std::thread::Builder::new()
+                    .name(format!("ipvlan-dp{w}"))
+                    .spawn(move || run(&s, &e, &st, &io))?,
+            );
+            dp.epolls.push(epoll);
+        }
+        Ok(dp)
+    }
+
+    fn epoll_for(&self, id: SlaveId) -> &Epoll {
+        &self.epolls[usize::from(id.get()) % self.epolls.len()]
     }
 
     /// Starts serving a slave's device.
     pub fn add_slave(&self, id: SlaveId, dev: Arc<Tap>) -> io::Result<()> {
-        self.epoll
-            .add(dev.poll_fd(), TOKEN_SLAVE + u64::from(id.get()))?;
-        lock(&self.shared).devs.insert(id, dev);
+        lock(&self.shared).devs.insert(id, dev.clone());
+        if let Err(e) = self
+            .epoll_for(id)
+            .add(dev.poll_fd(), TOKEN_SLAVE + u64::from(id.get()))
+        {
+            lock(&self.shared).devs.remove(&id);
+            return Err(e);
+        }
         Ok(())
     }
 
@@ -110,7 +152,7 @@ impl DataPlane {
             sh.devs.remove(&id)
         };
         if let Some(d) = &dev {
-            self.epoll.delete(d.poll_fd());
+            self.epoll_for(id).delete(d.poll_fd());
         }
         dev
     }
@@ -119,18 +161,19 @@ impl DataPlane {
     pub fn set_sink(&self, sink: Option<Arc<Tap>>) -> io::Result<()> {
         let old = lock(&self.shared).sink.take();
         if let Some(o) = old {
-            self.epoll.delete(o.poll_fd());
+            self.epolls[0].delete(o.poll_fd());
         }
         if let Some(s) = &sink {
-            self.epoll.add(s.poll_fd(), TOKEN_SINK)?;
+            self.epolls[0].add(s.poll_fd(), TOKEN_SINK)?;
         }
         lock(&self.shared).sink = sink;
         Ok(())
     }
 
     pub fn stop(&mut self) {
-        self.stop.signal();
-        if let Some(t) = self.thread.take() {
+        self.stopping.store(true, Ordering::SeqCst);
+        self.stop.signal(); // never drained: wakes every worker
+        for t in self.threads.drain(..) {
             let _ = t.join();
         }
     }
@@ -142,21 +185,18 @@ impl Drop for DataPlane {
     }
 }
 
-fn run(shared: &Mutex<Shared>, epoll: &Epoll, stop: &EventFd, io: &Io) {
+fn run(shared: &Mutex<Shared>, epoll: &Epoll, stopping: &AtomicBool, io: &Io) {
     let mut ready = Vec::new();
     let mut buf = vec![0u8; FRAME_MAX];
     let mut copies = Vec::new();
-    loop {
+    while !stopping.load(Ordering::SeqCst) {
         if let Err(e) = epoll.wait(&mut ready, 1000) {
             warn!("data plane: epoll failed: {e}");
             return;
         }
         for Ready { token, error } in ready.iter().copied() {
             match token {
-                TOKEN_STOP => {
-                    stop.drain();
-                    return;
-                }
+                TOKEN_STOP => return,
                 TOKEN_MASTER => from_master(shared, io, &mut buf),
                 TOKEN_SINK => from_sink(shared, &mut buf),
                 t => {
@@ -168,6 +208,25 @@ fn run(shared: &Mutex<Shared>, epoll: &Epoll, stop: &EventFd, io: &Io) {
             }
         }
         drain_multicast(shared, io, &mut copies);
+    }
+}
+
+/// Where a decided frame goes, resolved under the lock, written after it.
+enum Out {
+    None,
+    Slave(SlaveId, Arc<Tap>),
+    Master(MacAddr),
+    Host { routed: bool },
+}
+
+/// The device of slave `to`, or a counted drop.
+fn target(sh: &mut Shared, to: SlaveId) -> Out {
+    match sh.devs.get(&to) {
+        Some(d) => Out::Slave(to, d.clone()),
+        None => {
+            sh.port.record_rx_drop(to, DropReason::ReceiverDown);
+            Out::None
+        }
     }
 }
 
@@ -184,22 +243,26 @@ fn from_master(shared: &Mutex<Shared>, io: &Io, buf: &mut [u8]) {
         if pkttype == PktType::Outgoing || n > buf.len() || n < VNET {
             continue;
         }
-        // `whole` is what travels (vnet header + frame); `frame` is what the core judges.
+        // `whole` is what travels (vnet header + frame); the core judges the frame.
         let whole = &buf[..n];
-        let frame = &whole[VNET..];
-        let mut sh = lock(shared);
         let meta = RxMeta {
             looped_back: pkttype == PktType::Loopback,
         };
-        match sh.port.handle_rx(frame, meta) {
-            RxAction::Deliver(to) => deliver(&mut sh, to, whole),
-            // l3s: the master's stack routes it through INPUT to the sink (`from_sink`).
-            RxAction::DeliverViaHost(_) => {}
-            RxAction::PassAndMulticast => {
-                let Shared { port, backlog, .. } = &mut *sh;
-                port.queue_multicast(backlog, McOrigin::Wire, whole.to_vec());
+        let out = {
+            let mut sh = lock(shared);
+            match sh.port.handle_rx(&whole[VNET..], meta) {
+                RxAction::Deliver(to) => target(&mut sh, to),
+                RxAction::PassAndMulticast => {
+                    let Shared { port, backlog, .. } = &mut *sh;
+                    port.queue_multicast(backlog, McOrigin::Wire, whole.to_vec());
+                    Out::None
+                }
+                // l3s: the master's stack routes it through INPUT to the sink (`from_sink`).
+                RxAction::DeliverViaHost(_) | RxAction::Pass | RxAction::Drop { .. } => Out::None,
             }
-            RxAction::Pass | RxAction::Drop { .. } => {}
+        };
+        if let Out::Slave(to, dev) = out {
+            deliver(shared, to, &dev, whole);
         }
     }
 }
@@ -236,17 +299,26 @@ fn from_slave(
         let meta = TxMeta {
             gso: VnetHdr::parse(whole).is_gso(),
         };
-        let mut sh = lock(shared);
-        match sh.port.handle_tx(from, &whole[VNET..], meta) {
-            TxAction::Deliver(to) => deliver(&mut sh, to, whole),
-            TxAction::Transmit { src_mac } => transmit(io, &mut sh, whole, src_mac),
-            TxAction::ToHost => to_host(io, &mut sh, from, whole, false),
-            TxAction::Route { .. } => to_host(io, &mut sh, from, whole, true),
-            TxAction::Multicast => {
-                let Shared { port, backlog, .. } = &mut *sh;
-                port.queue_multicast(backlog, McOrigin::Slave(from), whole.to_vec());
+        let out = {
+            let mut sh = lock(shared);
+            match sh.port.handle_tx(from, &whole[VNET..], meta) {
+                TxAction::Deliver(to) => target(&mut sh, to),
+                TxAction::Transmit { src_mac } => Out::Master(src_mac),
+                TxAction::ToHost => Out::Host { routed: false },
+                TxAction::Route { .. } => Out::Host { routed: true },
+                TxAction::Multicast => {
+                    let Shared { port, backlog, .. } = &mut *sh;
+                    port.queue_multicast(backlog, McOrigin::Slave(from), whole.to_vec());
+                    Out::None
+                }
+                TxAction::Drop { .. } => Out::None,
             }
-            TxAction::Drop { .. } => {}
+        };
+        match out {
+            Out::None => {}
+            Out::Slave(to, d) => deliver(shared, to, &d, whole),
+            Out::Master(mac) => transmit(shared, io, whole, mac),
+            Out::Host { routed } => to_host(shared, io, from, whole, routed),
         }
     }
 }
@@ -270,44 +342,51 @@ fn from_sink(shared: &Mutex<Shared>, buf: &mut [u8]) {
             L3::Ipv6 { dst, .. } => Some(dst.into()),
             _ => None,
         });
-        let mut sh = lock(shared);
-        let Some(to) = dst.and_then(|d| sh.port.lookup(d)) else {
-            continue;
+        let out = {
+            let mut sh = lock(shared);
+            match dst.and_then(|d| sh.port.lookup(d)) {
+                Some(to) => {
+                    sh.port.record_rx(to, n - VNET);
+                    let mac = sh.port.master().mac;
+                    (target(&mut sh, to), mac)
+                }
+                None => continue,
+            }
         };
-        let mac = sh.port.master().mac;
-        if let Some(mut eth) = EthernetFrame::new_checked(&mut buf[VNET..n]) {
-            eth.set_dst(mac);
-            eth.set_src(mac);
+        if let (Out::Slave(to, dev), mac) = out {
+            if let Some(mut eth) = EthernetFrame::new_checked(&mut buf[VNET..n]) {
+                eth.set_dst(mac);
+                eth.set_src(mac);
+            }
+            deliver(shared, to, &dev, &buf[..n]);
         }
-        sh.port.record_rx(to, n - VNET);
-        deliver(&mut sh, to, &buf[..n]);
     }
 }
 
-/// Writes vnet header + frame to a slave.
-fn deliver(sh: &mut Shared, to: SlaveId, frame: &[u8]) {
-    let Some(dev) = sh.devs.get(&to) else {
-        sh.port.record_rx_drop(to, DropReason::ReceiverDown);
-        return;
-    };
+/// Writes vnet header + frame to a slave; a refused write is counted on it.
+fn deliver(shared: &Mutex<Shared>, to: SlaveId, dev: &Tap, frame: &[u8]) {
     if let Err(e) = dev.send(frame) {
         let reason = if e.kind() == io::ErrorKind::WouldBlock {
             DropReason::QueueFull
         } else {
             DropReason::ReceiverDown
         };
-        sh.port.record_rx_drop(to, reason);
+        lock(shared).port.record_rx_drop(to, reason);
     }
 }
 
 /// Sends vnet header + frame out of the master, with `src_mac` as the Ethernet source.
-fn transmit(io: &Io, sh: &mut Shared, frame: &mut [u8], src_mac: MacAddr) {
+fn transmit(shared: &Mutex<Shared>, io: &Io, frame: &mut [u8], src_mac: MacAddr) {
     if let Some(mut eth) = frame.get_mut(VNET..).and_then(EthernetFrame::new_checked) {
         eth.set_src(src_mac);
     }
     if let Err(e) = io.master.send(frame) {
         debug!("master transmit failed: {e}");
-        sh.port.counters.dropped.add(DropReason::QueueFull);
+        lock(shared)
+            .port
+            .counters
+            .dropped
+            .add(DropReason::QueueFull);
     }
 }
 
@@ -315,7 +394,7 @@ fn transmit(io: &Io, sh: &mut Shared, frame: &mut [u8], src_mac: MacAddr) {
 /// finishing a partial checksum or segmenting a TCP super-frame first (a raw socket takes only
 /// complete packets that fit the MTU). `routed` (l3/l3s) counts failures as the sender's
 /// tx_errors (R-STAT-3).
-fn to_host(io: &Io, sh: &mut Shared, from: SlaveId, whole: &mut [u8], routed: bool) {
+fn to_host(shared: &Mutex<Shared>, io: &Io, from: SlaveId, whole: &mut [u8], routed: bool) {
     let hdr = VnetHdr::parse(whole);
     let frame = &mut whole[VNET..];
     let dst: Option<IpAddr> = classify(frame).ok().and_then(|c| match c.l3 {
@@ -324,7 +403,11 @@ fn to_host(io: &Io, sh: &mut Shared, from: SlaveId, whole: &mut [u8], routed: bo
         _ => None,
     });
     let Some(dst) = dst else {
-        sh.port.counters.dropped.add(DropReason::HostNotIp);
+        lock(shared)
+            .port
+            .counters
+            .dropped
+            .add(DropReason::HostNotIp);
         return;
     };
     let packet = &mut frame[HEADER_LEN..];
@@ -343,13 +426,18 @@ fn to_host(io: &Io, sh: &mut Shared, from: SlaveId, whole: &mut [u8], routed: bo
         if hdr.needs_csum() {
             let start = usize::from(hdr.csum_start).saturating_sub(HEADER_LEN);
             if complete_checksum(packet, start, usize::from(hdr.csum_offset)).is_err() {
-                sh.port.counters.dropped.add(DropReason::MalformedIp);
+                lock(shared)
+                    .port
+                    .counters
+                    .dropped
+                    .add(DropReason::MalformedIp);
                 return;
             }
         }
         send(packet);
     }
     if failed {
+        let mut sh = lock(shared);
         if routed {
             sh.port.record_tx_error(from);
         } else {
@@ -358,22 +446,34 @@ fn to_host(io: &Io, sh: &mut Shared, from: SlaveId, whole: &mut [u8], routed: bo
     }
 }
 
+/// Distributes queued multicast frames, one at a time: who gets a copy is decided under the
+/// lock, the copies are written after it.
 fn drain_multicast(shared: &Mutex<Shared>, io: &Io, copies: &mut Vec<McCopy>) {
-    let mut sh = lock(shared);
-    while let Some((origin, mut frame)) = sh.backlog.pop() {
-        let Some(eth) = frame.get(VNET..) else {
-            continue;
+    loop {
+        let (mut frame, targets, out_mac) = {
+            let mut sh = lock(shared);
+            let Some((origin, frame)) = sh.backlog.pop() else {
+                return;
+            };
+            let Some(eth) = frame.get(VNET..) else {
+                continue;
+            };
+            let gso = VnetHdr::parse(&frame).is_gso();
+            let out = sh.port.handle_multicast(origin, eth, gso, copies);
+            let targets: Vec<(SlaveId, Arc<Tap>)> = copies
+                .iter()
+                .filter_map(|c| match *c {
+                    McCopy::Deliver(to) => sh.devs.get(&to).map(|d| (to, d.clone())),
+                    McCopy::Drop(..) => None,
+                })
+                .collect();
+            (frame, targets, out.then(|| sh.port.master().mac))
         };
-        let gso = VnetHdr::parse(&frame).is_gso();
-        let out = sh.port.handle_multicast(origin, eth, gso, copies);
-        for c in copies.iter() {
-            if let McCopy::Deliver(to) = *c {
-                deliver(&mut sh, to, &frame);
-            }
+        for (to, dev) in &targets {
+            deliver(shared, *to, dev, &frame);
         }
-        if out {
-            let mac = sh.port.master().mac;
-            transmit(io, &mut sh, &mut frame, mac);
+        if let Some(mac) = out_mac {
+            transmit(shared, io, &mut frame, mac);
         }
     }
 }
