@@ -25,6 +25,7 @@ fn port(mode: Mode, flag: Flag) -> Option<Port> {
             .ok()?
             .id;
         p.set_slave_up(id, n != 2).ok()?;
+        p.set_source_guard(id, n == 0).ok()?;
         p.add_address(id, [192, 0, 2, 10 + n].into()).ok()?;
         p.add_address(
             id,
@@ -47,6 +48,7 @@ fuzz_target!(|data: &[u8]| {
         frame,
         TxMeta {
             gso: selector & 0x80 != 0,
+            from: p.slaves().next().map(|s| s.id()),
         },
     );
     if flag != Flag::Bridge {

@@ -12,6 +12,10 @@ use crate::slave_id::SlaveId;
 impl Port {
     /// Decides a frame transmitted by `from` and counts it.
     pub fn handle_tx(&mut self, from: SlaveId, frame: &[u8], meta: TxMeta) -> TxAction {
+        let meta = TxMeta {
+            from: Some(from),
+            ..meta
+        };
         let action = decide_tx(self, frame, meta);
         let len = frame.len();
         match action {

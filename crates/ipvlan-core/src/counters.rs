@@ -32,10 +32,12 @@ pub enum DropReason {
     QueueFull,
     /// Not IPv4/IPv6, so it cannot be handed to the master namespace's stack.
     HostNotIp,
+    /// A source address the slave does not own, with its guard on (`spoofchk on`).
+    SpoofedSource,
 }
 
 impl DropReason {
-    pub const COUNT: usize = 12;
+    pub const COUNT: usize = 13;
     pub const ALL: [DropReason; DropReason::COUNT] = [
         DropReason::Runt,
         DropReason::PrivateUnicast,
@@ -49,6 +51,7 @@ impl DropReason {
         DropReason::ForeignVlan,
         DropReason::QueueFull,
         DropReason::HostNotIp,
+        DropReason::SpoofedSource,
     ];
 
     /// Stable snake_case name, used in JSON and `link show -s`.
@@ -66,6 +69,7 @@ impl DropReason {
             DropReason::ForeignVlan => "foreign_vlan",
             DropReason::QueueFull => "queue_full",
             DropReason::HostNotIp => "host_not_ip",
+            DropReason::SpoofedSource => "spoofed_source",
         }
     }
 

@@ -1,6 +1,8 @@
 //! The forwarding decisions (spec §4–§6) as pure functions: a frame and the port's state in, one
 //! action out. [`Port::handle_tx`] and friends wrap them with the counter updates.
 
+use std::net::IpAddr;
+
 use crate::classify::{classify, Classified, L3};
 use crate::counters::DropReason;
 use crate::mode::{Flag, Mode};
@@ -15,6 +17,8 @@ use crate::wire::MacAddr;
 pub struct TxMeta {
     /// A GSO super-frame (TAP vnet header): exempt from the MTU check (R-MTU-4).
     pub gso: bool,
+    /// The transmitting slave, when known: its source-address guard applies.
+    pub from: Option<SlaveId>,
 }
 
 /// Facts about a frame received on the master that are not in its bytes.
@@ -114,10 +118,30 @@ pub fn decide_tx(port: &Port, frame: &[u8], meta: TxMeta) -> TxAction {
     let Ok(frame) = classify(frame) else {
         return drop_tx(DropReason::Runt, DropSite::Sender); // R-TX-0
     };
+    if meta.from.is_some_and(|s| spoofed(port, s, &frame)) {
+        return drop_tx(DropReason::SpoofedSource, DropSite::Sender);
+    }
     match port.mode() {
         Mode::L2 => decide_tx_l2(port, &frame, meta),
         Mode::L3 | Mode::L3s => decide_tx_l3(port, &frame, meta),
     }
+}
+
+/// The opt-in source-address guard (`spoofchk on`): an IPv4/IPv6 packet or ARP frame whose
+/// source address the slave does not own. Unspecified sources stay allowed (DAD, ARP probes,
+/// DHCP); frames without an IP source are not judged. The kernel has no such guard
+/// (R-TX-NOVALIDATE, R-SPC-SPOOF-1).
+fn spoofed(port: &Port, from: SlaveId, frame: &Classified) -> bool {
+    if !port.slave(from).is_some_and(|s| s.source_guard()) {
+        return false;
+    }
+    let src: Option<IpAddr> = match frame.l3 {
+        L3::Arp { sender, .. } => Some(sender.into()),
+        L3::Ipv4 { src, .. } => Some(src.into()),
+        L3::Ipv6 { src, .. } => Some(src.into()),
+        _ => None,
+    };
+    src.is_some_and(|a| !a.is_unspecified() && !port.addresses(from).contains(&a))
 }
 
 fn decide_tx_l2(port: &Port, frame: &Classified, meta: TxMeta) -> TxAction {

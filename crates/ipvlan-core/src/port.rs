@@ -46,6 +46,7 @@ pub struct Slave {
     mtu: u32,
     up: bool,
     noarp: bool,
+    source_guard: bool,
     /// The device's own multicast filter.
     pub mc_filter: McFilter,
     pub counters: SlaveCounters,
@@ -68,6 +69,10 @@ impl Slave {
     /// The NOARP device flag (R-MODE-2, R-MODE-4).
     pub fn noarp(&self) -> bool {
         self.noarp
+    }
+    /// Frames with a source address the slave does not own are dropped (opt-in).
+    pub fn source_guard(&self) -> bool {
+        self.source_guard
     }
     /// Whether a frame of `len` bytes may be delivered locally to this slave (R-MTU-4).
     pub fn fits(&self, len: usize, gso: bool) -> bool {
@@ -243,6 +248,7 @@ impl Port {
             mtu,
             up: false,
             noarp: false, // R-MODE-4: set at the first up, not before.
+            source_guard: false,
             mc_filter: McFilter::accept_all(),
             counters: SlaveCounters::default(),
         });
@@ -265,6 +271,7 @@ impl Port {
             mtu,
             up: false,
             noarp: false,
+            source_guard: false,
             mc_filter: McFilter::accept_all(),
             counters: SlaveCounters::default(),
         });
@@ -334,6 +341,13 @@ impl Port {
             s.noarp = mode.is_noarp();
         }
         self.table.set_active(id, up);
+        Ok(())
+    }
+
+    /// Turns a slave's source-address guard on or off (`spoofchk`).
+    pub fn set_source_guard(&mut self, id: SlaveId, on: bool) -> Result<(), PortError> {
+        let i = self.existing(id)?;
+        self.slaves[i].source_guard = on;
         Ok(())
     }
 

@@ -17,9 +17,10 @@ Usage: ipvlan [ OPTIONS ] OBJECT { COMMAND | help }
 where  OBJECT := link
        OPTIONS := { -d[etails] | -s[tatistics] | -j[son] | --socket PATH }
 
-Usage: ipvlan link add link DEVICE [ name ] NAME [ mtu MTU ] type ipvlan [ mode MODE ] [ FLAGS ]
+Usage: ipvlan link add link DEVICE [ name ] NAME [ mtu MTU ] [ spoofchk { on | off } ]
+                 type ipvlan [ mode MODE ] [ FLAGS ]
        ipvlan link delete [ dev ] NAME
-       ipvlan link set [ dev ] NAME type ipvlan [ mode MODE ] [ FLAGS ]
+       ipvlan link set [ dev ] NAME [ spoofchk { on | off } ] [ type ipvlan [ mode MODE ] [ FLAGS ] ]
        ipvlan [ -d ] [ -s ] [ -j ] link show [ [ dev ] NAME ]
 MODE: l3 | l3s | l2
 FLAGS: bridge | private | vepa
@@ -243,7 +244,7 @@ fn parse_add(words: &[String]) -> Result<Request, CliError> {
     let (head, args) = split_type(words)?;
     let args =
         args.ok_or_else(|| usage_error("Not enough information: \"type\" argument is required"))?;
-    let (mut master, mut name, mut mtu) = (None, None, None);
+    let (mut master, mut name, mut mtu, mut spoofchk) = (None, None, None, None);
     let mut it = head.iter();
     while let Some(w) = it.next() {
         let mut value = |what: &str| {
@@ -265,6 +266,7 @@ fn parse_add(words: &[String]) -> Result<Request, CliError> {
                     )
                 })?);
             }
+            "spoofchk" => spoofchk = Some(on_off("spoofchk", &value("spoofchk")?)?),
             "address" => {
                 value("address")?; // R-MAC-1: replaced by the master's MAC anyway.
                 eprintln!("note: a slave always carries its master's MAC; \"address\" is ignored");
@@ -292,32 +294,59 @@ fn parse_add(words: &[String]) -> Result<Request, CliError> {
         mode: args.mode.map(|m| m.to_string()),
         flag: args.flag.map(|f| f.to_string()),
         mtu,
+        spoofchk,
     })
 }
 
+/// `on` or `off`, as iproute2 spells boolean settings.
+fn on_off(what: &str, v: &str) -> Result<bool, CliError> {
+    match v {
+        "on" => Ok(true),
+        "off" => Ok(false),
+        _ => Err(CliError(
+            format!("Error: argument of \"{what}\" must be \"on\" or \"off\", not \"{v}\""),
+            EXIT_BAD_ARG,
+        )),
+    }
+}
+
+/// `link set [dev] NAME [spoofchk on|off] [type ipvlan [mode M] [FLAG]]`.
 fn parse_set(words: &[String]) -> Result<Request, CliError> {
     let (head, args) = split_type(words)?;
-    let name = match head {
-        [d, n] if d == "dev" => n.clone(),
-        [n] => n.clone(),
-        [] => return Err(usage_error("Not enough information: \"dev\" argument is required.")),
-        _ => {
-            return Err(CliError(
-                format!(
-                    "ipvlan link set only changes the ipvlan mode and flag; for \"{}\" use `ip link set`: slaves are ordinary devices",
-                    head.join(" ")
-                ),
-                EXIT_BAD_ARG,
-            ))
+    let mut it = head.iter();
+    let mut name = None;
+    let mut spoofchk = None;
+    while let Some(w) = it.next() {
+        match w.as_str() {
+            "dev" if name.is_none() => name = it.next().cloned(),
+            "spoofchk" => {
+                let v = it.next().ok_or_else(|| usage_error("Command line is not complete: \"spoofchk\" needs on or off"))?;
+                spoofchk = Some(on_off("spoofchk", v)?);
+            }
+            n if name.is_none() => name = Some(n.to_owned()),
+            other => {
+                return Err(CliError(
+                    format!(
+                        "ipvlan link set changes the ipvlan mode, flag and spoofchk; for \"{other}\" use `ip link set`: slaves are ordinary devices"
+                    ),
+                    EXIT_BAD_ARG,
+                ))
+            }
         }
-    };
-    let args = args.ok_or_else(|| {
-        usage_error("Not enough information: \"type ipvlan\" and a mode or flag are required")
-    })?;
+    }
+    let name =
+        name.ok_or_else(|| usage_error("Not enough information: \"dev\" argument is required."))?;
+    if args.is_none() && spoofchk.is_none() {
+        return Err(usage_error(
+            "Not enough information: give \"type ipvlan\" with a mode or flag, or \"spoofchk on|off\"",
+        ));
+    }
+    let args = args.unwrap_or_default();
     Ok(Request::LinkSet {
         name,
         mode: args.mode.map(|m| m.to_string()),
         flag: args.flag.map(|f| f.to_string()),
+        spoofchk,
     })
 }
 
@@ -388,8 +417,11 @@ fn render(l: &LinkView, opts: &Options) -> String {
     s.push_str(&format!("    link/ether {} brd ff:ff:ff:ff:ff:ff\n", l.mac));
     if opts.details {
         s.push_str(&format!(
-            "    ipvlan  mode {} {} dev_id {:#x}\n",
-            l.mode, l.flag, l.id
+            "    ipvlan  mode {} {} dev_id {:#x} spoofchk {}\n",
+            l.mode,
+            l.flag,
+            l.id,
+            if l.spoofchk { "on" } else { "off" }
         ));
     }
     if !l.addresses.is_empty() {

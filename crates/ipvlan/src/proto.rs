@@ -24,6 +24,9 @@ pub enum Request {
         mode: Option<String>,
         flag: Option<String>,
         mtu: Option<u32>,
+        /// `spoofchk on|off`: the source-address guard.
+        #[serde(default)]
+        spoofchk: Option<bool>,
     },
     LinkDel {
         name: String,
@@ -32,6 +35,8 @@ pub enum Request {
         name: String,
         mode: Option<String>,
         flag: Option<String>,
+        #[serde(default)]
+        spoofchk: Option<bool>,
     },
     LinkShow {
         name: Option<String>,
@@ -87,6 +92,8 @@ pub struct LinkView {
     pub up: bool,
     pub noarp: bool,
     pub carrier: bool,
+    /// The source-address guard is on.
+    pub spoofchk: bool,
     pub addresses: Vec<String>,
     /// Addresses configured on this slave that another slave of the port already owns: not
     /// served (the kernel would have refused them with EADDRINUSE).

@@ -20,6 +20,7 @@ fn two_slaves(args: &str) -> Fx {
 fn restart_serves_every_slave_again_in_its_namespace() {
     require_env!();
     let mut fx = two_slaves("mode l2 private");
+    fx.cli_ok(&["link", "set", "ipvl1", "spoofchk", "on"]);
     let before = fx.links();
     fx.stop_daemon(false);
     assert!(!fx.ping("ns0", "192.0.2.254", 1), "no daemon, no traffic");

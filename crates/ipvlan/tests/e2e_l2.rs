@@ -382,3 +382,102 @@ fn slaves_follow_the_master_mac_and_mtu_r_mac_3_r_mtu_3() {
         ["mtu"]
         == 1400));
 }
+
+/// Python: send one ICMP echo on `dev` with forged source MAC and IP, from inside a slave.
+const FORGE: &str = r#"
+import socket, struct, sys
+dev, src = sys.argv[1], sys.argv[2]
+def csum(b):
+    s = sum(struct.unpack('!%dH' % (len(b) // 2), b))
+    s = (s >> 16) + (s & 0xffff); s += s >> 16
+    return ~s & 0xffff
+icmp = struct.pack('!BBHHH', 8, 0, 0, 0x4242, 1) + b'forged'
+icmp = icmp[:2] + struct.pack('!H', csum(icmp)) + icmp[4:]
+ip = struct.pack('!BBHHHBBH4s4s', 0x45, 0, 20 + len(icmp), 1, 0, 64, 1, 0,
+                 socket.inet_aton(src), socket.inet_aton('192.0.2.254'))
+ip = ip[:10] + struct.pack('!H', csum(ip)) + ip[12:]
+eth = bytes.fromhex('0200000000fe') + bytes.fromhex('026666666666') + b'\x08\x00'
+s = socket.socket(socket.AF_PACKET, socket.SOCK_RAW)
+s.bind((dev, 0))
+s.send(eth + ip + icmp)
+"#;
+
+/// Python: print "SRCMAC SRCIP" of the first ICMP echo request with id 0x4242 seen on e0.
+const SNIFF: &str = r#"
+import socket
+s = socket.socket(socket.AF_PACKET, socket.SOCK_RAW, socket.htons(0x0800))
+s.bind(('e0', 0)); s.settimeout(3)
+while True:
+    f = s.recv(2000)
+    if f[23] == 1 and f[34] == 8 and f[38:40] == b'\x42\x42':
+        print(f[6:12].hex(), socket.inet_ntoa(f[26:30])); break
+"#;
+
+fn forge_and_sniff(fx: &Fx, src: &str) -> String {
+    let sniffer = std::process::Command::new("ip")
+        .args(["netns", "exec", &fx.ns("ext"), "python3", "-c", SNIFF])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(400));
+    let o = std::process::Command::new("ip")
+        .args([
+            "netns",
+            "exec",
+            &fx.ns("ns0"),
+            "python3",
+            "-c",
+            FORGE,
+            "ipvl0",
+            src,
+        ])
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    String::from_utf8_lossy(&sniffer.wait_with_output().unwrap().stdout)
+        .trim()
+        .to_owned()
+}
+
+#[test]
+fn hostile_slave_forging_mac_and_ip_spoofchk() {
+    require_env!();
+    let fx = howto("mode l2");
+    // Off (the kernel's behaviour for the IP, R-TX-NOVALIDATE): the forged IP leaves, but the
+    // MAC is always rewritten to the master's.
+    assert_eq!(
+        forge_and_sniff(&fx, "192.0.2.99"),
+        "020000000001 192.0.2.99"
+    );
+    // On: frames with a source address the slave does not own are dropped and counted.
+    let out = fx.cli_ok(&["link", "set", "dev", "ipvl0", "spoofchk", "on"]);
+    assert!(!out.contains("Error"), "{out}");
+    assert_eq!(
+        forge_and_sniff(&fx, "192.0.2.99"),
+        "",
+        "forged source must not leave"
+    );
+    assert_eq!(
+        forge_and_sniff(&fx, "192.0.2.11"),
+        "020000000001 192.0.2.11",
+        "own address passes"
+    );
+    let l = fx.link("ipvl0").unwrap();
+    assert_eq!(l["spoofchk"], true);
+    assert!(
+        l["stats"]["drops"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|d| d["reason"] == "spoofed_source"),
+        "{l}"
+    );
+    assert!(
+        fx.ping("ns0", "192.0.2.254", 1),
+        "legitimate traffic is untouched"
+    );
+    assert!(fx
+        .cli_ok(&["-d", "link", "show", "ipvl0"])
+        .contains("spoofchk on"));
+}

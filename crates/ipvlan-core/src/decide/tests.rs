@@ -166,7 +166,14 @@ fn r_tx_l2_3_local_miss_respects_the_master_mtu() {
             site: DropSite::Master
         }
     );
-    let gso = decide_tx(&fx.port, &big, TxMeta { gso: true });
+    let gso = decide_tx(
+        &fx.port,
+        &big,
+        TxMeta {
+            gso: true,
+            from: None,
+        },
+    );
     assert_eq!(gso, TxAction::ToHost);
 }
 
@@ -261,7 +268,14 @@ fn r_mtu_4_t_47_local_delivery_checks_the_receiver_mtu() {
     assert_eq!(edge.len(), 1418);
     assert_eq!(tx(&fx.port, &edge), TxAction::Deliver(s1));
     assert_eq!(
-        decide_tx(&fx.port, &big, TxMeta { gso: true }),
+        decide_tx(
+            &fx.port,
+            &big,
+            TxMeta {
+                gso: true,
+                from: None
+            }
+        ),
         TxAction::Deliver(s1)
     );
     // Counters: the sender transmitted, the receiver dropped (R-STAT-1, R-STAT-2).
@@ -840,4 +854,54 @@ fn r_tx_l3_2_target_keyed_broadcast_frames_reach_only_the_target() {
     assert_eq!(tx(&fx.port, &req), TxAction::Deliver(fx.s2));
     let dad = dad_probe(M, v6("2001:db8:2::12"));
     assert_eq!(tx(&fx.port, &dad), TxAction::Deliver(fx.s2));
+}
+
+#[test]
+fn spoofchk_drops_foreign_source_addresses_only_when_on() {
+    let mut fx = fixture(Mode::L2, Flag::Bridge);
+    let s1 = fx.s1;
+    let forged = ipv4_frame(EXT_MAC, M, v4(192, 0, 2, 99), v4(192, 0, 2, 254));
+    let own = ipv4_frame(EXT_MAC, M, v4(192, 0, 2, 11), v4(192, 0, 2, 254));
+    let meta = TxMeta {
+        from: Some(s1),
+        ..TxMeta::default()
+    };
+    // Off by default: the kernel does not validate sources (R-TX-NOVALIDATE).
+    assert_eq!(decide_tx(&fx.port, &forged, meta), TRANSMIT);
+    fx.port.set_source_guard(s1, true).unwrap();
+    assert_eq!(
+        decide_tx(&fx.port, &forged, meta),
+        sender_drop(DropReason::SpoofedSource)
+    );
+    assert_eq!(decide_tx(&fx.port, &own, meta), TRANSMIT);
+    // ARP with a foreign sender, IPv6 with a foreign source: dropped; DAD (from ::) allowed.
+    let arp = arp_request(M, v4(192, 0, 2, 12), v4(192, 0, 2, 254));
+    assert_eq!(
+        decide_tx(&fx.port, &arp, meta),
+        sender_drop(DropReason::SpoofedSource)
+    );
+    let v6f = ipv6_frame(EXT_MAC, M, v6("2001:db8:1::12"), v6("2001:db8:1::fe"));
+    assert_eq!(
+        decide_tx(&fx.port, &v6f, meta),
+        sender_drop(DropReason::SpoofedSource)
+    );
+    let dad = dad_probe(M, v6("2001:db8:1::99"));
+    assert_eq!(decide_tx(&fx.port, &dad, meta), TxAction::Multicast);
+    // Counted by reason on the sender.
+    fx.port.handle_tx(s1, &forged, TxMeta::default());
+    assert_eq!(
+        fx.port
+            .slave(s1)
+            .unwrap()
+            .counters
+            .tx_dropped
+            .get(DropReason::SpoofedSource),
+        1
+    );
+    // Another slave's guard is its own business.
+    let from_s2 = TxMeta {
+        from: Some(fx.s2),
+        ..TxMeta::default()
+    };
+    assert_eq!(decide_tx(&fx.port, &forged, from_s2), TRANSMIT);
 }

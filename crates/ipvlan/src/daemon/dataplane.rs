@@ -298,6 +298,7 @@ fn from_slave(
         let whole = &mut buf[..n];
         let meta = TxMeta {
             gso: VnetHdr::parse(whole).is_gso(),
+            from: Some(from),
         };
         let out = {
             let mut sh = lock(shared);

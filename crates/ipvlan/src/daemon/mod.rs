@@ -209,11 +209,22 @@ impl Daemon {
                 mode,
                 flag,
                 mtu,
-            } => self.link_add(&master, &name, mode.as_deref(), flag.as_deref(), mtu),
+                spoofchk,
+            } => self.link_add(
+                &master,
+                &name,
+                mode.as_deref(),
+                flag.as_deref(),
+                mtu,
+                spoofchk,
+            ),
             Request::LinkDel { name } => self.link_del(&name),
-            Request::LinkSet { name, mode, flag } => {
-                self.link_set(&name, mode.as_deref(), flag.as_deref())
-            }
+            Request::LinkSet {
+                name,
+                mode,
+                flag,
+                spoofchk,
+            } => self.link_set(&name, mode.as_deref(), flag.as_deref(), spoofchk),
             Request::LinkShow { name } => self.link_show(name.as_deref()),
         };
         match result {

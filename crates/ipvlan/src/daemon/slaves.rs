@@ -59,6 +59,7 @@ impl Daemon {
         mode: Option<&str>,
         flag: Option<&str>,
         mtu: Option<u32>,
+        spoofchk: Option<bool>,
     ) -> Outcome<Response> {
         let (mode, flag) = parse_mode_flag(mode, flag)?;
         let name = IfName::new(name)?;
@@ -104,11 +105,18 @@ impl Daemon {
             self.create_port(&master_link)?;
         }
         let mi = master_link.index;
-        let result = self.add_slave_to(mi, &master_link, name, mode, flag, mtu);
+        let result = self.add_slave_to(mi, &master_link, name.clone(), mode, flag, mtu);
         if result.is_err() && new_port {
             self.teardown_port(mi);
         }
         let notes = result?;
+        if let Some(on) = spoofchk {
+            if let Some((_, id)) = self.find_by_name(name.as_str()) {
+                if let Some(p) = self.ports.get(&mi) {
+                    let _ = lock(&p.dp.shared).port.set_source_guard(id, on);
+                }
+            }
+        }
         self.sync_steal(mi);
         self.save();
         ok(notes)
@@ -305,9 +313,10 @@ impl Daemon {
         name: &str,
         mode: Option<&str>,
         flag: Option<&str>,
+        spoofchk: Option<bool>,
     ) -> Outcome<Response> {
         let (mode, flag) = parse_mode_flag(mode, flag)?;
-        let (mi, _) = self.find_by_name(name).ok_or_else(|| {
+        let (mi, id) = self.find_by_name(name).ok_or_else(|| {
             Failure::new(
                 ErrorKind::NotFound,
                 format!("Cannot find device \"{name}\""),
@@ -319,6 +328,9 @@ impl Daemon {
             .ok_or_else(|| Failure::new(ErrorKind::NotFound, "port vanished"))?;
         let (change, names) = {
             let mut sh = lock(&p.dp.shared);
+            if let Some(on) = spoofchk {
+                sh.port.set_source_guard(id, on)?;
+            }
             let change = sh.port.change_link(LinkTypeArgs { mode, flag });
             let names: Vec<String> = sh.port.slaves().map(|s| s.name().to_string()).collect();
             (change, names)
@@ -837,6 +849,7 @@ impl Daemon {
                             id: s.id().get(),
                             mtu: s.mtu(),
                             alias: c.alias.clone(),
+                            spoofchk: s.source_guard(),
                         })
                     })
                     .collect(),
@@ -924,6 +937,7 @@ impl Daemon {
                 IfName::new(&s.name)
                     .map_err(PortError::from)
                     .and_then(|n| sh.port.restore_slave(id, n, s.mtu))
+                    .and_then(|()| sh.port.set_source_guard(id, s.spoofchk))
             };
             if let Err(e) = restored {
                 warn!(slave = %s.name, "cannot restore: {e}");
@@ -1108,6 +1122,7 @@ fn view(p: &PortRt, port: &Port, s: &ipvlan_core::Slave, ctl: &SlaveCtl) -> Link
         up: s.is_up(),
         noarp: port.mode().is_noarp() && s.is_up(),
         carrier: ctl.carrier,
+        spoofchk: s.source_guard(),
         addresses,
         conflicts: ctl
             .conflicts

@@ -56,6 +56,8 @@ pub struct SlaveState {
     pub mtu: u32,
     /// The `ifalias` that identifies the TAP wherever it lives now.
     pub alias: String,
+    #[serde(default)]
+    pub spoofchk: bool,
 }
 
 /// What loading found.
@@ -149,6 +151,7 @@ mod tests {
                     id: 1,
                     mtu: 1500,
                     alias: "ipvlan-rs:4:1".into(),
+                    spoofchk: true,
                 }],
             }],
         };
