@@ -19,11 +19,15 @@ pub fn call(socket: &Path, req: &Request) -> Result<Response> {
     })?;
     stream.set_read_timeout(Some(Duration::from_secs(30)))?;
     let body = serde_json::to_vec(req)?;
-    stream.write_all(&body)?;
-    stream.shutdown(std::net::Shutdown::Write)?;
+    // The daemon may answer (a refusal) before reading everything: a failed write is not the
+    // end, its answer is still waiting to be read.
+    let sent = stream.write_all(&body);
+    let _ = stream.shutdown(std::net::Shutdown::Write);
     let mut reply = Vec::new();
-    stream
-        .read_to_end(&mut reply)
-        .context("reading the daemon's answer")?;
+    let read = stream.read_to_end(&mut reply);
+    if reply.is_empty() {
+        sent.context("sending the request")?;
+        read.context("reading the daemon's answer")?;
+    }
     serde_json::from_slice(&reply).context("the daemon's answer is not valid")
 }

@@ -278,3 +278,60 @@ fn the_readme_demo_passes_and_cleans_up() {
         "demo left {tag} behind"
     );
 }
+
+/// Python: send `n` bytes of JSON-ish garbage to the socket and print the reply.
+const RAW_REQUEST: &str = r#"
+import socket, sys
+s = socket.socket(socket.AF_UNIX); s.connect(sys.argv[1])
+s.sendall(sys.argv[2].encode() * int(sys.argv[3])); s.shutdown(socket.SHUT_WR)
+print(s.recv(4096).decode())
+"#;
+
+fn raw_request(fx: &Fx, body: &str, repeat: usize) -> String {
+    let o = std::process::Command::new("python3")
+        .args(["-c", RAW_REQUEST])
+        .arg(&fx.socket)
+        .args([body, &repeat.to_string()])
+        .output()
+        .unwrap();
+    String::from_utf8_lossy(&o.stdout).trim().to_owned()
+}
+
+#[test]
+fn control_socket_refuses_bad_requests_and_strangers() {
+    require_env!();
+    let fx = Fx::new();
+    fx.cli_ok(&[
+        "link", "add", "link", "m0", "s1", "type", "ipvlan", "mode", "l2",
+    ]);
+    let mode = std::fs::metadata(&fx.socket).unwrap();
+    use std::os::unix::fs::PermissionsExt;
+    assert_eq!(mode.permissions().mode() & 0o777, 0o600, "root-only socket");
+    assert!(raw_request(&fx, "{not json", 1).contains("malformed request"));
+    assert!(raw_request(&fx, r#"{"cmd":"frobnicate"}"#, 1).contains("malformed request"));
+    assert!(raw_request(&fx, "x", 100_000).contains("larger than"));
+    // A non-root peer, even through a socket opened up to everyone, is refused (SO_PEERCRED).
+    if std::path::Path::new("/usr/bin/setpriv").exists() {
+        std::fs::set_permissions(&fx.socket, std::fs::Permissions::from_mode(0o666)).unwrap();
+        let o = std::process::Command::new("setpriv")
+            .args([
+                "--reuid=65534",
+                "--regid=65534",
+                "--clear-groups",
+                common::BIN,
+                "--socket",
+            ])
+            .arg(&fx.socket)
+            .args(["link", "show"])
+            .output()
+            .unwrap();
+        let out = text(&o);
+        assert_eq!(o.status.code(), Some(2), "{out}");
+        assert!(
+            out.contains("permission denied: uid 65534 is not root"),
+            "{out}"
+        );
+    }
+    // None of it disturbed the daemon.
+    assert_eq!(fx.links().len(), 1);
+}
