@@ -335,3 +335,40 @@ fn control_socket_refuses_bad_requests_and_strangers() {
     // None of it disturbed the daemon.
     assert_eq!(fx.links().len(), 1);
 }
+
+#[test]
+fn sigterm_under_heavy_traffic_then_restart() {
+    require_env!();
+    let mut fx = two_slaves("mode l2");
+    // A TCP stream from ns0 to ns1 and a UDP flood to the outside, both running while the
+    // daemon is told to stop.
+    let sink = std::process::Command::new("ip")
+        .args(["netns", "exec", &fx.ns("ns1"), "python3", "-c",
+            "import socket\ns=socket.socket();s.setsockopt(socket.SOL_SOCKET,socket.SO_REUSEADDR,1);s.bind(('192.0.2.12',5040));s.listen(1);s.settimeout(10);c,_=s.accept();c.settimeout(3)\ntry:\n while c.recv(65536): pass\nexcept Exception: pass"])
+        .spawn()
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(300));
+    let load = std::process::Command::new("ip")
+        .args(["netns", "exec", &fx.ns("ns0"), "python3", "-c",
+            "import socket,time\nt=time.time();s=socket.create_connection(('192.0.2.12',5040),timeout=5);s.settimeout(1)\nu=socket.socket(socket.AF_INET,socket.SOCK_DGRAM)\nwhile time.time()-t<3:\n try:\n  s.send(b'q'*65536); u.sendto(b'w'*1000,('192.0.2.254',9))\n except Exception: pass"])
+        .spawn()
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(800));
+    let t = std::time::Instant::now();
+    fx.stop_daemon(false);
+    assert!(
+        t.elapsed() < Duration::from_secs(3),
+        "SIGTERM under load took {:?}",
+        t.elapsed()
+    );
+    assert!(fx.daemon_log().contains("shutting down"));
+    let _ = load.wait_with_output();
+    let _ = sink.wait_with_output();
+    fx.start_daemon();
+    assert!(wait(Duration::from_secs(5), || fx.ping(
+        "ns0",
+        "192.0.2.12",
+        1
+    )));
+    assert_eq!(fx.links().len(), 2, "nothing lost");
+}
