@@ -36,6 +36,10 @@ const TOKEN_SINK: u64 = 2;
 const TOKEN_SLAVE: u64 = 0x1_0000;
 /// Frames read from one descriptor before looking at the others (fairness).
 const BURST: usize = 64;
+/// Multicast frames one worker distributes per wake-up. Each costs a write per slave, so an
+/// unbounded drain lets one broadcast storm starve unicast; bounded, the backlog fills and its
+/// 1000-frame limit drops (and counts) the excess instead (R-MC-1).
+const MC_BURST: usize = 4;
 /// Largest frame: a 64 KiB GSO packet plus headers and the vnet header.
 const FRAME_MAX: usize = 65536 + 128;
 
@@ -189,8 +193,10 @@ fn run(shared: &Mutex<Shared>, epoll: &Epoll, stopping: &AtomicBool, io: &Io) {
     let mut ready = Vec::new();
     let mut buf = vec![0u8; FRAME_MAX];
     let mut copies = Vec::new();
+    let mut pending = false;
     while !stopping.load(Ordering::SeqCst) {
-        if let Err(e) = epoll.wait(&mut ready, 1000) {
+        // Multicast still queued: look at the descriptors without sleeping, then go on with it.
+        if let Err(e) = epoll.wait(&mut ready, if pending { 0 } else { 1000 }) {
             warn!("data plane: epoll failed: {e}");
             return;
         }
@@ -207,7 +213,7 @@ fn run(shared: &Mutex<Shared>, epoll: &Epoll, stopping: &AtomicBool, io: &Io) {
                 }
             }
         }
-        drain_multicast(shared, io, &mut copies);
+        pending = drain_multicast(shared, io, &mut copies);
     }
 }
 
@@ -447,14 +453,14 @@ fn to_host(shared: &Mutex<Shared>, io: &Io, from: SlaveId, whole: &mut [u8], rou
     }
 }
 
-/// Distributes queued multicast frames, one at a time: who gets a copy is decided under the
-/// lock, the copies are written after it.
-fn drain_multicast(shared: &Mutex<Shared>, io: &Io, copies: &mut Vec<McCopy>) {
-    loop {
+/// Distributes up to `MC_BURST` queued multicast frames, one at a time: who gets a copy is
+/// decided under the lock, the copies are written after it. Returns whether frames remain.
+fn drain_multicast(shared: &Mutex<Shared>, io: &Io, copies: &mut Vec<McCopy>) -> bool {
+    for _ in 0..MC_BURST {
         let (mut frame, targets, out_mac) = {
             let mut sh = lock(shared);
             let Some((origin, frame)) = sh.backlog.pop() else {
-                return;
+                return false;
             };
             let Some(eth) = frame.get(VNET..) else {
                 continue;
@@ -477,4 +483,5 @@ fn drain_multicast(shared: &Mutex<Shared>, io: &Io, copies: &mut Vec<McCopy>) {
             transmit(shared, io, &mut frame, mac);
         }
     }
+    !lock(shared).backlog.is_empty()
 }
