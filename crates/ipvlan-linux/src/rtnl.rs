@@ -18,6 +18,9 @@ use netlink_packet_route::link::{
     LinkLayerType, LinkMessage, State,
 };
 use netlink_packet_route::nsid::{NsidAttribute, NsidMessage};
+use netlink_packet_route::route::{
+    RouteAddress, RouteAttribute, RouteHeader, RouteMessage, RouteProtocol, RouteScope, RouteType,
+};
 use netlink_packet_route::{AddressFamily, RouteNetlinkMessage};
 use netlink_sys::{protocols::NETLINK_ROUTE, Socket, SocketAddr};
 
@@ -343,6 +346,63 @@ impl Rtnl {
                 )]));
         }
         self.request(RouteNetlinkMessage::SetLink(msg), NLM_F_ACK)?;
+        Ok(())
+    }
+
+    /// Moves link `index` into the network namespace `ns`.
+    pub fn move_to_netns(&mut self, index: u32, ns: &NetNs) -> io::Result<()> {
+        let mut msg = LinkMessage::default();
+        msg.header.index = index;
+        msg.attributes.push(LinkAttribute::NetNsFd(ns.as_raw_fd()));
+        self.request(RouteNetlinkMessage::SetLink(msg), NLM_F_ACK)?;
+        Ok(())
+    }
+
+    /// Renames link `index` (it must be down).
+    pub fn rename(&mut self, index: u32, name: &str) -> io::Result<()> {
+        let mut msg = LinkMessage::default();
+        msg.header.index = index;
+        msg.attributes.push(LinkAttribute::IfName(name.to_owned()));
+        self.request(RouteNetlinkMessage::SetLink(msg), NLM_F_ACK)?;
+        Ok(())
+    }
+
+    /// Adds a route to `dst`/`prefix_len` (the default route with 0) via `gateway` or directly on
+    /// link `oif`.
+    pub fn add_route(
+        &mut self,
+        dst: IpAddr,
+        prefix_len: u8,
+        gateway: Option<IpAddr>,
+        oif: u32,
+    ) -> io::Result<()> {
+        let mut msg = RouteMessage::default();
+        msg.header.address_family = match dst {
+            IpAddr::V4(_) => AddressFamily::Inet,
+            IpAddr::V6(_) => AddressFamily::Inet6,
+        };
+        msg.header.destination_prefix_length = prefix_len;
+        msg.header.table = RouteHeader::RT_TABLE_MAIN;
+        msg.header.protocol = RouteProtocol::Static;
+        msg.header.kind = RouteType::Unicast;
+        msg.header.scope = if gateway.is_some() {
+            RouteScope::Universe
+        } else {
+            RouteScope::Link
+        };
+        if prefix_len > 0 {
+            msg.attributes
+                .push(RouteAttribute::Destination(RouteAddress::from(dst)));
+        }
+        if let Some(gw) = gateway {
+            msg.attributes
+                .push(RouteAttribute::Gateway(RouteAddress::from(gw)));
+        }
+        msg.attributes.push(RouteAttribute::Oif(oif));
+        self.request(
+            RouteNetlinkMessage::NewRoute(msg),
+            NLM_F_ACK | NLM_F_CREATE | NLM_F_EXCL,
+        )?;
         Ok(())
     }
 

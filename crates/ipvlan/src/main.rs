@@ -2,14 +2,14 @@
 
 mod bench_forward;
 mod cli;
-mod client;
 mod daemon;
 mod demo;
 mod logging;
 mod matrix;
-mod proto;
 
 use std::process::ExitCode;
+
+pub use ipvlan::{client, proto};
 
 fn main() -> ExitCode {
     cli::main(std::env::args().skip(1).collect())

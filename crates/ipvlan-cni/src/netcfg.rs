@@ -1,0 +1,165 @@
+//! What happens inside the container's namespace: the move, the name, addresses, routes — and
+//! CHECK's verification of them.
+
+use std::net::IpAddr;
+use std::process::Command;
+
+use ipvlan_linux::rtnl::{LinkChange, Rtnl};
+use ipvlan_linux::NetNs;
+use serde_json::Value;
+
+use crate::error::{CniError, Code};
+
+fn plugin(what: &str, e: impl std::fmt::Display) -> CniError {
+    CniError::new(Code::Plugin, format!("{what}: {e}"))
+}
+
+/// The device of the default route, the reference plugin's default master.
+pub fn default_route_device() -> Result<String, CniError> {
+    let out = Command::new("ip")
+        .args(["-j", "route", "show", "default"])
+        .output()
+        .map_err(|e| plugin("finding the default route", e))?;
+    let routes: Value = serde_json::from_slice(&out.stdout).unwrap_or(Value::Null);
+    routes[0]["dev"].as_str().map(str::to_owned).ok_or_else(|| {
+        CniError::new(
+            Code::InvalidConfig,
+            "no \"master\" given and no default route to take it from",
+        )
+    })
+}
+
+/// Moves the slave `name` from this namespace into `netns`.
+pub fn move_into(name: &str, netns: &NetNs) -> Result<(), CniError> {
+    let mut r = Rtnl::open().map_err(|e| plugin("rtnetlink", e))?;
+    let link = r
+        .link_by_name(name)
+        .map_err(|e| plugin("finding the new slave", e))?
+        .ok_or_else(|| {
+            CniError::new(Code::Plugin, format!("the new slave {name} is not visible"))
+        })?;
+    r.move_to_netns(link.index, netns)
+        .map_err(|e| plugin("moving the slave into the container", e))
+}
+
+fn parse_cidr(s: &str) -> Option<(IpAddr, u8)> {
+    let (a, p) = s.split_once('/')?;
+    Some((a.parse().ok()?, p.parse().ok()?))
+}
+
+/// Inside `netns`: renames `temp` to `ifname`, brings it up, adds the IPAM addresses and
+/// routes. Returns the interface's MAC.
+pub fn configure(
+    netns: &NetNs,
+    temp: &str,
+    ifname: &str,
+    ipam: Option<&Value>,
+) -> Result<String, CniError> {
+    let (temp, ifname) = (temp.to_owned(), ifname.to_owned());
+    let ipam = ipam.cloned();
+    netns
+        .run(move || -> Result<String, CniError> {
+            let mut r = Rtnl::open().map_err(|e| plugin("rtnetlink in the container", e))?;
+            let link = r
+                .link_by_name(&temp)
+                .map_err(|e| plugin("finding the slave in the container", e))?
+                .ok_or_else(|| {
+                    CniError::new(Code::Plugin, "the slave did not arrive in the container")
+                })?;
+            if temp != ifname {
+                r.rename(link.index, &ifname)
+                    .map_err(|e| plugin(&format!("renaming the slave to {ifname}"), e))?;
+            }
+            r.set_link(
+                link.index,
+                &LinkChange {
+                    up: Some(true),
+                    ..LinkChange::default()
+                },
+            )
+            .map_err(|e| plugin("bringing the slave up", e))?;
+            let ips = ipam
+                .as_ref()
+                .and_then(|v| v["ips"].as_array().cloned())
+                .unwrap_or_default();
+            let mut gateways = Vec::new();
+            for ip in &ips {
+                let (addr, plen) =
+                    ip["address"].as_str().and_then(parse_cidr).ok_or_else(|| {
+                        CniError::new(
+                            Code::Plugin,
+                            format!("IPAM returned a bad address {}", ip["address"]),
+                        )
+                    })?;
+                r.add_address(link.index, addr, plen, addr.is_ipv6())
+                    .map_err(|e| plugin(&format!("adding {addr}/{plen}"), e))?;
+                if let Some(gw) = ip["gateway"]
+                    .as_str()
+                    .and_then(|g| g.parse::<IpAddr>().ok())
+                {
+                    gateways.push(gw);
+                }
+            }
+            let routes = ipam
+                .as_ref()
+                .and_then(|v| v["routes"].as_array().cloned())
+                .unwrap_or_default();
+            for route in &routes {
+                let Some((dst, plen)) = route["dst"].as_str().and_then(parse_cidr) else {
+                    continue;
+                };
+                let gw = route["gw"]
+                    .as_str()
+                    .and_then(|g| g.parse::<IpAddr>().ok())
+                    .or_else(|| {
+                        gateways
+                            .iter()
+                            .copied()
+                            .find(|g| g.is_ipv4() == dst.is_ipv4())
+                    });
+                r.add_route(dst, plen, gw, link.index)
+                    .map_err(|e| plugin(&format!("adding the route to {dst}/{plen}"), e))?;
+            }
+            Ok(link.mac.map(|m| m.to_string()).unwrap_or_default())
+        })
+        .map_err(|e| plugin("entering the container's namespace", e))?
+}
+
+/// CHECK: the interface exists in the container with every address of `prev`.
+pub fn verify(netns: &NetNs, ifname: &str, prev: &Value) -> Result<(), CniError> {
+    let ifname = ifname.to_owned();
+    let want: Vec<(IpAddr, u8)> = prev["ips"]
+        .as_array()
+        .map(|ips| {
+            ips.iter()
+                .filter_map(|ip| ip["address"].as_str().and_then(parse_cidr))
+                .collect()
+        })
+        .unwrap_or_default();
+    netns
+        .run(move || -> Result<(), CniError> {
+            let mut r = Rtnl::open().map_err(|e| plugin("rtnetlink in the container", e))?;
+            let link = r
+                .link_by_name(&ifname)
+                .map_err(|e| plugin("looking up the interface", e))?
+                .ok_or_else(|| {
+                    CniError::new(
+                        Code::Plugin,
+                        format!("interface {ifname} is missing in the container"),
+                    )
+                })?;
+            let have = r
+                .addresses(Some(link.index))
+                .map_err(|e| plugin("reading addresses", e))?;
+            for (addr, plen) in want {
+                if !have.iter().any(|a| a.addr == addr && a.prefix_len == plen) {
+                    return Err(CniError::new(
+                        Code::Plugin,
+                        format!("address {addr}/{plen} is missing on {ifname}"),
+                    ));
+                }
+            }
+            Ok(())
+        })
+        .map_err(|e| plugin("entering the container's namespace", e))?
+}
