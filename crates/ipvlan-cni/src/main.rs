@@ -82,9 +82,10 @@ fn daemon(conf: &NetConf, req: &Request) -> Result<Response, CniError> {
 
 fn add(conf: &NetConf, env: &Env, raw: &[u8]) -> Result<Value, CniError> {
     let netns = env.netns()?;
+    let home = netcfg::daemon_netns(&socket(conf))?;
     let master = match &conf.master {
         Some(m) => m.clone(),
-        None => netcfg::default_route_device()?,
+        None => netcfg::default_route_device(&home)?,
     };
     let temp = env.slave_name();
     let req = Request::LinkAdd {
@@ -105,7 +106,7 @@ fn add(conf: &NetConf, env: &Env, raw: &[u8]) -> Result<Value, CniError> {
         let _ = daemon(conf, &Request::LinkDel { name: temp.clone() });
         e
     };
-    netcfg::move_into(&temp, &netns).map_err(undo)?;
+    netcfg::move_into(&temp, &home, &netns).map_err(undo)?;
     let ipam = match &conf.ipam {
         Some(_) => Some(ipam::exec("ADD", conf, env, raw).map_err(undo)?),
         None => None,

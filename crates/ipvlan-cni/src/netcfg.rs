@@ -14,11 +14,55 @@ fn plugin(what: &str, e: impl std::fmt::Display) -> CniError {
     CniError::new(Code::Plugin, format!("{what}: {e}"))
 }
 
-/// The device of the default route, the reference plugin's default master.
-pub fn default_route_device() -> Result<String, CniError> {
-    let out = Command::new("ip")
-        .args(["-j", "route", "show", "default"])
-        .output()
+/// The network namespace the daemon listening on `socket` runs in: the plugin may be run by a
+/// runtime in another one (podman in the root namespace), and the slave is created in the
+/// daemon's.
+pub fn daemon_netns(socket: &std::path::Path) -> Result<NetNs, CniError> {
+    use std::os::fd::AsRawFd;
+    let stream = std::os::unix::net::UnixStream::connect(socket).map_err(|e| {
+        CniError::new(
+            Code::TryAgainLater,
+            format!(
+                "cannot reach the ipvlan daemon at {}: {e}",
+                socket.display()
+            ),
+        )
+    })?;
+    let mut cred = libc::ucred {
+        pid: 0,
+        uid: 0,
+        gid: 0,
+    };
+    let mut len = std::mem::size_of::<libc::ucred>() as libc::socklen_t;
+    // SAFETY: SO_PEERCRED writes a `struct ucred` of the size we pass into `cred`.
+    let ret = unsafe {
+        libc::getsockopt(
+            stream.as_raw_fd(),
+            libc::SOL_SOCKET,
+            libc::SO_PEERCRED,
+            (&mut cred as *mut libc::ucred).cast(),
+            &mut len,
+        )
+    };
+    if ret < 0 || cred.pid <= 0 {
+        return Err(plugin(
+            "asking the socket for the daemon's PID",
+            std::io::Error::last_os_error(),
+        ));
+    }
+    NetNs::open(format!("/proc/{}/ns/net", cred.pid))
+        .map_err(|e| plugin("opening the daemon's namespace", e))
+}
+
+/// The device of the default route in `ns`, the reference plugin's default master.
+pub fn default_route_device(ns: &NetNs) -> Result<String, CniError> {
+    let out = ns
+        .run(|| {
+            Command::new("ip")
+                .args(["-j", "route", "show", "default"])
+                .output()
+        })
+        .map_err(|e| plugin("entering the daemon's namespace", e))?
         .map_err(|e| plugin("finding the default route", e))?;
     let routes: Value = serde_json::from_slice(&out.stdout).unwrap_or(Value::Null);
     routes[0]["dev"].as_str().map(str::to_owned).ok_or_else(|| {
@@ -29,9 +73,10 @@ pub fn default_route_device() -> Result<String, CniError> {
     })
 }
 
-/// Moves the slave `name` from this namespace into `netns`.
-pub fn move_into(name: &str, netns: &NetNs) -> Result<(), CniError> {
-    let mut r = Rtnl::open().map_err(|e| plugin("rtnetlink", e))?;
+/// Moves the slave `name` from the daemon's namespace `from` into `netns`.
+pub fn move_into(name: &str, from: &NetNs, netns: &NetNs) -> Result<(), CniError> {
+    let mut r =
+        Rtnl::open_in(from).map_err(|e| plugin("rtnetlink in the daemon's namespace", e))?;
     let link = r
         .link_by_name(name)
         .map_err(|e| plugin("finding the new slave", e))?

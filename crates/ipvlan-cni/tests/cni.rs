@@ -150,11 +150,11 @@ impl Fx {
         c
     }
 
-    /// Runs the plugin in the host namespace: (exit code, stdout JSON).
+    /// Runs the plugin as a runtime would, from the test's own namespace (the daemon lives in
+    /// `host`; the plugin finds it through the socket): (exit code, stdout JSON).
     fn plugin(&self, command: &str, container: &str, conf: &Value) -> (i32, Value) {
         let netns = format!("/run/netns/{}", self.ns(container));
-        let mut child = Command::new("ip")
-            .args(["netns", "exec", &self.ns("host"), PLUGIN])
+        let mut child = Command::new(PLUGIN)
             .env("CNI_COMMAND", command)
             .env("CNI_CONTAINERID", format!("id-{container}"))
             .env("CNI_NETNS", netns)
