@@ -1,0 +1,283 @@
+//! A real container engine: podman with its CNI backend, two containers from a local image (a
+//! busybox-static root filesystem imported with `podman import`, no registry) on an ipvlan-rs
+//! network, pinging each other and an external namespace. Skipped, with the reason printed,
+//! where podman cannot run.
+
+// Test code: a failed unwrap is a failed test.
+#![allow(clippy::unwrap_used)]
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+const PLUGIN: &str = env!("CARGO_BIN_EXE_ipvlan-rs");
+
+fn have(cmd: &str) -> bool {
+    Command::new("sh")
+        .args(["-c", &format!("command -v {cmd}")])
+        .stdout(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success())
+}
+
+fn unsupported() -> Option<String> {
+    // SAFETY: geteuid has no preconditions.
+    if unsafe { libc::geteuid() } != 0 {
+        return Some("not root".into());
+    }
+    for (cmd, pkg) in [
+        ("podman", "podman"),
+        ("runc", "runc"),
+        ("busybox", "busybox-static"),
+    ] {
+        if !have(cmd) {
+            return Some(format!("{cmd} is missing (Debian package {pkg})"));
+        }
+    }
+    if !Path::new("/usr/lib/cni/host-local").exists() {
+        return Some("host-local is missing (containernetworking-plugins)".into());
+    }
+    if !Path::new(PLUGIN).with_file_name("ipvlan").exists() {
+        return Some("the ipvlan daemon binary is not built (cargo test --workspace)".into());
+    }
+    None
+}
+
+struct Engine {
+    tag: String,
+    dir: PathBuf,
+    daemon: Option<std::process::Child>,
+}
+
+impl Engine {
+    fn ns(&self, n: &str) -> String {
+        format!("{}-{n}", self.tag)
+    }
+
+    /// podman with everything in our own directory: storage, run state, CNI configuration and
+    /// plugin directory. runc and cgroupfs because some sandboxes' hybrid cgroups defeat crun;
+    /// explicit ulimits because the engine may not raise the defaults here.
+    fn podman(&self, args: &[&str]) -> Output {
+        let out = Command::new("podman")
+            .env("CONTAINERS_CONF", self.dir.join("containers.conf"))
+            .arg("--root")
+            .arg(self.dir.join("storage"))
+            .arg("--runroot")
+            .arg(self.dir.join("run"))
+            .args([
+                "--storage-driver",
+                "vfs",
+                "--cgroup-manager",
+                "cgroupfs",
+                "--runtime",
+                "runc",
+            ])
+            .args(args)
+            .output()
+            .unwrap();
+        out
+    }
+
+    fn run(&self, args: &[&str]) -> String {
+        let mut full = vec![
+            "run",
+            "--ulimit",
+            "nofile=1024:1024",
+            "--ulimit",
+            "nproc=1024:1024",
+        ];
+        full.extend_from_slice(args);
+        let o = self.podman(&full);
+        let text = format!(
+            "{}{}",
+            String::from_utf8_lossy(&o.stdout),
+            String::from_utf8_lossy(&o.stderr)
+        );
+        assert!(
+            o.status.success(),
+            "podman {}: {text}\n{}",
+            args.join(" "),
+            self.daemon_log()
+        );
+        text
+    }
+
+    fn daemon_log(&self) -> String {
+        std::fs::read_to_string(self.dir.join("daemon.log")).unwrap_or_default()
+    }
+}
+
+impl Drop for Engine {
+    fn drop(&mut self) {
+        let _ = self.podman(&["rm", "-af", "-t", "0"]);
+        if let Some(mut c) = self.daemon.take() {
+            // SAFETY: signalling the daemon we started, by its PID.
+            unsafe { libc::kill(c.id() as libc::pid_t, libc::SIGTERM) };
+            let _ = c.wait();
+        }
+        for n in ["host", "ext"] {
+            let _ = Command::new("ip")
+                .args(["netns", "del", &self.ns(n)])
+                .stderr(Stdio::null())
+                .status();
+        }
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+fn sh(cmd: &str) {
+    let o = Command::new("sh").args(["-c", cmd]).output().unwrap();
+    assert!(
+        o.status.success(),
+        "{cmd}: {}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+}
+
+#[test]
+fn podman_containers_on_an_ipvlan_rs_network() {
+    if let Some(why) = unsupported() {
+        eprintln!("SKIP: podman test: {why}");
+        return;
+    }
+    let tag = format!("pod{}", std::process::id());
+    let dir = std::env::temp_dir().join(&tag);
+    let _ = std::fs::remove_dir_all(&dir);
+    for d in ["net.d", "plugins", "rootfs/bin", "ipam"] {
+        std::fs::create_dir_all(dir.join(d)).unwrap();
+    }
+    let mut e = Engine {
+        tag,
+        dir: dir.clone(),
+        daemon: None,
+    };
+    // The master m0 in our own "host" namespace, its peer the external host.
+    let (host, ext) = (e.ns("host"), e.ns("ext"));
+    sh(&format!("ip netns add {host} && ip netns add {ext}"));
+    sh(&format!(
+        "ip -n {host} link add m0 address 02:00:00:00:00:01 type veth peer name e0 netns {ext}"
+    ));
+    sh(&format!("ip -n {host} link set m0 up && ip -n {ext} link set e0 up && ip -n {ext} addr add 192.0.2.254/24 dev e0"));
+    let log = std::fs::File::create(dir.join("daemon.log")).unwrap();
+    e.daemon = Some(
+        Command::new("ip")
+            .args(["netns", "exec", &host])
+            .arg(Path::new(PLUGIN).with_file_name("ipvlan"))
+            .args(["daemon", "--socket"])
+            .arg(dir.join("s.sock"))
+            .arg("--state-dir")
+            .arg(dir.join("state"))
+            .stderr(log)
+            .spawn()
+            .unwrap(),
+    );
+    let t = Instant::now();
+    while !dir.join("s.sock").exists() && t.elapsed() < Duration::from_secs(5) {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    // An existing reference-plugin configuration with only "type" changed (plus our socket).
+    std::fs::copy(PLUGIN, dir.join("plugins/ipvlan-rs")).unwrap();
+    std::fs::write(
+        dir.join("net.d/ipvlan-rs-net.conflist"),
+        serde_json::json!({
+            "cniVersion": "1.0.0",
+            "name": "ipvlan-rs-net",
+            "plugins": [{
+                "type": "ipvlan-rs",
+                "master": "m0",
+                "mode": "l2",
+                "socket": dir.join("s.sock"),
+                "ipam": {
+                    "type": "host-local",
+                    "subnet": "192.0.2.0/24",
+                    "rangeStart": "192.0.2.100",
+                    "rangeEnd": "192.0.2.150",
+                    "gateway": "192.0.2.254",
+                    "routes": [{ "dst": "0.0.0.0/0" }],
+                    "dataDir": dir.join("ipam"),
+                }
+            }]
+        })
+        .to_string(),
+    )
+    .unwrap();
+    std::fs::write(
+        dir.join("containers.conf"),
+        format!(
+            "[network]\nnetwork_backend = \"cni\"\ncni_plugin_dirs = [\"{}\", \"/usr/lib/cni\"]\nnetwork_config_dir = \"{}\"\n",
+            dir.join("plugins").display(),
+            dir.join("net.d").display()
+        ),
+    )
+    .unwrap();
+    // A local image: busybox-static as the whole root filesystem.
+    let busybox = String::from_utf8(
+        Command::new("sh")
+            .args(["-c", "command -v busybox"])
+            .output()
+            .unwrap()
+            .stdout,
+    )
+    .unwrap();
+    std::fs::copy(busybox.trim(), dir.join("rootfs/bin/busybox")).unwrap();
+    for applet in ["sh", "ip", "ping", "sleep"] {
+        std::os::unix::fs::symlink("busybox", dir.join("rootfs/bin").join(applet)).unwrap();
+    }
+    sh(&format!(
+        "tar -C {root} -c . | CONTAINERS_CONF={conf} podman --root {st} --runroot {rr} --storage-driver vfs import - localhost/ipvlan-rs-test >/dev/null",
+        root = dir.join("rootfs").display(),
+        conf = dir.join("containers.conf").display(),
+        st = dir.join("storage").display(),
+        rr = dir.join("run").display()
+    ));
+    // Container 1 stays up; container 2 pings it and the external host.
+    e.run(&[
+        "-d",
+        "--name",
+        "c1",
+        "--network",
+        "ipvlan-rs-net",
+        "localhost/ipvlan-rs-test",
+        "sleep",
+        "60",
+    ]);
+    let addr = e.podman(&["exec", "c1", "ip", "-4", "-o", "addr", "show", "eth0"]);
+    let addr = String::from_utf8_lossy(&addr.stdout).to_string();
+    let c1 = addr
+        .split_whitespace()
+        .nth(3)
+        .unwrap_or_default()
+        .split('/')
+        .next()
+        .unwrap_or_default()
+        .to_owned();
+    assert!(
+        c1.starts_with("192.0.2.1"),
+        "c1 address from host-local: {addr:?}"
+    );
+    let out = e.run(&[
+        "--rm",
+        "--network",
+        "ipvlan-rs-net",
+        "localhost/ipvlan-rs-test",
+        "sh",
+        "-c",
+        &format!("ip -o link show eth0 && ping -c 2 -W 2 {c1} && ping -c 2 -W 2 192.0.2.254"),
+    ]);
+    assert!(out.contains("link/ether 02:00:00:00:00:01"), "{out}");
+    assert_eq!(out.matches("2 packets received").count(), 2, "{out}");
+    // Removing the containers removes their slaves (CNI DEL through the daemon).
+    let _ = e.podman(&["rm", "-f", "-t", "0", "c1"]);
+    let listing = Command::new(Path::new(PLUGIN).with_file_name("ipvlan"))
+        .arg("--socket")
+        .arg(dir.join("s.sock"))
+        .args(["-j", "link", "show"])
+        .output()
+        .unwrap();
+    assert_eq!(
+        String::from_utf8_lossy(&listing.stdout).trim(),
+        "[]",
+        "{}",
+        e.daemon_log()
+    );
+}
