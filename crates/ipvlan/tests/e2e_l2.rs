@@ -332,6 +332,30 @@ fn master_deleted_takes_its_slaves_r_life_1() {
     });
     assert!(gone, "slaves survived their master");
     assert!(fx.links().is_empty());
+    // The master comes back: a consistent state, ready for new slaves.
+    let ext = fx.ns("ext");
+    fx.sh(
+        "host",
+        &format!("ip link add m0 address 02:00:00:00:00:01 type veth peer name e0 netns {ext} && ip link set m0 up"),
+    );
+    fx.sh(
+        "ext",
+        "ip link set e0 up && ip addr add 192.0.2.254/24 dev e0",
+    );
+    fx.cli_ok(&[
+        "link", "add", "link", "m0", "ipvl2", "type", "ipvlan", "mode", "l2",
+    ]);
+    let ns0 = fx.ns("ns0");
+    fx.sh("host", &format!("ip link set ipvl2 netns {ns0}"));
+    fx.sh(
+        "ns0",
+        "ip link set ipvl2 up && ip addr add 192.0.2.21/24 dev ipvl2",
+    );
+    fx.wait_learned("ipvl2", "192.0.2.21");
+    assert!(
+        fx.ping("ns0", "192.0.2.254", 2),
+        "a new slave on the returned master works"
+    );
 }
 
 #[test]
