@@ -18,7 +18,6 @@ fn plugin(what: &str, e: impl std::fmt::Display) -> CniError {
 /// runtime in another one (podman in the root namespace), and the slave is created in the
 /// daemon's.
 pub fn daemon_netns(socket: &std::path::Path) -> Result<NetNs, CniError> {
-    use std::os::fd::AsRawFd;
     let stream = std::os::unix::net::UnixStream::connect(socket).map_err(|e| {
         CniError::new(
             Code::TryAgainLater,
@@ -28,28 +27,8 @@ pub fn daemon_netns(socket: &std::path::Path) -> Result<NetNs, CniError> {
             ),
         )
     })?;
-    let mut cred = libc::ucred {
-        pid: 0,
-        uid: 0,
-        gid: 0,
-    };
-    let mut len = std::mem::size_of::<libc::ucred>() as libc::socklen_t;
-    // SAFETY: SO_PEERCRED writes a `struct ucred` of the size we pass into `cred`.
-    let ret = unsafe {
-        libc::getsockopt(
-            stream.as_raw_fd(),
-            libc::SOL_SOCKET,
-            libc::SO_PEERCRED,
-            (&mut cred as *mut libc::ucred).cast(),
-            &mut len,
-        )
-    };
-    if ret < 0 || cred.pid <= 0 {
-        return Err(plugin(
-            "asking the socket for the daemon's PID",
-            std::io::Error::last_os_error(),
-        ));
-    }
+    let cred = ipvlan_linux::cred::peer_credentials(&stream)
+        .map_err(|e| plugin("asking the socket for the daemon's PID", e))?;
     NetNs::open(format!("/proc/{}/ns/net", cred.pid))
         .map_err(|e| plugin("opening the daemon's namespace", e))
 }

@@ -14,6 +14,7 @@
 //! Every `unsafe` block carries a `SAFETY:` comment.
 
 mod cmd;
+pub mod cred;
 pub mod host;
 pub mod l3s;
 pub mod netns;

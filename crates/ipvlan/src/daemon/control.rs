@@ -1,8 +1,7 @@
 //! The control socket: root-only, one JSON request per connection.
 
 use std::fs;
-use std::io::{self, Read, Write};
-use std::os::fd::AsRawFd;
+use std::io::{Read, Write};
 use std::os::unix::fs::PermissionsExt;
 use std::os::unix::net::{UnixListener, UnixStream};
 use std::path::Path;
@@ -34,34 +33,10 @@ pub fn listen(path: &Path) -> Result<UnixListener> {
     Ok(listener)
 }
 
-/// The uid of the peer process.
-fn peer_uid(stream: &UnixStream) -> io::Result<u32> {
-    let mut cred = libc::ucred {
-        pid: 0,
-        uid: u32::MAX,
-        gid: 0,
-    };
-    let mut len = std::mem::size_of::<libc::ucred>() as libc::socklen_t;
-    // SAFETY: SO_PEERCRED writes a `struct ucred` of the size we pass into `cred`.
-    let ret = unsafe {
-        libc::getsockopt(
-            stream.as_raw_fd(),
-            libc::SOL_SOCKET,
-            libc::SO_PEERCRED,
-            (&mut cred as *mut libc::ucred).cast(),
-            &mut len,
-        )
-    };
-    if ret < 0 {
-        return Err(io::Error::last_os_error());
-    }
-    Ok(cred.uid)
-}
-
 /// Reads one request. Errors become responses; they never reach the daemon's loop.
 pub fn read_request(stream: &mut UnixStream) -> Result<Request, Response> {
     let err = |kind, message: String| Response::Error { kind, message };
-    match peer_uid(stream) {
+    match ipvlan_linux::cred::peer_credentials(stream).map(|c| c.uid) {
         Ok(0) => {}
         Ok(uid) => {
             return Err(err(
