@@ -55,40 +55,16 @@ fn tcp_and_udp_between_slaves_and_outside() {
     require_env!();
     let fx = howto("mode l2");
     // A TCP transfer of 1 MiB from ns1 to ns0 and a UDP datagram from ext, with python.
-    let server = "import socket;s=socket.socket();s.setsockopt(socket.SOL_SOCKET,socket.SO_REUSEADDR,1);s.bind(('192.0.2.11',5001));s.listen(1);c,_=s.accept();n=0\nwhile True:\n d=c.recv(65536)\n if not d: break\n n+=len(d)\nprint(n)";
-    let srv = std::process::Command::new("ip")
-        .args(["netns", "exec", &fx.ns("ns0"), "python3", "-c", server])
-        .stdout(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    std::thread::sleep(Duration::from_millis(300));
-    fx.sh(
-        "ns1",
-        "python3 -c \"import socket;s=socket.create_connection(('192.0.2.11',5001),timeout=5);s.sendall(b'x'*1048576);s.close()\"",
+    assert_eq!(
+        fx.tcp_transfer("ns1", "ns0", "192.0.2.11", 5001, 1 << 20),
+        (1 << 20).to_string()
     );
-    let out = srv.wait_with_output().unwrap();
-    assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "1048576");
     // 8 MiB from the external host: veth hands the master GSO super-frames with checksums left
     // to the receiver, which the vnet header carries through to the slave.
-    let srv = std::process::Command::new("ip")
-        .args([
-            "netns",
-            "exec",
-            &fx.ns("ns0"),
-            "python3",
-            "-c",
-            &server.replace("5001", "5004"),
-        ])
-        .stdout(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    std::thread::sleep(Duration::from_millis(300));
-    fx.sh(
-        "ext",
-        "python3 -c \"import socket;s=socket.create_connection(('192.0.2.11',5004),timeout=5);s.sendall(b'y'*8388608);s.close()\"",
+    assert_eq!(
+        fx.tcp_transfer("ext", "ns0", "192.0.2.11", 5004, 8 << 20),
+        (8 << 20).to_string()
     );
-    let out = srv.wait_with_output().unwrap();
-    assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "8388608");
     // UDP ext → ns1.
     let recv = std::process::Command::new("ip")
         .args([

@@ -379,28 +379,6 @@ fn matrix_l3s_every_flag() {
     }
 }
 
-/// Sends `bytes` over TCP from `client` to `ip`:`port` where a server in `server` counts them.
-fn tcp_transfer(fx: &Fx, client: &str, server: &str, ip: &str, port: u16, bytes: usize) -> String {
-    let srv = Command::new("ip")
-        .args([
-            "netns", "exec", &fx.ns(server), "python3", "-c",
-            &format!(
-                "import socket\ns=socket.socket(socket.AF_INET6 if ':' in '{ip}' else socket.AF_INET)\ns.setsockopt(socket.SOL_SOCKET,socket.SO_REUSEADDR,1)\ns.bind(('{ip}',{port}));s.listen(1);s.settimeout(10);c,_=s.accept();n=0\nwhile True:\n d=c.recv(65536)\n if not d: break\n n+=len(d)\nprint(n)"
-            ),
-        ])
-        .stdout(Stdio::piped())
-        .spawn()
-        .unwrap();
-    std::thread::sleep(Duration::from_millis(400));
-    fx.sh(
-        client,
-        &format!("python3 -c \"import socket;s=socket.create_connection(('{ip}',{port}),timeout=10);s.sendall(b'z'*{bytes});s.close()\""),
-    );
-    String::from_utf8_lossy(&srv.wait_with_output().unwrap().stdout)
-        .trim()
-        .to_owned()
-}
-
 #[test]
 fn l3_bulk_tcp_through_the_master_stack_is_segmented() {
     require_env!();
@@ -408,11 +386,11 @@ fn l3_bulk_tcp_through_the_master_stack_is_segmented() {
     // into the master's stack, which needs MTU-sized packets with complete checksums.
     let fx = l3("mode l3");
     assert_eq!(
-        tcp_transfer(&fx, "ns1", "ext", "192.0.2.254", 5020, 8 << 20),
+        fx.tcp_transfer("ns1", "ext", "192.0.2.254", 5020, 8 << 20),
         (8 << 20).to_string()
     );
     assert_eq!(
-        tcp_transfer(&fx, "ns2", "ext", "2001:db8:1::fe", 5021, 4 << 20),
+        fx.tcp_transfer("ns2", "ext", "2001:db8:1::fe", 5021, 4 << 20),
         (4 << 20).to_string()
     );
     assert_eq!(fx.link("s1").unwrap()["stats"]["tx_errors"], 0);

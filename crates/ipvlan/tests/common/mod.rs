@@ -267,6 +267,45 @@ impl Fx {
             .success()
     }
 
+    /// Sends `bytes` over TCP from namespace `client` to `ip`:`port`, where a server in
+    /// namespace `server` counts what arrives; returns that count as printed.
+    pub fn tcp_transfer(
+        &self,
+        client: &str,
+        server: &str,
+        ip: &str,
+        port: u16,
+        bytes: usize,
+    ) -> String {
+        let family = if ip.contains(':') {
+            "AF_INET6"
+        } else {
+            "AF_INET"
+        };
+        let srv = Command::new("ip")
+            .args([
+                "netns",
+                "exec",
+                &self.ns(server),
+                "python3",
+                "-c",
+                &format!(
+                    "import socket\ns=socket.socket(socket.{family})\ns.setsockopt(socket.SOL_SOCKET,socket.SO_REUSEADDR,1)\ns.bind(('{ip}',{port}));s.listen(1);s.settimeout(10);c,_=s.accept();n=0\nwhile True:\n d=c.recv(65536)\n if not d: break\n n+=len(d)\nprint(n)"
+                ),
+            ])
+            .stdout(Stdio::piped())
+            .spawn()
+            .unwrap();
+        std::thread::sleep(Duration::from_millis(400));
+        self.sh(
+            client,
+            &format!("python3 -c \"import socket;s=socket.create_connection(('{ip}',{port}),timeout=10);s.sendall(b'z'*{bytes});s.close()\""),
+        );
+        String::from_utf8_lossy(&srv.wait_with_output().unwrap().stdout)
+            .trim()
+            .to_owned()
+    }
+
     /// The SNMP counter `field` of protocol `proto` (e.g. Icmp InEchos) in namespace `ns`.
     pub fn snmp(&self, ns: &str, proto: &str, field: &str) -> u64 {
         let out = self.sh(ns, "cat /proc/net/snmp");
