@@ -226,6 +226,12 @@ fn a_slave_without_mode_keeps_the_port_mode_and_says_so() {
     for s in ["s1", "s2", "s3"] {
         assert_eq!(fx.link(s).unwrap()["mode"], "l3");
     }
+    // The guard can be asked for at creation.
+    fx.cli_ok(&[
+        "link", "add", "link", "m0", "s5", "spoofchk", "on", "type", "ipvlan", "mode", "l3",
+    ]);
+    assert_eq!(fx.link("s5").unwrap()["spoofchk"], true);
+    assert_eq!(fx.link("s1").unwrap()["spoofchk"], false);
     // A slave given as the master attaches to the real master (R-CRT-2).
     fx.cli_ok(&[
         "link", "add", "link", "s1", "s4", "type", "ipvlan", "mode", "l3",

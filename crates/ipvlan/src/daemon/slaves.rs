@@ -105,18 +105,12 @@ impl Daemon {
             self.create_port(&master_link)?;
         }
         let mi = master_link.index;
-        let result = self.add_slave_to(mi, &master_link, name.clone(), mode, flag, mtu);
+        let args = LinkTypeArgs { mode, flag };
+        let result = self.add_slave_to(mi, &master_link, name, args, mtu, spoofchk);
         if result.is_err() && new_port {
             self.teardown_port(mi);
         }
         let notes = result?;
-        if let Some(on) = spoofchk {
-            if let Some((_, id)) = self.find_by_name(name.as_str()) {
-                if let Some(p) = self.ports.get(&mi) {
-                    let _ = lock(&p.dp.shared).port.set_source_guard(id, on);
-                }
-            }
-        }
         self.sync_steal(mi);
         self.save();
         ok(notes)
@@ -186,9 +180,9 @@ impl Daemon {
         mi: u32,
         master: &Link,
         name: IfName,
-        mode: Option<ipvlan_core::Mode>,
-        flag: Option<ipvlan_core::Flag>,
+        args: LinkTypeArgs,
         mtu: Option<u32>,
+        spoofchk: Option<bool>,
     ) -> Outcome<Vec<String>> {
         let carrier = master.up && master.carrier.unwrap_or(true);
         let p = self
@@ -200,11 +194,14 @@ impl Daemon {
             let others: Vec<String> = sh.port.slaves().map(|s| s.name().to_string()).collect();
             let req = NewSlave {
                 name: name.clone(),
-                args: LinkTypeArgs { mode, flag },
+                args,
                 mtu,
                 missing_mode: MissingMode::KeepPort,
             };
             let added = sh.port.add_slave(req)?;
+            // Guarded from its first frame: set before the device exists.
+            sh.port
+                .set_source_guard(added.id, spoofchk.unwrap_or(false))?;
             let s = sh.port.slave(added.id).map(|s| s.mtu()).unwrap_or(1500);
             (
                 added,
@@ -276,7 +273,7 @@ impl Daemon {
         );
         info!(slave = %name, master = %p.master, mode = %port_mode, flag = %port_flag, "slave created");
         let mut notes = Vec::new();
-        if mode.is_none() && !others.is_empty() {
+        if args.mode.is_none() && !others.is_empty() {
             notes.push(format!(
                 "no mode given: {name} joins master {}'s port in its mode {port_mode} {port_flag} \
                  (the kernel would have reset every slave of {} to l3)",
