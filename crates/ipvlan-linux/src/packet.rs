@@ -1,5 +1,9 @@
-//! The master through an AF_PACKET socket: every frame it receives (before the ingress hooks, so
+//! The master through AF_PACKET sockets: every frame it receives (before the ingress hooks, so
 //! the steal rules cannot hide anything from us), and a way to transmit frames on it.
+//!
+//! Several sockets on one master form a fanout group (`PACKET_FANOUT_HASH`): each received frame
+//! goes to exactly one of them, chosen by its flow's hash, so every worker reads its own socket
+//! and a flow always reaches the same worker.
 
 use std::io;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
@@ -12,6 +16,10 @@ const PACKET_ADD_MEMBERSHIP: libc::c_int = 1;
 const PACKET_MR_ALLMULTI: libc::c_ushort = 2;
 const PACKET_VNET_HDR: libc::c_int = 15;
 const PACKET_IGNORE_OUTGOING: libc::c_int = 23;
+const PACKET_FANOUT: libc::c_int = 18;
+const PACKET_FANOUT_HASH: libc::c_int = 0;
+/// Let the kernel pick a group id no other process uses (returned by getsockopt).
+const PACKET_FANOUT_FLAG_UNIQUEID: libc::c_int = 0x2000;
 
 /// `sll_pkttype` of a received frame.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -93,6 +101,37 @@ impl PacketSocket {
         let rcvbuf: libc::c_int = 4 << 20;
         setsockopt(&fd, libc::SOL_SOCKET, libc::SO_RCVBUF, &rcvbuf)?;
         Ok(PacketSocket { fd, ifindex })
+    }
+
+    /// Opens `n` sockets on `ifindex` (as [`PacketSocket::open`]) sharing its received frames
+    /// by flow hash.
+    pub fn open_fanout(ifindex: u32, n: usize) -> io::Result<Vec<PacketSocket>> {
+        let first = PacketSocket::open(ifindex)?;
+        if n <= 1 {
+            return Ok(vec![first]);
+        }
+        let arg = (PACKET_FANOUT_HASH | PACKET_FANOUT_FLAG_UNIQUEID) << 16;
+        setsockopt(&first.fd, SOL_PACKET, PACKET_FANOUT, &arg)?;
+        let mut got: libc::c_int = 0;
+        let mut len = std::mem::size_of::<libc::c_int>() as libc::socklen_t;
+        // SAFETY: PACKET_FANOUT reads back an int into `got`, whose size we pass.
+        cvt(unsafe {
+            libc::getsockopt(
+                first.fd.as_raw_fd(),
+                SOL_PACKET,
+                PACKET_FANOUT,
+                (&mut got as *mut libc::c_int).cast(),
+                &mut len,
+            )
+        })?;
+        let join = (got & 0xffff) | (PACKET_FANOUT_HASH << 16);
+        let mut all = vec![first];
+        for _ in 1..n {
+            let s = PacketSocket::open(ifindex)?;
+            setsockopt(&s.fd, SOL_PACKET, PACKET_FANOUT, &join)?;
+            all.push(s);
+        }
+        Ok(all)
     }
 
     pub fn ifindex(&self) -> u32 {

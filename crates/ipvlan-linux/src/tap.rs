@@ -4,6 +4,11 @@
 //!
 //! The TAP is made persistent so it survives a daemon restart; the daemon re-attaches by name
 //! inside whatever namespace the device now lives in (found through its alias).
+//!
+//! Devices are multiqueue (`IFF_MULTI_QUEUE`): one descriptor per data-plane worker. The kernel
+//! steers each flow the slave transmits to one queue (by the flow's symmetric hash, learned from
+//! the queue its return traffic was written on), so flows are spread over the workers and each
+//! stays on one of them.
 
 use std::fs::{File, OpenOptions};
 use std::io;
@@ -21,6 +26,7 @@ const TUN_PATH: &str = "/dev/net/tun";
 const IFF_TAP: libc::c_short = 0x0002;
 const IFF_NO_PI: libc::c_short = 0x1000;
 const IFF_VNET_HDR: libc::c_short = 0x4000;
+const IFF_MULTI_QUEUE: libc::c_short = 0x0100;
 /// Fail instead of attaching when the name already exists.
 const IFF_TUN_EXCL: libc::c_short = 0x8000u16 as libc::c_short;
 const TUNSETIFF: libc::c_ulong = 0x4004_54ca;
@@ -35,24 +41,28 @@ const TUN_F_TSO4: libc::c_uint = 0x02;
 const TUN_F_TSO6: libc::c_uint = 0x04;
 const TUN_F_TSO_ECN: libc::c_uint = 0x08;
 
-/// What the data plane needs from a slave device, whatever backs it.
+/// What the data plane needs from a slave device, whatever backs it. Queues are numbered
+/// `0..queues()`; a queue number beyond that wraps around.
 pub trait SlaveDevice: Send + Sync {
-    /// Reads one frame the slave's stack transmitted. `WouldBlock` when none is waiting.
-    fn recv(&self, buf: &mut [u8]) -> io::Result<usize>;
-    /// Delivers one frame to the slave's stack.
-    fn send(&self, frame: &[u8]) -> io::Result<usize>;
-    /// The descriptor to poll for readability.
-    fn poll_fd(&self) -> RawFd;
+    /// How many queues the device was attached with (at least one).
+    fn queues(&self) -> usize;
+    /// Reads one frame the slave's stack transmitted on `queue`. `WouldBlock` when none is
+    /// waiting.
+    fn recv(&self, queue: usize, buf: &mut [u8]) -> io::Result<usize>;
+    /// Delivers one frame to the slave's stack through `queue`.
+    fn send(&self, queue: usize, frame: &[u8]) -> io::Result<usize>;
+    /// The descriptor of `queue`, to poll for readability.
+    fn poll_fd(&self, queue: usize) -> RawFd;
     /// Sets the slave's carrier (it follows the master's, R-LINK-1).
     fn set_carrier(&self, on: bool) -> io::Result<()>;
     /// The network namespace the device lives in now; an error once it is gone.
     fn netns(&self) -> io::Result<NetNs>;
 }
 
-/// An attached TAP device.
+/// An attached TAP device: one descriptor per queue; the first also serves the ioctls.
 #[derive(Debug)]
 pub struct Tap {
-    file: File,
+    queues: Vec<File>,
     name: String,
 }
 
@@ -63,11 +73,51 @@ fn ifreq_with_name(name: &str) -> io::Result<libc::ifreq> {
     Ok(req)
 }
 
+/// Opens `/dev/net/tun` and attaches it to (or creates) the TAP `name`.
+fn open_queue(name: &str, extra: libc::c_short) -> io::Result<(File, String)> {
+    let file = OpenOptions::new()
+        .read(true)
+        .write(true)
+        .custom_flags(libc::O_NONBLOCK | libc::O_CLOEXEC)
+        .open(TUN_PATH)?;
+    let mut req = ifreq_with_name(name)?;
+    req.ifr_ifru.ifru_flags = IFF_TAP | IFF_NO_PI | IFF_VNET_HDR | extra;
+    // SAFETY: TUNSETIFF reads and writes a `struct ifreq`, which `req` is, and it outlives the
+    // call.
+    cvt(unsafe { libc::ioctl(file.as_raw_fd(), TUNSETIFF, &mut req) })?;
+    let hdr = crate::vnet::HEADER_LEN as libc::c_int;
+    // SAFETY: TUNSETVNETHDRSZ reads an int through the pointer, which outlives the call.
+    cvt(unsafe { libc::ioctl(file.as_raw_fd(), TUNSETVNETHDRSZ, &hdr) })?;
+    Ok((file, from_ifr_name(&req.ifr_name)))
+}
+
 impl Tap {
-    /// Creates a new persistent TAP named `name` in the calling thread's namespace; fails with
-    /// `AlreadyExists` if any device already has that name.
-    pub fn create(name: &str) -> io::Result<Tap> {
-        let tap = Tap::open(name, IFF_TUN_EXCL).map_err(|e| {
+    /// Creates a new persistent TAP named `name` with `queues` queues in the calling thread's
+    /// namespace; fails with `AlreadyExists` if any device already has that name.
+    pub fn create(name: &str, queues: usize) -> io::Result<Tap> {
+        let tap = Tap::open(name, queues, IFF_MULTI_QUEUE | IFF_TUN_EXCL)?;
+        tap.set_persist(true)?;
+        Ok(tap)
+    }
+
+    /// Creates a single-queue TAP that disappears with its descriptor (the daemon's own l3s
+    /// sink, the benchmark's forwarder).
+    pub fn create_transient(name: &str) -> io::Result<Tap> {
+        Tap::open(name, 1, IFF_TUN_EXCL)
+    }
+
+    /// Attaches `queues` queues to an existing TAP named `name` in the calling thread's
+    /// namespace. A single-queue device (made before devices were multiqueue) gets one.
+    pub fn attach(name: &str, queues: usize) -> io::Result<Tap> {
+        match Tap::open(name, queues, IFF_MULTI_QUEUE) {
+            // The kernel refuses to mix single- and multiqueue attachments of one device.
+            Err(e) if e.raw_os_error() == Some(libc::EINVAL) => Tap::open(name, 1, 0),
+            r => r,
+        }
+    }
+
+    fn open(name: &str, queues: usize, extra: libc::c_short) -> io::Result<Tap> {
+        let (first, name) = open_queue(name, extra).map_err(|e| {
             if e.raw_os_error() == Some(libc::EBUSY) || e.raw_os_error() == Some(libc::EEXIST) {
                 io::Error::new(
                     io::ErrorKind::AlreadyExists,
@@ -77,36 +127,20 @@ impl Tap {
                 e
             }
         })?;
-        tap.set_persist(true)?;
-        Ok(tap)
+        let mut files = vec![first];
+        // Further queues attach to the device the first one made or found.
+        for _ in 1..queues.max(1) {
+            files.push(open_queue(&name, extra & !IFF_TUN_EXCL)?.0);
+        }
+        Ok(Tap {
+            queues: files,
+            name,
+        })
     }
 
-    /// Creates a TAP that disappears with its descriptor (the daemon's own l3s sink).
-    pub fn create_transient(name: &str) -> io::Result<Tap> {
-        Tap::open(name, IFF_TUN_EXCL)
-    }
-
-    /// Attaches to an existing TAP named `name` in the calling thread's namespace.
-    pub fn attach(name: &str) -> io::Result<Tap> {
-        Tap::open(name, 0)
-    }
-
-    fn open(name: &str, extra: libc::c_short) -> io::Result<Tap> {
-        let file = OpenOptions::new()
-            .read(true)
-            .write(true)
-            .custom_flags(libc::O_NONBLOCK | libc::O_CLOEXEC)
-            .open(TUN_PATH)?;
-        let mut req = ifreq_with_name(name)?;
-        req.ifr_ifru.ifru_flags = IFF_TAP | IFF_NO_PI | IFF_VNET_HDR | extra;
-        // SAFETY: TUNSETIFF reads and writes a `struct ifreq`, which `req` is, and it outlives
-        // the call.
-        cvt(unsafe { libc::ioctl(file.as_raw_fd(), TUNSETIFF, &mut req) })?;
-        let hdr = crate::vnet::HEADER_LEN as libc::c_int;
-        // SAFETY: TUNSETVNETHDRSZ reads an int through the pointer, which outlives the call.
-        cvt(unsafe { libc::ioctl(file.as_raw_fd(), TUNSETVNETHDRSZ, &hdr) })?;
-        let name = from_ifr_name(&req.ifr_name);
-        Ok(Tap { file, name })
+    /// The descriptor the ioctls go through.
+    fn ctl(&self) -> RawFd {
+        self.queues[0].as_raw_fd()
     }
 
     /// The name the device had when attached.
@@ -118,20 +152,14 @@ impl Tap {
     pub fn current_name(&self) -> io::Result<String> {
         let mut req = ifreq_with_name("x")?;
         // SAFETY: TUNGETIFF fills a `struct ifreq`.
-        cvt(unsafe { libc::ioctl(self.file.as_raw_fd(), TUNGETIFF, &mut req) })?;
+        cvt(unsafe { libc::ioctl(self.ctl(), TUNGETIFF, &mut req) })?;
         Ok(from_ifr_name(&req.ifr_name))
     }
 
     /// Keeps the device when its last descriptor closes (a daemon restart).
     pub fn set_persist(&self, on: bool) -> io::Result<()> {
         // SAFETY: TUNSETPERSIST takes an integer argument by value.
-        cvt(unsafe {
-            libc::ioctl(
-                self.file.as_raw_fd(),
-                TUNSETPERSIST,
-                libc::c_ulong::from(on),
-            )
-        })?;
+        cvt(unsafe { libc::ioctl(self.ctl(), TUNSETPERSIST, libc::c_ulong::from(on)) })?;
         Ok(())
     }
 
@@ -146,7 +174,7 @@ impl Tap {
             }
         }
         // SAFETY: the tun character device handles SIOCSIFHWADDR with a `struct ifreq`.
-        cvt(unsafe { libc::ioctl(self.file.as_raw_fd(), libc::SIOCSIFHWADDR, &mut req) })?;
+        cvt(unsafe { libc::ioctl(self.ctl(), libc::SIOCSIFHWADDR, &mut req) })?;
         Ok(())
     }
 
@@ -156,13 +184,7 @@ impl Tap {
     pub fn enable_offloads(&self) -> io::Result<()> {
         let flags = TUN_F_CSUM | TUN_F_TSO4 | TUN_F_TSO6 | TUN_F_TSO_ECN;
         // SAFETY: TUNSETOFFLOAD takes the flags by value.
-        cvt(unsafe {
-            libc::ioctl(
-                self.file.as_raw_fd(),
-                TUNSETOFFLOAD,
-                libc::c_ulong::from(flags),
-            )
-        })?;
+        cvt(unsafe { libc::ioctl(self.ctl(), TUNSETOFFLOAD, libc::c_ulong::from(flags)) })?;
         Ok(())
     }
 
@@ -173,30 +195,36 @@ impl Tap {
 }
 
 impl SlaveDevice for Tap {
-    fn recv(&self, buf: &mut [u8]) -> io::Result<usize> {
+    fn queues(&self) -> usize {
+        self.queues.len()
+    }
+
+    fn recv(&self, queue: usize, buf: &mut [u8]) -> io::Result<usize> {
+        let fd = self.poll_fd(queue);
         // SAFETY: reading into a buffer we own, of the length we pass.
-        cvt_size(unsafe { libc::read(self.file.as_raw_fd(), buf.as_mut_ptr().cast(), buf.len()) })
+        cvt_size(unsafe { libc::read(fd, buf.as_mut_ptr().cast(), buf.len()) })
     }
 
-    fn send(&self, frame: &[u8]) -> io::Result<usize> {
+    fn send(&self, queue: usize, frame: &[u8]) -> io::Result<usize> {
+        let fd = self.poll_fd(queue);
         // SAFETY: writing from a buffer we borrow, of the length we pass.
-        cvt_size(unsafe { libc::write(self.file.as_raw_fd(), frame.as_ptr().cast(), frame.len()) })
+        cvt_size(unsafe { libc::write(fd, frame.as_ptr().cast(), frame.len()) })
     }
 
-    fn poll_fd(&self) -> RawFd {
-        self.file.as_raw_fd()
+    fn poll_fd(&self, queue: usize) -> RawFd {
+        self.queues[queue % self.queues.len()].as_raw_fd()
     }
 
     fn set_carrier(&self, on: bool) -> io::Result<()> {
         let value: libc::c_int = on.into();
         // SAFETY: TUNSETCARRIER reads an int through the pointer, which outlives the call.
-        cvt(unsafe { libc::ioctl(self.file.as_raw_fd(), TUNSETCARRIER, &value) })?;
+        cvt(unsafe { libc::ioctl(self.ctl(), TUNSETCARRIER, &value) })?;
         Ok(())
     }
 
     fn netns(&self) -> io::Result<NetNs> {
         // SAFETY: TUNGETDEVNETNS takes no argument and returns a new descriptor.
-        let fd = cvt(unsafe { libc::ioctl(self.file.as_raw_fd(), TUNGETDEVNETNS) })?;
+        let fd = cvt(unsafe { libc::ioctl(self.ctl(), TUNGETDEVNETNS) })?;
         // SAFETY: the kernel just gave us this descriptor; nobody else owns it.
         NetNs::from_fd(unsafe { OwnedFd::from_raw_fd(fd) })
     }
@@ -204,6 +232,6 @@ impl SlaveDevice for Tap {
 
 impl AsFd for Tap {
     fn as_fd(&self) -> BorrowedFd<'_> {
-        self.file.as_fd()
+        self.queues[0].as_fd()
     }
 }

@@ -34,21 +34,21 @@ impl End {
 
     fn fd(&self) -> i32 {
         match self {
-            End::Tap(t) => t.poll_fd(),
+            End::Tap(t) => t.poll_fd(0),
             End::Packet(p) => p.poll_fd(),
         }
     }
 
     fn recv(&self, buf: &mut [u8]) -> io::Result<usize> {
         match self {
-            End::Tap(t) => t.recv(buf),
+            End::Tap(t) => t.recv(0, buf),
             End::Packet(p) => p.recv(buf).map(|(n, _)| n),
         }
     }
 
     fn send(&self, frame: &[u8]) -> io::Result<usize> {
         match self {
-            End::Tap(t) => t.send(frame),
+            End::Tap(t) => t.send(0, frame),
             End::Packet(p) => p.send(frame),
         }
     }

@@ -384,3 +384,120 @@ fn sigterm_under_heavy_traffic_then_restart() {
     )));
     assert_eq!(fx.links().len(), 2, "nothing lost");
 }
+
+/// `syscw` (write calls) of each data-plane worker thread of process `pid`, by thread name.
+fn worker_writes(pid: u32) -> std::collections::BTreeMap<String, u64> {
+    let mut out = std::collections::BTreeMap::new();
+    for t in std::fs::read_dir(format!("/proc/{pid}/task")).unwrap() {
+        let dir = t.unwrap().path();
+        let comm = std::fs::read_to_string(dir.join("comm")).unwrap_or_default();
+        if !comm.starts_with("ipvlan-dp") {
+            continue;
+        }
+        let io = std::fs::read_to_string(dir.join("io")).unwrap();
+        let w = io
+            .lines()
+            .find_map(|l| l.strip_prefix("syscw: "))
+            .and_then(|v| v.trim().parse().ok())
+            .unwrap();
+        out.insert(comm.trim().to_owned(), w);
+    }
+    out
+}
+
+fn tx_queues(fx: &Fx, ns: &str, dev: &str) -> usize {
+    fx.sh(ns, &format!("ls /sys/class/net/{dev}/queues"))
+        .split_whitespace()
+        .filter(|q| q.starts_with("tx-"))
+        .count()
+}
+
+#[test]
+fn slave_queues_follow_the_workers_and_flows_spread_over_them() {
+    require_env!();
+    let mut fx = Fx::new();
+    fx.stop_daemon(false);
+    fx.workers = Some(3);
+    fx.start_daemon();
+    fx.slave(
+        "ipvl0",
+        "mode l2",
+        "ns0",
+        "192.0.2.11/24",
+        "2001:db8:1::11/64",
+    );
+    fx.slave(
+        "ipvl1",
+        "mode l2",
+        "ns1",
+        "192.0.2.12/24",
+        "2001:db8:1::12/64",
+    );
+    assert_eq!(tx_queues(&fx, "ns0", "ipvl0"), 3, "a queue per worker");
+    let before = worker_writes(fx.daemon_pid());
+    assert_eq!(before.len(), 3, "{before:?}");
+    // Eight concurrent TCP flows ns0 -> ns1, 4 MiB each: every byte arrives, and the flows
+    // are carried by more than one worker (all eight hashing to one of three: p < 0.1%).
+    let server = std::process::Command::new("ip")
+        .args(["netns", "exec", &fx.ns("ns1"), "python3", "-c",
+            "import socket,threading\ns=socket.socket();s.setsockopt(socket.SOL_SOCKET,socket.SO_REUSEADDR,1);s.bind(('192.0.2.12',5050));s.listen(16);s.settimeout(10)\ntot=[];ts=[]\ndef h(c):\n n=0\n while True:\n  d=c.recv(65536)\n  if not d: break\n  n+=len(d)\n tot.append(n)\nfor i in range(8):\n c,_=s.accept();t=threading.Thread(target=h,args=(c,));t.start();ts.append(t)\nfor t in ts: t.join()\nprint(sum(tot))"])
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(400));
+    fx.sh(
+        "ns0",
+        "python3 -c \"import socket,threading\ndef c():\n s=socket.create_connection(('192.0.2.12',5050),timeout=10);s.sendall(b'z'*4194304);s.close()\nts=[threading.Thread(target=c) for i in range(8)]\n[t.start() for t in ts];[t.join() for t in ts]\"",
+    );
+    let got = String::from_utf8_lossy(&server.wait_with_output().unwrap().stdout)
+        .trim()
+        .to_owned();
+    assert_eq!(got, (8 * 4194304).to_string());
+    let after = worker_writes(fx.daemon_pid());
+    let busy = after
+        .iter()
+        .filter(|(k, v)| **v >= before[*k] + 100)
+        .count();
+    assert!(
+        busy >= 2,
+        "flows spread over the workers: {before:?} -> {after:?}"
+    );
+
+    // Restarted with fewer workers, the devices are re-attached with as many queues.
+    fx.stop_daemon(false);
+    fx.workers = Some(2);
+    fx.start_daemon();
+    assert!(wait(Duration::from_secs(5), || fx.ping(
+        "ns0",
+        "192.0.2.12",
+        1
+    )));
+    assert_eq!(tx_queues(&fx, "ns0", "ipvl0"), 2);
+    let got = fx.tcp_transfer("ns0", "ns1", "192.0.2.12", 5051, 4 << 20);
+    assert_eq!(got, (4 << 20).to_string());
+}
+
+#[test]
+fn a_single_queue_slave_from_an_older_version_is_served_after_an_upgrade() {
+    require_env!();
+    let mut fx = two_slaves("mode l2");
+    let alias = fx.sh("ns0", "cat /sys/class/net/ipvl0/ifalias");
+    fx.stop_daemon(false);
+    // What versions before multiqueue TAPs left behind: the same device, one queue.
+    fx.sh(
+        "ns0",
+        &format!(
+            "ip link del ipvl0 && ip tuntap add dev ipvl0 mode tap vnet_hdr && \
+             ip link set ipvl0 address 02:00:00:00:00:01 alias '{}' up && \
+             ip addr add 192.0.2.11/24 dev ipvl0",
+            alias.trim()
+        ),
+    );
+    assert_eq!(tx_queues(&fx, "ns0", "ipvl0"), 1);
+    fx.start_daemon();
+    let back = wait(Duration::from_secs(5), || fx.ping("ns0", "192.0.2.12", 1));
+    assert!(back, "{}", fx.daemon_log());
+    assert_eq!(tx_queues(&fx, "ns0", "ipvl0"), 1, "attached as it was made");
+    let got = fx.tcp_transfer("ns0", "ns1", "192.0.2.12", 5052, 4 << 20);
+    assert_eq!(got, (4 << 20).to_string());
+}

@@ -3,8 +3,11 @@
 //!
 //! The port (decisions, counters, backlog) sits behind one lock, held only while deciding; the
 //! reads and writes, where the kernel does the receiving stack's work, happen outside it, so
-//! the workers run in parallel. Each slave's TAP is served by one worker (id modulo workers),
-//! the master's socket and the l3s sink by worker 0.
+//! the workers run in parallel. Each slave's TAP has a queue per worker ([`Me::queue`]): a
+//! worker reads its queues and writes to the slaves through them, so a flow's frames both ways
+//! stay on one worker while different flows spread. Each worker also has its own socket in the
+//! master's fanout group, which hands it the flows (by hash) it then carries both ways. The l3s
+//! sink is served by worker 0.
 
 use std::collections::HashMap;
 use std::io;
@@ -32,8 +35,8 @@ const TOKEN_STOP: u64 = 0;
 const TOKEN_MASTER: u64 = 1;
 /// Token of the l3s sink TAP.
 const TOKEN_SINK: u64 = 2;
-/// Slave tokens are this plus the slave id.
-const TOKEN_SLAVE: u64 = 0x1_0000;
+/// Slave tokens are this plus the queue number shifted by 16 plus the slave id.
+const TOKEN_SLAVE: u64 = 1 << 32;
 /// Frames read from one descriptor before looking at the others (fairness).
 const BURST: usize = 64;
 /// Multicast frames one worker distributes per wake-up. Each costs a write per slave, so an
@@ -68,10 +71,34 @@ pub fn lock(shared: &Mutex<Shared>) -> MutexGuard<'_, Shared> {
     shared.lock().unwrap_or_else(|p| p.into_inner())
 }
 
-/// The sockets every worker sends on.
+/// A worker's sockets: its member of the master's fanout group, and the host stack's.
 struct Io {
     master: PacketSocket,
-    host: HostStack,
+    host: Arc<HostStack>,
+}
+
+/// Which worker this is, among how many.
+#[derive(Clone, Copy)]
+struct Me {
+    index: usize,
+    workers: usize,
+}
+
+impl Me {
+    /// The queue of slave `id` this worker reads and writes: queue `q` of a slave belongs to
+    /// worker `(id + q) % workers`, so single-queue devices still spread over the workers.
+    fn queue(self, id: SlaveId) -> usize {
+        (self.index + self.workers - usize::from(id.get()) % self.workers) % self.workers
+    }
+
+    /// The worker that serves queue `q` of slave `id`.
+    fn owner(id: SlaveId, q: usize, workers: usize) -> usize {
+        (usize::from(id.get()) + q) % workers
+    }
+}
+
+fn slave_token(id: SlaveId, q: usize) -> u64 {
+    TOKEN_SLAVE + ((q as u64) << 16) + u64::from(id.get())
 }
 
 /// Running data-plane workers.
@@ -84,7 +111,7 @@ pub struct DataPlane {
 }
 
 /// Workers to start: one per CPU, at most 4, overridable with `IPVLAN_WORKERS`.
-fn worker_count() -> usize {
+pub fn worker_count() -> usize {
     std::env::var("IPVLAN_WORKERS")
         .ok()
         .and_then(|v| v.parse().ok())
@@ -93,15 +120,16 @@ fn worker_count() -> usize {
 }
 
 impl DataPlane {
+    /// Starts a worker for each of the master's `sockets` (see [`PacketSocket::open_fanout`]).
     pub fn start(
         shared: Arc<Mutex<Shared>>,
-        master: PacketSocket,
+        sockets: Vec<PacketSocket>,
         host: HostStack,
     ) -> io::Result<DataPlane> {
         let stop = Arc::new(EventFd::new()?);
         let stopping = Arc::new(AtomicBool::new(false));
-        let master_fd = master.poll_fd();
-        let io = Arc::new(Io { master, host });
+        let host = Arc::new(host);
+        let workers = sockets.len();
         let mut dp = DataPlane {
             shared,
             epolls: Vec::new(),
@@ -109,41 +137,48 @@ impl DataPlane {
             stopping,
             threads: Vec::new(),
         };
-        for w in 0..worker_count() {
+        for (w, master) in sockets.into_iter().enumerate() {
             let epoll = Arc::new(Epoll::new()?);
             epoll.add(dp.stop.fd(), TOKEN_STOP)?;
-            if w == 0 {
-                epoll.add(master_fd, TOKEN_MASTER)?;
-            }
-            let (s, e, st, io) = (
-                dp.shared.clone(),
-                epoll.clone(),
-                dp.stopping.clone(),
-                io.clone(),
-            );
+            epoll.add(master.poll_fd(), TOKEN_MASTER)?;
+            let io = Io {
+                master,
+                host: host.clone(),
+            };
+            let (s, e, st) = (dp.shared.clone(), epoll.clone(), dp.stopping.clone());
             dp.threads.push(
                 std::thread::Builder::new()
                     .name(format!("ipvlan-dp{w}"))
-                    .spawn(move || run(&s, &e, &st, &io))?,
+                    .spawn(move || {
+                        let me = Me { index: w, workers };
+                        run(&s, &e, &st, &io, me)
+                    })?,
             );
             dp.epolls.push(epoll);
         }
         Ok(dp)
     }
 
-    fn epoll_for(&self, id: SlaveId) -> &Epoll {
-        &self.epolls[usize::from(id.get()) % self.epolls.len()]
+    /// How many workers run: slave devices get a queue for each.
+    pub fn workers(&self) -> usize {
+        self.epolls.len()
+    }
+
+    fn epoll_for(&self, id: SlaveId, q: usize) -> &Epoll {
+        &self.epolls[Me::owner(id, q, self.epolls.len())]
     }
 
     /// Starts serving a slave's device.
     pub fn add_slave(&self, id: SlaveId, dev: Arc<Tap>) -> io::Result<()> {
         lock(&self.shared).devs.insert(id, dev.clone());
-        if let Err(e) = self
-            .epoll_for(id)
-            .add(dev.poll_fd(), TOKEN_SLAVE + u64::from(id.get()))
-        {
-            lock(&self.shared).devs.remove(&id);
-            return Err(e);
+        for q in 0..dev.queues() {
+            if let Err(e) = self
+                .epoll_for(id, q)
+                .add(dev.poll_fd(q), slave_token(id, q))
+            {
+                self.remove_slave(id);
+                return Err(e);
+            }
         }
         Ok(())
     }
@@ -156,7 +191,9 @@ impl DataPlane {
             sh.devs.remove(&id)
         };
         if let Some(d) = &dev {
-            self.epoll_for(id).delete(d.poll_fd());
+            for q in 0..d.queues() {
+                self.epoll_for(id, q).delete(d.poll_fd(q));
+            }
         }
         dev
     }
@@ -165,10 +202,10 @@ impl DataPlane {
     pub fn set_sink(&self, sink: Option<Arc<Tap>>) -> io::Result<()> {
         let old = lock(&self.shared).sink.take();
         if let Some(o) = old {
-            self.epolls[0].delete(o.poll_fd());
+            self.epolls[0].delete(o.poll_fd(0));
         }
         if let Some(s) = &sink {
-            self.epolls[0].add(s.poll_fd(), TOKEN_SINK)?;
+            self.epolls[0].add(s.poll_fd(0), TOKEN_SINK)?;
         }
         lock(&self.shared).sink = sink;
         Ok(())
@@ -189,7 +226,7 @@ impl Drop for DataPlane {
     }
 }
 
-fn run(shared: &Mutex<Shared>, epoll: &Epoll, stopping: &AtomicBool, io: &Io) {
+fn run(shared: &Mutex<Shared>, epoll: &Epoll, stopping: &AtomicBool, io: &Io, me: Me) {
     let mut ready = Vec::new();
     let mut buf = vec![0u8; FRAME_MAX];
     let mut copies = Vec::new();
@@ -203,17 +240,24 @@ fn run(shared: &Mutex<Shared>, epoll: &Epoll, stopping: &AtomicBool, io: &Io) {
         for Ready { token, error } in ready.iter().copied() {
             match token {
                 TOKEN_STOP => return,
-                TOKEN_MASTER => from_master(shared, io, &mut buf),
-                TOKEN_SINK => from_sink(shared, &mut buf),
+                TOKEN_MASTER => from_master(shared, io, me, &mut buf),
+                TOKEN_SINK => from_sink(shared, me, &mut buf),
                 t => {
-                    let Ok(raw) = u16::try_from(t - TOKEN_SLAVE) else {
-                        continue;
-                    };
-                    from_slave(shared, epoll, io, SlaveId::from_raw(raw), error, &mut buf);
+                    let t = t - TOKEN_SLAVE;
+                    let id = SlaveId::from_raw((t & 0xffff) as u16);
+                    from_slave(
+                        shared,
+                        epoll,
+                        io,
+                        me,
+                        (id, (t >> 16) as usize),
+                        error,
+                        &mut buf,
+                    );
                 }
             }
         }
-        pending = drain_multicast(shared, io, &mut copies);
+        pending = drain_multicast(shared, io, me, &mut copies);
     }
 }
 
@@ -236,7 +280,7 @@ fn target(sh: &mut Shared, to: SlaveId) -> Out {
     }
 }
 
-fn from_master(shared: &Mutex<Shared>, io: &Io, buf: &mut [u8]) {
+fn from_master(shared: &Mutex<Shared>, io: &Io, me: Me, buf: &mut [u8]) {
     for _ in 0..BURST {
         let (n, pkttype) = match io.master.recv(buf) {
             Ok(x) => x,
@@ -268,7 +312,7 @@ fn from_master(shared: &Mutex<Shared>, io: &Io, buf: &mut [u8]) {
             }
         };
         if let Out::Slave(to, dev) = out {
-            deliver(shared, to, &dev, whole);
+            deliver(shared, me, to, &dev, whole);
         }
     }
 }
@@ -277,7 +321,8 @@ fn from_slave(
     shared: &Mutex<Shared>,
     epoll: &Epoll,
     io: &Io,
-    from: SlaveId,
+    me: Me,
+    (from, queue): (SlaveId, usize),
     error: bool,
     buf: &mut [u8],
 ) {
@@ -285,7 +330,7 @@ fn from_slave(
         return;
     };
     for _ in 0..BURST {
-        let n = match dev.recv(buf) {
+        let n = match dev.recv(queue, buf) {
             Ok(n) => n,
             Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
             Err(e) => {
@@ -293,7 +338,7 @@ fn from_slave(
                 // thread notices and removes the slave.
                 if error || e.raw_os_error() == Some(libc::EBADFD) {
                     debug!("slave {from}: device gone ({e})");
-                    epoll.delete(dev.poll_fd());
+                    epoll.delete(dev.poll_fd(queue));
                 }
                 return;
             }
@@ -323,7 +368,7 @@ fn from_slave(
         };
         match out {
             Out::None => {}
-            Out::Slave(to, d) => deliver(shared, to, &d, whole),
+            Out::Slave(to, d) => deliver(shared, me, to, &d, whole),
             Out::Master(mac) => transmit(shared, io, whole, mac),
             Out::Host { routed } => to_host(shared, io, from, whole, routed),
         }
@@ -331,12 +376,12 @@ fn from_slave(
 }
 
 /// l3s: packets that passed the master namespace's INPUT, copied to the sink by `dup`.
-fn from_sink(shared: &Mutex<Shared>, buf: &mut [u8]) {
+fn from_sink(shared: &Mutex<Shared>, me: Me, buf: &mut [u8]) {
     let Some(sink) = lock(shared).sink.clone() else {
         return;
     };
     for _ in 0..BURST {
-        let n = match sink.recv(buf) {
+        let n = match sink.recv(0, buf) {
             Ok(n) => n,
             Err(_) => return,
         };
@@ -365,14 +410,15 @@ fn from_sink(shared: &Mutex<Shared>, buf: &mut [u8]) {
                 eth.set_dst(mac);
                 eth.set_src(mac);
             }
-            deliver(shared, to, &dev, &buf[..n]);
+            deliver(shared, me, to, &dev, &buf[..n]);
         }
     }
 }
 
-/// Writes vnet header + frame to a slave; a refused write is counted on it.
-fn deliver(shared: &Mutex<Shared>, to: SlaveId, dev: &Tap, frame: &[u8]) {
-    if let Err(e) = dev.send(frame) {
+/// Writes vnet header + frame to a slave through this worker's queue; a refused write is
+/// counted on it.
+fn deliver(shared: &Mutex<Shared>, me: Me, to: SlaveId, dev: &Tap, frame: &[u8]) {
+    if let Err(e) = dev.send(me.queue(to), frame) {
         let reason = if e.kind() == io::ErrorKind::WouldBlock {
             DropReason::QueueFull
         } else {
@@ -455,7 +501,7 @@ fn to_host(shared: &Mutex<Shared>, io: &Io, from: SlaveId, whole: &mut [u8], rou
 
 /// Distributes up to `MC_BURST` queued multicast frames, one at a time: who gets a copy is
 /// decided under the lock, the copies are written after it. Returns whether frames remain.
-fn drain_multicast(shared: &Mutex<Shared>, io: &Io, copies: &mut Vec<McCopy>) -> bool {
+fn drain_multicast(shared: &Mutex<Shared>, io: &Io, me: Me, copies: &mut Vec<McCopy>) -> bool {
     for _ in 0..MC_BURST {
         let (mut frame, targets, out_mac) = {
             let mut sh = lock(shared);
@@ -477,7 +523,7 @@ fn drain_multicast(shared: &Mutex<Shared>, io: &Io, copies: &mut Vec<McCopy>) ->
             (frame, targets, out.then(|| sh.port.master().mac))
         };
         for (to, dev) in &targets {
-            deliver(shared, *to, dev, &frame);
+            deliver(shared, me, *to, dev, &frame);
         }
         if let Some(mac) = out_mac {
             transmit(shared, io, &mut frame, mac);

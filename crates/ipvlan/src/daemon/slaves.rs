@@ -17,7 +17,7 @@ use ipvlan_linux::steal::Steal;
 use ipvlan_linux::{NetNs, PacketSocket, SlaveDevice, Tap};
 use tracing::{info, warn};
 
-use super::dataplane::{lock, DataPlane, Shared};
+use super::dataplane::{lock, worker_count, DataPlane, Shared};
 use super::state::{self, Loaded, PortState, SlaveState, State};
 use super::{parse_mode_flag, system, Daemon, Failure, Outcome, PortRt, SlaveCtl};
 use crate::proto::{Conflict, ErrorKind, LinkView, Response, Stats};
@@ -145,8 +145,8 @@ impl Daemon {
                 format!("{} has no MAC address", link.name),
             )
         })?;
-        let packet = PacketSocket::open(link.index)
-            .map_err(|e| system("opening the master's packet socket", e))?;
+        let packet = PacketSocket::open_fanout(link.index, worker_count())
+            .map_err(|e| system("opening the master's packet sockets", e))?;
         let host = HostStack::open(&link.name)
             .map_err(|e| system("opening raw sockets to the host stack", e))?;
         let steal = Steal::install(&link.name, link.index)
@@ -215,7 +215,7 @@ impl Daemon {
         let id = added.id;
         let alias = alias_for(&self.instance, mi, id);
         let made = (|| -> io::Result<(Tap, u32)> {
-            let tap = Tap::create(name.as_str())?;
+            let tap = Tap::create(name.as_str(), p.dp.workers())?;
             tap.enable_offloads()?;
             tap.set_mac(mac)?;
             tap.set_carrier(carrier)?;
@@ -898,7 +898,7 @@ impl Daemon {
             warn!(master = %ps.master, "master is gone: its slaves are deleted (R-LIFE-1)");
             for s in &ps.slaves {
                 if let Some((ns, name)) = locate(namespaces, &s.alias) {
-                    let _ = ns.run(move || Tap::attach(&name).and_then(Tap::destroy));
+                    let _ = ns.run(move || Tap::attach(&name, 1).and_then(Tap::destroy));
                 }
             }
             return Ok(());
@@ -912,13 +912,14 @@ impl Daemon {
                 .port
                 .set_mode_flag(mode.unwrap_or_default(), flag.unwrap_or_default());
         }
+        let queues = self.ports.get(&mi).map_or(1, |p| p.dp.workers());
         for s in &ps.slaves {
             let Some((ns, name)) = locate(namespaces, &s.alias) else {
                 warn!(slave = %s.name, "slave no longer exists (its namespace was deleted?): dropped");
                 continue;
             };
             let attach_name = name.clone();
-            let tap = match ns.run(move || Tap::attach(&attach_name)) {
+            let tap = match ns.run(move || Tap::attach(&attach_name, queues)) {
                 Ok(Ok(t)) => Arc::new(t),
                 Ok(Err(e)) | Err(e) => {
                     warn!(slave = %s.name, "cannot re-attach: {e}");

@@ -57,6 +57,8 @@ pub struct Fx {
     pub state_dir: PathBuf,
     daemon: Option<Child>,
     pub log: PathBuf,
+    /// `IPVLAN_WORKERS` for the next daemon start (the daemon's default when `None`).
+    pub workers: Option<usize>,
 }
 
 pub fn run(cmd: &mut Command) -> Output {
@@ -85,6 +87,7 @@ impl Fx {
             state_dir: dir.join("state"),
             daemon: None,
             log: dir.join("daemon.log"),
+            workers: None,
         };
         fx.add_ns("host");
         fx.add_ns("ext");
@@ -155,7 +158,11 @@ impl Fx {
             .append(true)
             .open(&self.log)
             .unwrap();
-        let child = Command::new("ip")
+        let mut cmd = Command::new("ip");
+        if let Some(n) = self.workers {
+            cmd.env("IPVLAN_WORKERS", n.to_string());
+        }
+        let child = cmd
             .args(["netns", "exec", &self.ns("host"), BIN, "daemon", "--socket"])
             .arg(&self.socket)
             .arg("--state-dir")
@@ -183,6 +190,11 @@ impl Fx {
             unsafe { libc::kill(c.id() as libc::pid_t, sig) };
             let _ = c.wait();
         }
+    }
+
+    /// The running daemon's PID (`ip netns exec` execs it, so it is the child's).
+    pub fn daemon_pid(&self) -> u32 {
+        self.daemon.as_ref().expect("daemon running").id()
     }
 
     pub fn daemon_log(&self) -> String {
