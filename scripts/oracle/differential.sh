@@ -58,7 +58,7 @@ inechos() { ${1:+ip netns exec $1} awk '/^Icmp:/ { if (!h) { for (i = 2; i <= NF
 count() { local ns=$1 b; shift; b=$(inechos "$ns"); q "$@"; echo $(( $(inechos "$ns") - b )); }
 
 declare -A R
-SCEN="s1-s2-v4 s1-s2-v6 s1-ext-v4 ext-s2-v6 s1-bcast-to-s2 ext-bcast-to-s2 ext-bcast-to-master master-to-s1 input-drop-blocks-ext-s1 dup-addr-add"
+SCEN="s1-s2-v4 s1-s2-v6 s1-ext-v4 ext-s2-v6 s1-bcast-to-s2 ext-bcast-to-s2 ext-bcast-to-master master-to-s1 input-drop-blocks-ext-s1 dup-addr-add first-owner-after-dup"
 run() { # impl mode flag
   local impl=$1 mode=$2 flag=$3 k="$2 $3" a1 a2 b6 bc
   setup "$impl" "$mode" "$flag"
@@ -76,6 +76,8 @@ run() { # impl mode flag
   R[$k,input-drop-blocks-ext-s1,$impl]=$(if ping1 ext $a1 >/dev/null 2>&1; then echo no; else echo yes; fi)
   nft delete table ip t57
   if ip -n ns2 addr add $a1/32 dev s2 2>/dev/null; then R[$k,dup-addr-add,$impl]=accepted; else R[$k,dup-addr-add,$impl]=refused; fi
+  # Whatever the answer to the duplicate, the first owner is still reached from outside.
+  R[$k,first-owner-after-dup,$impl]=$(count ns1 ip netns exec ext ping -c 2 -i 0.2 -W 1 $a1)
   teardown
 }
 

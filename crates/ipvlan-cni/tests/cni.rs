@@ -6,13 +6,12 @@
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
+use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
 
 const PLUGIN: &str = env!("CARGO_BIN_EXE_ipvlan-rs");
-static COUNTER: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
 const CNI_PATH: &str = "/usr/lib/cni:/opt/cni/bin";
 
 fn daemon_bin() -> PathBuf {
@@ -20,9 +19,8 @@ fn daemon_bin() -> PathBuf {
 }
 
 fn unsupported() -> Option<String> {
-    // SAFETY: geteuid has no preconditions.
-    if unsafe { libc::geteuid() } != 0 {
-        return Some("not root".into());
+    if let Some(why) = ipvlan_testkit::unsupported() {
+        return Some(why);
     }
     if !daemon_bin().exists() {
         return Some(format!(
@@ -41,11 +39,9 @@ fn unsupported() -> Option<String> {
     None
 }
 
-struct Fx {
-    tag: String,
-    dir: PathBuf,
-    daemon: Option<Child>,
-}
+/// The shared fixture (daemon in `host`, external host in `ext`) plus two container
+/// namespaces `c1` and `c2`.
+struct Fx(ipvlan_testkit::Fx);
 
 fn sh(ns: &str, cmd: &str) -> Output {
     Command::new("ip")
@@ -56,72 +52,14 @@ fn sh(ns: &str, cmd: &str) -> Output {
 
 impl Fx {
     fn new() -> Fx {
-        let n = COUNTER.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
-        let tag = format!("cni{}x{n}", std::process::id());
-        let dir = std::env::temp_dir().join(&tag);
-        std::fs::create_dir_all(&dir).unwrap();
-        let fx = Fx {
-            tag,
-            dir,
-            daemon: None,
-        };
-        for n in ["host", "ext", "c1", "c2"] {
-            assert!(Command::new("ip")
-                .args(["netns", "add", &fx.ns(n)])
-                .status()
-                .unwrap()
-                .success());
-            sh(&fx.ns(n), "ip link set lo up");
-        }
-        let (host, ext) = (fx.ns("host"), fx.ns("ext"));
-        assert!(Command::new("ip")
-            .args([
-                "-n",
-                &host,
-                "link",
-                "add",
-                "m0",
-                "address",
-                "02:00:00:00:00:01",
-                "type",
-                "veth",
-                "peer",
-                "name",
-                "e0",
-                "netns",
-                &ext
-            ])
-            .status()
-            .unwrap()
-            .success());
-        sh(&host, "ip link set m0 up");
-        sh(
-            &ext,
-            "ip link set e0 up && ip addr add 192.0.2.254/24 dev e0",
-        );
-        let mut fx = fx;
-        let log = std::fs::File::create(fx.dir.join("daemon.log")).unwrap();
-        fx.daemon = Some(
-            Command::new("ip")
-                .args(["netns", "exec", &host])
-                .arg(daemon_bin())
-                .args(["daemon", "--socket"])
-                .arg(fx.dir.join("s.sock"))
-                .arg("--state-dir")
-                .arg(fx.dir.join("state"))
-                .stderr(log)
-                .spawn()
-                .unwrap(),
-        );
-        let t = Instant::now();
-        while !fx.dir.join("s.sock").exists() && t.elapsed() < Duration::from_secs(5) {
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        fx
+        let mut net = ipvlan_testkit::Fx::new(daemon_bin());
+        net.add_ns("c1");
+        net.add_ns("c2");
+        Fx(net)
     }
 
     fn ns(&self, n: &str) -> String {
-        format!("{}-{n}", self.tag)
+        self.0.ns(n)
     }
 
     fn conf(&self, extra: Value) -> Value {
@@ -131,7 +69,7 @@ impl Fx {
             "type": "ipvlan-rs",
             "master": "m0",
             "mode": "l2",
-            "socket": self.dir.join("s.sock"),
+            "socket": self.0.socket,
             "ipam": {
                 "type": "host-local",
                 "subnet": "192.0.2.0/24",
@@ -139,7 +77,7 @@ impl Fx {
                 "rangeEnd": "192.0.2.150",
                 "gateway": "192.0.2.254",
                 "routes": [{ "dst": "0.0.0.0/0" }],
-                "dataDir": self.dir.join("ipam"),
+                "dataDir": self.0.dir().join("ipam"),
             }
         });
         if let (Some(o), Some(e)) = (c.as_object_mut(), extra.as_object()) {
@@ -183,36 +121,13 @@ impl Fx {
     }
 }
 
-impl Drop for Fx {
-    fn drop(&mut self) {
-        if let Some(mut c) = self.daemon.take() {
-            // SAFETY: signalling the daemon we started, by its PID.
-            unsafe { libc::kill(c.id() as libc::pid_t, libc::SIGTERM) };
-            let _ = c.wait();
-        }
-        if std::thread::panicking() {
-            eprintln!(
-                "{}",
-                std::fs::read_to_string(self.dir.join("daemon.log")).unwrap_or_default()
-            );
-        }
-        for n in ["host", "ext", "c1", "c2"] {
-            let _ = Command::new("ip")
-                .args(["netns", "del", &self.ns(n)])
-                .stderr(Stdio::null())
-                .status();
-        }
-        let _ = std::fs::remove_dir_all(&self.dir);
-    }
-}
-
 #[test]
 fn add_check_del_two_containers() {
     if let Some(why) = unsupported() {
         eprintln!("SKIP: CNI tests: {why}");
         return;
     }
-    let fx = Fx::new();
+    let mut fx = Fx::new();
     let conf = fx.conf(json!({}));
     let (code, r1) = fx.plugin("ADD", "c1", &conf);
     assert_eq!(code, 0, "{r1}");
@@ -271,9 +186,7 @@ fn add_check_del_two_containers() {
     );
     assert_eq!(fx.plugin("DEL", "c1", &conf).0, 0, "DEL is idempotent");
     // DEL after the namespace is gone succeeds as well.
-    let _ = Command::new("ip")
-        .args(["netns", "del", &fx.ns("c2")])
-        .status();
+    fx.0.del_ns("c2");
     std::thread::sleep(Duration::from_millis(300));
     assert_eq!(fx.plugin("DEL", "c2", &conf).0, 0);
 }

@@ -8,7 +8,6 @@
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
-use std::time::{Duration, Instant};
 
 const PLUGIN: &str = env!("CARGO_BIN_EXE_ipvlan-rs");
 
@@ -21,9 +20,8 @@ fn have(cmd: &str) -> bool {
 }
 
 fn unsupported() -> Option<String> {
-    // SAFETY: geteuid has no preconditions.
-    if unsafe { libc::geteuid() } != 0 {
-        return Some("not root".into());
+    if let Some(why) = ipvlan_testkit::unsupported() {
+        return Some(why);
     }
     for (cmd, pkg) in [
         ("podman", "podman"),
@@ -43,17 +41,14 @@ fn unsupported() -> Option<String> {
     None
 }
 
+/// podman's own directories inside the shared fixture's (daemon in `host`, external host in
+/// `ext`); dropped before it, so containers go before the daemon and the namespaces.
 struct Engine {
-    tag: String,
     dir: PathBuf,
-    daemon: Option<std::process::Child>,
+    net: ipvlan_testkit::Fx,
 }
 
 impl Engine {
-    fn ns(&self, n: &str) -> String {
-        format!("{}-{n}", self.tag)
-    }
-
     /// podman with everything in our own directory: storage, run state, CNI configuration and
     /// plugin directory. runc and cgroupfs because some sandboxes' hybrid cgroups defeat crun;
     /// explicit ulimits because the engine may not raise the defaults here.
@@ -103,25 +98,13 @@ impl Engine {
     }
 
     fn daemon_log(&self) -> String {
-        std::fs::read_to_string(self.dir.join("daemon.log")).unwrap_or_default()
+        self.net.daemon_log()
     }
 }
 
 impl Drop for Engine {
     fn drop(&mut self) {
         let _ = self.podman(&["rm", "-af", "-t", "0"]);
-        if let Some(mut c) = self.daemon.take() {
-            // SAFETY: signalling the daemon we started, by its PID.
-            unsafe { libc::kill(c.id() as libc::pid_t, libc::SIGTERM) };
-            let _ = c.wait();
-        }
-        for n in ["host", "ext"] {
-            let _ = Command::new("ip")
-                .args(["netns", "del", &self.ns(n)])
-                .stderr(Stdio::null())
-                .status();
-        }
-        let _ = std::fs::remove_dir_all(&self.dir);
     }
 }
 
@@ -140,41 +123,15 @@ fn podman_containers_on_an_ipvlan_rs_network() {
         eprintln!("SKIP: podman test: {why}");
         return;
     }
-    let tag = format!("pod{}", std::process::id());
-    let dir = std::env::temp_dir().join(&tag);
-    let _ = std::fs::remove_dir_all(&dir);
+    let net = ipvlan_testkit::Fx::new(Path::new(PLUGIN).with_file_name("ipvlan"));
+    let dir = net.dir().join("podman");
     for d in ["net.d", "plugins", "rootfs/bin", "ipam"] {
         std::fs::create_dir_all(dir.join(d)).unwrap();
     }
-    let mut e = Engine {
-        tag,
+    let e = Engine {
         dir: dir.clone(),
-        daemon: None,
+        net,
     };
-    // The master m0 in our own "host" namespace, its peer the external host.
-    let (host, ext) = (e.ns("host"), e.ns("ext"));
-    sh(&format!("ip netns add {host} && ip netns add {ext}"));
-    sh(&format!(
-        "ip -n {host} link add m0 address 02:00:00:00:00:01 type veth peer name e0 netns {ext}"
-    ));
-    sh(&format!("ip -n {host} link set m0 up && ip -n {ext} link set e0 up && ip -n {ext} addr add 192.0.2.254/24 dev e0"));
-    let log = std::fs::File::create(dir.join("daemon.log")).unwrap();
-    e.daemon = Some(
-        Command::new("ip")
-            .args(["netns", "exec", &host])
-            .arg(Path::new(PLUGIN).with_file_name("ipvlan"))
-            .args(["daemon", "--socket"])
-            .arg(dir.join("s.sock"))
-            .arg("--state-dir")
-            .arg(dir.join("state"))
-            .stderr(log)
-            .spawn()
-            .unwrap(),
-    );
-    let t = Instant::now();
-    while !dir.join("s.sock").exists() && t.elapsed() < Duration::from_secs(5) {
-        std::thread::sleep(Duration::from_millis(20));
-    }
     // An existing reference-plugin configuration with only "type" changed (plus our socket).
     std::fs::copy(PLUGIN, dir.join("plugins/ipvlan-rs")).unwrap();
     std::fs::write(
@@ -186,7 +143,7 @@ fn podman_containers_on_an_ipvlan_rs_network() {
                 "type": "ipvlan-rs",
                 "master": "m0",
                 "mode": "l2",
-                "socket": dir.join("s.sock"),
+                "socket": e.net.socket,
                 "ipam": {
                     "type": "host-local",
                     "subnet": "192.0.2.0/24",
@@ -289,12 +246,7 @@ fn podman_containers_on_an_ipvlan_rs_network() {
     assert_eq!(out.matches("2 packets received").count(), 2, "{out}");
     // Removing the containers removes their slaves (CNI DEL through the daemon).
     let _ = e.podman(&["rm", "-f", "-t", "0", "c1"]);
-    let listing = Command::new(Path::new(PLUGIN).with_file_name("ipvlan"))
-        .arg("--socket")
-        .arg(dir.join("s.sock"))
-        .args(["-j", "link", "show"])
-        .output()
-        .unwrap();
+    let listing = e.net.cli(&["-j", "link", "show"]);
     assert_eq!(
         String::from_utf8_lossy(&listing.stdout).trim(),
         "[]",

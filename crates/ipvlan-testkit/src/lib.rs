@@ -1,0 +1,362 @@
+//! End-to-end fixture: real namespaces, a real daemon, the real CLI. Everything a test creates
+//! carries a unique tag and is removed on drop, also when the test fails. Shared by the daemon's
+//! tests and the CNI plugin's.
+//!
+//! Topology (spec §11.1 F-BASE, HOWTO §6): namespace `host` holds the master `m0`
+//! (02:00:00:00:00:01, 192.0.2.1/24, 2001:db8:1::1/64) and runs the daemon; its veth peer `e0`
+//! (02:00:00:00:00:fe, 192.0.2.254/24, 2001:db8:1::fe/64) is the external host in `ext`.
+
+// Test support: a failed unwrap is a failed test, with its message.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::{Duration, Instant};
+
+static COUNTER: AtomicU32 = AtomicU32::new(0);
+
+/// Why the e2e tests cannot run here, if they cannot.
+pub fn unsupported() -> Option<String> {
+    // SAFETY: geteuid has no preconditions.
+    if unsafe { libc::geteuid() } != 0 {
+        return Some("not root".into());
+    }
+    for tool in ["ip", "nft", "ping"] {
+        if Command::new("sh")
+            .args(["-c", &format!("command -v {tool}")])
+            .stdout(Stdio::null())
+            .status()
+            .map(|s| !s.success())
+            .unwrap_or(true)
+        {
+            return Some(format!("{tool} is not installed"));
+        }
+    }
+    if !std::path::Path::new("/dev/net/tun").exists() {
+        return Some("no /dev/net/tun".into());
+    }
+    None
+}
+
+pub struct Fx {
+    /// The `ipvlan` binary: daemon and CLI.
+    bin: PathBuf,
+    pub tag: String,
+    namespaces: Vec<String>,
+    pub socket: PathBuf,
+    pub state_dir: PathBuf,
+    daemon: Option<Child>,
+    pub log: PathBuf,
+    /// `IPVLAN_WORKERS` for the next daemon start (the daemon's default when `None`).
+    pub workers: Option<usize>,
+}
+
+pub fn run(cmd: &mut Command) -> Output {
+    cmd.output().expect("spawn")
+}
+
+pub fn text(o: &Output) -> String {
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    )
+}
+
+impl Fx {
+    /// Creates `host` and `ext` joined by the m0/e0 veth, and starts the daemon (`bin`) in
+    /// `host`.
+    pub fn new(bin: impl AsRef<Path>) -> Fx {
+        let n = COUNTER.fetch_add(1, Ordering::SeqCst);
+        let tag = format!("ivt{}x{n}", std::process::id());
+        let dir = std::env::temp_dir().join(&tag);
+        std::fs::create_dir_all(&dir).unwrap();
+        let mut fx = Fx {
+            bin: bin.as_ref().to_owned(),
+            tag,
+            namespaces: Vec::new(),
+            socket: dir.join("ipvlan.sock"),
+            state_dir: dir.join("state"),
+            daemon: None,
+            log: dir.join("daemon.log"),
+            workers: None,
+        };
+        fx.add_ns("host");
+        fx.add_ns("ext");
+        let (host, ext) = (fx.ns("host"), fx.ns("ext"));
+        fx.ip(&[
+            "-n",
+            &host,
+            "link",
+            "add",
+            "m0",
+            "address",
+            "02:00:00:00:00:01",
+            "type",
+            "veth",
+            "peer",
+            "name",
+            "e0",
+            "address",
+            "02:00:00:00:00:fe",
+            "netns",
+            &ext,
+        ]);
+        fx.sh("host", "ip link set m0 up && ip addr add 192.0.2.1/24 dev m0 && ip addr add 2001:db8:1::1/64 dev m0 nodad");
+        fx.sh("ext", "ip link set e0 up && ip addr add 192.0.2.254/24 dev e0 && ip addr add 2001:db8:1::fe/64 dev e0 nodad");
+        fx.start_daemon();
+        fx
+    }
+
+    /// A directory of this test's own (removed on drop) for any files it needs.
+    pub fn dir(&self) -> PathBuf {
+        std::env::temp_dir().join(&self.tag)
+    }
+
+    /// The full name of one of this test's namespaces.
+    pub fn ns(&self, short: &str) -> String {
+        format!("{}-{short}", self.tag)
+    }
+
+    pub fn add_ns(&mut self, short: &str) {
+        let name = self.ns(short);
+        let o = run(Command::new("ip").args(["netns", "add", &name]));
+        assert!(o.status.success(), "ip netns add {name}: {}", text(&o));
+        run(Command::new("ip").args(["-n", &name, "link", "set", "lo", "up"]));
+        self.namespaces.push(name);
+    }
+
+    pub fn del_ns(&mut self, short: &str) {
+        let name = self.ns(short);
+        run(Command::new("ip").args(["netns", "del", &name]));
+        self.namespaces.retain(|n| *n != name);
+    }
+
+    pub fn ip(&self, args: &[&str]) -> Output {
+        let o = run(Command::new("ip").args(args));
+        assert!(o.status.success(), "ip {}: {}", args.join(" "), text(&o));
+        o
+    }
+
+    /// Runs a shell command inside namespace `short`; panics if it fails.
+    pub fn sh(&self, short: &str, cmd: &str) -> String {
+        let o = self.try_sh(short, cmd);
+        assert!(o.status.success(), "[{short}] {cmd}: {}", text(&o));
+        text(&o)
+    }
+
+    pub fn try_sh(&self, short: &str, cmd: &str) -> Output {
+        run(Command::new("ip").args(["netns", "exec", &self.ns(short), "sh", "-c", cmd]))
+    }
+
+    pub fn start_daemon(&mut self) {
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&self.log)
+            .unwrap();
+        let mut cmd = Command::new("ip");
+        if let Some(n) = self.workers {
+            cmd.env("IPVLAN_WORKERS", n.to_string());
+        }
+        let child = cmd
+            .args(["netns", "exec", &self.ns("host")])
+            .arg(&self.bin)
+            .args(["daemon", "--socket"])
+            .arg(&self.socket)
+            .arg("--state-dir")
+            .arg(&self.state_dir)
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .unwrap();
+        self.daemon = Some(child);
+        let t = Instant::now();
+        while t.elapsed() < Duration::from_secs(10) {
+            if std::os::unix::net::UnixStream::connect(&self.socket).is_ok() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        panic!("daemon did not come up: {}", self.daemon_log());
+    }
+
+    /// Stops the daemon: SIGTERM (clean) or SIGKILL.
+    pub fn stop_daemon(&mut self, kill: bool) {
+        if let Some(mut c) = self.daemon.take() {
+            let sig = if kill { libc::SIGKILL } else { libc::SIGTERM };
+            // SAFETY: signalling the child we spawned, by its PID.
+            unsafe { libc::kill(c.id() as libc::pid_t, sig) };
+            let _ = c.wait();
+        }
+    }
+
+    /// The running daemon's PID (`ip netns exec` execs it, so it is the child's).
+    pub fn daemon_pid(&self) -> u32 {
+        self.daemon.as_ref().expect("daemon running").id()
+    }
+
+    pub fn daemon_log(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// Runs the CLI (in `host`, where the daemon is).
+    pub fn cli(&self, args: &[&str]) -> Output {
+        run(Command::new("ip")
+            .args(["netns", "exec", &self.ns("host")])
+            .arg(&self.bin)
+            .arg("--socket")
+            .arg(&self.socket)
+            .args(args))
+    }
+
+    pub fn cli_ok(&self, args: &[&str]) -> String {
+        let o = self.cli(args);
+        assert!(
+            o.status.success(),
+            "ipvlan {}: {}\n--- daemon log ---\n{}",
+            args.join(" "),
+            text(&o),
+            self.daemon_log()
+        );
+        text(&o)
+    }
+
+    /// `link show -j` as JSON.
+    pub fn links(&self) -> Vec<serde_json::Value> {
+        let o = self.cli(&["-j", "link", "show"]);
+        assert!(o.status.success(), "{}", text(&o));
+        serde_json::from_slice(&o.stdout).unwrap()
+    }
+
+    pub fn link(&self, name: &str) -> Option<serde_json::Value> {
+        self.links().into_iter().find(|l| l["name"] == name)
+    }
+
+    /// Creates slave `name` on m0 with `args`, moves it into namespace `ns` (created if
+    /// needed), brings it up with `v4`/`v6` addresses (prefix given), and waits until the
+    /// daemon has learned them.
+    pub fn slave(&mut self, name: &str, args: &str, ns: &str, v4: &str, v6: &str) {
+        let mut words = vec!["link", "add", "link", "m0", name, "type", "ipvlan"];
+        words.extend(args.split_whitespace());
+        self.cli_ok(&words);
+        if !self.namespaces.contains(&self.ns(ns)) {
+            self.add_ns(ns);
+        }
+        let target = self.ns(ns);
+        self.sh("host", &format!("ip link set dev {name} netns {target}"));
+        self.sh(ns, &format!("ip link set dev {name} up"));
+        if !v4.is_empty() {
+            self.sh(ns, &format!("ip addr add {v4} dev {name}"));
+        }
+        if !v6.is_empty() {
+            self.sh(ns, &format!("ip -6 addr add {v6} dev {name} nodad"));
+        }
+        for a in [v4, v6].into_iter().filter(|a| !a.is_empty()) {
+            let addr = a.split('/').next().unwrap();
+            self.wait_learned(name, addr);
+        }
+    }
+
+    /// Waits until `link show` lists `addr` on slave `name`.
+    pub fn wait_learned(&self, name: &str, addr: &str) {
+        let ok = wait(Duration::from_secs(5), || {
+            self.link(name)
+                .is_some_and(|l| l["addresses"].as_array().unwrap().iter().any(|a| a == addr))
+        });
+        assert!(
+            ok,
+            "daemon never learned {addr} on {name}: {:?}\n{}",
+            self.link(name),
+            self.daemon_log()
+        );
+    }
+
+    /// `ping -c N` from namespace `ns`; true if every reply came back.
+    pub fn ping(&self, ns: &str, dst: &str, count: u32) -> bool {
+        let v6 = if dst.contains(':') { "-6" } else { "-4" };
+        self.try_sh(ns, &format!("ping {v6} -c {count} -i 0.2 -W 1 {dst}"))
+            .status
+            .success()
+    }
+
+    /// Sends `bytes` over TCP from namespace `client` to `ip`:`port`, where a server in
+    /// namespace `server` counts what arrives; returns that count as printed.
+    pub fn tcp_transfer(
+        &self,
+        client: &str,
+        server: &str,
+        ip: &str,
+        port: u16,
+        bytes: usize,
+    ) -> String {
+        let family = if ip.contains(':') {
+            "AF_INET6"
+        } else {
+            "AF_INET"
+        };
+        let srv = Command::new("ip")
+            .args([
+                "netns",
+                "exec",
+                &self.ns(server),
+                "python3",
+                "-c",
+                &format!(
+                    "import socket\ns=socket.socket(socket.{family})\ns.setsockopt(socket.SOL_SOCKET,socket.SO_REUSEADDR,1)\ns.bind(('{ip}',{port}));s.listen(1);s.settimeout(10);c,_=s.accept();n=0\nwhile True:\n d=c.recv(65536)\n if not d: break\n n+=len(d)\nprint(n)"
+                ),
+            ])
+            .stdout(Stdio::piped())
+            .spawn()
+            .unwrap();
+        std::thread::sleep(Duration::from_millis(400));
+        self.sh(
+            client,
+            &format!("python3 -c \"import socket;s=socket.create_connection(('{ip}',{port}),timeout=10);s.sendall(b'z'*{bytes});s.close()\""),
+        );
+        String::from_utf8_lossy(&srv.wait_with_output().unwrap().stdout)
+            .trim()
+            .to_owned()
+    }
+
+    /// The SNMP counter `field` of protocol `proto` (e.g. Icmp InEchos) in namespace `ns`.
+    pub fn snmp(&self, ns: &str, proto: &str, field: &str) -> u64 {
+        let out = self.sh(ns, "cat /proc/net/snmp");
+        let lines: Vec<&str> = out
+            .lines()
+            .filter(|l| l.starts_with(&format!("{proto}:")))
+            .collect();
+        let names: Vec<&str> = lines[0].split_whitespace().collect();
+        let values: Vec<&str> = lines[1].split_whitespace().collect();
+        let i = names.iter().position(|n| *n == field).unwrap();
+        values[i].parse().unwrap()
+    }
+}
+
+impl Drop for Fx {
+    fn drop(&mut self) {
+        self.stop_daemon(false);
+        for ns in self.namespaces.drain(..) {
+            let _ = Command::new("ip").args(["netns", "del", &ns]).status();
+        }
+        if std::thread::panicking() {
+            eprintln!("--- daemon log ({}) ---\n{}", self.tag, self.daemon_log());
+        }
+        let _ = std::fs::remove_dir_all(std::env::temp_dir().join(&self.tag));
+    }
+}
+
+/// Polls `f` every 50 ms until it holds or `limit` passes.
+pub fn wait(limit: Duration, mut f: impl FnMut() -> bool) -> bool {
+    let t = Instant::now();
+    loop {
+        if f() {
+            return true;
+        }
+        if t.elapsed() > limit {
+            return false;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
