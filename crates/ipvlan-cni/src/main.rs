@@ -10,7 +10,7 @@ mod error;
 mod ipam;
 mod netcfg;
 
-use std::io::Read;
+use std::io::{IsTerminal, Read};
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -23,8 +23,10 @@ use error::{CniError, Code};
 
 fn main() -> ExitCode {
     let command = std::env::var("CNI_COMMAND").unwrap_or_default();
+    // Every command gets its configuration on stdin (VERSION: the caller's cniVersion, which
+    // the answer echoes); a person trying VERSION at a terminal is not kept waiting.
     let mut stdin = Vec::new();
-    if command != "VERSION" {
+    if command != "VERSION" || !std::io::stdin().is_terminal() {
         let _ = std::io::stdin().take(1 << 20).read_to_end(&mut stdin);
     }
     let version = serde_json::from_slice::<Value>(&stdin)

@@ -198,8 +198,9 @@ fn version_and_bad_configs_give_cni_errors() {
         return;
     }
     let fx = Fx::new();
-    let (code, v) = fx.plugin("VERSION", "c1", &json!({"cniVersion": "1.0.0"}));
+    let (code, v) = fx.plugin("VERSION", "c1", &json!({"cniVersion": "0.4.0"}));
     assert_eq!(code, 0);
+    assert_eq!(v["cniVersion"], "0.4.0", "the caller's version echoed: {v}");
     assert!(v["supportedVersions"]
         .as_array()
         .unwrap()

@@ -296,28 +296,41 @@ impl Fx {
         } else {
             "AF_INET"
         };
-        let srv = Command::new("ip")
-            .args([
-                "netns",
-                "exec",
-                &self.ns(server),
-                "python3",
-                "-c",
-                &format!(
-                    "import socket\ns=socket.socket(socket.{family})\ns.setsockopt(socket.SOL_SOCKET,socket.SO_REUSEADDR,1)\ns.bind(('{ip}',{port}));s.listen(1);s.settimeout(10);c,_=s.accept();n=0\nwhile True:\n d=c.recv(65536)\n if not d: break\n n+=len(d)\nprint(n)"
-                ),
-            ])
-            .stdout(Stdio::piped())
-            .spawn()
-            .unwrap();
-        std::thread::sleep(Duration::from_millis(400));
+        let srv = self.python_bg(
+            server,
+            &format!(
+                "import socket\ns=socket.socket(socket.{family})\ns.setsockopt(socket.SOL_SOCKET,socket.SO_REUSEADDR,1)\ns.bind(('{ip}',{port}));s.listen(1);s.settimeout(10);c,_=s.accept();n=0\nwhile True:\n d=c.recv(65536)\n if not d: break\n n+=len(d)\nprint(n)"
+            ),
+            &[],
+        );
         self.sh(
             client,
             &format!("python3 -c \"import socket;s=socket.create_connection(('{ip}',{port}),timeout=10);s.sendall(b'z'*{bytes});s.close()\""),
         );
-        String::from_utf8_lossy(&srv.wait_with_output().unwrap().stdout)
-            .trim()
-            .to_owned()
+        srv.output()
+    }
+
+    /// Starts `python3 -c code args...` in namespace `ns` in the background, its output
+    /// captured, and gives it time to bind its sockets.
+    pub fn python_bg(&self, ns: &str, code: &str, args: &[&str]) -> Background {
+        let child = Command::new("ip")
+            .args(["netns", "exec", &self.ns(ns), "python3", "-c", code])
+            .args(args)
+            .stdout(Stdio::piped())
+            .spawn()
+            .unwrap();
+        std::thread::sleep(Duration::from_millis(400));
+        Background(child)
+    }
+
+    /// Runs `python3 -c code args...` in namespace `ns`; panics if it fails; returns its
+    /// output, trimmed.
+    pub fn python(&self, ns: &str, code: &str, args: &[&str]) -> String {
+        let o = run(Command::new("ip")
+            .args(["netns", "exec", &self.ns(ns), "python3", "-c", code])
+            .args(args));
+        assert!(o.status.success(), "[{ns}] python: {}", text(&o));
+        String::from_utf8_lossy(&o.stdout).trim().to_owned()
     }
 
     /// The SNMP counter `field` of protocol `proto` (e.g. Icmp InEchos) in namespace `ns`.
@@ -344,6 +357,17 @@ impl Drop for Fx {
             eprintln!("--- daemon log ({}) ---\n{}", self.tag, self.daemon_log());
         }
         let _ = std::fs::remove_dir_all(std::env::temp_dir().join(&self.tag));
+    }
+}
+
+/// A program started by [`Fx::python_bg`].
+pub struct Background(Child);
+
+impl Background {
+    /// Waits for the program to end; what it printed, trimmed.
+    pub fn output(self) -> String {
+        let o = self.0.wait_with_output().unwrap();
+        String::from_utf8_lossy(&o.stdout).trim().to_owned()
     }
 }
 

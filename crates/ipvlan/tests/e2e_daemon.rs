@@ -354,17 +354,16 @@ fn sigterm_under_heavy_traffic_then_restart() {
     let mut fx = two_slaves("mode l2");
     // A TCP stream from ns0 to ns1 and a UDP flood to the outside, both running while the
     // daemon is told to stop.
-    let sink = std::process::Command::new("ip")
-        .args(["netns", "exec", &fx.ns("ns1"), "python3", "-c",
-            "import socket\ns=socket.socket();s.setsockopt(socket.SOL_SOCKET,socket.SO_REUSEADDR,1);s.bind(('192.0.2.12',5040));s.listen(1);s.settimeout(10);c,_=s.accept();c.settimeout(3)\ntry:\n while c.recv(65536): pass\nexcept Exception: pass"])
-        .spawn()
-        .unwrap();
-    std::thread::sleep(Duration::from_millis(300));
-    let load = std::process::Command::new("ip")
-        .args(["netns", "exec", &fx.ns("ns0"), "python3", "-c",
-            "import socket,time\nt=time.time();s=socket.create_connection(('192.0.2.12',5040),timeout=5);s.settimeout(1)\nu=socket.socket(socket.AF_INET,socket.SOCK_DGRAM)\nwhile time.time()-t<3:\n try:\n  s.send(b'q'*65536); u.sendto(b'w'*1000,('192.0.2.254',9))\n except Exception: pass"])
-        .spawn()
-        .unwrap();
+    let sink = fx.python_bg(
+        "ns1",
+        "import socket\ns=socket.socket();s.setsockopt(socket.SOL_SOCKET,socket.SO_REUSEADDR,1);s.bind(('192.0.2.12',5040));s.listen(1);s.settimeout(10);c,_=s.accept();c.settimeout(3)\ntry:\n while c.recv(65536): pass\nexcept Exception: pass",
+        &[],
+    );
+    let load = fx.python_bg(
+        "ns0",
+        "import socket,time\nt=time.time();s=socket.create_connection(('192.0.2.12',5040),timeout=5);s.settimeout(1)\nu=socket.socket(socket.AF_INET,socket.SOCK_DGRAM)\nwhile time.time()-t<3:\n try:\n  s.send(b'q'*65536); u.sendto(b'w'*1000,('192.0.2.254',9))\n except Exception: pass",
+        &[],
+    );
     std::thread::sleep(Duration::from_millis(800));
     let t = std::time::Instant::now();
     fx.stop_daemon(false);
@@ -374,8 +373,8 @@ fn sigterm_under_heavy_traffic_then_restart() {
         t.elapsed()
     );
     assert!(fx.daemon_log().contains("shutting down"));
-    let _ = load.wait_with_output();
-    let _ = sink.wait_with_output();
+    load.output();
+    sink.output();
     fx.start_daemon();
     assert!(wait(Duration::from_secs(5), || fx.ping(
         "ns0",
@@ -438,21 +437,16 @@ fn slave_queues_follow_the_workers_and_flows_spread_over_them() {
     assert_eq!(before.len(), 3, "{before:?}");
     // Eight concurrent TCP flows ns0 -> ns1, 4 MiB each: every byte arrives, and the flows
     // are carried by more than one worker (all eight hashing to one of three: p < 0.1%).
-    let server = std::process::Command::new("ip")
-        .args(["netns", "exec", &fx.ns("ns1"), "python3", "-c",
-            "import socket,threading\ns=socket.socket();s.setsockopt(socket.SOL_SOCKET,socket.SO_REUSEADDR,1);s.bind(('192.0.2.12',5050));s.listen(16);s.settimeout(10)\ntot=[];ts=[]\ndef h(c):\n n=0\n while True:\n  d=c.recv(65536)\n  if not d: break\n  n+=len(d)\n tot.append(n)\nfor i in range(8):\n c,_=s.accept();t=threading.Thread(target=h,args=(c,));t.start();ts.append(t)\nfor t in ts: t.join()\nprint(sum(tot))"])
-        .stdout(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    std::thread::sleep(Duration::from_millis(400));
+    let server = fx.python_bg(
+        "ns1",
+        "import socket,threading\ns=socket.socket();s.setsockopt(socket.SOL_SOCKET,socket.SO_REUSEADDR,1);s.bind(('192.0.2.12',5050));s.listen(16);s.settimeout(10)\ntot=[];ts=[]\ndef h(c):\n n=0\n while True:\n  d=c.recv(65536)\n  if not d: break\n  n+=len(d)\n tot.append(n)\nfor i in range(8):\n c,_=s.accept();t=threading.Thread(target=h,args=(c,));t.start();ts.append(t)\nfor t in ts: t.join()\nprint(sum(tot))",
+        &[],
+    );
     fx.sh(
         "ns0",
         "python3 -c \"import socket,threading\ndef c():\n s=socket.create_connection(('192.0.2.12',5050),timeout=10);s.sendall(b'z'*4194304);s.close()\nts=[threading.Thread(target=c) for i in range(8)]\n[t.start() for t in ts];[t.join() for t in ts]\"",
     );
-    let got = String::from_utf8_lossy(&server.wait_with_output().unwrap().stdout)
-        .trim()
-        .to_owned();
-    assert_eq!(got, (8 * 4194304).to_string());
+    assert_eq!(server.output(), (8 * 4194304).to_string());
     let after = worker_writes(fx.daemon_pid());
     let busy = after
         .iter()

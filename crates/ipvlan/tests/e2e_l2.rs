@@ -66,22 +66,17 @@ fn tcp_and_udp_between_slaves_and_outside() {
         (8 << 20).to_string()
     );
     // UDP ext → ns1.
-    let recv = std::process::Command::new("ip")
-        .args([
-            "netns", "exec", &fx.ns("ns1"), "python3", "-c",
-            "import socket;r=socket.socket(socket.AF_INET,socket.SOCK_DGRAM);r.bind(('192.0.2.12',5002));r.settimeout(5);print(r.recvfrom(100)[0].decode())",
-        ])
-        .stdout(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    std::thread::sleep(Duration::from_millis(500));
+    let recv = fx.python_bg(
+        "ns1",
+        "import socket;r=socket.socket(socket.AF_INET,socket.SOCK_DGRAM);r.bind(('192.0.2.12',5002));r.settimeout(5);print(r.recvfrom(100)[0].decode())",
+        &[],
+    );
     // Three datagrams: the first may wait for ARP resolution.
     fx.sh(
         "ext",
         "python3 -c \"import socket,time;s=socket.socket(socket.AF_INET,socket.SOCK_DGRAM)\nfor i in range(3): s.sendto(b'hello-udp',('192.0.2.12',5002)); time.sleep(0.2)\"",
     );
-    let out = recv.wait_with_output().unwrap();
-    assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "hello-udp");
+    assert_eq!(recv.output(), "hello-udp");
 }
 
 #[test]
@@ -148,26 +143,21 @@ fn private_does_not_block_broadcast_t_40() {
 fn multicast_reaches_a_subscribed_slave_t_36() {
     require_env!();
     let fx = howto("mode l2");
-    let listener = std::process::Command::new("ip")
-        .args([
-            "netns", "exec", &fx.ns("ns1"), "python3", "-c",
-            "import socket,struct\n\
-             s=socket.socket(socket.AF_INET,socket.SOCK_DGRAM)\n\
-             s.bind(('0.0.0.0',5003))\n\
-             s.setsockopt(socket.IPPROTO_IP,socket.IP_ADD_MEMBERSHIP,struct.pack('4s4s',socket.inet_aton('239.1.1.1'),socket.inet_aton('192.0.2.12')))\n\
-             s.settimeout(5)\n\
-             print(s.recvfrom(100)[0].decode())",
-        ])
-        .stdout(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    std::thread::sleep(Duration::from_millis(500));
+    let listener = fx.python_bg(
+        "ns1",
+        "import socket,struct\n\
+         s=socket.socket(socket.AF_INET,socket.SOCK_DGRAM)\n\
+         s.bind(('0.0.0.0',5003))\n\
+         s.setsockopt(socket.IPPROTO_IP,socket.IP_ADD_MEMBERSHIP,struct.pack('4s4s',socket.inet_aton('239.1.1.1'),socket.inet_aton('192.0.2.12')))\n\
+         s.settimeout(5)\n\
+         print(s.recvfrom(100)[0].decode())",
+        &[],
+    );
     fx.sh(
         "ns0",
         "python3 -c \"import socket;s=socket.socket(socket.AF_INET,socket.SOCK_DGRAM);s.setsockopt(socket.IPPROTO_IP,socket.IP_MULTICAST_TTL,1);s.setsockopt(socket.IPPROTO_IP,socket.IP_MULTICAST_IF,socket.inet_aton('192.0.2.11'));s.sendto(b'hello-group',('239.1.1.1',5003))\"",
     );
-    let out = listener.wait_with_output().unwrap();
-    assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "hello-group");
+    assert_eq!(listener.output(), "hello-group");
     // The sender gets no copy from ipvlan (R-MC-5): its rx_multicast stays where ND left it,
     // and the group copy is counted on the receiver.
     let l1 = fx.link("ipvl1").unwrap();
@@ -414,30 +404,9 @@ while True:
 "#;
 
 fn forge_and_sniff(fx: &Fx, src: &str) -> String {
-    let sniffer = std::process::Command::new("ip")
-        .args(["netns", "exec", &fx.ns("ext"), "python3", "-c", SNIFF])
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .unwrap();
-    std::thread::sleep(Duration::from_millis(400));
-    let o = std::process::Command::new("ip")
-        .args([
-            "netns",
-            "exec",
-            &fx.ns("ns0"),
-            "python3",
-            "-c",
-            FORGE,
-            "ipvl0",
-            src,
-        ])
-        .output()
-        .unwrap();
-    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
-    String::from_utf8_lossy(&sniffer.wait_with_output().unwrap().stdout)
-        .trim()
-        .to_owned()
+    let sniffer = fx.python_bg("ext", SNIFF, &[]);
+    fx.python("ns0", FORGE, &["ipvl0", src]);
+    sniffer.output()
 }
 
 #[test]
@@ -514,23 +483,7 @@ fn malformed_frames_from_either_side_never_hurt_the_data_plane() {
     require_env!();
     let fx = howto("mode l2");
     let run = |ns: &str, dev: &str, dst: &str| {
-        let o = std::process::Command::new("ip")
-            .args([
-                "netns",
-                "exec",
-                &fx.ns(ns),
-                "python3",
-                "-c",
-                GARBAGE,
-                dev,
-                "3000",
-                dst,
-            ])
-            .output()
-            .unwrap();
-        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
-        String::from_utf8_lossy(&o.stdout)
-            .trim()
+        fx.python(ns, GARBAGE, &[dev, "3000", dst])
             .parse::<u64>()
             .unwrap_or(0)
     };

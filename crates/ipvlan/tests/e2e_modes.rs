@@ -7,10 +7,9 @@
 
 mod common;
 
-use std::process::{Command, Stdio};
 use std::time::Duration;
 
-use common::{wait, Fx};
+use common::{wait, Background, Fx};
 
 fn l3(args: &str) -> Fx {
     let mut fx = Fx::new();
@@ -33,33 +32,18 @@ fn l3(args: &str) -> Fx {
 
 /// Starts a capture of the first ICMP packet arriving in namespace `ns`; `finish` returns
 /// "SRC TTL".
-fn capture_icmp(fx: &Fx, ns: &str) -> std::process::Child {
-    let c = Command::new("ip")
-        .args([
-            "netns",
-            "exec",
-            &fx.ns(ns),
-            "python3",
-            "-c",
-            "import socket\n\
-             s=socket.socket(socket.AF_INET,socket.SOCK_RAW,socket.IPPROTO_ICMP)\n\
-             s.settimeout(5)\n\
-             while True:\n\
-             \x20d,a=s.recvfrom(2000)\n\
-             \x20if d[20]==8:\n\
-             \x20\x20print(a[0],d[8]); break",
-        ])
-        .stdout(Stdio::piped())
-        .spawn()
-        .unwrap();
-    std::thread::sleep(Duration::from_millis(400));
-    c
-}
-
-fn finish(c: std::process::Child) -> String {
-    String::from_utf8_lossy(&c.wait_with_output().unwrap().stdout)
-        .trim()
-        .to_owned()
+fn capture_icmp(fx: &Fx, ns: &str) -> Background {
+    fx.python_bg(
+        ns,
+        "import socket\n\
+         s=socket.socket(socket.AF_INET,socket.SOCK_RAW,socket.IPPROTO_ICMP)\n\
+         s.settimeout(5)\n\
+         while True:\n\
+         \x20d,a=s.recvfrom(2000)\n\
+         \x20if d[20]==8:\n\
+         \x20\x20print(a[0],d[8]); break",
+        &[],
+    )
 }
 
 #[test]
@@ -75,7 +59,7 @@ fn l3_bridge_t_50_t_51_t_52() {
     // ip_forward needed (T-50).
     let cap = capture_icmp(&fx, "ext");
     assert!(fx.ping("ns1", "192.0.2.254", 1));
-    assert_eq!(finish(cap), "198.51.100.11 64");
+    assert_eq!(cap.output(), "198.51.100.11 64");
     assert_eq!(fx.sh("host", "sysctl -n net.ipv4.ip_forward").trim(), "0");
     assert!(fx.ping("ns1", "2001:db8:1::fe", 2), "IPv6 egress (T-52)");
     assert!(
@@ -148,7 +132,7 @@ fn l3_egress_passes_the_master_postrouting_t_56() {
     );
     let cap = capture_icmp(&fx, "ext");
     let _ = fx.ping("ns1", "192.0.2.254", 1);
-    let seen = finish(cap);
+    let seen = cap.output();
     assert!(
         seen.starts_with("192.0.2.1 "),
         "ext saw {seen:?}: the master's masquerade applied"
@@ -287,14 +271,11 @@ fn l3s_master_conntrack_sees_both_directions() {
         "host",
         "nft add table inet ctt && nft 'add chain inet ctt in { type filter hook input priority 0; }' && nft add rule inet ctt in ct state established counter",
     );
-    let server = Command::new("ip")
-        .args([
-            "netns", "exec", &fx.ns("ext"), "python3", "-c",
-            "import socket\ns=socket.socket();s.setsockopt(socket.SOL_SOCKET,socket.SO_REUSEADDR,1);s.bind(('192.0.2.254',5010));s.listen(1);c,_=s.accept();c.sendall(c.recv(100));import time;time.sleep(1)",
-        ])
-        .spawn()
-        .unwrap();
-    std::thread::sleep(Duration::from_millis(400));
+    let server = fx.python_bg(
+        "ext",
+        "import socket\ns=socket.socket();s.setsockopt(socket.SOL_SOCKET,socket.SO_REUSEADDR,1);s.bind(('192.0.2.254',5010));s.listen(1);c,_=s.accept();c.sendall(c.recv(100));import time;time.sleep(1)",
+        &[],
+    );
     let echoed = fx.sh(
         "ns1",
         "python3 -c \"import socket;s=socket.create_connection(('192.0.2.254',5010),timeout=5);s.sendall(b'ping-l3s');print(s.recv(100).decode())\"",
@@ -306,7 +287,7 @@ fn l3s_master_conntrack_sees_both_directions() {
         .find(|l| l.contains("src=198.51.100.11") && l.contains("dport=5010"))
         .unwrap_or_else(|| panic!("no conntrack entry for the slave's connection:\n{table}"));
     assert!(flow.contains("ASSURED"), "reply direction seen: {flow}");
-    let _ = server.wait_with_output();
+    server.output();
 }
 
 /// One cell of the mode × flag matrix: what a user observes, as the kernel driver does it

@@ -5,7 +5,7 @@
 
 use std::ops::{Deref, DerefMut};
 
-pub use ipvlan_testkit::{text, unsupported, wait};
+pub use ipvlan_testkit::{text, unsupported, wait, Background};
 
 pub const BIN: &str = env!("CARGO_BIN_EXE_ipvlan");
 
