@@ -130,6 +130,12 @@ impl DataPlane {
         let stopping = Arc::new(AtomicBool::new(false));
         let host = Arc::new(host);
         let workers = sockets.len();
+        if workers == 0 {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                "a data plane needs at least one master socket",
+            ));
+        }
         let mut dp = DataPlane {
             shared,
             epolls: Vec::new(),
