@@ -6,9 +6,9 @@
 //! inside whatever namespace the device now lives in (found through its alias).
 //!
 //! Devices are multiqueue (`IFF_MULTI_QUEUE`): one descriptor per data-plane worker. The kernel
-//! steers each flow the slave transmits to one queue (by the flow's symmetric hash, learned from
-//! the queue its return traffic was written on), so flows are spread over the workers and each
-//! stays on one of them.
+//! steers each flow the slave transmits to one queue (the queue the flow's other direction was
+//! last written on, else by the flow's hash), so flows are spread over the workers and each
+//! direction of a flow stays on one of them.
 
 use std::fs::{File, OpenOptions};
 use std::io;

@@ -3,11 +3,14 @@
 //!
 //! The port (decisions, counters, backlog) sits behind one lock, held only while deciding; the
 //! reads and writes, where the kernel does the receiving stack's work, happen outside it, so
-//! the workers run in parallel. Each slave's TAP has a queue per worker ([`Me::queue`]): a
-//! worker reads its queues and writes to the slaves through them, so a flow's frames both ways
-//! stay on one worker while different flows spread. Each worker also has its own socket in the
-//! master's fanout group, which hands it the flows (by hash) it then carries both ways. The l3s
-//! sink is served by worker 0.
+//! the workers run in parallel. Each slave's TAP has a queue per worker; the kernel steers each
+//! flow a slave sends to one queue (by hash, or to the queue the flow's other direction was
+//! written on), so flows spread over the workers and each direction of a flow stays on one.
+//! Each worker also has its own socket in the master's fanout group (flows by hash). A worker
+//! writes to a slave through the *next* worker's queue ([`Me::queue`]), so the answers come back
+//! on the next worker: a conversation's two directions run on two workers, each near its sender,
+//! as the kernel's receive processing runs on the sending CPU (a ping-pong then wakes each
+//! worker once per round trip, not one worker twice). The l3s sink is served by worker 0.
 
 use std::collections::HashMap;
 use std::io;
@@ -85,10 +88,11 @@ struct Me {
 }
 
 impl Me {
-    /// The queue of slave `id` this worker reads and writes: queue `q` of a slave belongs to
-    /// worker `(id + q) % workers`, so single-queue devices still spread over the workers.
+    /// The queue of slave `id` this worker writes through: the next worker's (see the module
+    /// comment). Queue `q` of a slave is read by worker `(id + q) % workers`, so single-queue
+    /// devices still spread over the workers.
     fn queue(self, id: SlaveId) -> usize {
-        (self.index + self.workers - usize::from(id.get()) % self.workers) % self.workers
+        (self.index + 1 + self.workers - usize::from(id.get()) % self.workers) % self.workers
     }
 
     /// The worker that serves queue `q` of slave `id`.
