@@ -124,6 +124,8 @@ impl PacketSocket {
                 &mut len,
             )
         })?;
+        // A socket must be bound before it can join, so frames arriving in between reach it
+        // and the group both: harmless, the port has no slave yet when its sockets open.
         let join = (got & 0xffff) | (PACKET_FANOUT_HASH << 16);
         let mut all = vec![first];
         for _ in 1..n {
