@@ -117,8 +117,11 @@ impl Tap {
     }
 
     fn open(name: &str, queues: usize, extra: libc::c_short) -> io::Result<Tap> {
+        let creating = extra & IFF_TUN_EXCL != 0;
         let (first, name) = open_queue(name, extra).map_err(|e| {
-            if e.raw_os_error() == Some(libc::EBUSY) || e.raw_os_error() == Some(libc::EEXIST) {
+            let taken =
+                e.raw_os_error() == Some(libc::EBUSY) || e.raw_os_error() == Some(libc::EEXIST);
+            if creating && taken {
                 io::Error::new(
                     io::ErrorKind::AlreadyExists,
                     format!("device {name} already exists"),
