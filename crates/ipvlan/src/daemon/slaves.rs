@@ -159,7 +159,7 @@ impl Daemon {
         let shared = Arc::new(Mutex::new(Shared::new(port)));
         let dp = DataPlane::start(shared, packet, host)
             .map_err(|e| system("starting the data plane", e))?;
-        info!(master = %link.name, "port created");
+        info!(master = %link.name, workers = dp.workers(), "port created");
         self.ports.insert(
             link.index,
             PortRt {
