@@ -6,11 +6,14 @@
 //! the workers run in parallel. Each slave's TAP has a queue per worker; the kernel steers each
 //! flow a slave sends to one queue (by hash, or to the queue the flow's other direction was
 //! written on), so flows spread over the workers and each direction of a flow stays on one.
-//! Each worker also has its own socket in the master's fanout group (flows by hash). A worker
-//! writes to a slave through the *next* worker's queue ([`Me::queue`]), so the answers come back
-//! on the next worker: a conversation's two directions run on two workers, each near its sender,
-//! as the kernel's receive processing runs on the sending CPU (a ping-pong then wakes each
-//! worker once per round trip, not one worker twice). The l3s sink is served by worker 0.
+//! Each worker also has its own socket in the master's fanout group (flows by hash). Workers
+//! pair up, and a worker writes to a slave through its partner's queue ([`Me::queue`]), so the
+//! answers come back on the partner, whose writes come back to it: a conversation's two
+//! directions run on two fixed workers, each near its sender, as the kernel's receive processing
+//! runs on the sending CPU (a ping-pong then wakes each worker once per round trip, not one
+//! worker twice). The pairing must be an involution: were the answers handed on to yet another
+//! worker, a flow would hop between workers every round trip and could be reordered. The l3s
+//! sink is served by worker 0.
 
 use std::collections::HashMap;
 use std::io;
@@ -88,11 +91,21 @@ struct Me {
 }
 
 impl Me {
-    /// The queue of slave `id` this worker writes through: the next worker's (see the module
+    /// This worker's partner: 0↔1, 2↔3, …; an odd last worker is its own.
+    fn partner(self) -> usize {
+        let p = self.index ^ 1;
+        if p < self.workers {
+            p
+        } else {
+            self.index
+        }
+    }
+
+    /// The queue of slave `id` this worker writes through: its partner's (see the module
     /// comment). Queue `q` of a slave is read by worker `(id + q) % workers`, so single-queue
     /// devices still spread over the workers.
     fn queue(self, id: SlaveId) -> usize {
-        (self.index + 1 + self.workers - usize::from(id.get()) % self.workers) % self.workers
+        (self.partner() + self.workers - usize::from(id.get()) % self.workers) % self.workers
     }
 
     /// The worker that serves queue `q` of slave `id`.
@@ -540,4 +553,38 @@ fn drain_multicast(shared: &Mutex<Shared>, io: &Io, me: Me, copies: &mut Vec<McC
         }
     }
     !lock(shared).backlog.is_empty()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Follows one flow between two slaves: whoever reads a frame writes it through its queue,
+    /// and the answer is read by that queue's owner. The flow must settle on two fixed workers
+    /// (no hopping, which could reorder it), for every worker count and slave id.
+    #[test]
+    fn a_conversation_stays_on_two_fixed_workers() {
+        for workers in 1..=4 {
+            for (a, b) in [(1u16, 2u16), (1, 3), (4, 7), (5, 5)] {
+                let (a, b) = (SlaveId::from_raw(a), SlaveId::from_raw(b));
+                for first in 0..workers {
+                    let mut reader = first;
+                    let mut seen = Vec::new();
+                    for hop in 0..8 {
+                        let to = if hop % 2 == 0 { b } else { a };
+                        let me = Me {
+                            index: reader,
+                            workers,
+                        };
+                        reader = Me::owner(to, me.queue(to), workers);
+                        assert_eq!(reader, me.partner(), "answers come back on the partner");
+                        seen.push(reader);
+                    }
+                    seen.sort_unstable();
+                    seen.dedup();
+                    assert!(seen.len() <= 2, "{workers} workers: hopped over {seen:?}");
+                }
+            }
+        }
+    }
 }
