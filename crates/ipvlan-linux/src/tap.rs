@@ -5,10 +5,8 @@
 //! The TAP is made persistent so it survives a daemon restart; the daemon re-attaches by name
 //! inside whatever namespace the device now lives in (found through its alias).
 //!
-//! Devices are multiqueue (`IFF_MULTI_QUEUE`): one descriptor per data-plane worker. The kernel
-//! steers each flow the slave transmits to one queue (the queue the flow's other direction was
-//! last written on, else by the flow's hash), so flows are spread over the workers and each
-//! direction of a flow stays on one of them.
+//! Devices are made multiqueue-capable (`IFF_MULTI_QUEUE`), one descriptor per attached queue;
+//! how many queues the daemon attaches is its choice (see its data plane).
 
 use std::fs::{File, OpenOptions};
 use std::io;

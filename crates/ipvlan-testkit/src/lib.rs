@@ -335,7 +335,17 @@ impl Fx {
 
     /// The SNMP counter `field` of protocol `proto` (e.g. Icmp InEchos) in namespace `ns`.
     pub fn snmp(&self, ns: &str, proto: &str, field: &str) -> u64 {
-        let out = self.sh(ns, "cat /proc/net/snmp");
+        self.proc_counter(ns, "/proc/net/snmp", proto, field)
+    }
+
+    /// The extended counter `field` of `proto` (e.g. TcpExt TCPOFOQueue) in namespace `ns`.
+    pub fn netstat(&self, ns: &str, proto: &str, field: &str) -> u64 {
+        self.proc_counter(ns, "/proc/net/netstat", proto, field)
+    }
+
+    /// A counter from a `/proc/net` table of header/value line pairs.
+    fn proc_counter(&self, ns: &str, file: &str, proto: &str, field: &str) -> u64 {
+        let out = self.sh(ns, &format!("cat {file}"));
         let lines: Vec<&str> = out
             .lines()
             .filter(|l| l.starts_with(&format!("{proto}:")))
