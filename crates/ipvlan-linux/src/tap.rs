@@ -105,7 +105,7 @@ impl Tap {
     }
 
     /// Attaches `queues` queues to an existing TAP named `name` in the calling thread's
-    /// namespace. A single-queue device (made before devices were multiqueue) gets one.
+    /// namespace. A device made by earlier versions (not multiqueue-capable) gets one.
     pub fn attach(name: &str, queues: usize) -> io::Result<Tap> {
         match Tap::open(name, queues, IFF_MULTI_QUEUE) {
             // The kernel refuses to mix single- and multiqueue attachments of one device.
