@@ -70,15 +70,7 @@ impl Fx {
             "master": "m0",
             "mode": "l2",
             "socket": self.0.socket,
-            "ipam": {
-                "type": "host-local",
-                "subnet": "192.0.2.0/24",
-                "rangeStart": "192.0.2.100",
-                "rangeEnd": "192.0.2.150",
-                "gateway": "192.0.2.254",
-                "routes": [{ "dst": "0.0.0.0/0" }],
-                "dataDir": self.0.dir().join("ipam"),
-            }
+            "ipam": ipvlan_testkit::host_local_ipam(&self.0.dir().join("ipam")),
         });
         if let (Some(o), Some(e)) = (c.as_object_mut(), extra.as_object()) {
             for (k, v) in e {
@@ -143,20 +135,17 @@ fn add_check_del_two_containers() {
         .ends_with("-c1"));
     assert_eq!(r1["ips"][0]["interface"], 0);
     assert_eq!(r1["ips"][0]["gateway"], "192.0.2.254");
-    let a1 = r1["ips"][0]["address"]
-        .as_str()
-        .unwrap()
-        .split('/')
-        .next()
-        .unwrap()
-        .to_owned();
-    let a2 = r2["ips"][0]["address"]
-        .as_str()
-        .unwrap()
-        .split('/')
-        .next()
-        .unwrap()
-        .to_owned();
+    // The first address of a result, without its prefix length.
+    let addr = |r: &Value| {
+        r["ips"][0]["address"]
+            .as_str()
+            .unwrap()
+            .split('/')
+            .next()
+            .unwrap()
+            .to_owned()
+    };
+    let (a1, a2) = (addr(&r1), addr(&r2));
     assert_ne!(a1, a2);
     // The containers reach each other and the external host.
     let t = Instant::now();

@@ -144,15 +144,7 @@ fn podman_containers_on_an_ipvlan_rs_network() {
                 "master": "m0",
                 "mode": "l2",
                 "socket": e.net.socket,
-                "ipam": {
-                    "type": "host-local",
-                    "subnet": "192.0.2.0/24",
-                    "rangeStart": "192.0.2.100",
-                    "rangeEnd": "192.0.2.150",
-                    "gateway": "192.0.2.254",
-                    "routes": [{ "dst": "0.0.0.0/0" }],
-                    "dataDir": dir.join("ipam"),
-                }
+                "ipam": ipvlan_testkit::host_local_ipam(&dir.join("ipam")),
             }]
         })
         .to_string(),

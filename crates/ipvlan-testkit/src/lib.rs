@@ -370,6 +370,20 @@ impl Drop for Fx {
     }
 }
 
+/// The IPAM section of the CNI tests' network configurations: the reference host-local plugin
+/// handing out 192.0.2.100–150 with the external host as gateway, its leases under `data_dir`.
+pub fn host_local_ipam(data_dir: &Path) -> serde_json::Value {
+    serde_json::json!({
+        "type": "host-local",
+        "subnet": "192.0.2.0/24",
+        "rangeStart": "192.0.2.100",
+        "rangeEnd": "192.0.2.150",
+        "gateway": "192.0.2.254",
+        "routes": [{ "dst": "0.0.0.0/0" }],
+        "dataDir": data_dir,
+    })
+}
+
 /// A program started by [`Fx::python_bg`].
 pub struct Background(Child);
 
