@@ -171,7 +171,7 @@ impl DataPlane {
         Ok(dp)
     }
 
-    /// How many workers run: slave devices get a queue for each.
+    /// How many workers run.
     pub fn workers(&self) -> usize {
         self.epolls.len()
     }
@@ -427,6 +427,11 @@ fn from_sink(shared: &Mutex<Shared>, me: Me, buf: &mut [u8]) {
     }
 }
 
+/// Counts a drop that belongs to no slave in particular (the port's counters).
+fn count_drop(shared: &Mutex<Shared>, reason: DropReason) {
+    lock(shared).port.counters.dropped.add(reason);
+}
+
 /// Writes vnet header + frame to a slave through this worker's queue; a refused write is
 /// counted on it.
 fn deliver(shared: &Mutex<Shared>, me: Me, to: SlaveId, dev: &Tap, frame: &[u8]) {
@@ -447,11 +452,7 @@ fn transmit(shared: &Mutex<Shared>, io: &Io, frame: &mut [u8], src_mac: MacAddr)
     }
     if let Err(e) = io.master.send(frame) {
         debug!("master transmit failed: {e}");
-        lock(shared)
-            .port
-            .counters
-            .dropped
-            .add(DropReason::QueueFull);
+        count_drop(shared, DropReason::QueueFull);
     }
 }
 
@@ -468,11 +469,7 @@ fn to_host(shared: &Mutex<Shared>, io: &Io, from: SlaveId, whole: &mut [u8], rou
         _ => None,
     });
     let Some(dst) = dst else {
-        lock(shared)
-            .port
-            .counters
-            .dropped
-            .add(DropReason::HostNotIp);
+        count_drop(shared, DropReason::HostNotIp);
         return;
     };
     let packet = &mut frame[HEADER_LEN..];
@@ -491,22 +488,17 @@ fn to_host(shared: &Mutex<Shared>, io: &Io, from: SlaveId, whole: &mut [u8], rou
         if hdr.needs_csum() {
             let start = usize::from(hdr.csum_start).saturating_sub(HEADER_LEN);
             if complete_checksum(packet, start, usize::from(hdr.csum_offset)).is_err() {
-                lock(shared)
-                    .port
-                    .counters
-                    .dropped
-                    .add(DropReason::MalformedIp);
+                count_drop(shared, DropReason::MalformedIp);
                 return;
             }
         }
         send(packet);
     }
     if failed {
-        let mut sh = lock(shared);
         if routed {
-            sh.port.record_tx_error(from);
+            lock(shared).port.record_tx_error(from);
         } else {
-            sh.port.counters.dropped.add(DropReason::QueueFull);
+            count_drop(shared, DropReason::QueueFull);
         }
     }
 }
