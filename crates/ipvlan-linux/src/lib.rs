@@ -8,6 +8,7 @@
 //! - [`packet`]: the master through an AF_PACKET socket.
 //! - [`netns`]: network namespace handles and running code inside one.
 //! - [`rtnl`]: rtnetlink requests and event monitoring, in any namespace.
+//! - [`steer`]: a BPF program that keeps each flow on one queue of a multiqueue TAP.
 //! - [`steal`]: keeping the master's own stack away from frames that belong to slaves.
 //! - [`host`]: handing IP packets to the master namespace's stack.
 //!
@@ -22,12 +23,14 @@ pub mod packet;
 pub mod poll;
 pub mod rtnl;
 pub mod steal;
+pub mod steer;
 pub mod tap;
 pub mod vnet;
 
 pub use netns::{NetNs, NsId};
 pub use packet::{PacketSocket, PktType};
 pub use poll::{Epoll, EventFd, Ready};
+pub use steer::FlowSteering;
 pub use tap::{SlaveDevice, Tap};
 
 use std::io;

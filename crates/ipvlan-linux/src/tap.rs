@@ -6,7 +6,8 @@
 //! inside whatever namespace the device now lives in (found through its alias).
 //!
 //! Devices are made multiqueue-capable (`IFF_MULTI_QUEUE`), one descriptor per attached queue;
-//! how many queues the daemon attaches is its choice (see its data plane).
+//! how many queues the daemon attaches is its choice (see its data plane). With more than one,
+//! a steering program ([`Tap::steer`]) keeps each flow on one queue.
 
 use std::fs::{File, OpenOptions};
 use std::io;
@@ -16,6 +17,7 @@ use std::os::unix::fs::OpenOptionsExt;
 use ipvlan_core::MacAddr;
 
 use crate::netns::NetNs;
+use crate::steer::FlowSteering;
 use crate::{cvt, cvt_size, from_ifr_name, ifr_name};
 
 const TUN_PATH: &str = "/dev/net/tun";
@@ -34,6 +36,8 @@ const TUNSETCARRIER: libc::c_ulong = 0x4004_54e2;
 const TUNGETDEVNETNS: libc::c_ulong = 0x0000_54e3;
 const TUNSETVNETHDRSZ: libc::c_ulong = 0x4004_54d8;
 const TUNSETOFFLOAD: libc::c_ulong = 0x4004_54d0;
+/// `_IOR('T', 224, int)`: the descriptor of a steering program, or -1 to detach.
+const TUNSETSTEERINGEBPF: libc::c_ulong = 0x8004_54e0;
 const TUN_F_CSUM: libc::c_uint = 0x01;
 const TUN_F_TSO4: libc::c_uint = 0x02;
 const TUN_F_TSO6: libc::c_uint = 0x04;
@@ -186,6 +190,15 @@ impl Tap {
         let flags = TUN_F_CSUM | TUN_F_TSO4 | TUN_F_TSO6 | TUN_F_TSO_ECN;
         // SAFETY: TUNSETOFFLOAD takes the flags by value.
         cvt(unsafe { libc::ioctl(self.ctl(), TUNSETOFFLOAD, libc::c_ulong::from(flags)) })?;
+        Ok(())
+    }
+
+    /// Lets `prog` choose the queue of every frame the slave transmits (see [`crate::steer`]);
+    /// the device keeps it until it is replaced or the device is deleted.
+    pub fn steer(&self, prog: &FlowSteering) -> io::Result<()> {
+        let fd: libc::c_int = prog.raw_fd();
+        // SAFETY: TUNSETSTEERINGEBPF reads an int through the pointer, which outlives the call.
+        cvt(unsafe { libc::ioctl(self.ctl(), TUNSETSTEERINGEBPF, &fd) })?;
         Ok(())
     }
 

@@ -411,6 +411,24 @@ fn tx_queues(fx: &Fx, ns: &str, dev: &str) -> usize {
         .count()
 }
 
+/// Bytes sent through each transmit queue of `dev` (the classes of its `mq` qdisc; a TAP has
+/// one for each queue it could have, the attached ones first).
+fn tx_queue_bytes(fx: &Fx, ns: &str, dev: &str) -> Vec<u64> {
+    let out = fx.sh(ns, &format!("tc -s class show dev {dev}"));
+    let mut bytes = Vec::new();
+    let mut in_mq = false;
+    for line in out.lines() {
+        let words: Vec<&str> = line.split_whitespace().collect();
+        match words.as_slice() {
+            ["class", "mq", ..] => in_mq = true,
+            ["class", ..] => in_mq = false,
+            ["Sent", n, "bytes", ..] if in_mq => bytes.push(n.parse().unwrap_or(0)),
+            _ => {}
+        }
+    }
+    bytes
+}
+
 #[test]
 fn flows_spread_over_the_workers_and_stay_in_order() {
     require_env!();
@@ -432,8 +450,8 @@ fn flows_spread_over_the_workers_and_stay_in_order() {
         "192.0.2.12/24",
         "2001:db8:1::12/64",
     );
-    // One queue per slave: two queues read by two workers reorder a flow (see SLAVE_QUEUES).
-    assert_eq!(tx_queues(&fx, "ns0", "ipvl0"), 1);
+    // A queue per worker, each flow kept on one by the steering program.
+    assert_eq!(tx_queues(&fx, "ns0", "ipvl0"), 3);
     let before = worker_writes(fx.daemon_pid());
     assert_eq!(before.len(), 3, "{before:?}");
     let ofo = fx.netstat("ns1", "TcpExt", "TCPOFOQueue");
@@ -449,6 +467,15 @@ fn flows_spread_over_the_workers_and_stay_in_order() {
         "python3 -c \"import socket,threading\ndef c():\n s=socket.create_connection(('192.0.2.12',5050),timeout=10);s.sendall(b'z'*4194304);s.close()\nts=[threading.Thread(target=c) for i in range(8)]\n[t.start() for t in ts];[t.join() for t in ts]\"",
     );
     assert_eq!(server.output(), (8 * 4194304).to_string());
+    let per_queue = tx_queue_bytes(&fx, "ns0", "ipvl0");
+    assert!(
+        per_queue.iter().skip(3).all(|&b| b == 0),
+        "only attached queues carry frames"
+    );
+    assert!(
+        per_queue.iter().filter(|&&b| b >= 4194304).count() >= 2,
+        "the flows left ipvl0 through more than one queue: {per_queue:?}"
+    );
     // Each direction of a flow stays on one worker: nothing arrives out of order.
     assert_eq!(
         fx.netstat("ns1", "TcpExt", "TCPOFOQueue"),
@@ -474,7 +501,7 @@ fn flows_spread_over_the_workers_and_stay_in_order() {
         "192.0.2.12",
         1
     )));
-    assert_eq!(tx_queues(&fx, "ns0", "ipvl0"), 1);
+    assert_eq!(tx_queues(&fx, "ns0", "ipvl0"), 2);
     let got = fx.tcp_transfer("ns0", "ns1", "192.0.2.12", 5051, 4 << 20);
     assert_eq!(got, (4 << 20).to_string());
 }

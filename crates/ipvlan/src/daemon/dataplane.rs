@@ -3,8 +3,9 @@
 //!
 //! The port (decisions, counters, backlog) sits behind one lock, held only while deciding; the
 //! reads and writes, where the kernel does the receiving stack's work, happen outside it, so
-//! the workers run in parallel. Each slave's TAP has [`SLAVE_QUEUES`] queue(s); queue `q` of
-//! slave `id` is read by worker `(id + q) % workers`, and any worker may write to it. Each worker
+//! the workers run in parallel. Each slave's TAP has one queue per worker, or one (see
+//! `queues`); queue `q` of slave `id` is read by worker `(id + q) % workers`, and any worker may
+//! write to it. Each worker
 //! also has its own socket in the master's fanout group, which spreads wire traffic over the
 //! workers by flow. The l3s sink is served by worker 0.
 
@@ -95,13 +96,6 @@ impl Me {
         (usize::from(id.get()) + q) % workers
     }
 }
-
-/// Queues of a slave's TAP. One: multiqueue TAPs (a queue per worker) would spread one slave's
-/// flows over the workers, but the kernel's queue choice (automq, 6.18) moved TCP flows between
-/// queues, and frames read from two queues by two workers arrive out of order — measured with
-/// 3 and 4 workers: 7–44 out-of-order segments and up to 87 spurious retransmits per 32 MiB over
-/// 8 flows; none with one queue. The plumbing takes any number, for a steering program later.
-pub const SLAVE_QUEUES: usize = 1;
 
 fn slave_token(id: SlaveId, q: usize) -> u64 {
     TOKEN_SLAVE + ((q as u64) << 16) + u64::from(id.get())

@@ -3,6 +3,7 @@
 
 mod control;
 mod dataplane;
+mod queues;
 mod slaves;
 pub mod state;
 
@@ -109,6 +110,7 @@ pub struct Daemon {
     rtnl: Rtnl,
     monitor: Rtnl,
     ports: BTreeMap<u32, PortRt>,
+    queues: queues::SlaveQueues,
 }
 
 const TOKEN_LISTENER: u64 = 1;
@@ -152,6 +154,7 @@ pub fn run(cfg: Config) -> Result<()> {
         rtnl,
         monitor,
         ports: BTreeMap::new(),
+        queues: queues::SlaveQueues::new(dataplane::worker_count()),
     };
     d.restore();
     info!(socket = %d.cfg.socket.display(), state = %d.cfg.state_dir.display(), "ipvlan daemon ready");

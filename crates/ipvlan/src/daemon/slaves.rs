@@ -17,7 +17,7 @@ use ipvlan_linux::steal::Steal;
 use ipvlan_linux::{NetNs, PacketSocket, SlaveDevice, Tap};
 use tracing::{info, warn};
 
-use super::dataplane::{lock, worker_count, DataPlane, Shared, SLAVE_QUEUES};
+use super::dataplane::{lock, worker_count, DataPlane, Shared};
 use super::state::{self, Loaded, PortState, SlaveState, State};
 use super::{parse_mode_flag, system, Daemon, Failure, Outcome, PortRt, SlaveCtl};
 use crate::proto::{Conflict, ErrorKind, LinkView, Response, Stats};
@@ -215,7 +215,7 @@ impl Daemon {
         let id = added.id;
         let alias = alias_for(&self.instance, mi, id);
         let made = (|| -> io::Result<(Tap, u32)> {
-            let tap = Tap::create(name.as_str(), SLAVE_QUEUES)?;
+            let tap = self.queues.create(name.as_str())?;
             tap.enable_offloads()?;
             tap.set_mac(mac)?;
             tap.set_carrier(carrier)?;
@@ -918,7 +918,8 @@ impl Daemon {
                 continue;
             };
             let attach_name = name.clone();
-            let tap = match ns.run(move || Tap::attach(&attach_name, SLAVE_QUEUES)) {
+            let queues = &self.queues;
+            let tap = match ns.run(move || queues.attach(&attach_name)) {
                 Ok(Ok(t)) => Arc::new(t),
                 Ok(Err(e)) | Err(e) => {
                     warn!(slave = %s.name, "cannot re-attach: {e}");
