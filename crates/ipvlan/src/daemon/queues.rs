@@ -11,7 +11,7 @@
 use std::io;
 
 use ipvlan_linux::{FlowSteering, SlaveDevice, Tap};
-use tracing::warn;
+use tracing::{info, warn};
 
 pub struct SlaveQueues {
     count: usize,
@@ -28,10 +28,13 @@ impl SlaveQueues {
             };
         }
         match FlowSteering::load() {
-            Ok(p) => SlaveQueues {
-                count: workers,
-                steering: Some(p),
-            },
+            Ok(p) => {
+                info!(queues = workers, "slaves get a queue per worker, flows steered by BPF");
+                SlaveQueues {
+                    count: workers,
+                    steering: Some(p),
+                }
+            }
             Err(e) => {
                 warn!("slaves get one queue each (their flows stay on one worker): cannot load the flow steering program: {e}");
                 SlaveQueues {
