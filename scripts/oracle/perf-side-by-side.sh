@@ -39,10 +39,12 @@ setup() { # impl
       ip link add link m0 name sb address 02:00:00:00:00:0b type macvlan mode bridge
       ip link set sa netns a; ip link set sb netns b ;;
     ipvlan-rs)
-      ipvlan daemon --socket $SOCK --state-dir /run/ipvlan-perf-state 2>/dev/null & DPID=$!
+      ipvlan daemon --socket $SOCK --state-dir /run/ipvlan-perf-state 2>/run/ipvlan-perf.log & DPID=$!
       for _ in $(seq 50); do [ -S $SOCK ] && break; sleep 0.1; done
       ipvlan --socket $SOCK link add link m0 sa type ipvlan mode l2 >/dev/null
       ipvlan --socket $SOCK link add link m0 sb type ipvlan mode l2 >/dev/null
+      # How the daemon queued its slaves on this kernel (flow steering or one queue).
+      QUEUES="$(ls /sys/class/net/sa/queues | grep -c '^tx-') TAP queues per slave ($(grep -o 'slaves get [^:]*' /run/ipvlan-perf.log | head -1))"
       ip link set sa netns a; ip link set sb netns b ;;
   esac
   ip -n a link set sa up; ip -n b link set sb up
@@ -67,7 +69,7 @@ for impl in kernel-ipvlan ipvlan-rs macvlan veth; do
   fi
   teardown
 done
-echo "kernel $(uname -r), $(nproc) vCPUs, ${T}s per test"
+echo "kernel $(uname -r), $(nproc) vCPUs, ${T}s per test; ipvlan-rs: ${QUEUES:-?}"
 printf '| path | implementation | TCP Gbit/s | UDP64 kpps | ipvlan-rs / this (TCP, UDP) |\n|---|---|---:|---:|---|\n'
 for p in s2s ext; do
   read -r rt ru <<<"${R[ipvlan-rs,$p]}"

@@ -1,4 +1,7 @@
-//! Daemon logging: `tracing` to stderr, level from `RUST_LOG` (default `info`).
+//! Daemon logging: `tracing` to stderr, level from `RUST_LOG` (default `info`); colours only
+//! when stderr is a terminal (a log file or the journal gets plain text).
+
+use std::io::IsTerminal;
 
 pub fn init() {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
@@ -6,5 +9,6 @@ pub fn init() {
     let _ = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal())
         .try_init();
 }

@@ -372,7 +372,10 @@ fn sigterm_under_heavy_traffic_then_restart() {
         "SIGTERM under load took {:?}",
         t.elapsed()
     );
-    assert!(fx.daemon_log().contains("shutting down"));
+    let log = fx.daemon_log();
+    assert!(log.contains("shutting down"));
+    // Written to a file: plain text, no terminal colour codes.
+    assert!(!log.contains('\x1b'), "{log}");
     load.output();
     sink.output();
     fx.start_daemon();

@@ -29,7 +29,10 @@ impl SlaveQueues {
         }
         match FlowSteering::load() {
             Ok(p) => {
-                info!(queues = workers, "slaves get a queue per worker, flows steered by BPF");
+                info!(
+                    queues = workers,
+                    "slaves get a queue per worker, flows steered by BPF"
+                );
                 SlaveQueues {
                     count: workers,
                     steering: Some(p),
