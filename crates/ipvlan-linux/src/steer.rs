@@ -94,6 +94,19 @@ fn jump(op: u8, imm: i32, to: &'static str) -> Step {
     Step::Jump { op, imm, to }
 }
 
+/// Goes on at label `ports` (defined right after these steps) when the protocol byte at
+/// `proto_at` is TCP, UDP or SCTP, else to `fold`.
+fn if_ported(proto_at: i32, ports: &'static str) -> [Step; 6] {
+    [
+        op(LD | ABS | B, 0, 0, LL + proto_at),
+        jump(JEQ, IPPROTO_TCP, ports),
+        jump(JEQ, IPPROTO_UDP, ports),
+        jump(JEQ, IPPROTO_SCTP, ports),
+        jump(JA, 0, "fold"),
+        Step::Label(ports),
+    ]
+}
+
 /// The steering program: returns a 16-bit hash of the frame's flow (the kernel takes it modulo
 /// the number of queues). Addresses for IPv4 and IPv6; ports too for TCP, UDP and SCTP, unless
 /// the IPv4 packet is a fragment (later fragments have none). Other frames (ARP, ...) give 0.
@@ -114,12 +127,9 @@ fn program() -> Vec<Step> {
         op(LD | ABS | H, 0, 0, LL + 14 + 6),
         op(ALU64 | AND | K, R0, 0, 0x3fff),
         jump(JNE, 0, "fold"),
-        op(LD | ABS | B, 0, 0, LL + 14 + 9),
-        jump(JEQ, IPPROTO_TCP, "ipv4-ports"),
-        jump(JEQ, IPPROTO_UDP, "ipv4-ports"),
-        jump(JEQ, IPPROTO_SCTP, "ipv4-ports"),
-        jump(JA, 0, "fold"),
-        Step::Label("ipv4-ports"),
+    ]);
+    p.extend(if_ported(14 + 9, "ipv4-ports"));
+    p.extend([
         // r8 = IHL * 4, then both ports as one word right after the IPv4 header.
         op(LD | ABS | B, 0, 0, LL + 14),
         op(ALU64 | AND | K, R0, 0, 0x0f),
@@ -133,16 +143,9 @@ fn program() -> Vec<Step> {
     for word in 0..8 {
         p.extend(mix_word(14 + 8 + 4 * word));
     }
-    p.extend([
-        // The next header right after the fixed header; extension headers are not walked
-        // (such packets are steered by their addresses alone).
-        op(LD | ABS | B, 0, 0, LL + 14 + 6),
-        jump(JEQ, IPPROTO_TCP, "ipv6-ports"),
-        jump(JEQ, IPPROTO_UDP, "ipv6-ports"),
-        jump(JEQ, IPPROTO_SCTP, "ipv6-ports"),
-        jump(JA, 0, "fold"),
-        Step::Label("ipv6-ports"),
-    ]);
+    // The next header right after the fixed header; extension headers are not walked (such
+    // packets are steered by their addresses alone).
+    p.extend(if_ported(14 + 6, "ipv6-ports"));
     p.extend(mix_word(14 + 40));
     p.extend([
         Step::Label("fold"),
