@@ -50,6 +50,8 @@ pub struct Fx {
     pub log: PathBuf,
     /// `IPVLAN_WORKERS` for the next daemon start (the daemon's default when `None`).
     pub workers: Option<usize>,
+    /// Soft limit on open files for the next daemon start (inherited when `None`).
+    pub open_files: Option<u64>,
 }
 
 pub fn run(cmd: &mut Command) -> Output {
@@ -81,6 +83,7 @@ impl Fx {
             daemon: None,
             log: dir.join("daemon.log"),
             workers: None,
+            open_files: None,
         };
         fx.add_ns("host");
         fx.add_ns("ext");
@@ -159,6 +162,26 @@ impl Fx {
         let mut cmd = Command::new("ip");
         if let Some(n) = self.workers {
             cmd.env("IPVLAN_WORKERS", n.to_string());
+        }
+        if let Some(soft) = self.open_files {
+            use std::os::unix::process::CommandExt;
+            // SAFETY: between fork and exec only async-signal-safe calls: getrlimit/setrlimit.
+            unsafe {
+                cmd.pre_exec(move || {
+                    let mut r = libc::rlimit {
+                        rlim_cur: 0,
+                        rlim_max: 0,
+                    };
+                    if libc::getrlimit(libc::RLIMIT_NOFILE, &mut r) != 0 {
+                        return Err(std::io::Error::last_os_error());
+                    }
+                    r.rlim_cur = soft.min(r.rlim_max);
+                    if libc::setrlimit(libc::RLIMIT_NOFILE, &r) != 0 {
+                        return Err(std::io::Error::last_os_error());
+                    }
+                    Ok(())
+                });
+            }
         }
         let child = cmd
             .args(["netns", "exec", &self.ns("host")])

@@ -533,3 +533,28 @@ fn a_single_queue_slave_from_an_older_version_is_served_after_an_upgrade() {
     let got = fx.tcp_transfer("ns0", "ns1", "192.0.2.12", 5052, 4 << 20);
     assert_eq!(got, (4 << 20).to_string());
 }
+
+#[test]
+fn many_slaves_with_a_queue_per_worker_fit_the_usual_open_file_limit() {
+    require_env!();
+    let mut fx = Fx::new();
+    fx.stop_daemon(false);
+    // 4 workers: a descriptor per queue is 4 per slave, 1040 for 260 slaves, past the soft
+    // limit of 1024 most services and shells start with; the daemon raises it.
+    fx.workers = Some(4);
+    fx.open_files = Some(1024);
+    fx.start_daemon();
+    for i in 0..260 {
+        let name = format!("fd{i}");
+        fx.cli_ok(&["link", "add", "link", "m0", &name, "type", "ipvlan"]);
+    }
+    assert_eq!(fx.links().len(), 260);
+    let limits = std::fs::read_to_string(format!("/proc/{}/limits", fx.daemon_pid())).unwrap();
+    let soft: Vec<&str> = limits
+        .lines()
+        .find(|l| l.starts_with("Max open files"))
+        .unwrap()
+        .split_whitespace()
+        .collect();
+    assert_ne!(soft[3], "1024", "{limits}");
+}

@@ -117,6 +117,29 @@ const TOKEN_LISTENER: u64 = 1;
 const TOKEN_MONITOR: u64 = 2;
 const TOKEN_SIGNAL: u64 = 3;
 
+/// Raises the soft limit on open files to the hard one: every slave holds a descriptor per
+/// queue (a queue per worker), so 256 slaves with 4 workers already need more than the usual
+/// soft limit of 1024.
+fn raise_open_file_limit() {
+    let mut r = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit/setrlimit read and write the struct we own.
+    let raised = unsafe {
+        libc::getrlimit(libc::RLIMIT_NOFILE, &mut r) == 0 && {
+            r.rlim_cur = r.rlim_max;
+            libc::setrlimit(libc::RLIMIT_NOFILE, &r) == 0
+        }
+    };
+    if !raised {
+        warn!(
+            "cannot raise the open-file limit: {}",
+            std::io::Error::last_os_error()
+        );
+    }
+}
+
 /// Blocks SIGTERM/SIGINT in every thread and returns a signalfd that reports them.
 fn signal_fd() -> Result<OwnedFd> {
     // SAFETY: sigset_t is plain old data initialised by sigemptyset before use; the calls
@@ -142,6 +165,7 @@ pub fn run(cfg: Config) -> Result<()> {
     if unsafe { libc::geteuid() } != 0 {
         bail!("the ipvlan daemon must run as root (it creates devices and opens raw sockets)");
     }
+    raise_open_file_limit();
     let signals = signal_fd()?;
     let listener = control::listen(&cfg.socket)?;
     let ns = NetNs::current().context("opening the daemon's network namespace")?;

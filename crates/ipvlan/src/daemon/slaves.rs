@@ -243,9 +243,15 @@ impl Daemon {
                 } else {
                     ErrorKind::System
                 };
+                let hint = if e.raw_os_error() == Some(libc::EMFILE) {
+                    " (each slave holds a descriptor per data-plane worker: raise the daemon's \
+                     open-file limit, e.g. LimitNOFILE= in its unit)"
+                } else {
+                    ""
+                };
                 return Err(Failure::new(
                     kind,
-                    format!("creating TAP device {name}: {e}"),
+                    format!("creating TAP device {name}: {e}{hint}"),
                 ));
             }
         };
