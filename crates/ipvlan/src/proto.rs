@@ -94,6 +94,9 @@ pub struct LinkView {
     pub carrier: bool,
     /// The source-address guard is on.
     pub spoofchk: bool,
+    /// TAP queues the data plane reads (more than one: flows steered over the workers).
+    #[serde(default)]
+    pub queues: u32,
     pub addresses: Vec<String>,
     /// Addresses configured on this slave that another slave of the port already owns: not
     /// served (the kernel would have refused them with EADDRINUSE).

@@ -453,8 +453,13 @@ fn flows_spread_over_the_workers_and_stay_in_order() {
         "192.0.2.12/24",
         "2001:db8:1::12/64",
     );
-    // A queue per worker, each flow kept on one by the steering program.
+    // A queue per worker, each flow kept on one by the steering program; `-d` says so.
     assert_eq!(tx_queues(&fx, "ns0", "ipvl0"), 3);
+    let details = fx.cli_ok(&["-d", "link", "show", "ipvl0"]);
+    assert!(
+        details.contains("queues 3 (flows steered over the workers)"),
+        "{details}"
+    );
     let before = worker_writes(fx.daemon_pid());
     assert_eq!(before.len(), 3, "{before:?}");
     let ofo = fx.netstat("ns1", "TcpExt", "TCPOFOQueue");

@@ -1127,6 +1127,7 @@ fn view(p: &PortRt, port: &Port, s: &ipvlan_core::Slave, ctl: &SlaveCtl) -> Link
         noarp: port.mode().is_noarp() && s.is_up(),
         carrier: ctl.carrier,
         spoofchk: s.source_guard(),
+        queues: u32::try_from(ctl.tap.queues()).unwrap_or(u32::MAX),
         addresses,
         conflicts: ctl
             .conflicts
