@@ -224,7 +224,7 @@ struct TestRun {
     duration: u32,
 }
 
-fn bpf<T>(cmd: libc::c_long, attr: &mut T) -> io::Result<libc::c_long> {
+fn bpf<T>(cmd: libc::c_long, attr: &mut T) -> io::Result<usize> {
     // SAFETY: `attr` is the `repr(C)` prefix of `union bpf_attr` this command reads (the kernel
     // zero-fills the rest), its pointers point at memory that outlives the call, and the size
     // passed is its own.
@@ -236,11 +236,8 @@ fn bpf<T>(cmd: libc::c_long, attr: &mut T) -> io::Result<libc::c_long> {
             std::mem::size_of::<T>(),
         )
     };
-    if r < 0 {
-        Err(io::Error::last_os_error())
-    } else {
-        Ok(r)
-    }
+    // `long` and `ssize_t` have the same width on every Linux target.
+    crate::cvt_size(r as libc::ssize_t)
 }
 
 /// The loaded steering program. A TAP keeps its own reference once attached

@@ -290,7 +290,7 @@ fn master_down_and_up_carrier_follows_r_link_1() {
 #[test]
 fn master_deleted_takes_its_slaves_r_life_1() {
     require_env!();
-    let fx = howto("mode l2");
+    let mut fx = howto("mode l2");
     fx.sh("host", "ip link del m0");
     let gone = wait(Duration::from_secs(5), || {
         !fx.try_sh("ns0", "ip link show ipvl0").status.success()
@@ -308,16 +308,7 @@ fn master_deleted_takes_its_slaves_r_life_1() {
         "ext",
         "ip link set e0 up && ip addr add 192.0.2.254/24 dev e0",
     );
-    fx.cli_ok(&[
-        "link", "add", "link", "m0", "ipvl2", "type", "ipvlan", "mode", "l2",
-    ]);
-    let ns0 = fx.ns("ns0");
-    fx.sh("host", &format!("ip link set ipvl2 netns {ns0}"));
-    fx.sh(
-        "ns0",
-        "ip link set ipvl2 up && ip addr add 192.0.2.21/24 dev ipvl2",
-    );
-    fx.wait_learned("ipvl2", "192.0.2.21");
+    fx.slave("ipvl2", "mode l2", "ns0", "192.0.2.21/24", "");
     assert!(
         fx.ping("ns0", "192.0.2.254", 2),
         "a new slave on the returned master works"
