@@ -202,8 +202,9 @@ impl Tap {
         Ok(())
     }
 
-    /// Closes the descriptor and deletes the device.
-    pub fn destroy(self) -> io::Result<()> {
+    /// Makes the device non-persistent: the kernel deletes it when its last descriptor closes
+    /// (ours, or a data-plane worker's clone finishing its burst). Needs no unique ownership.
+    pub fn destroy(&self) -> io::Result<()> {
         self.set_persist(false)
     }
 }

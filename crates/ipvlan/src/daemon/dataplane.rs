@@ -47,16 +47,16 @@ const MC_BURST: usize = 4;
 const FRAME_MAX: usize = 65536 + 128;
 
 /// What the workers and the control thread share, under one lock.
-pub struct Shared {
-    pub port: Port,
-    pub backlog: MulticastBacklog<Vec<u8>>,
-    pub devs: HashMap<SlaveId, Arc<Tap>>,
+struct Shared {
+    port: Port,
+    backlog: MulticastBacklog<Vec<u8>>,
+    devs: HashMap<SlaveId, Arc<Tap>>,
     /// l3s: the TAP the master namespace's INPUT hands slave packets to.
-    pub sink: Option<Arc<Tap>>,
+    sink: Option<Arc<Tap>>,
 }
 
 impl Shared {
-    pub fn new(port: Port) -> Shared {
+    fn new(port: Port) -> Shared {
         Shared {
             port,
             backlog: MulticastBacklog::default(),
@@ -66,7 +66,23 @@ impl Shared {
     }
 }
 
-pub fn lock(shared: &Mutex<Shared>) -> MutexGuard<'_, Shared> {
+/// The core port, locked: what the control plane changes through [`DataPlane::port`].
+pub struct PortGuard<'a>(MutexGuard<'a, Shared>);
+
+impl std::ops::Deref for PortGuard<'_> {
+    type Target = Port;
+    fn deref(&self) -> &Port {
+        &self.0.port
+    }
+}
+
+impl std::ops::DerefMut for PortGuard<'_> {
+    fn deref_mut(&mut self) -> &mut Port {
+        &mut self.0.port
+    }
+}
+
+fn lock(shared: &Mutex<Shared>) -> MutexGuard<'_, Shared> {
     // A panic while holding the lock leaves counters possibly half-updated, never unsafe.
     shared.lock().unwrap_or_else(|p| p.into_inner())
 }
@@ -103,7 +119,7 @@ fn slave_token(id: SlaveId, q: usize) -> u64 {
 
 /// Running data-plane workers.
 pub struct DataPlane {
-    pub shared: Arc<Mutex<Shared>>,
+    shared: Arc<Mutex<Shared>>,
     epolls: Vec<Arc<Epoll>>,
     stop: Arc<EventFd>,
     stopping: Arc<AtomicBool>,
@@ -121,11 +137,8 @@ pub fn worker_count() -> usize {
 
 impl DataPlane {
     /// Starts a worker for each of the master's `sockets` (see [`PacketSocket::open_fanout`]).
-    pub fn start(
-        shared: Arc<Mutex<Shared>>,
-        sockets: Vec<PacketSocket>,
-        host: HostStack,
-    ) -> io::Result<DataPlane> {
+    pub fn start(port: Port, sockets: Vec<PacketSocket>, host: HostStack) -> io::Result<DataPlane> {
+        let shared = Arc::new(Mutex::new(Shared::new(port)));
         let stop = Arc::new(EventFd::new()?);
         let stopping = Arc::new(AtomicBool::new(false));
         let host = Arc::new(host);
@@ -163,6 +176,11 @@ impl DataPlane {
             dp.epolls.push(epoll);
         }
         Ok(dp)
+    }
+
+    /// The core port, locked. Hold the guard only to decide: every worker waits on it.
+    pub fn port(&self) -> PortGuard<'_> {
+        PortGuard(lock(&self.shared))
     }
 
     /// How many workers run.

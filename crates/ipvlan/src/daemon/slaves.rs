@@ -4,7 +4,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::io;
 use std::net::IpAddr;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
 use ipvlan_core::slave_id::link_local;
 use ipvlan_core::{
@@ -17,7 +17,7 @@ use ipvlan_linux::steal::Steal;
 use ipvlan_linux::{NetNs, PacketSocket, SlaveDevice, Tap};
 use tracing::{info, warn};
 
-use super::dataplane::{lock, worker_count, DataPlane, Shared};
+use super::dataplane::{worker_count, DataPlane};
 use super::state::{self, Loaded, PortState, SlaveState, State};
 use super::{parse_mode_flag, system, Daemon, Failure, Outcome, PortRt, SlaveCtl};
 use crate::proto::{Conflict, ErrorKind, LinkView, Response, Stats};
@@ -156,8 +156,7 @@ impl Daemon {
             mac,
             mtu: link.mtu,
         });
-        let shared = Arc::new(Mutex::new(Shared::new(port)));
-        let dp = DataPlane::start(shared, packet, host)
+        let dp = DataPlane::start(port, packet, host)
             .map_err(|e| system("starting the data plane", e))?;
         info!(master = %link.name, workers = dp.workers(), "port created");
         self.ports.insert(
@@ -190,27 +189,19 @@ impl Daemon {
             .get_mut(&mi)
             .ok_or_else(|| Failure::new(ErrorKind::NotFound, "port vanished"))?;
         let (added, others, mac, slave_mtu, port_mode, port_flag) = {
-            let mut sh = lock(&p.dp.shared);
-            let others: Vec<String> = sh.port.slaves().map(|s| s.name().to_string()).collect();
+            let mut sh = p.dp.port();
+            let others: Vec<String> = sh.slaves().map(|s| s.name().to_string()).collect();
             let req = NewSlave {
                 name: name.clone(),
                 args,
                 mtu,
                 missing_mode: MissingMode::KeepPort,
             };
-            let added = sh.port.add_slave(req)?;
+            let added = sh.add_slave(req)?;
             // Guarded from its first frame: set before the device exists.
-            sh.port
-                .set_source_guard(added.id, spoofchk.unwrap_or(false))?;
-            let s = sh.port.slave(added.id).map(|s| s.mtu()).unwrap_or(1500);
-            (
-                added,
-                others,
-                sh.port.master().mac,
-                s,
-                sh.port.mode(),
-                sh.port.flag(),
-            )
+            sh.set_source_guard(added.id, spoofchk.unwrap_or(false))?;
+            let s = sh.slave(added.id).map(|s| s.mtu()).unwrap_or(1500);
+            (added, others, sh.master().mac, s, sh.mode(), sh.flag())
         };
         let id = added.id;
         let alias = alias_for(&self.instance, mi, id);
@@ -237,7 +228,7 @@ impl Daemon {
         let (tap, ifindex) = match made {
             Ok(x) => x,
             Err(e) => {
-                let _ = lock(&p.dp.shared).port.remove_slave(id);
+                let _ = p.dp.port().remove_slave(id);
                 let kind = if e.kind() == io::ErrorKind::AlreadyExists {
                     ErrorKind::Conflict
                 } else {
@@ -257,7 +248,7 @@ impl Daemon {
         };
         let tap = Arc::new(tap);
         if let Err(e) = p.dp.add_slave(id, tap.clone()) {
-            let _ = lock(&p.dp.shared).port.remove_slave(id);
+            let _ = p.dp.port().remove_slave(id);
             if let Ok(t) = Arc::try_unwrap(tap) {
                 let _ = t.destroy();
             }
@@ -330,12 +321,12 @@ impl Daemon {
             .get_mut(&mi)
             .ok_or_else(|| Failure::new(ErrorKind::NotFound, "port vanished"))?;
         let (change, names) = {
-            let mut sh = lock(&p.dp.shared);
+            let mut sh = p.dp.port();
             if let Some(on) = spoofchk {
-                sh.port.set_source_guard(id, on)?;
+                sh.set_source_guard(id, on)?;
             }
-            let change = sh.port.change_link(LinkTypeArgs { mode, flag });
-            let names: Vec<String> = sh.port.slaves().map(|s| s.name().to_string()).collect();
+            let change = sh.change_link(LinkTypeArgs { mode, flag });
+            let names: Vec<String> = sh.slaves().map(|s| s.name().to_string()).collect();
             (change, names)
         };
         let mut notes = Vec::new();
@@ -360,15 +351,15 @@ impl Daemon {
     pub(super) fn link_show(&mut self, name: Option<&str>) -> Outcome<Response> {
         let mut links = Vec::new();
         for p in self.ports.values() {
-            let sh = lock(&p.dp.shared);
-            for s in sh.port.slaves() {
+            let sh = p.dp.port();
+            for s in sh.slaves() {
                 let Some(ctl) = p.slaves.get(&s.id()) else {
                     continue;
                 };
                 if name.is_some_and(|n| n != ctl.name.as_str()) {
                     continue;
                 }
-                links.push(view(p, &sh.port, s, ctl));
+                links.push(view(p, &sh, s, ctl));
             }
         }
         if let Some(n) = name {
@@ -415,11 +406,10 @@ impl Daemon {
         p.dp.remove_slave(id);
         let ctl = p.slaves.remove(&id);
         let empty = {
-            let mut sh = lock(&p.dp.shared);
-            sh.port
-                .remove_slave(id)
+            let mut sh = p.dp.port();
+            sh.remove_slave(id)
                 .map(|(_, empty)| empty)
-                .unwrap_or(sh.port.is_empty())
+                .unwrap_or(sh.is_empty())
         };
         if let Some(ctl) = ctl {
             if destroy {
@@ -466,14 +456,13 @@ impl Daemon {
             return;
         };
         let (l3s, active): (bool, BTreeSet<IpAddr>) = {
-            let sh = lock(&p.dp.shared);
+            let sh = p.dp.port();
             let active = sh
-                .port
                 .slaves()
                 .filter(|s| s.is_up())
-                .flat_map(|s| sh.port.addresses(s.id()).to_vec())
+                .flat_map(|s| sh.addresses(s.id()).to_vec())
                 .collect();
-            (sh.port.mode() == ipvlan_core::Mode::L3s, active)
+            (sh.mode() == ipvlan_core::Mode::L3s, active)
         };
         sync_l3s(p, mi, l3s, &active);
         let want: BTreeSet<IpAddr> = if l3s { BTreeSet::new() } else { active };
@@ -498,7 +487,7 @@ impl Daemon {
     /// Sets every slave's NOARP flag from the port mode (R-MODE-2).
     fn apply_noarp(&mut self, mi: u32) {
         let Some(p) = self.ports.get(&mi) else { return };
-        let noarp = lock(&p.dp.shared).port.mode().is_noarp();
+        let noarp = p.dp.port().mode().is_noarp();
         for ctl in p.slaves.values() {
             let index = ctl.ifindex;
             let r = in_dev_ns(&ctl.tap, move |r| {
@@ -524,14 +513,14 @@ impl Daemon {
         };
         let carrier = link.up && link.carrier.unwrap_or(true);
         let (mac_changed, mtu_changed) = {
-            let mut sh = lock(&p.dp.shared);
-            let mac_changed = link.mac.filter(|m| *m != sh.port.master().mac);
+            let mut sh = p.dp.port();
+            let mac_changed = link.mac.filter(|m| *m != sh.master().mac);
             if let Some(mac) = mac_changed {
-                sh.port.set_master_mac(mac); // R-MAC-3
+                sh.set_master_mac(mac); // R-MAC-3
             }
-            let mtu_changed = link.mtu != sh.port.master().mtu && link.mtu > 0;
+            let mtu_changed = link.mtu != sh.master().mtu && link.mtu > 0;
             if mtu_changed {
-                sh.port.set_master_mtu(link.mtu); // R-MTU-3
+                sh.set_master_mtu(link.mtu); // R-MTU-3
             }
             (mac_changed, mtu_changed)
         };
@@ -584,20 +573,15 @@ impl Daemon {
         };
         let Some(ctl) = p.slaves.get(&id) else { return };
         let (was_up, mode, mac, ll) = {
-            let mut sh = lock(&p.dp.shared);
-            let was_up = sh.port.slave(id).is_some_and(|s| s.is_up());
+            let mut sh = p.dp.port();
+            let was_up = sh.slave(id).is_some_and(|s| s.is_up());
             if was_up != link.up {
-                let _ = sh.port.set_slave_up(id, link.up);
+                let _ = sh.set_slave_up(id, link.up);
             }
-            if sh.port.slave(id).is_some_and(|s| s.mtu() != link.mtu) && link.mtu > 0 {
-                let _ = sh.port.set_slave_mtu(id, link.mtu);
+            if sh.slave(id).is_some_and(|s| s.mtu() != link.mtu) && link.mtu > 0 {
+                let _ = sh.set_slave_mtu(id, link.mtu);
             }
-            (
-                was_up,
-                sh.port.mode(),
-                sh.port.master().mac,
-                sh.port.link_local(id),
-            )
+            (was_up, sh.mode(), sh.master().mac, sh.link_local(id))
         };
         let index = ctl.ifindex;
         let fix_mac = link.mac.filter(|m| *m != mac).is_some();
@@ -663,11 +647,11 @@ impl Daemon {
         };
         let name = ctl.tap.current_name()?;
         let (mac, ll, mtu) = {
-            let sh = lock(&p.dp.shared);
+            let sh = p.dp.port();
             (
-                sh.port.master().mac,
-                sh.port.link_local(id),
-                sh.port.slave(id).map(|s| s.mtu()),
+                sh.master().mac,
+                sh.link_local(id),
+                sh.slave(id).map(|s| s.mtu()),
             )
         };
         let alias = ctl.alias.clone();
@@ -698,13 +682,13 @@ impl Daemon {
         let tap = ctl.tap.clone();
         let slave_name = ctl.name.clone();
         {
-            let mut sh = lock(&p.dp.shared);
-            for a in sh.port.addresses(id).to_vec() {
-                let _ = sh.port.remove_address(id, a);
+            let mut sh = p.dp.port();
+            for a in sh.addresses(id).to_vec() {
+                let _ = sh.remove_address(id, a);
             }
-            let _ = sh.port.set_slave_up(id, link.up);
+            let _ = sh.set_slave_up(id, link.up);
             if mtu != Some(link.mtu) {
-                let _ = sh.port.set_slave_mtu(id, link.mtu);
+                let _ = sh.set_slave_mtu(id, link.mtu);
             }
         }
         let where_ = ns
@@ -741,8 +725,8 @@ impl Daemon {
             return;
         };
         let result = {
-            let mut sh = lock(&p.dp.shared);
-            let mac = sh.port.master().mac;
+            let mut sh = p.dp.port();
+            let mac = sh.master().mac;
             if addr == IpAddr::V6(link_local(mac, 0)) {
                 // The kernel's EUI-64 link-local of the shared MAC: every slave and the master
                 // would share it. Replace it with the per-slave one (R-DEVID-2).
@@ -751,7 +735,7 @@ impl Daemon {
                 let _ = in_dev_ns(&tap, move |r| r.del_address(index, addr, 64));
                 return;
             }
-            sh.port.add_address(id, addr)
+            sh.add_address(id, addr)
         };
         match result {
             Ok(Claim::New) => info!(slave = %ctl.name, %addr, "address learned"),
@@ -776,7 +760,7 @@ impl Daemon {
             return;
         };
         if ctl.conflicts.remove(&addr).is_none() {
-            let removed = lock(&p.dp.shared).port.remove_address(id, addr).is_ok();
+            let removed = p.dp.port().remove_address(id, addr).is_ok();
             if removed {
                 info!(slave = %ctl.name, %addr, "address forgotten");
             }
@@ -837,14 +821,13 @@ impl Daemon {
             ..State::default()
         };
         for (mi, p) in &self.ports {
-            let sh = lock(&p.dp.shared);
+            let sh = p.dp.port();
             st.ports.push(PortState {
                 master: p.master.clone(),
                 master_ifindex: *mi,
-                mode: sh.port.mode().to_string(),
-                flag: sh.port.flag().to_string(),
+                mode: sh.mode().to_string(),
+                flag: sh.flag().to_string(),
                 slaves: sh
-                    .port
                     .slaves()
                     .filter_map(|s| {
                         p.slaves.get(&s.id()).map(|c| SlaveState {
@@ -904,7 +887,7 @@ impl Daemon {
             warn!(master = %ps.master, "master is gone: its slaves are deleted (R-LIFE-1)");
             for s in &ps.slaves {
                 if let Some((ns, name)) = locate(namespaces, &s.alias) {
-                    let _ = ns.run(move || Tap::attach(&name, 1).and_then(Tap::destroy));
+                    let _ = ns.run(move || Tap::attach(&name, 1).and_then(|t| t.destroy()));
                 }
             }
             return Ok(());
@@ -914,8 +897,7 @@ impl Daemon {
         let mi = link.index;
         let carrier = link.up && link.carrier.unwrap_or(true);
         if let Some(p) = self.ports.get(&mi) {
-            lock(&p.dp.shared)
-                .port
+            p.dp.port()
                 .set_mode_flag(mode.unwrap_or_default(), flag.unwrap_or_default());
         }
         for s in &ps.slaves {
@@ -937,11 +919,11 @@ impl Daemon {
                 break;
             };
             let restored = {
-                let mut sh = lock(&p.dp.shared);
+                let mut sh = p.dp.port();
                 IfName::new(&s.name)
                     .map_err(PortError::from)
-                    .and_then(|n| sh.port.restore_slave(id, n, s.mtu))
-                    .and_then(|()| sh.port.set_source_guard(id, s.spoofchk))
+                    .and_then(|n| sh.restore_slave(id, n, s.mtu))
+                    .and_then(|()| sh.set_source_guard(id, s.spoofchk))
             };
             if let Err(e) = restored {
                 warn!(slave = %s.name, "cannot restore: {e}");
