@@ -1,5 +1,6 @@
 //! The network configuration and the runtime's environment variables.
 
+use ipvlan::proto::Mode;
 use serde::Deserialize;
 use serde_json::{json, Value};
 
@@ -68,9 +69,12 @@ impl NetConf {
         Ok(conf)
     }
 
-    /// The reference plugin's default mode is l2.
-    pub fn mode(&self) -> &str {
-        self.mode.as_deref().unwrap_or("l2")
+    /// The configured mode (validated by `parse`); the reference plugin's default is l2.
+    pub fn mode(&self) -> Mode {
+        self.mode
+            .as_deref()
+            .and_then(|m| m.parse().ok())
+            .unwrap_or(Mode::L2)
     }
 }
 

@@ -15,7 +15,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use ipvlan::client;
-use ipvlan::proto::{ErrorKind, Request, Response};
+use ipvlan::proto::{ErrorKind, LinkAdd, LinkDel, LinkShow, Request, Response};
 use serde_json::{json, Value};
 
 use conf::{Env, NetConf, SUPPORTED_VERSIONS};
@@ -90,14 +90,14 @@ fn add(conf: &NetConf, env: &Env, raw: &[u8]) -> Result<Value, CniError> {
         None => netcfg::default_route_device(&home)?,
     };
     let temp = env.slave_name();
-    let req = Request::LinkAdd {
+    let req = Request::LinkAdd(LinkAdd {
         master,
         name: temp.clone(),
-        mode: Some(conf.mode().to_owned()),
+        mode: Some(conf.mode()),
         flag: None,
         mtu: conf.mtu,
         spoofchk: None,
-    };
+    });
     if let Response::Error { message, .. } = daemon(conf, &req)? {
         return Err(CniError::new(
             Code::Plugin,
@@ -105,7 +105,7 @@ fn add(conf: &NetConf, env: &Env, raw: &[u8]) -> Result<Value, CniError> {
         ));
     }
     let undo = |e: CniError| {
-        let _ = daemon(conf, &Request::LinkDel { name: temp.clone() });
+        let _ = daemon(conf, &Request::LinkDel(LinkDel { name: temp.clone() }));
         e
     };
     netcfg::move_into(&temp, &home, &netns).map_err(undo)?;
@@ -128,9 +128,9 @@ fn del(conf: &NetConf, env: &Env, raw: &[u8]) -> Result<(), CniError> {
     }
     match daemon(
         conf,
-        &Request::LinkDel {
+        &Request::LinkDel(LinkDel {
             name: env.slave_name(),
-        },
+        }),
     )? {
         Response::Ok { .. } => Ok(()),
         // Already gone (its namespace was deleted, or a DEL ran before): DEL is idempotent.
@@ -152,9 +152,9 @@ fn check(conf: &NetConf, env: &Env, raw: &[u8]) -> Result<(), CniError> {
     }
     let shown = daemon(
         conf,
-        &Request::LinkShow {
+        &Request::LinkShow(LinkShow {
             name: Some(env.slave_name()),
-        },
+        }),
     )?;
     let link = match shown {
         Response::Ok { links, .. } => links.into_iter().next(),

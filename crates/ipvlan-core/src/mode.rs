@@ -7,6 +7,11 @@ use crate::error::ConfigError;
 
 /// How a port forwards (R-OBJ-3). One mode per master, shared by all its slaves (R-OBJ-5).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+#[cfg_attr(
+    feature = "serde",
+    derive(serde::Serialize, serde::Deserialize),
+    serde(rename_all = "lowercase")
+)]
 pub enum Mode {
     /// Slaves see ARP/ND, multicast and broadcast; switching by IP.
     L2,
@@ -76,6 +81,11 @@ impl FromStr for Mode {
 
 /// The port flag (R-OBJ-4). `private` and `vepa` are mutually exclusive, so they are one enum.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+#[cfg_attr(
+    feature = "serde",
+    derive(serde::Serialize, serde::Deserialize),
+    serde(rename_all = "lowercase")
+)]
 pub enum Flag {
     /// Slaves switch unicast between each other directly. The default.
     #[default]

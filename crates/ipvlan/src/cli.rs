@@ -6,7 +6,10 @@ use std::process::ExitCode;
 
 use ipvlan_core::{IfName, LinkArgsError, LinkTypeArgs};
 
-use crate::proto::{ErrorKind, LinkView, Request, Response, DEFAULT_SOCKET, DEFAULT_STATE_DIR};
+use crate::proto::{
+    LinkAdd, LinkDel, LinkSet, LinkShow, LinkView, Request, Response, DEFAULT_SOCKET,
+    DEFAULT_STATE_DIR,
+};
 use crate::{client, daemon, demo, matrix};
 
 pub const USAGE: &str = "\
@@ -162,7 +165,7 @@ fn run_daemon(args: &[String], mut socket: PathBuf) -> Result<ExitCode, CliError
 /// Parses the words after `link`.
 fn parse_link(words: &[String]) -> Result<Request, CliError> {
     let Some(cmd) = words.first() else {
-        return Ok(Request::LinkShow { name: None });
+        return Ok(Request::LinkShow(LinkShow { name: None }));
     };
     let rest = &words[1..];
     match cmd.as_str() {
@@ -183,7 +186,7 @@ fn parse_link(words: &[String]) -> Result<Request, CliError> {
                     )))
                 }
             };
-            Ok(Request::LinkDel { name: name.clone() })
+            Ok(Request::LinkDel(LinkDel { name: name.clone() }))
         }
         c if matches(c, "set") => parse_set(rest),
         c if matches(c, "show") || matches(c, "list") || c == "ls" => {
@@ -198,7 +201,7 @@ fn parse_link(words: &[String]) -> Result<Request, CliError> {
                     )))
                 }
             };
-            Ok(Request::LinkShow { name })
+            Ok(Request::LinkShow(LinkShow { name }))
         }
         "help" => Err(CliError(USAGE.into(), EXIT_USAGE)),
         other => Err(usage_error(format!(
@@ -288,14 +291,14 @@ fn parse_add(words: &[String]) -> Result<Request, CliError> {
     let name =
         name.ok_or_else(|| usage_error("Not enough information: \"name\" argument is required."))?;
     IfName::new(&name).map_err(|e| CliError(format!("Error: {e}"), EXIT_BAD_ARG))?;
-    Ok(Request::LinkAdd {
+    Ok(Request::LinkAdd(LinkAdd {
         master,
         name,
-        mode: args.mode.map(|m| m.to_string()),
-        flag: args.flag.map(|f| f.to_string()),
+        mode: args.mode,
+        flag: args.flag,
         mtu,
         spoofchk,
-    })
+    }))
 }
 
 /// `on` or `off`, as iproute2 spells boolean settings.
@@ -342,12 +345,12 @@ fn parse_set(words: &[String]) -> Result<Request, CliError> {
         ));
     }
     let args = args.unwrap_or_default();
-    Ok(Request::LinkSet {
+    Ok(Request::LinkSet(LinkSet {
         name,
-        mode: args.mode.map(|m| m.to_string()),
-        flag: args.flag.map(|f| f.to_string()),
+        mode: args.mode,
+        flag: args.flag,
         spoofchk,
-    })
+    }))
 }
 
 fn send(socket: &std::path::Path, req: &Request, opts: &Options) -> Result<ExitCode, CliError> {
@@ -358,7 +361,7 @@ fn send(socket: &std::path::Path, req: &Request, opts: &Options) -> Result<ExitC
             for n in notes {
                 eprintln!("note: {n}");
             }
-            if matches!(req, Request::LinkShow { .. }) {
+            if matches!(req, Request::LinkShow(_)) {
                 if opts.json {
                     println!("{}", serde_json::to_string(&links).unwrap_or_default());
                 } else {
@@ -369,15 +372,8 @@ fn send(socket: &std::path::Path, req: &Request, opts: &Options) -> Result<ExitC
             }
             Ok(ExitCode::SUCCESS)
         }
-        Response::Error { kind, message } => {
-            let prefix = match kind {
-                ErrorKind::NotFound
-                | ErrorKind::Conflict
-                | ErrorKind::Invalid
-                | ErrorKind::System => "Error: ",
-            };
-            Err(CliError(format!("{prefix}{message}"), EXIT_REFUSED))
-        }
+        // Every refusal exits 2, as iproute2 does for an answer it does not like.
+        Response::Error { message, .. } => Err(CliError(format!("Error: {message}"), EXIT_REFUSED)),
     }
 }
 

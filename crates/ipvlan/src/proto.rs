@@ -1,6 +1,7 @@
 //! The control protocol between the CLI and the daemon: one JSON request per connection, one
 //! JSON response back, over a root-only Unix socket.
 
+pub use ipvlan_core::{Flag, Mode};
 use serde::{Deserialize, Serialize};
 
 /// Largest request the daemon reads.
@@ -11,36 +12,55 @@ pub const DEFAULT_SOCKET: &str = "/run/ipvlan/ipvlan.sock";
 /// Default state directory.
 pub const DEFAULT_STATE_DIR: &str = "/var/lib/ipvlan";
 
+/// One request. The JSON is flat, `{"cmd": "link_add", "master": …}`: the variant's struct
+/// fields sit beside the `cmd` tag.
 // Variants are named after the CLI verbs (`link add`…); other objects will follow.
 #[allow(clippy::enum_variant_names)]
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "cmd", rename_all = "snake_case")]
 pub enum Request {
-    /// `link add link MASTER name NAME type ipvlan …`. `mode`/`flag` are present as iproute2
-    /// would send them (R-CLI-1, R-CLI-2).
-    LinkAdd {
-        master: String,
-        name: String,
-        mode: Option<String>,
-        flag: Option<String>,
-        mtu: Option<u32>,
-        /// `spoofchk on|off`: the source-address guard.
-        #[serde(default)]
-        spoofchk: Option<bool>,
-    },
-    LinkDel {
-        name: String,
-    },
-    LinkSet {
-        name: String,
-        mode: Option<String>,
-        flag: Option<String>,
-        #[serde(default)]
-        spoofchk: Option<bool>,
-    },
-    LinkShow {
-        name: Option<String>,
-    },
+    LinkAdd(LinkAdd),
+    LinkDel(LinkDel),
+    LinkSet(LinkSet),
+    LinkShow(LinkShow),
+}
+
+/// `link add link MASTER name NAME type ipvlan [mode M] [FLAG] [mtu N] [spoofchk on|off]`.
+/// `mode`/`flag` are present only when given, as iproute2 would send them (R-CLI-1, R-CLI-2).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LinkAdd {
+    pub master: String,
+    pub name: String,
+    pub mode: Option<Mode>,
+    pub flag: Option<Flag>,
+    /// Bytes; at most the master's (R-MTU-1).
+    pub mtu: Option<u32>,
+    /// `spoofchk on|off`: the source-address guard.
+    #[serde(default)]
+    pub spoofchk: Option<bool>,
+}
+
+/// `link del NAME`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LinkDel {
+    pub name: String,
+}
+
+/// `link set dev NAME [type ipvlan [mode M] [FLAG]] [spoofchk on|off]`: a mode or flag
+/// changes the whole port (R-OBJ-5).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LinkSet {
+    pub name: String,
+    pub mode: Option<Mode>,
+    pub flag: Option<Flag>,
+    #[serde(default)]
+    pub spoofchk: Option<bool>,
+}
+
+/// `link show [NAME]`: every slave, or one.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LinkShow {
+    pub name: Option<String>,
 }
 
 /// How a request failed, for the CLI's exit code.
@@ -80,8 +100,8 @@ pub struct LinkView {
     /// The name the device has now, if the user renamed it.
     pub current_name: String,
     pub master: String,
-    pub mode: String,
-    pub flag: String,
+    pub mode: Mode,
+    pub flag: Flag,
     /// `dev_id` (R-DEVID-1).
     pub id: u16,
     pub mtu: u32,

@@ -1,28 +1,43 @@
 //! `ipvlan daemon`: owns the ports, their slaves and data-plane threads; answers the CLI; learns
 //! slave addresses from rtnetlink; persists the configuration.
+//!
+//! [`Daemon`] only routes: requests (`requests`) and kernel events (`follow`) go to the
+//! [`PortRuntime`](port::PortRuntime) they concern, which owns that master's state. One event
+//! loop runs it all, woken by the rtnetlink monitor, the control socket's thread (`control`)
+//! and signals. After each batch of work the daemon *settles*: ports sync their netfilter state
+//! once for the whole batch, ports left without slaves are torn down, and the state file is
+//! written (`persist`) — before any answer leaves, so a reply means it is done and saved.
+//!
+//! Files: `control` (socket thread), `requests` (verbs), `follow` (kernel events), `port/`
+//! (one master), `slave` (one device), `netfilter`, `persist`, `error`.
 
 mod control;
-mod dataplane;
-mod queues;
-mod slaves;
-pub mod state;
+mod error;
+mod follow;
+mod netfilter;
+pub mod persist;
+mod port;
+mod requests;
+mod slave;
 
-use std::collections::{BTreeMap, BTreeSet};
-use std::net::IpAddr;
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
-use std::os::unix::net::UnixListener;
+use std::collections::BTreeMap;
+use std::os::fd::AsRawFd;
 use std::path::PathBuf;
-use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
-use ipvlan_core::{Flag, IfName, Mode, SlaveId};
-use ipvlan_linux::rtnl::{Event, Rtnl};
-use ipvlan_linux::steal::Steal;
-use ipvlan_linux::{Epoll, NetNs, Tap};
+use ipvlan_core::SlaveId;
+use ipvlan_linux::rtnl::Rtnl;
+use ipvlan_linux::{Epoll, NetNs};
+use nix::sys::signal::{SigSet, Signal};
+use nix::sys::signalfd::{SfdFlags, SignalFd};
 use tracing::{info, warn};
 
-use crate::proto::{ErrorKind, Request, Response};
-use dataplane::DataPlane;
+use crate::dataplane::queues::SlaveQueues;
+use crate::dataplane::worker_count;
+use crate::proto::Response;
+use control::ControlServer;
+use port::PortRuntime;
 
 #[derive(Debug, Clone)]
 pub struct Config {
@@ -30,139 +45,53 @@ pub struct Config {
     pub state_dir: PathBuf,
 }
 
-/// A request failure: what kind, and the message for the user.
-#[derive(Debug)]
-pub struct Failure {
-    pub kind: ErrorKind,
-    pub message: String,
-}
+/// (master ifindex, slave id): how the daemon names a slave internally.
+pub type SlaveKey = (u32, SlaveId);
 
-impl Failure {
-    pub fn new(kind: ErrorKind, message: impl Into<String>) -> Failure {
-        Failure {
-            kind,
-            message: message.into(),
-        }
-    }
-}
-
-impl From<ipvlan_core::PortError> for Failure {
-    fn from(e: ipvlan_core::PortError) -> Failure {
-        use ipvlan_core::PortError as E;
-        let kind = match e {
-            E::SlaveExists(_) | E::AddressInUse { .. } | E::TooManySlaves => ErrorKind::Conflict,
-            E::NoSuchSlave(_) | E::NoSuchSlaveId(_) | E::AddressNotAssigned { .. } => {
-                ErrorKind::NotFound
-            }
-            _ => ErrorKind::Invalid,
-        };
-        Failure::new(kind, e.to_string())
-    }
-}
-
-impl From<ipvlan_core::ConfigError> for Failure {
-    fn from(e: ipvlan_core::ConfigError) -> Failure {
-        Failure::new(ErrorKind::Invalid, e.to_string())
-    }
-}
-
-pub type Outcome<T> = std::result::Result<T, Failure>;
-
-pub(crate) fn system(what: &str, e: impl std::fmt::Display) -> Failure {
-    Failure::new(ErrorKind::System, format!("{what}: {e}"))
-}
-
-/// Per-slave control-plane knowledge (the data plane only needs the device).
-pub struct SlaveCtl {
-    pub name: IfName,
-    pub alias: String,
-    pub tap: Arc<Tap>,
-    /// Id of the slave's namespace in the daemon's (`None`: the daemon's own).
-    pub nsid: Option<i32>,
-    pub ifindex: u32,
-    pub carrier: bool,
-    /// The TAP was re-attached from inside the slave's namespace (after a restart), so our
-    /// descriptor keeps that namespace alive; the sweep notices when nobody else does.
-    pub pinned: bool,
-    /// Addresses configured on the slave that another slave owns, with that owner's name.
-    pub conflicts: BTreeMap<IpAddr, String>,
-    pub conflict_count: u64,
-}
-
-/// One port: its master, data plane, steal table and slaves.
-pub struct PortRt {
-    pub master: String,
-    pub dp: DataPlane,
-    pub steal: Steal,
-    pub stolen: BTreeSet<IpAddr>,
-    /// l3s plumbing while the port is in l3s: hooks, and the sink TAP's name.
-    pub l3s: Option<(ipvlan_linux::l3s::L3sHooks, String)>,
-    /// Addresses in the l3s sets.
-    pub l3s_set: BTreeSet<IpAddr>,
-    pub slaves: BTreeMap<SlaveId, SlaveCtl>,
-}
-
+/// The daemon: the ports by master ifindex, and what routes work to them.
 pub struct Daemon {
     cfg: Config,
-    /// Stable identity of this daemon's configuration (see `state::State::instance`).
+    /// Stable identity of this daemon's configuration (see `persist::State::instance`).
     instance: String,
     ns: NetNs,
     rtnl: Rtnl,
     monitor: Rtnl,
-    ports: BTreeMap<u32, PortRt>,
-    queues: queues::SlaveQueues,
+    ports: BTreeMap<u32, PortRuntime>,
+    queues: SlaveQueues,
+    /// The configuration changed since it was last written.
+    state_dirty: bool,
 }
 
-const TOKEN_LISTENER: u64 = 1;
+const TOKEN_CONTROL: u64 = 1;
 const TOKEN_MONITOR: u64 = 2;
 const TOKEN_SIGNAL: u64 = 3;
+/// How often the sweep looks for what no event reported.
+const SWEEP_EVERY: Duration = Duration::from_secs(1);
 
 /// Raises the soft limit on open files to the hard one: every slave holds a descriptor per
 /// queue (a queue per worker), so 256 slaves with 4 workers already need more than the usual
 /// soft limit of 1024.
 fn raise_open_file_limit() {
-    let mut r = libc::rlimit {
-        rlim_cur: 0,
-        rlim_max: 0,
-    };
-    // SAFETY: getrlimit/setrlimit read and write the struct we own.
-    let raised = unsafe {
-        libc::getrlimit(libc::RLIMIT_NOFILE, &mut r) == 0 && {
-            r.rlim_cur = r.rlim_max;
-            libc::setrlimit(libc::RLIMIT_NOFILE, &r) == 0
-        }
-    };
-    if !raised {
-        warn!(
-            "cannot raise the open-file limit: {}",
-            std::io::Error::last_os_error()
-        );
+    use nix::sys::resource::{getrlimit, setrlimit, Resource};
+    let raised = getrlimit(Resource::RLIMIT_NOFILE)
+        .and_then(|(_, hard)| setrlimit(Resource::RLIMIT_NOFILE, hard, hard));
+    if let Err(e) = raised {
+        warn!("cannot raise the open-file limit: {e}");
     }
 }
 
-/// Blocks SIGTERM/SIGINT in every thread and returns a signalfd that reports them.
-fn signal_fd() -> Result<OwnedFd> {
-    // SAFETY: sigset_t is plain old data initialised by sigemptyset before use; the calls
-    // only read and write the set we own.
-    unsafe {
-        let mut set: libc::sigset_t = std::mem::zeroed();
-        libc::sigemptyset(&mut set);
-        libc::sigaddset(&mut set, libc::SIGTERM);
-        libc::sigaddset(&mut set, libc::SIGINT);
-        if libc::pthread_sigmask(libc::SIG_BLOCK, &set, std::ptr::null_mut()) != 0 {
-            bail!("cannot block signals");
-        }
-        let fd = libc::signalfd(-1, &set, libc::SFD_NONBLOCK | libc::SFD_CLOEXEC);
-        if fd < 0 {
-            bail!("signalfd: {}", std::io::Error::last_os_error());
-        }
-        Ok(OwnedFd::from_raw_fd(fd))
-    }
+/// Blocks SIGTERM/SIGINT in every thread (those started later inherit the mask) and returns a
+/// signalfd that reports them.
+fn signal_fd() -> Result<SignalFd> {
+    let mut set = SigSet::empty();
+    set.add(Signal::SIGTERM);
+    set.add(Signal::SIGINT);
+    set.thread_block().context("blocking SIGTERM and SIGINT")?;
+    SignalFd::with_flags(&set, SfdFlags::SFD_NONBLOCK | SfdFlags::SFD_CLOEXEC).context("signalfd")
 }
 
 pub fn run(cfg: Config) -> Result<()> {
-    // SAFETY: geteuid has no preconditions.
-    if unsafe { libc::geteuid() } != 0 {
+    if !nix::unistd::geteuid().is_root() {
         bail!("the ipvlan daemon must run as root (it creates devices and opens raw sockets)");
     }
     raise_open_file_limit();
@@ -173,156 +102,97 @@ pub fn run(cfg: Config) -> Result<()> {
     let monitor = Rtnl::monitor_all().context("opening the rtnetlink monitor")?;
     let mut d = Daemon {
         cfg,
-        instance: state::new_instance(),
+        instance: persist::new_instance(),
         ns,
         rtnl,
         monitor,
         ports: BTreeMap::new(),
-        queues: queues::SlaveQueues::new(dataplane::worker_count()),
+        queues: SlaveQueues::new(worker_count()),
+        state_dirty: false,
     };
     d.restore();
+    // Requests are taken only once the restored slaves are served.
+    let control = ControlServer::spawn(listener).context("starting the control socket")?;
     info!(socket = %d.cfg.socket.display(), state = %d.cfg.state_dir.display(), "ipvlan daemon ready");
-    let result = d.serve(&listener, &signals);
+    let result = d.serve(&control, &signals);
     d.shutdown();
     let _ = std::fs::remove_file(&d.cfg.socket);
     result
 }
 
 impl Daemon {
-    fn serve(&mut self, listener: &UnixListener, signals: &OwnedFd) -> Result<()> {
+    fn serve(&mut self, control: &ControlServer, signals: &SignalFd) -> Result<()> {
         let epoll = Epoll::new()?;
-        epoll.add(listener.as_raw_fd(), TOKEN_LISTENER)?;
+        epoll.add(control.fd(), TOKEN_CONTROL)?;
         epoll.add(self.monitor.fd(), TOKEN_MONITOR)?;
         epoll.add(signals.as_raw_fd(), TOKEN_SIGNAL)?;
         let mut ready = Vec::new();
-        let mut last_sweep = std::time::Instant::now();
+        let mut last_sweep = Instant::now();
         loop {
             epoll.wait(&mut ready, 1000)?;
-            for r in ready.clone() {
-                match r.token {
-                    TOKEN_SIGNAL => {
-                        info!("signal received: shutting down (slaves persist; a restart serves them again)");
-                        return Ok(());
-                    }
-                    TOKEN_LISTENER => self.accept_all(listener),
-                    TOKEN_MONITOR => self.netlink_events(),
-                    _ => {}
-                }
+            // Kernel events first: a request that follows an address change sees it.
+            let tokens: Vec<u64> = ready.iter().map(|r| r.token).collect();
+            if tokens.contains(&TOKEN_SIGNAL) {
+                info!(
+                    "signal received: shutting down (slaves persist; a restart serves them again)"
+                );
+                return Ok(());
+            }
+            if tokens.contains(&TOKEN_MONITOR) {
+                self.netlink_events();
             }
             // Once a second, not after every event: it scans /proc when namespaces are pinned.
-            if last_sweep.elapsed() >= std::time::Duration::from_secs(1) {
+            if last_sweep.elapsed() >= SWEEP_EVERY {
                 self.sweep();
-                last_sweep = std::time::Instant::now();
+                last_sweep = Instant::now();
+            }
+            self.settle();
+            if tokens.contains(&TOKEN_CONTROL) {
+                for call in control.pending() {
+                    let response = match self.request(call.request.clone()) {
+                        Ok(r) => r,
+                        Err(e) => Response::Error {
+                            kind: e.kind(),
+                            message: e.to_string(),
+                        },
+                    };
+                    self.settle();
+                    call.answer(response);
+                }
             }
         }
     }
 
-    fn accept_all(&mut self, listener: &UnixListener) {
-        while let Ok((mut stream, _)) = listener.accept() {
-            let _ = stream.set_nonblocking(false);
-            let resp = match control::read_request(&mut stream) {
-                Ok(req) => self.handle(req),
-                Err(resp) => resp,
-            };
-            control::write_response(&mut stream, &resp);
-        }
-    }
-
-    fn handle(&mut self, req: Request) -> Response {
-        let result = match req {
-            Request::LinkAdd {
-                master,
-                name,
-                mode,
-                flag,
-                mtu,
-                spoofchk,
-            } => self.link_add(
-                &master,
-                &name,
-                mode.as_deref(),
-                flag.as_deref(),
-                mtu,
-                spoofchk,
-            ),
-            Request::LinkDel { name } => self.link_del(&name),
-            Request::LinkSet {
-                name,
-                mode,
-                flag,
-                spoofchk,
-            } => self.link_set(&name, mode.as_deref(), flag.as_deref(), spoofchk),
-            Request::LinkShow { name } => self.link_show(name.as_deref()),
-        };
-        match result {
-            Ok(resp) => resp,
-            Err(f) => Response::Error {
-                kind: f.kind,
-                message: f.message,
-            },
-        }
-    }
-
-    fn netlink_events(&mut self) {
-        match self.monitor.events_all() {
-            Ok(events) => {
-                for (nsid, ev) in events {
-                    self.on_event(nsid, ev);
+    /// Finishes a batch of work: each changed port syncs its netfilter state once, ports left
+    /// without slaves are torn down (R-OBJ-1), and a changed configuration is written.
+    fn settle(&mut self) {
+        let empty: Vec<u32> = self
+            .ports
+            .iter()
+            .filter(|(_, p)| p.is_empty())
+            .map(|(m, _)| *m)
+            .collect();
+        for m in empty {
+            if let Some(p) = self.ports.remove(&m) {
+                let errors = p.teardown();
+                if !errors.is_empty() {
+                    warn!("tearing down the port of ifindex {m}: {errors}");
                 }
-            }
-            Err(e) => {
-                // ENOBUFS: events were lost; resynchronise everything.
-                warn!("rtnetlink monitor: {e}; resynchronising all slaves");
-                self.resync_all();
+                self.state_dirty = true;
             }
         }
-    }
-
-    fn on_event(&mut self, nsid: Option<i32>, ev: Event) {
-        match ev {
-            Event::LinkChanged(link) if nsid.is_none() && self.ports.contains_key(&link.index) => {
-                self.master_changed(&link)
-            }
-            Event::LinkGone { index, .. } if nsid.is_none() && self.ports.contains_key(&index) => {
-                self.master_gone(index)
-            }
-            Event::LinkChanged(link) => {
-                if let Some(key) = self.find_slave_at(nsid, link.index) {
-                    self.slave_link_changed(key, &link);
-                }
-            }
-            Event::LinkGone { index, .. } => {
-                if let Some(key) = self.find_slave_at(nsid, index) {
-                    self.relocate(key);
-                }
-            }
-            Event::AddrAdded(a) => {
-                if let Some(key) = self.find_slave_at(nsid, a.index) {
-                    self.learn_address(key, a.addr);
-                }
-            }
-            Event::AddrRemoved(a) => {
-                if let Some(key) = self.find_slave_at(nsid, a.index) {
-                    self.forget_address(key, a.addr);
-                }
-            }
+        for p in self.ports.values_mut() {
+            p.sync_netfilter();
+        }
+        if std::mem::take(&mut self.state_dirty) {
+            self.save();
         }
     }
 
     /// Releases every port on shutdown. TAPs persist, so a restarted daemon serves them again.
     fn shutdown(&mut self) {
-        for (_, mut p) in std::mem::take(&mut self.ports) {
-            p.dp.stop();
+        for (_, p) in std::mem::take(&mut self.ports) {
+            p.stop();
         }
     }
-}
-
-/// Parses the mode and flag words of a request.
-pub(crate) fn parse_mode_flag(
-    mode: Option<&str>,
-    flag: Option<&str>,
-) -> Outcome<(Option<Mode>, Option<Flag>)> {
-    let mode = mode.map(str::parse::<Mode>).transpose()?;
-    let flag = flag.map(str::parse::<Flag>).transpose()?;
-    Ok((mode, flag))
 }

@@ -1,6 +1,10 @@
 //! The daemon's persisted configuration: which slaves exist on which master, in which mode.
 //! Written atomically (temporary file, fsync, rename), so a crash leaves either the old or the
-//! new file, never half of one.
+//! new file, never half of one. A corrupt file is kept aside and the daemon starts empty.
+//!
+//! [`Daemon::save`] writes what the ports hold; [`Daemon::restore`] serves again, after a
+//! restart, every saved slave that still exists, in whatever namespace it now lives (found by
+//! its alias).
 
 use std::fs::{self, File, OpenOptions};
 use std::io::Write;
@@ -8,7 +12,16 @@ use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result};
+use ipvlan_core::{Flag, Mode};
+use ipvlan_linux::netns::all_namespaces;
+use ipvlan_linux::rtnl::Rtnl;
+use ipvlan_linux::NetNs;
 use serde::{Deserialize, Serialize};
+use tracing::{info, warn};
+
+use super::error::RequestError;
+use super::port::PortRuntime;
+use super::Daemon;
 
 pub const STATE_FILE: &str = "state.json";
 const VERSION: u32 = 1;
@@ -44,8 +57,8 @@ pub fn new_instance() -> String {
 pub struct PortState {
     pub master: String,
     pub master_ifindex: u32,
-    pub mode: String,
-    pub flag: String,
+    pub mode: Mode,
+    pub flag: Flag,
     pub slaves: Vec<SlaveState>,
 }
 
@@ -124,6 +137,117 @@ pub fn save(dir: &Path, state: &State) -> Result<()> {
     Ok(())
 }
 
+impl Daemon {
+    /// Writes the configuration of every port; a failure is logged (the running daemon keeps
+    /// serving; the next change tries again).
+    pub(super) fn save(&self) {
+        let st = State {
+            version: VERSION,
+            instance: self.instance.clone(),
+            ports: self.ports.values().map(PortRuntime::saved).collect(),
+        };
+        if let Err(e) = save(&self.cfg.state_dir, &st) {
+            warn!("saving state: {e:#}");
+        }
+    }
+
+    /// Serves again every slave of the saved state that still exists, wherever it now lives.
+    pub(super) fn restore(&mut self) {
+        let st = match load(&self.cfg.state_dir) {
+            Ok(Loaded::Fresh) => return,
+            Ok(Loaded::State(s)) => s,
+            Ok(Loaded::Corrupt { kept_as, why }) => {
+                warn!(
+                    "state file is corrupt ({why}); kept aside as {}; starting empty",
+                    kept_as.display()
+                );
+                return;
+            }
+            Err(e) => {
+                warn!("cannot read state: {e:#}; starting empty");
+                return;
+            }
+        };
+        if !st.instance.is_empty() {
+            self.instance = st.instance.clone();
+        }
+        let namespaces = all_namespaces();
+        for ps in st.ports {
+            if let Err(e) = self.restore_port(&ps, &namespaces) {
+                warn!(master = %ps.master, "cannot restore port: {e}");
+            }
+        }
+        self.settle();
+        self.save();
+    }
+
+    fn restore_port(&mut self, ps: &PortState, namespaces: &[NetNs]) -> Result<(), RequestError> {
+        let link = self
+            .rtnl
+            .link_by_index(ps.master_ifindex)
+            .ok()
+            .flatten()
+            .filter(|l| l.name == ps.master)
+            .or_else(|| self.rtnl.link_by_name(&ps.master).ok().flatten());
+        let Some(link) = link else {
+            warn!(master = %ps.master, "master is gone: its slaves are deleted (R-LIFE-1)");
+            for s in &ps.slaves {
+                if let Some((ns, name)) = locate(namespaces, &s.alias) {
+                    let _ = ns
+                        .run(move || ipvlan_linux::Tap::attach(&name, 1).and_then(|t| t.destroy()));
+                }
+            }
+            return Ok(());
+        };
+        let mut port = PortRuntime::create(&link)?;
+        port.set_mode_flag(ps.mode, ps.flag);
+        let carrier = link.up && link.carrier.unwrap_or(true);
+        let mut restored = Vec::new();
+        for s in &ps.slaves {
+            let Some((ns, name)) = locate(namespaces, &s.alias) else {
+                warn!(slave = %s.name, "slave no longer exists (its namespace was deleted?): dropped");
+                continue;
+            };
+            let queues = &self.queues;
+            let tap = match ns.run(move || queues.attach(&name)) {
+                Ok(Ok(t)) => t,
+                Ok(Err(e)) | Err(e) => {
+                    warn!(slave = %s.name, "cannot re-attach: {e}");
+                    continue;
+                }
+            };
+            let pinned = ns.id() != self.ns.id();
+            match port.restore_slave(s, tap, pinned, carrier) {
+                Ok(id) => restored.push((id, ns, s.name.clone())),
+                Err(e) => warn!(slave = %s.name, "cannot restore: {e}"),
+            }
+        }
+        let index = link.index;
+        self.ports.insert(index, port);
+        for (id, ns, name) in restored {
+            if let Err(e) = self.resync((index, id), &ns) {
+                warn!(slave = %name, "resynchronising: {e}");
+            }
+            info!(slave = %name, "slave restored");
+        }
+        Ok(())
+    }
+}
+
+/// Finds the device whose alias is `alias` in any namespace: (namespace, current name).
+fn locate(namespaces: &[NetNs], alias: &str) -> Option<(NetNs, String)> {
+    namespaces.iter().find_map(|ns| {
+        let links = ns
+            .run(|| Rtnl::open().and_then(|mut r| r.links()))
+            .ok()?
+            .ok()?;
+        let l = links
+            .into_iter()
+            .find(|l| l.alias.as_deref() == Some(alias))?;
+        Some((ns.try_clone().ok()?, l.name))
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -144,8 +268,8 @@ mod tests {
             ports: vec![PortState {
                 master: "m0".into(),
                 master_ifindex: 4,
-                mode: "l2".into(),
-                flag: "bridge".into(),
+                mode: Mode::L2,
+                flag: Flag::Bridge,
                 slaves: vec![SlaveState {
                     name: "ipvl0".into(),
                     id: 1,

@@ -1,0 +1,161 @@
+//! Following the kernel: rtnetlink events from every namespace are routed to the port they
+//! concern; a slave whose device left the namespace we knew is found again (or removed); once a
+//! second a sweep notices what no event reported.
+
+use std::io;
+
+use ipvlan_linux::rtnl::Event;
+use ipvlan_linux::NetNs;
+use tracing::warn;
+
+use super::{Daemon, SlaveKey};
+
+impl Daemon {
+    /// Reads the monitor's pending events and routes each.
+    pub(super) fn netlink_events(&mut self) {
+        match self.monitor.events_all() {
+            Ok(events) => {
+                for (nsid, ev) in events {
+                    self.on_event(nsid, ev);
+                }
+            }
+            Err(e) => {
+                // ENOBUFS: events were lost; resynchronise everything.
+                warn!("rtnetlink monitor: {e}; resynchronising all slaves");
+                self.resync_all();
+            }
+        }
+    }
+
+    fn on_event(&mut self, nsid: Option<i32>, ev: Event) {
+        match ev {
+            Event::LinkChanged(link) if nsid.is_none() && self.ports.contains_key(&link.index) => {
+                if let Some(p) = self.ports.get_mut(&link.index) {
+                    p.master_changed(&link);
+                }
+            }
+            Event::LinkGone { index, .. } if nsid.is_none() && self.ports.contains_key(&index) => {
+                self.master_gone(index)
+            }
+            Event::LinkChanged(link) => {
+                if let Some((master, id)) = self.find_slave_at(nsid, link.index) {
+                    if let Some(p) = self.ports.get_mut(&master) {
+                        p.slave_link_changed(id, &link);
+                    }
+                }
+            }
+            Event::LinkGone { index, .. } => {
+                if let Some(key) = self.find_slave_at(nsid, index) {
+                    self.relocate(key);
+                }
+            }
+            Event::AddrAdded(a) => {
+                if let Some((master, id)) = self.find_slave_at(nsid, a.index) {
+                    if let Some(p) = self.ports.get_mut(&master) {
+                        p.learn_address(id, a.addr);
+                    }
+                }
+            }
+            Event::AddrRemoved(a) => {
+                if let Some((master, id)) = self.find_slave_at(nsid, a.index) {
+                    if let Some(p) = self.ports.get_mut(&master) {
+                        p.forget_address(id, a.addr);
+                    }
+                }
+            }
+        }
+    }
+
+    /// The slave whose device has `ifindex` in the namespace with id `nsid` (`None`: ours).
+    pub(super) fn find_slave_at(&self, nsid: Option<i32>, ifindex: u32) -> Option<SlaveKey> {
+        self.ports
+            .iter()
+            .find_map(|(m, p)| p.slave_at(nsid, ifindex).map(|id| (*m, id)))
+    }
+
+    /// The master left the daemon's namespace or was deleted: its slaves go with it
+    /// (R-LIFE-1).
+    fn master_gone(&mut self, master: u32) {
+        let Some(p) = self.ports.get_mut(&master) else {
+            return;
+        };
+        warn!(master = %p.master(), "master device is gone: deleting its slaves");
+        for id in p.slave_ids() {
+            p.remove_slave(id, true);
+        }
+        self.state_dirty = true;
+    }
+
+    /// The slave's device left the namespace we knew: find where it went, or notice it is gone.
+    pub(super) fn relocate(&mut self, (master, id): SlaveKey) {
+        let Some(rt) = self.ports.get(&master).and_then(|p| p.slave(id)) else {
+            return;
+        };
+        let name = rt.name.clone();
+        match rt.netns() {
+            Ok(ns) => {
+                if let Err(e) = self.resync((master, id), &ns) {
+                    warn!(slave = %name, "following the slave into its new namespace: {e}");
+                }
+            }
+            Err(_) => {
+                // R-LIFE-5: its namespace was deleted and the device with it.
+                warn!(slave = %name, "slave device is gone (its namespace was deleted): removed from its port");
+                if let Some(p) = self.ports.get_mut(&master) {
+                    p.remove_slave(id, false);
+                }
+                self.state_dirty = true;
+            }
+        }
+    }
+
+    /// Re-reads a slave from the namespace `ns` it is in now.
+    pub(super) fn resync(&mut self, (master, id): SlaveKey, ns: &NetNs) -> io::Result<()> {
+        let nsid = if ns.id() == self.ns.id() {
+            None
+        } else {
+            Some(self.rtnl.nsid_of(ns)?)
+        };
+        match self.ports.get_mut(&master) {
+            Some(p) => p.resync(id, ns, nsid),
+            None => Ok(()),
+        }
+    }
+
+    pub(super) fn resync_all(&mut self) {
+        let keys: Vec<SlaveKey> = self
+            .ports
+            .iter()
+            .flat_map(|(m, p)| p.slave_ids().into_iter().map(move |id| (*m, id)))
+            .collect();
+        for key in keys {
+            self.relocate(key);
+        }
+    }
+
+    /// Once a second: notice slaves whose device disappeared without an event we could see,
+    /// and slaves whose namespace only we keep alive (its owner deleted it: R-LIFE-5).
+    pub(super) fn sweep(&mut self) {
+        if self.ports.values().any(|p| p.has_pinned_slaves()) {
+            let referenced = ipvlan_linux::netns::referenced_elsewhere();
+            let ours = self.ns.id();
+            for p in self.ports.values_mut() {
+                for id in p.orphaned_slaves(ours, &referenced) {
+                    if let Some(rt) = p.slave(id) {
+                        warn!(slave = %rt.name, "slave's namespace was deleted (only the daemon still held it): slave removed");
+                    }
+                    p.remove_slave(id, true);
+                    self.state_dirty = true;
+                }
+            }
+        }
+        let gone: Vec<SlaveKey> = self
+            .ports
+            .iter()
+            .flat_map(|(m, p)| p.vanished_slaves().into_iter().map(move |id| (*m, id)))
+            .collect();
+        for key in gone {
+            self.relocate(key);
+        }
+    }
+}

@@ -1,0 +1,240 @@
+//! How a port follows the kernel: the master's MAC, MTU and carrier (R-MAC-3, R-MTU-3,
+//! R-LINK-1); a slave's state, MAC and NOARP flag; a slave moved to another namespace
+//! (R-LIFE-4); addresses configured on a slave (R-ADDR-2, R-ADDR-3).
+
+use std::io;
+use std::net::IpAddr;
+
+use ipvlan_core::slave_id::link_local;
+use ipvlan_core::{Claim, PortError, SlaveId};
+use ipvlan_linux::rtnl::{Link, LinkChange, Rtnl};
+use ipvlan_linux::{NetNs, NsId};
+use tracing::{debug, info, warn};
+
+use super::PortRuntime;
+
+impl PortRuntime {
+    /// The master changed: slaves follow its MAC, MTU and carrier; a rename is remembered.
+    pub fn master_changed(&mut self, link: &Link) {
+        let carrier = link.up && link.carrier.unwrap_or(true);
+        let (mac_changed, mtu_changed) = {
+            let mut port = self.dp.port();
+            let mac_changed = link.mac.filter(|m| *m != port.master().mac);
+            if let Some(mac) = mac_changed {
+                port.set_master_mac(mac); // R-MAC-3
+            }
+            let mtu_changed = link.mtu != port.master().mtu && link.mtu > 0;
+            if mtu_changed {
+                port.set_master_mtu(link.mtu); // R-MTU-3
+            }
+            (mac_changed, mtu_changed)
+        };
+        if self.master != link.name {
+            self.master = link.name.clone();
+            self.netfilter.set_master(&link.name);
+        }
+        for rt in self.slaves.values_mut() {
+            if let Some(mac) = mac_changed {
+                if let Err(e) = rt.set_mac(mac) {
+                    warn!(slave = %rt.name, "following the master's MAC: {e}");
+                }
+            }
+            if mtu_changed {
+                let change = LinkChange {
+                    mtu: Some(link.mtu),
+                    ..LinkChange::default()
+                };
+                if let Err(e) = rt.set_link(change) {
+                    warn!(slave = %rt.name, "following the master's MTU: {e}");
+                }
+            }
+            if rt.carrier != carrier {
+                // R-LINK-1: carrier follows the master.
+                if let Err(e) = rt.set_carrier(carrier) {
+                    warn!(slave = %rt.name, "setting carrier: {e}");
+                }
+            }
+        }
+    }
+
+    /// A slave's device changed (up/down, MTU, MAC, flags) in its namespace.
+    pub fn slave_link_changed(&mut self, id: SlaveId, link: &Link) {
+        let Some(rt) = self.slaves.get(&id) else {
+            return;
+        };
+        let (was_up, mode, mac, ll) = {
+            let mut port = self.dp.port();
+            let was_up = port.slave(id).is_some_and(|s| s.is_up());
+            if was_up != link.up {
+                let _ = port.set_slave_up(id, link.up);
+            }
+            if port.slave(id).is_some_and(|s| s.mtu() != link.mtu) && link.mtu > 0 {
+                let _ = port.set_slave_mtu(id, link.mtu);
+            }
+            (was_up, port.mode(), port.master().mac, port.link_local(id))
+        };
+        if link.mac.is_some_and(|m| m != mac) {
+            // R-MAC-2: a slave's MAC is the master's; undo the change (events may also be stale
+            // reports from before we set it: re-setting is harmless).
+            debug!(slave = %rt.name, "slave MAC differs from the master's: restoring it");
+            let _ = rt.set_mac(mac);
+        }
+        if link.up && link.noarp != mode.is_noarp() {
+            let _ = rt.set_link(LinkChange {
+                noarp: Some(mode.is_noarp()),
+                ..LinkChange::default()
+            });
+        }
+        if link.up && !was_up {
+            rt.ensure_link_local(ll, mac);
+        }
+        if was_up != link.up {
+            self.netfilter_dirty = true;
+        }
+    }
+
+    /// Re-reads everything about a slave from the namespace `ns` it is in now (`nsid` its id in
+    /// the daemon's, `None` when it is the daemon's own): index, state, MTU, addresses (a move
+    /// flushed the old ones, R-LIFE-4); re-applies our link settings.
+    pub fn resync(&mut self, id: SlaveId, ns: &NetNs, nsid: Option<i32>) -> io::Result<()> {
+        let Some(rt) = self.slaves.get_mut(&id) else {
+            return Ok(());
+        };
+        let name = rt.current_name()?;
+        let (mac, ll, mtu) = {
+            let port = self.dp.port();
+            (
+                port.master().mac,
+                port.link_local(id),
+                port.slave(id).map(|s| s.mtu()),
+            )
+        };
+        let alias = rt.alias.clone();
+        let (link, addrs) = ns.run(move || -> io::Result<_> {
+            let mut r = Rtnl::open()?;
+            let link = r
+                .link_by_name(&name)?
+                .ok_or_else(|| io::Error::new(io::ErrorKind::NotFound, "device not found"))?;
+            // A move resets per-device IPv6 settings: no EUI-64 link-local from the shared MAC.
+            r.set_link(
+                link.index,
+                &LinkChange {
+                    addrgen_none: true,
+                    alias: Some(alias),
+                    mac: link.mac.filter(|m| *m != mac).map(|_| mac),
+                    ..LinkChange::default()
+                },
+            )?;
+            let addrs = r.addresses(Some(link.index))?;
+            Ok((link, addrs))
+        })??;
+        rt.nsid = nsid;
+        rt.ifindex = link.index;
+        if nsid.is_none() {
+            rt.pinned = false;
+        }
+        rt.conflicts.clear();
+        {
+            let mut port = self.dp.port();
+            for a in port.addresses(id).to_vec() {
+                let _ = port.remove_address(id, a);
+            }
+            let _ = port.set_slave_up(id, link.up);
+            if mtu != Some(link.mtu) {
+                let _ = port.set_slave_mtu(id, link.mtu);
+            }
+        }
+        let place = ns
+            .name()
+            .unwrap_or_else(|| format!("nsid {}", nsid.unwrap_or(-1)));
+        info!(slave = %rt.name, netns = %place, ifindex = link.index, "slave is in namespace");
+        for a in addrs {
+            self.learn_address(id, a.addr);
+        }
+        if link.up {
+            if let Some(rt) = self.slaves.get(&id) {
+                rt.ensure_link_local(ll, mac);
+            }
+        }
+        self.netfilter_dirty = true;
+        Ok(())
+    }
+
+    /// An address appeared on a slave (R-ADDR-2). The first owner keeps a contested address
+    /// (R-ADDR-3): the claim is recorded as a conflict and not served.
+    pub fn learn_address(&mut self, id: SlaveId, addr: IpAddr) {
+        let Some(rt) = self.slaves.get_mut(&id) else {
+            return;
+        };
+        let result = {
+            let mut port = self.dp.port();
+            let mac = port.master().mac;
+            if addr == IpAddr::V6(link_local(mac, 0)) {
+                // The kernel's EUI-64 link-local of the shared MAC: every slave and the master
+                // would share it. Replace it with the per-slave one (R-DEVID-2).
+                drop(port);
+                let index = rt.ifindex;
+                let _ = rt.in_dev_ns(move |r| r.del_address(index, addr, 64));
+                return;
+            }
+            port.add_address(id, addr)
+        };
+        match result {
+            Ok(Claim::New) => {
+                info!(slave = %rt.name, %addr, "address learned");
+                self.netfilter_dirty = true;
+            }
+            Ok(Claim::AlreadyOwned) => {}
+            Err(PortError::AddressInUse { owner, .. }) => {
+                // Userspace cannot veto `ip addr add`: the first owner keeps it (R-ADDR-3).
+                warn!(slave = %rt.name, %addr, %owner, "address conflict: already owned by another slave of this master; not served");
+                rt.conflicts.insert(addr, owner);
+                rt.conflict_count += 1;
+            }
+            Err(e) => info!(slave = %rt.name, %addr, "address not used for steering: {e}"),
+        }
+    }
+
+    /// An address went away from a slave.
+    pub fn forget_address(&mut self, id: SlaveId, addr: IpAddr) {
+        let Some(rt) = self.slaves.get_mut(&id) else {
+            return;
+        };
+        if rt.conflicts.remove(&addr).is_none() && self.dp.port().remove_address(id, addr).is_ok() {
+            info!(slave = %rt.name, %addr, "address forgotten");
+            self.netfilter_dirty = true;
+        }
+    }
+
+    /// Slaves whose namespace only our descriptor keeps alive: re-attached after a restart
+    /// into a namespace (other than `ours`) that nobody else references (R-LIFE-5).
+    pub fn orphaned_slaves(
+        &self,
+        ours: NsId,
+        referenced: &std::collections::HashSet<u64>,
+    ) -> Vec<SlaveId> {
+        self.slaves
+            .iter()
+            .filter(|(_, rt)| rt.pinned)
+            .filter(|(_, rt)| {
+                rt.netns()
+                    .is_ok_and(|ns| ns.id() != ours && !referenced.contains(&ns.id().ino))
+            })
+            .map(|(id, _)| *id)
+            .collect()
+    }
+
+    /// Whether any slave was re-attached inside another namespace (see `orphaned_slaves`).
+    pub fn has_pinned_slaves(&self) -> bool {
+        self.slaves.values().any(|rt| rt.pinned)
+    }
+
+    /// Slaves whose device is gone (its namespace was deleted with it).
+    pub fn vanished_slaves(&self) -> Vec<SlaveId> {
+        self.slaves
+            .iter()
+            .filter(|(_, rt)| rt.netns().is_err())
+            .map(|(id, _)| *id)
+            .collect()
+    }
+}

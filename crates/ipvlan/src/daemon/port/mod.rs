@@ -1,0 +1,476 @@
+//! One port: a master, its data plane, its netfilter state and its slaves, owned by one
+//! [`PortRuntime`]. The core [`Port`] (decisions, counters, address table) lives behind the data
+//! plane's lock and only this module and its children reach it; the rest of the daemon goes
+//! through the methods here. Creating and restoring a slave share one bring-up path
+//! ([`bring_up`]); a step that fails undoes the earlier ones through [`Undo`] guards.
+//!
+//! - `events`: reactions to the kernel (master and slave link changes, namespace moves,
+//!   addresses learned and forgotten);
+//! - `view`: `link show` and the persisted form.
+
+mod events;
+mod view;
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::net::IpAddr;
+use std::sync::Arc;
+
+use ipvlan_core::{
+    IfName, LinkTypeArgs, MacAddr, Master, MissingMode, Mode, NewSlave, Port, SlaveId,
+};
+use ipvlan_linux::host::HostStack;
+use ipvlan_linux::rtnl::{Link, LinkChange, Rtnl};
+use ipvlan_linux::{PacketSocket, Tap};
+use tracing::{info, warn};
+
+use super::error::{RequestError, TeardownErrors};
+use super::netfilter::{Desired, Hook, PortNetfilter};
+use super::persist::SlaveState;
+use super::slave::{alias_for, SlaveRuntime};
+use crate::dataplane::queues::SlaveQueues;
+use crate::dataplane::{worker_count, DataPlane};
+
+/// Runs a rollback step when dropped, unless disarmed: the undo of a bring-up step that later
+/// steps may still fail.
+#[must_use = "an Undo runs when dropped"]
+pub struct Undo<F: FnOnce()>(Option<F>);
+
+impl<F: FnOnce()> Undo<F> {
+    pub fn new(f: F) -> Undo<F> {
+        Undo(Some(f))
+    }
+
+    /// The step stays: nothing to undo.
+    pub fn disarm(mut self) {
+        self.0 = None;
+    }
+}
+
+impl<F: FnOnce()> Drop for Undo<F> {
+    fn drop(&mut self) {
+        if let Some(f) = self.0.take() {
+            f();
+        }
+    }
+}
+
+/// What `link add` asks of a port.
+#[derive(Debug, Clone)]
+pub struct SlaveSpec {
+    pub name: IfName,
+    pub args: LinkTypeArgs,
+    /// Bytes; `None`: the master's (R-MTU-1).
+    pub mtu: Option<u32>,
+    /// The source-address guard, on from the first frame.
+    pub spoofchk: bool,
+}
+
+/// How a slave came to be served.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Origin {
+    /// A new device: every setting must take.
+    Created,
+    /// A device of ours found after a restart: serve it even if a setting is refused.
+    Restored,
+}
+
+/// One master's port.
+pub struct PortRuntime {
+    master: String,
+    index: u32,
+    dp: DataPlane,
+    netfilter: PortNetfilter,
+    /// The port's addresses or mode changed since the last netfilter sync.
+    netfilter_dirty: bool,
+    /// l3s: the sink TAP's name while it exists (the data plane holds the device).
+    sink: Option<String>,
+    slaves: BTreeMap<SlaveId, SlaveRuntime>,
+}
+
+impl PortRuntime {
+    /// Opens the master's sockets, installs its (empty) steal table and starts the data plane.
+    pub fn create(link: &Link) -> Result<PortRuntime, RequestError> {
+        let mac = link
+            .mac
+            .ok_or_else(|| RequestError::NoMac(link.name.clone()))?;
+        let packet = PacketSocket::open_fanout(link.index, worker_count())
+            .map_err(RequestError::system("opening the master's packet sockets"))?;
+        let host = HostStack::open(&link.name).map_err(RequestError::system(
+            "opening raw sockets to the host stack",
+        ))?;
+        let mut netfilter = PortNetfilter::new(&link.name, link.index);
+        netfilter
+            .sync(&Desired {
+                hook: Hook::Steal,
+                addresses: BTreeSet::new(),
+            })
+            .map_err(RequestError::Netfilter)?;
+        let undo_netfilter = Undo::new(|| {
+            netfilter.teardown();
+        });
+        let port = Port::new(Master {
+            name: IfName::new(&link.name)?,
+            mac,
+            mtu: link.mtu,
+        });
+        let dp = DataPlane::start(port, packet, host)
+            .map_err(RequestError::system("starting the data plane"))?;
+        undo_netfilter.disarm();
+        info!(master = %link.name, workers = dp.workers(), "port created");
+        Ok(PortRuntime {
+            master: link.name.clone(),
+            index: link.index,
+            dp,
+            netfilter,
+            netfilter_dirty: false,
+            sink: None,
+            slaves: BTreeMap::new(),
+        })
+    }
+
+    /// The master's name.
+    pub fn master(&self) -> &str {
+        &self.master
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.slaves.is_empty()
+    }
+
+    /// The slave created as `name`.
+    pub fn slave_named(&self, name: &str) -> Option<SlaveId> {
+        self.slaves
+            .iter()
+            .find(|(_, s)| s.name.as_str() == name)
+            .map(|(id, _)| *id)
+    }
+
+    /// The slave whose device has `ifindex` in the namespace with id `nsid` (`None`: ours).
+    pub fn slave_at(&self, nsid: Option<i32>, ifindex: u32) -> Option<SlaveId> {
+        self.slaves
+            .iter()
+            .find(|(_, s)| s.nsid == nsid && s.ifindex == ifindex)
+            .map(|(id, _)| *id)
+    }
+
+    pub fn slave_ids(&self) -> Vec<SlaveId> {
+        self.slaves.keys().copied().collect()
+    }
+
+    /// The control-plane side of a slave.
+    pub fn slave(&self, id: SlaveId) -> Option<&SlaveRuntime> {
+        self.slaves.get(&id)
+    }
+
+    /// `link add`: a new slave with a new TAP (the master's MAC, the slave's MTU, our alias).
+    /// Returns the notes for the user (mode kept or changed for the whole port).
+    pub fn add_slave(
+        &mut self,
+        spec: SlaveSpec,
+        queues: &SlaveQueues,
+        instance: &str,
+        carrier: bool,
+    ) -> Result<Vec<String>, RequestError> {
+        let dp = &self.dp;
+        let others: Vec<String> = dp.port().slaves().map(|s| s.name().to_string()).collect();
+        let (added, mac, mtu) = {
+            let mut port = dp.port();
+            let added = port.add_slave(NewSlave {
+                name: spec.name.clone(),
+                args: spec.args,
+                mtu: spec.mtu,
+                missing_mode: MissingMode::KeepPort,
+            })?;
+            let mtu = port.slave(added.id).map_or(port.master().mtu, |s| s.mtu());
+            (added, port.master().mac, mtu)
+        };
+        let id = added.id;
+        let undo_core = Undo::new(|| {
+            let _ = dp.port().remove_slave(id);
+        });
+        // Guarded from its first frame: set before the device exists.
+        dp.port().set_source_guard(id, spec.spoofchk)?;
+        let tap = queues
+            .create(spec.name.as_str())
+            .map_err(|source| RequestError::CreateTap {
+                name: spec.name.clone(),
+                source,
+            })?;
+        let tap = Arc::new(tap);
+        let undo_device = Undo::new(|| {
+            let _ = tap.destroy();
+        });
+        let alias = alias_for(instance, self.index, id);
+        let ifindex = name_new_device(&spec.name, mtu, &alias)?;
+        let mut rt = SlaveRuntime::new(spec.name.clone(), alias, tap.clone(), carrier);
+        rt.ifindex = ifindex;
+        bring_up(dp, &mut self.slaves, id, rt, mac, Origin::Created)?;
+        undo_device.disarm();
+        undo_core.disarm();
+
+        let (mode, flag) = {
+            let port = self.dp.port();
+            (port.mode(), port.flag())
+        };
+        info!(slave = %spec.name, master = %self.master, %mode, %flag, "slave created");
+        let mut notes = Vec::new();
+        if spec.args.mode.is_none() && !others.is_empty() {
+            notes.push(format!(
+                "no mode given: {} joins master {}'s port in its mode {mode} {flag} \
+                 (the kernel would have reset every slave of {} to l3)",
+                spec.name, self.master, self.master
+            ));
+        }
+        if added.change.changed() && !others.is_empty() {
+            notes.push(format!(
+                "master {} changed from {} {} to {mode} {flag}: every slave of it changed too: {}",
+                self.master,
+                added.change.old_mode,
+                added.change.old_flag,
+                others.join(", ")
+            ));
+            self.apply_noarp();
+        }
+        self.netfilter_dirty = true;
+        Ok(notes)
+    }
+
+    /// Serves again a slave of the saved state whose TAP was re-attached (in its namespace).
+    /// The caller then resynchronises it from that namespace.
+    pub fn restore_slave(
+        &mut self,
+        saved: &SlaveState,
+        tap: Tap,
+        pinned: bool,
+        carrier: bool,
+    ) -> Result<SlaveId, RequestError> {
+        let id = SlaveId::from_raw(saved.id);
+        let name = IfName::new(&saved.name)?;
+        let dp = &self.dp;
+        let mac = {
+            let mut port = dp.port();
+            port.restore_slave(id, name.clone(), saved.mtu)?;
+            port.master().mac
+        };
+        let undo_core = Undo::new(|| {
+            let _ = dp.port().remove_slave(id);
+        });
+        dp.port().set_source_guard(id, saved.spoofchk)?;
+        let mut rt = SlaveRuntime::new(name, saved.alias.clone(), Arc::new(tap), carrier);
+        rt.pinned = pinned;
+        bring_up(dp, &mut self.slaves, id, rt, mac, Origin::Restored)?;
+        undo_core.disarm();
+        self.netfilter_dirty = true;
+        Ok(id)
+    }
+
+    /// Stops serving a slave; `destroy` also deletes its device (gone when this returns).
+    pub fn remove_slave(&mut self, id: SlaveId, destroy: bool) {
+        // The data plane lets go of its handle first, so the device can go with ours.
+        drop(self.dp.remove_slave(id));
+        let _ = self.dp.port().remove_slave(id);
+        self.netfilter_dirty = true;
+        let Some(rt) = self.slaves.remove(&id) else {
+            return;
+        };
+        let name = rt.name.clone();
+        if destroy {
+            if let Err(e) = rt.destroy() {
+                warn!(slave = %name, "deleting the device: {e}");
+            }
+        }
+        info!(slave = %name, "slave removed");
+    }
+
+    /// `link set`: the source guard of one slave, the mode and flag of the whole port
+    /// (R-OBJ-5). Returns the notes for the user.
+    pub fn set_link(
+        &mut self,
+        id: SlaveId,
+        args: LinkTypeArgs,
+        spoofchk: Option<bool>,
+    ) -> Result<Vec<String>, RequestError> {
+        let (change, names) = {
+            let mut port = self.dp.port();
+            if let Some(on) = spoofchk {
+                port.set_source_guard(id, on)?;
+            }
+            let change = port.change_link(args);
+            let names: Vec<String> = port.slaves().map(|s| s.name().to_string()).collect();
+            (change, names)
+        };
+        let mut notes = Vec::new();
+        if change.changed() {
+            notes.push(format!(
+                "master {} changed from {} {} to {} {}: every slave of it changed: {}",
+                self.master,
+                change.old_mode,
+                change.old_flag,
+                change.new_mode,
+                change.new_flag,
+                names.join(", ")
+            ));
+            info!(master = %self.master, mode = %change.new_mode, flag = %change.new_flag, "port changed");
+        }
+        self.apply_noarp();
+        self.netfilter_dirty = true;
+        Ok(notes)
+    }
+
+    /// Sets the port's mode and flag as saved (restore).
+    pub fn set_mode_flag(&mut self, mode: Mode, flag: ipvlan_core::Flag) {
+        self.dp.port().set_mode_flag(mode, flag);
+        self.netfilter_dirty = true;
+    }
+
+    /// Sets every slave's NOARP flag from the port mode (R-MODE-2).
+    fn apply_noarp(&self) {
+        let noarp = self.dp.port().mode().is_noarp();
+        for rt in self.slaves.values() {
+            let change = LinkChange {
+                noarp: Some(noarp),
+                ..LinkChange::default()
+            };
+            if let Err(e) = rt.set_link(change) {
+                warn!(slave = %rt.name, "setting NOARP: {e}");
+            }
+        }
+    }
+
+    /// Makes the installed netfilter state match the port, if anything changed since the last
+    /// sync: the active addresses (of up slaves) in the steal table, or in l3s in the l3s hooks,
+    /// whose sink TAP this creates and removes with the mode. Called once per batch of
+    /// changes, so 1,000 addresses removed cost one sync, not 1,000.
+    pub fn sync_netfilter(&mut self) {
+        if !self.netfilter_dirty {
+            return;
+        }
+        self.netfilter_dirty = false;
+        let (l3s, addresses): (bool, BTreeSet<IpAddr>) = {
+            let port = self.dp.port();
+            let active = port
+                .slaves()
+                .filter(|s| s.is_up())
+                .flat_map(|s| port.addresses(s.id()).to_vec())
+                .collect();
+            (port.mode() == Mode::L3s, active)
+        };
+        let hook = if l3s {
+            match self.ensure_sink() {
+                Ok(sink) => Hook::L3s { sink },
+                Err(e) => {
+                    warn!(master = %self.master, "cannot create the l3s sink: {e}");
+                    return;
+                }
+            }
+        } else {
+            Hook::Steal
+        };
+        if let Err(e) = self.netfilter.sync(&Desired { hook, addresses }) {
+            warn!(master = %self.master, "{e}");
+        }
+        if !l3s && self.sink.take().is_some() {
+            if let Err(e) = self.dp.set_sink(None) {
+                warn!(master = %self.master, "removing the l3s sink: {e}");
+            }
+        }
+    }
+
+    /// The l3s sink TAP (`ipvls<ifindex>`, up, NOARP), created and handed to the data plane if
+    /// it does not exist yet.
+    fn ensure_sink(&mut self) -> std::io::Result<String> {
+        if let Some(s) = &self.sink {
+            return Ok(s.clone());
+        }
+        let name = format!("ipvls{}", self.index);
+        let tap = Arc::new(Tap::create_transient(&name)?);
+        let mut r = Rtnl::open()?;
+        let link = r
+            .link_by_name(&name)?
+            .ok_or_else(|| std::io::Error::other("the sink TAP is not visible"))?;
+        r.set_link(
+            link.index,
+            &LinkChange {
+                up: Some(true),
+                noarp: Some(true),
+                addrgen_none: true,
+                ..LinkChange::default()
+            },
+        )?;
+        self.dp.set_sink(Some(tap))?;
+        self.sink = Some(name.clone());
+        Ok(name)
+    }
+
+    /// Stops the data plane and leaves everything else in place: the daemon is stopping, and
+    /// its next start serves the slaves again (and replaces the netfilter state).
+    pub fn stop(mut self) {
+        self.dp.stop();
+    }
+
+    /// Stops the data plane and removes the netfilter state (R-OBJ-1); the slaves' devices
+    /// stay (they are deleted by `remove_slave` or persist across a restart). Every failure is
+    /// collected.
+    pub fn teardown(mut self) -> TeardownErrors {
+        let mut errors = TeardownErrors::default();
+        if self.sink.take().is_some() {
+            errors.note("removing the l3s sink", self.dp.set_sink(None));
+        }
+        self.dp.stop();
+        errors.0.extend(self.netfilter.teardown().0);
+        info!(master = %self.master, "port removed");
+        errors
+    }
+}
+
+/// Gives a TAP just created in the daemon's namespace its MTU and alias, with no EUI-64
+/// link-local (the shared MAC would make them collide); returns its ifindex.
+fn name_new_device(name: &IfName, mtu: u32, alias: &str) -> Result<u32, RequestError> {
+    let what = "configuring the new TAP";
+    let mut r = Rtnl::open().map_err(RequestError::system(what))?;
+    let link = r
+        .link_by_name(name.as_str())
+        .map_err(RequestError::system(what))?
+        .ok_or_else(|| RequestError::NoDevice(name.to_string()))?;
+    r.set_link(
+        link.index,
+        &LinkChange {
+            mtu: Some(mtu),
+            alias: Some(alias.to_owned()),
+            addrgen_none: true,
+            ..LinkChange::default()
+        },
+    )
+    .map_err(RequestError::system(what))?;
+    Ok(link.index)
+}
+
+/// The bring-up every served slave goes through, new or restored: offloads, the master's MAC,
+/// the carrier, then the data plane serves it and the port records it.
+fn bring_up(
+    dp: &DataPlane,
+    slaves: &mut BTreeMap<SlaveId, SlaveRuntime>,
+    id: SlaveId,
+    mut rt: SlaveRuntime,
+    mac: MacAddr,
+    origin: Origin,
+) -> Result<(), RequestError> {
+    let tap = rt.device();
+    let carrier = rt.carrier;
+    let steps: [(&'static str, std::io::Result<()>); 3] = [
+        ("enabling the TAP's offloads", tap.enable_offloads()),
+        ("setting the slave's MAC", tap.set_mac(mac)),
+        ("setting the slave's carrier", rt.set_carrier(carrier)),
+    ];
+    for (what, r) in steps {
+        match (r, origin) {
+            (Ok(()), _) => {}
+            (Err(e), Origin::Created) => return Err(RequestError::system(what)(e)),
+            (Err(e), Origin::Restored) => warn!(slave = %rt.name, "{what}: {e}"),
+        }
+    }
+    dp.add_slave(id, tap)
+        .map_err(RequestError::system("serving the new slave"))?;
+    slaves.insert(id, rt);
+    Ok(())
+}

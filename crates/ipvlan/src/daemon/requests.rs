@@ -1,0 +1,141 @@
+//! The CLI's verbs: `link add`, `link del`, `link set`, `link show`. Each takes its typed
+//! request, checks what the kernel would check (R-CRT-*), and hands the work to the port it
+//! concerns.
+
+use std::collections::btree_map::Entry;
+
+use ipvlan_core::{IfName, LinkTypeArgs};
+use ipvlan_linux::rtnl::{Link, LINK_TYPE_ETHER};
+
+use super::error::RequestError;
+use super::port::{PortRuntime, SlaveSpec};
+use super::{Daemon, SlaveKey};
+use crate::proto::{LinkAdd, LinkDel, LinkSet, LinkShow, Request, Response};
+
+fn ok(notes: Vec<String>) -> Response {
+    Response::Ok {
+        notes,
+        links: Vec::new(),
+    }
+}
+
+impl Daemon {
+    /// Carries out one request; an error has been rolled back.
+    pub(super) fn request(&mut self, req: Request) -> Result<Response, RequestError> {
+        match req {
+            Request::LinkAdd(r) => self.link_add(r),
+            Request::LinkDel(r) => self.link_del(&r),
+            Request::LinkSet(r) => self.link_set(r),
+            Request::LinkShow(r) => self.link_show(&r),
+        }
+    }
+
+    /// The slave created as `name`.
+    fn find_by_name(&self, name: &str) -> Result<SlaveKey, RequestError> {
+        self.ports
+            .iter()
+            .find_map(|(m, p)| p.slave_named(name).map(|id| (*m, id)))
+            .ok_or_else(|| RequestError::NoDevice(name.to_owned()))
+    }
+
+    fn link_add(&mut self, req: LinkAdd) -> Result<Response, RequestError> {
+        let name = IfName::new(&req.name)?;
+        if self.find_by_name(name.as_str()).is_ok() {
+            return Err(RequestError::SlaveExists(name));
+        }
+        let lookup = RequestError::system("looking up the master");
+        let master = self
+            .rtnl
+            .link_by_name(&req.master)
+            .map_err(lookup)?
+            .ok_or_else(|| RequestError::NoDevice(req.master.clone()))?;
+        if self
+            .rtnl
+            .link_by_name(name.as_str())
+            .map_err(RequestError::system("looking up the name"))?
+            .is_some()
+        {
+            return Err(RequestError::NameTaken(name));
+        }
+        // R-CRT-2: a slave given as the link means its master.
+        let master = match self.find_slave_at(None, master.index) {
+            Some((index, _)) => self
+                .rtnl
+                .link_by_index(index)
+                .map_err(RequestError::system("looking up the master"))?
+                .ok_or_else(|| RequestError::NoDevice(req.master.clone()))?,
+            None => master,
+        };
+        let carrier = master.up && master.carrier.unwrap_or(true);
+        let spec = SlaveSpec {
+            name,
+            args: LinkTypeArgs {
+                mode: req.mode,
+                flag: req.flag,
+            },
+            mtu: req.mtu,
+            spoofchk: req.spoofchk.unwrap_or(false),
+        };
+        let port = match self.ports.entry(master.index) {
+            Entry::Occupied(e) => e.into_mut(),
+            Entry::Vacant(e) => {
+                check_master(&master)?;
+                e.insert(PortRuntime::create(&master)?)
+            }
+        };
+        // A port created for this slave and left empty by a failure goes at the next settle.
+        let notes = port.add_slave(spec, &self.queues, &self.instance, carrier)?;
+        self.state_dirty = true;
+        Ok(ok(notes))
+    }
+
+    fn link_del(&mut self, req: &LinkDel) -> Result<Response, RequestError> {
+        let (master, id) = self.find_by_name(&req.name)?;
+        if let Some(p) = self.ports.get_mut(&master) {
+            p.remove_slave(id, true);
+        }
+        self.state_dirty = true;
+        Ok(ok(Vec::new()))
+    }
+
+    fn link_set(&mut self, req: LinkSet) -> Result<Response, RequestError> {
+        let (master, id) = self.find_by_name(&req.name)?;
+        let port = self
+            .ports
+            .get_mut(&master)
+            .ok_or_else(|| RequestError::NoDevice(req.name.clone()))?;
+        let args = LinkTypeArgs {
+            mode: req.mode,
+            flag: req.flag,
+        };
+        let notes = port.set_link(id, args, req.spoofchk)?;
+        self.state_dirty = true;
+        Ok(ok(notes))
+    }
+
+    fn link_show(&self, req: &LinkShow) -> Result<Response, RequestError> {
+        let name = req.name.as_deref();
+        let links: Vec<_> = self.ports.values().flat_map(|p| p.views(name)).collect();
+        if let (Some(n), true) = (name, links.is_empty()) {
+            return Err(RequestError::NoDevice(n.to_owned()));
+        }
+        Ok(Response::Ok {
+            notes: Vec::new(),
+            links,
+        })
+    }
+}
+
+/// What makes a device unusable as a master (R-CRT-3, R-CRT-4).
+fn check_master(link: &Link) -> Result<(), RequestError> {
+    if link.loopback || link.link_type != LINK_TYPE_ETHER {
+        return Err(RequestError::NotEthernet(link.name.clone()));
+    }
+    if let Some(controller) = link.controller {
+        return Err(RequestError::MasterBusy {
+            master: link.name.clone(),
+            controller,
+        });
+    }
+    Ok(())
+}
