@@ -3,6 +3,7 @@
 mod bench_forward;
 mod cli;
 mod daemon;
+mod dataplane;
 mod demo;
 mod logging;
 mod matrix;

@@ -2,8 +2,6 @@
 //! slave addresses from rtnetlink; persists the configuration.
 
 mod control;
-mod dataplane;
-mod queues;
 mod slaves;
 pub mod state;
 
@@ -21,8 +19,8 @@ use ipvlan_linux::steal::Steal;
 use ipvlan_linux::{Epoll, NetNs, Tap};
 use tracing::{info, warn};
 
+use crate::dataplane::{self, queues, DataPlane};
 use crate::proto::{ErrorKind, Request, Response};
-use dataplane::DataPlane;
 
 #[derive(Debug, Clone)]
 pub struct Config {

@@ -17,9 +17,9 @@ use ipvlan_linux::steal::Steal;
 use ipvlan_linux::{NetNs, PacketSocket, SlaveDevice, Tap};
 use tracing::{info, warn};
 
-use super::dataplane::{worker_count, DataPlane};
 use super::state::{self, Loaded, PortState, SlaveState, State};
 use super::{parse_mode_flag, system, Daemon, Failure, Outcome, PortRt, SlaveCtl};
+use crate::dataplane::{worker_count, DataPlane};
 use crate::proto::{Conflict, ErrorKind, LinkView, Response, Stats};
 
 /// (master ifindex, slave id): how the daemon names a slave internally.

@@ -9,6 +9,8 @@
 //! also has its own socket in the master's fanout group, which spreads wire traffic over the
 //! workers by flow. The l3s sink is served by worker 0.
 
+pub mod queues;
+
 use std::collections::HashMap;
 use std::io;
 use std::net::IpAddr;
