@@ -4,6 +4,7 @@
 //! (192.0.2.11, .12, .13), all up, in mode l2 bridge.
 
 use std::net::{IpAddr, Ipv4Addr};
+use std::sync::atomic::AtomicBool;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -14,13 +15,15 @@ use ipvlan_core::frames::{
 use ipvlan_core::offload::GSO_TCPV4;
 use ipvlan_core::wire::ethernet::ethertype;
 use ipvlan_core::{
-    DropReason, Flag, IfName, LinkTypeArgs, MacAddr, Master, Mode, NewSlave, Port, SlaveCounters,
-    SlaveId,
+    DropReason, Flag, IfName, LinkTypeArgs, MacAddr, Master, McOrigin, Mode, NewSlave, Port,
+    SlaveCounters, SlaveId,
 };
-use ipvlan_linux::{Epoll, PktType};
+use ipvlan_linux::{Epoll, EventFd, PktType, Ready};
 
 use super::testing::{MemHost, MemMaster, MemSlave};
-use super::worker::{drain_multicast, from_master, from_slave, Io, Me, Token, FRAME_MAX, MC_BURST};
+use super::worker::{
+    drain_multicast, from_master, from_sink, from_slave, Io, Me, Token, FRAME_MAX, MC_BURST,
+};
 use super::{DataPlane, Shared};
 
 const M: MacAddr = MASTER_MAC;
@@ -491,6 +494,119 @@ fn a_broadcast_from_the_wire_reaches_every_slave_and_does_not_go_back_out() {
         assert_eq!(d.written().len(), 1);
     }
     assert!(fx.master.sent().is_empty());
+}
+
+// ------------------------------------------------------------------ l3s sink
+
+#[test]
+fn the_sink_delivers_to_the_owner_of_the_destination_with_the_ttl_restored() {
+    let fx = Fx::new(2);
+    let sink = MemSlave::new(1);
+    fx.shared.lock().unwrap().sink = Some(sink.clone());
+    // What `dup` copied after the master's INPUT: TTL one lower, any MACs.
+    let mut packet = ipv4_packet(v4(198, 51, 100, 7), slave_addr(2), 17, 8);
+    packet[8] = 63;
+    let c = !fold(sum16(&packet[..20], 0));
+    packet[10..12].copy_from_slice(&c.to_be_bytes());
+    let mut whole = plain(&ethernet(EXT_MAC, FORGED, ethertype::IPV4, &packet));
+    sink.inject(0, &whole);
+    // A packet for an address no slave owns is not delivered.
+    sink.inject(0, &plain(&ipv4_frame(M, M, v4(198, 51, 100, 7), HOST_ADDR)));
+    from_sink(&fx.shared, ME, &mut vec![0; FRAME_MAX]);
+
+    whole[10..16].copy_from_slice(&M.0);
+    whole[16..22].copy_from_slice(&M.0);
+    whole[24 + 8] = 64;
+    let written = fx.devs[1].written();
+    assert_eq!(written.len(), 1);
+    let (q, got) = &written[0];
+    assert_eq!(*q, ME.queue(fx.ids[1]));
+    assert_eq!(got[..24 + 10], whole[..24 + 10], "MACs and TTL");
+    assert_eq!(fold(sum16(&got[24..44], 0)), 0xffff, "IPv4 header checksum");
+    assert_eq!(got[24 + 12..], whole[24 + 12..]);
+    assert_eq!(fx.counters(1).rx_packets, 1);
+    assert!(fx.devs[0].written().is_empty());
+}
+
+// ------------------------------------------------------------------ registration
+
+/// A data plane with `workers` epolls and no threads: what `add_slave` registers stays to be
+/// seen.
+fn idle(port: Port, workers: usize) -> DataPlane<MemSlave, MemMaster, MemHost> {
+    DataPlane {
+        shared: Arc::new(Mutex::new(Shared::new(port))),
+        epolls: (0..workers)
+            .map(|_| Arc::new(Epoll::new().unwrap()))
+            .collect(),
+        stop: Arc::new(EventFd::new().unwrap()),
+        stopping: Arc::new(AtomicBool::new(false)),
+        threads: Vec::new(),
+        _io: std::marker::PhantomData,
+    }
+}
+
+/// The tokens each epoll reports now, without waiting.
+fn ready_tokens(dp: &DataPlane<MemSlave, MemMaster, MemHost>) -> Vec<Vec<Token>> {
+    let mut ready = Vec::new();
+    dp.epolls
+        .iter()
+        .map(|e| {
+            e.wait(&mut ready, 0).unwrap();
+            let tokens = ready
+                .iter()
+                .map(|r: &Ready| Token::decode(r.token).unwrap());
+            tokens.collect()
+        })
+        .collect()
+}
+
+#[test]
+fn add_slave_registers_each_queue_with_its_reader_and_remove_slave_undoes_it() {
+    let (port, ids) = port_with(2);
+    let dp = idle(port, 3);
+    let (s1, s2) = (ids[0], ids[1]);
+    let dev = MemSlave::new(3);
+    dp.add_slave(s1, dev.clone()).unwrap();
+    for q in 0..3 {
+        dev.inject(q, &plain(&ipv4_frame(M, M, slave_addr(1), slave_addr(2))));
+    }
+    let ready = ready_tokens(&dp);
+    for (w, tokens) in ready.iter().enumerate() {
+        let q = (0..3).find(|&q| Me::owner(s1, q, 3) == w).unwrap();
+        assert_eq!(
+            tokens,
+            &vec![Token::Slave { id: s1, queue: q }],
+            "worker {w}"
+        );
+    }
+
+    // Queued multicast of s1 goes with it; the wire's and s2's stay.
+    {
+        let mut sh = dp.shared.lock().unwrap();
+        for origin in [McOrigin::Slave(s1), McOrigin::Wire, McOrigin::Slave(s2)] {
+            sh.backlog.push(origin, vec![0; 64]).unwrap();
+        }
+    }
+    assert!(Arc::ptr_eq(&dp.remove_slave(s1).unwrap(), &dev));
+    assert_eq!(dp.shared.lock().unwrap().backlog.len(), 2);
+    assert!(
+        ready_tokens(&dp).iter().all(|t| t.is_empty()),
+        "no longer polled"
+    );
+    assert!(dp.remove_slave(s1).is_none());
+}
+
+#[test]
+fn the_sink_is_polled_by_worker_0_until_unset() {
+    let (port, _) = port_with(1);
+    let dp = idle(port, 2);
+    let sink = MemSlave::new(1);
+    dp.set_sink(Some(sink.clone())).unwrap();
+    sink.inject(0, &[0; 64]);
+    assert_eq!(ready_tokens(&dp), vec![vec![Token::Sink], vec![]]);
+    dp.set_sink(None).unwrap();
+    assert_eq!(ready_tokens(&dp), vec![Vec::<Token>::new(), vec![]]);
+    assert!(dp.shared.lock().unwrap().sink.is_none());
 }
 
 // ------------------------------------------------------------------ whole workers

@@ -139,26 +139,7 @@ pub(super) fn worker_loop<D: SlaveIo, M: MasterIo, H: HostIo>(
     }
 }
 
-/// Where a decided frame goes, resolved under the lock, written after it.
-enum Out<D> {
-    None,
-    Slave(SlaveId, Arc<D>),
-    Master(MacAddr),
-    Host { routed: bool },
-}
-
-/// The device of slave `to`, or a counted drop (`receiver_down`).
-fn target<D>(sh: &mut Shared<D>, to: SlaveId) -> Out<D> {
-    match sh.devs.get(&to) {
-        Some(d) => Out::Slave(to, d.clone()),
-        None => {
-            sh.port.record_rx_drop(to, DropReason::ReceiverDown);
-            Out::None
-        }
-    }
-}
-
-// ------------------------------------------------------------------------------------- rx
+// ------------------------------------------------------------ rx: reading a frame
 
 /// Frames from the wire: up to `BURST` read from this worker's master socket into `buf`
 /// (vnet header + frame), each decided by `Port::handle_rx` and delivered or queued.
@@ -308,7 +289,28 @@ pub(super) fn from_sink<D: SlaveIo>(shared: &Mutex<Shared<D>>, me: Me, buf: &mut
     }
 }
 
-// ------------------------------------------------------------------------------------- tx
+// ------------------------------------------------------------ decided: where it goes
+
+/// Where a decided frame goes, resolved under the lock, written after it.
+enum Out<D> {
+    None,
+    Slave(SlaveId, Arc<D>),
+    Master(MacAddr),
+    Host { routed: bool },
+}
+
+/// The device of slave `to`, or a counted drop (`receiver_down`).
+fn target<D>(sh: &mut Shared<D>, to: SlaveId) -> Out<D> {
+    match sh.devs.get(&to) {
+        Some(d) => Out::Slave(to, d.clone()),
+        None => {
+            sh.port.record_rx_drop(to, DropReason::ReceiverDown);
+            Out::None
+        }
+    }
+}
+
+// ------------------------------------------------------------ tx: writing it
 
 /// Writes `frame` (vnet header + frame) to slave `to` through this worker's queue
 /// ([`Me::queue`]). A refused write is counted on the receiver: `queue_full` for
