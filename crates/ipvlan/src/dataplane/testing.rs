@@ -60,6 +60,8 @@ pub(super) struct MemSlave {
     written: Mutex<Vec<(usize, Vec<u8>)>>,
     /// Writes fail with this errno (EAGAIN: a full queue).
     refuse: Mutex<Option<i32>>,
+    /// Reads fail with this errno (EBADFD: the device is gone).
+    broken: Mutex<Option<i32>>,
 }
 
 impl MemSlave {
@@ -68,6 +70,7 @@ impl MemSlave {
             inboxes: (0..queues).map(|_| Inbox::new()).collect(),
             written: Mutex::new(Vec::new()),
             refuse: Mutex::new(None),
+            broken: Mutex::new(None),
         })
     }
 
@@ -85,6 +88,11 @@ impl MemSlave {
     pub(super) fn refuse_writes(&self, errno: Option<i32>) {
         *self.refuse.lock().unwrap() = errno;
     }
+
+    /// From now on reads fail with `errno`, as on a TAP whose device was deleted.
+    pub(super) fn break_reads(&self, errno: i32) {
+        *self.broken.lock().unwrap() = Some(errno);
+    }
 }
 
 impl SlaveIo for MemSlave {
@@ -93,6 +101,9 @@ impl SlaveIo for MemSlave {
     }
 
     fn recv(&self, queue: usize, buf: &mut [u8]) -> io::Result<usize> {
+        if let Some(errno) = *self.broken.lock().unwrap() {
+            return Err(io::Error::from_raw_os_error(errno));
+        }
         let frame = self.inboxes[queue % self.inboxes.len()].pop()?;
         Ok(copy_out(&frame, buf))
     }
@@ -160,18 +171,33 @@ type HostPacket = (Vec<u8>, IpAddr);
 
 /// A host stack; clones share it.
 #[derive(Clone, Default)]
-pub(super) struct MemHost(Arc<Mutex<Vec<HostPacket>>>);
+pub(super) struct MemHost(Arc<HostInner>);
+
+#[derive(Default)]
+struct HostInner {
+    sent: Mutex<Vec<HostPacket>>,
+    /// Sends fail with this errno (no route, say).
+    refuse: Mutex<Option<i32>>,
+}
 
 impl MemHost {
+    /// From now on sends fail with `errno`.
+    pub(super) fn refuse(&self, errno: i32) {
+        *self.0.refuse.lock().unwrap() = Some(errno);
+    }
+
     /// Every packet handed to the stack so far, with its destination.
     pub(super) fn sent(&self) -> Vec<HostPacket> {
-        self.0.lock().unwrap().clone()
+        self.0.sent.lock().unwrap().clone()
     }
 }
 
 impl HostIo for MemHost {
     fn send(&self, packet: &[u8], dst: IpAddr) -> io::Result<usize> {
-        self.0.lock().unwrap().push((packet.to_vec(), dst));
+        if let Some(errno) = *self.0.refuse.lock().unwrap() {
+            return Err(io::Error::from_raw_os_error(errno));
+        }
+        self.0.sent.lock().unwrap().push((packet.to_vec(), dst));
         Ok(packet.len())
     }
 }

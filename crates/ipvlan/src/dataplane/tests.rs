@@ -24,7 +24,7 @@ use super::testing::{MemHost, MemMaster, MemSlave};
 use super::worker::{
     drain_multicast, from_master, from_sink, from_slave, Io, Me, Token, FRAME_MAX, MC_BURST,
 };
-use super::{DataPlane, Shared};
+use super::{DataPlane, Shared, SlaveIo};
 
 const M: MacAddr = MASTER_MAC;
 /// A MAC no device has: what a slave may forge as its source.
@@ -46,13 +46,18 @@ fn slave_addr(n: usize) -> Ipv4Addr {
 
 /// A port in mode l2 bridge with `n` slaves s1..sn, up, with their addresses.
 fn port_with(n: usize) -> (Port, Vec<SlaveId>) {
+    port_in(Mode::L2, n)
+}
+
+/// A port in `mode` (flag bridge) with `n` slaves s1..sn, up, with their addresses.
+fn port_in(mode: Mode, n: usize) -> (Port, Vec<SlaveId>) {
     let mut port = Port::new(Master {
         name: IfName::new("m0").unwrap(),
         mac: M,
         mtu: 1500,
     });
     let args = LinkTypeArgs {
-        mode: Some(Mode::L2),
+        mode: Some(mode),
         flag: Some(Flag::Bridge),
     };
     let ids = (1..=n)
@@ -82,7 +87,11 @@ struct Fx {
 
 impl Fx {
     fn new(n: usize) -> Fx {
-        let (port, ids) = port_with(n);
+        Fx::in_mode(Mode::L2, n)
+    }
+
+    fn in_mode(mode: Mode, n: usize) -> Fx {
+        let (port, ids) = port_in(mode, n);
         let mut shared = Shared::new(port);
         let devs: Vec<_> = ids.iter().map(|_| MemSlave::new(4)).collect();
         for (id, d) in ids.iter().zip(&devs) {
@@ -394,6 +403,25 @@ fn arp_for_the_host() -> Vec<u8> {
     ethernet(M, M, ethertype::ARP, &body)
 }
 
+#[test]
+fn a_packet_the_host_refuses_is_the_senders_tx_error_when_routed_else_queue_full() {
+    let packet = tcp_to_host(100);
+    let whole = to_host_frame(&vnet_hdr(0, 0, 0, 0, 0), &packet);
+    // l2: a local miss handed to the host (R-TX-L2-3); its failure is the port's.
+    let mut l2 = Fx::new(2);
+    l2.host.refuse(libc::ENETUNREACH);
+    l2.slave_sends(0, &whole);
+    assert_eq!(l2.port_drops(DropReason::QueueFull), 1);
+    assert_eq!(l2.counters(0).tx_errors, 0);
+    // l3: routed through the master namespace (R-TX-L3-3); its failure is the sender's
+    // (R-STAT-3).
+    let mut l3 = Fx::in_mode(Mode::L3, 2);
+    l3.host.refuse(libc::ENETUNREACH);
+    l3.slave_sends(0, &whole);
+    assert_eq!(l3.counters(0).tx_errors, 1);
+    assert_eq!(l3.port_drops(DropReason::QueueFull), 0);
+}
+
 // ------------------------------------------------------------------ refused deliveries
 
 #[test]
@@ -429,6 +457,34 @@ fn a_vanished_receiver_is_counted_receiver_down() {
         assert_eq!(rx.get(DropReason::ReceiverDown), 1, "s{}", i + 1);
         assert_eq!(rx.total(), 1, "s{}", i + 1);
     }
+}
+
+#[test]
+fn a_slave_whose_device_is_gone_is_no_longer_polled() {
+    let mut fx = Fx::new(2);
+    let (s1, dev) = (fx.ids[0], fx.devs[0].clone());
+    let token = Token::Slave { id: s1, queue: 0 };
+    fx.epoll.add(dev.poll_fd(0), token.encode()).unwrap();
+    dev.inject(0, &plain(&ipv4_frame(M, M, slave_addr(1), slave_addr(2))));
+    let mut ready = Vec::new();
+    assert_eq!(fx.epoll.wait(&mut ready, 0).unwrap(), 1);
+
+    dev.break_reads(libc::EBADFD);
+    from_slave(
+        &fx.shared,
+        &fx.epoll,
+        &fx.io,
+        ME,
+        (s1, 0),
+        false,
+        &mut fx.buf,
+    );
+    assert_eq!(
+        fx.epoll.wait(&mut ready, 0).unwrap(),
+        0,
+        "taken out of the epoll"
+    );
+    assert!(fx.devs[1].written().is_empty());
 }
 
 // ------------------------------------------------------------------ multicast
