@@ -161,6 +161,7 @@ pub struct DataPlane<D = Tap, M = PacketSocket, H = HostStack> {
     stop: Arc<EventFd>,
     stopping: Arc<AtomicBool>,
     threads: Vec<JoinHandle<()>>,
+    /// The master sockets and the host stack belong to the worker threads, not to the handle.
     _io: std::marker::PhantomData<fn() -> (M, H)>,
 }
 
