@@ -13,6 +13,8 @@ use std::io;
 use ipvlan_linux::{FlowSteering, SlaveDevice, Tap};
 use tracing::{info, warn};
 
+/// How many queues each new slave TAP is made or attached with (one per worker, or one), and
+/// the flow steering program attached to multiqueue ones.
 pub struct SlaveQueues {
     count: usize,
     steering: Option<FlowSteering>,

@@ -1,0 +1,448 @@
+//! One worker: its loop, and the path of a frame through it, top-down as it travels: read
+//! (`from_master`, `from_slave`, `from_sink`), decided by the core under the lock, then written
+//! (`deliver`, `transmit`, `to_host`, and `drain_multicast` for the copies of queued multicast).
+//!
+//! Every frame is read into the worker's one buffer and written from it: the path does not
+//! allocate, except to queue a multicast frame.
+
+use std::io;
+use std::net::IpAddr;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+
+use ipvlan_core::decide::McCopy;
+use ipvlan_core::offload::{complete_checksum, segment_tcp};
+use ipvlan_core::wire::ethernet::HEADER_LEN;
+use ipvlan_core::wire::{EthernetFrame, MacAddr};
+use ipvlan_core::{
+    classify, DropReason, McOrigin, RxAction, RxMeta, SlaveId, TxAction, TxMeta, L3,
+};
+use ipvlan_linux::vnet::{VnetHdr, HEADER_LEN as VNET};
+use ipvlan_linux::{Epoll, PktType, Ready};
+use tracing::{debug, warn};
+
+use super::{lock, HostIo, MasterIo, Shared, SlaveIo};
+
+/// Frames read from one descriptor before looking at the others (fairness).
+const BURST: usize = 64;
+/// Multicast frames one worker distributes per wake-up. Each costs a write per slave, so an
+/// unbounded drain lets one broadcast storm starve unicast; bounded, the backlog fills and its
+/// 1000-frame limit drops (and counts) the excess instead (R-MC-1).
+pub(super) const MC_BURST: usize = 4;
+/// Largest frame: a 64 KiB GSO packet plus headers and the vnet header.
+pub(super) const FRAME_MAX: usize = 65536 + 128;
+
+/// What woke a worker: the 64-bit data word of its epoll registrations.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Token {
+    /// The stop eventfd.
+    Stop,
+    /// This worker's master socket.
+    Master,
+    /// The l3s sink TAP (worker 0 only).
+    Sink,
+    /// Queue `queue` (below 2^16) of slave `id`.
+    Slave { id: SlaveId, queue: usize },
+}
+
+/// Slave tokens have this bit set, the queue in bits 16..32 and the id in bits 0..16.
+const SLAVE_BIT: u64 = 1 << 32;
+
+impl Token {
+    /// The data word to register. A slave's queue number must be below 2^16 (devices have at
+    /// most 4).
+    pub(super) fn encode(self) -> u64 {
+        match self {
+            Token::Stop => 0,
+            Token::Master => 1,
+            Token::Sink => 2,
+            Token::Slave { id, queue } => {
+                debug_assert!(queue <= 0xffff, "queue {queue} does not fit a token");
+                SLAVE_BIT | ((queue as u64 & 0xffff) << 16) | u64::from(id.get())
+            }
+        }
+    }
+
+    /// The token a data word was made from; `None` for a word no [`Token::encode`] makes.
+    pub(super) fn decode(word: u64) -> Option<Token> {
+        match word {
+            0 => Some(Token::Stop),
+            1 => Some(Token::Master),
+            2 => Some(Token::Sink),
+            w if w >> 32 == 1 => Some(Token::Slave {
+                id: SlaveId::from_raw((w & 0xffff) as u16),
+                queue: ((w >> 16) & 0xffff) as usize,
+            }),
+            _ => None,
+        }
+    }
+}
+
+/// A worker's sockets: its member of the master's fanout group, and the host stack (shared).
+pub(super) struct Io<M, H> {
+    pub(super) master: M,
+    pub(super) host: Arc<H>,
+}
+
+/// Which worker this is (`index`), among how many (`workers`).
+#[derive(Debug, Clone, Copy)]
+pub(super) struct Me {
+    pub(super) index: usize,
+    pub(super) workers: usize,
+}
+
+impl Me {
+    /// The queue of slave `id` this worker writes through: the one it reads, when the device
+    /// has a queue per worker, so `Me::owner(id, me.queue(id), workers) == me.index`; a device
+    /// with fewer queues wraps the number around.
+    pub(super) fn queue(self, id: SlaveId) -> usize {
+        (self.index + self.workers - usize::from(id.get()) % self.workers) % self.workers
+    }
+
+    /// The worker that reads queue `q` of slave `id`.
+    pub(super) fn owner(id: SlaveId, q: usize, workers: usize) -> usize {
+        (usize::from(id.get()) + q) % workers
+    }
+}
+
+/// A worker's life: wait on its epoll, serve what woke it, distribute queued multicast; until
+/// `stopping` is set (and the stop eventfd wakes it) or its epoll fails.
+pub(super) fn worker_loop<D: SlaveIo, M: MasterIo, H: HostIo>(
+    shared: &Mutex<Shared<D>>,
+    epoll: &Epoll,
+    stopping: &AtomicBool,
+    io: &Io<M, H>,
+    me: Me,
+) {
+    let mut ready = Vec::new();
+    let mut buf = vec![0u8; FRAME_MAX];
+    let mut copies = Vec::new();
+    let mut pending = false;
+    while !stopping.load(Ordering::SeqCst) {
+        // Multicast still queued: look at the descriptors without sleeping, then go on with it.
+        if let Err(e) = epoll.wait(&mut ready, if pending { 0 } else { 1000 }) {
+            warn!("data plane: epoll failed: {e}");
+            return;
+        }
+        for Ready { token, error } in ready.iter().copied() {
+            match Token::decode(token) {
+                Some(Token::Stop) => return,
+                Some(Token::Master) => from_master(shared, io, me, &mut buf),
+                Some(Token::Sink) => from_sink(shared, me, &mut buf),
+                Some(Token::Slave { id, queue }) => {
+                    from_slave(shared, epoll, io, me, (id, queue), error, &mut buf)
+                }
+                None => debug!("data plane: unknown epoll token {token:#x}"),
+            }
+        }
+        pending = drain_multicast(shared, io, me, &mut copies);
+    }
+}
+
+// ------------------------------------------------------------ rx: reading a frame
+
+/// Frames from the wire: up to `BURST` read from this worker's master socket into `buf`
+/// (vnet header + frame), each decided by `Port::handle_rx` and delivered or queued.
+pub(super) fn from_master<D: SlaveIo, M: MasterIo, H: HostIo>(
+    shared: &Mutex<Shared<D>>,
+    io: &Io<M, H>,
+    me: Me,
+    buf: &mut [u8],
+) {
+    for _ in 0..BURST {
+        let (n, pkttype) = match io.master.recv(buf) {
+            Ok(x) => x,
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
+            Err(e) => {
+                warn!("master receive failed: {e}");
+                return;
+            }
+        };
+        if pkttype == PktType::Outgoing || n > buf.len() || n < VNET {
+            continue;
+        }
+        // `whole` is what travels (vnet header + frame); the core judges the frame.
+        let whole = &buf[..n];
+        let meta = RxMeta {
+            looped_back: pkttype == PktType::Loopback,
+        };
+        let out = {
+            let mut sh = lock(shared);
+            match sh.port.handle_rx(&whole[VNET..], meta) {
+                RxAction::Deliver(to) => target(&mut sh, to),
+                RxAction::PassAndMulticast => {
+                    let Shared { port, backlog, .. } = &mut *sh;
+                    port.queue_multicast(backlog, McOrigin::Wire, whole.to_vec());
+                    Out::None
+                }
+                // l3s: the master's stack routes it through INPUT to the sink (`from_sink`).
+                RxAction::DeliverViaHost(_) | RxAction::Pass | RxAction::Drop { .. } => Out::None,
+            }
+        };
+        if let Out::Slave(to, dev) = out {
+            deliver(shared, me, to, &*dev, whole);
+        }
+    }
+}
+
+/// Frames a slave transmitted: up to `BURST` read from queue `queue` of slave `from` into `buf`,
+/// each decided by `Port::handle_tx` and written to a slave, the wire or the host stack, or
+/// queued as multicast. `error`: epoll reported an error or hang-up on the queue; with a failed
+/// read, the queue is taken out of `epoll` (the device is gone).
+pub(super) fn from_slave<D: SlaveIo, M: MasterIo, H: HostIo>(
+    shared: &Mutex<Shared<D>>,
+    epoll: &Epoll,
+    io: &Io<M, H>,
+    me: Me,
+    (from, queue): (SlaveId, usize),
+    error: bool,
+    buf: &mut [u8],
+) {
+    let Some(dev) = lock(shared).devs.get(&from).cloned() else {
+        return;
+    };
+    for _ in 0..BURST {
+        let n = match dev.recv(queue, buf) {
+            Ok(n) => n,
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
+            Err(e) => {
+                // The device is gone (its namespace was deleted): stop polling it; the control
+                // thread notices and removes the slave.
+                if error || e.raw_os_error() == Some(libc::EBADFD) {
+                    debug!("slave {from}: device gone ({e})");
+                    epoll.delete(dev.poll_fd(queue));
+                }
+                return;
+            }
+        };
+        if n < VNET {
+            continue;
+        }
+        let whole = &mut buf[..n];
+        let meta = TxMeta {
+            gso: VnetHdr::parse(whole).is_gso(),
+            from: Some(from),
+        };
+        let out = {
+            let mut sh = lock(shared);
+            match sh.port.handle_tx(from, &whole[VNET..], meta) {
+                TxAction::Deliver(to) => target(&mut sh, to),
+                TxAction::Transmit { src_mac } => Out::Master(src_mac),
+                TxAction::ToHost => Out::Host { routed: false },
+                TxAction::Route { .. } => Out::Host { routed: true },
+                TxAction::Multicast => {
+                    let Shared { port, backlog, .. } = &mut *sh;
+                    port.queue_multicast(backlog, McOrigin::Slave(from), whole.to_vec());
+                    Out::None
+                }
+                TxAction::Drop { .. } => Out::None,
+            }
+        };
+        match out {
+            Out::None => {}
+            Out::Slave(to, d) => deliver(shared, me, to, &*d, whole),
+            Out::Master(mac) => transmit(shared, io, whole, mac),
+            Out::Host { routed } => to_host(shared, io, from, whole, routed),
+        }
+    }
+}
+
+/// l3s: packets that passed the master namespace's INPUT, copied to the sink by `dup`: up to
+/// `BURST`, each delivered to the slave owning its destination address with the master's MAC
+/// as both Ethernet addresses.
+pub(super) fn from_sink<D: SlaveIo>(shared: &Mutex<Shared<D>>, me: Me, buf: &mut [u8]) {
+    let Some(sink) = lock(shared).sink.clone() else {
+        return;
+    };
+    for _ in 0..BURST {
+        let n = match sink.recv(0, buf) {
+            Ok(n) => n,
+            Err(_) => return,
+        };
+        if n < VNET + HEADER_LEN {
+            continue;
+        }
+        ipvlan_linux::l3s::restore_hop_limit(&mut buf[VNET + HEADER_LEN..n]);
+        let dst: Option<IpAddr> = classify(&buf[VNET..n]).ok().and_then(|c| match c.l3 {
+            L3::Ipv4 { dst, .. } => Some(dst.into()),
+            L3::Ipv6 { dst, .. } => Some(dst.into()),
+            _ => None,
+        });
+        let out = {
+            let mut sh = lock(shared);
+            match dst.and_then(|d| sh.port.lookup(d)) {
+                Some(to) => {
+                    sh.port.record_rx(to, n - VNET);
+                    let mac = sh.port.master().mac;
+                    (target(&mut sh, to), mac)
+                }
+                None => continue,
+            }
+        };
+        if let (Out::Slave(to, dev), mac) = out {
+            if let Some(mut eth) = EthernetFrame::new_checked(&mut buf[VNET..n]) {
+                eth.set_dst(mac);
+                eth.set_src(mac);
+            }
+            deliver(shared, me, to, &*dev, &buf[..n]);
+        }
+    }
+}
+
+// ------------------------------------------------------------ decided: where it goes
+
+/// Where a decided frame goes, resolved under the lock, written after it.
+enum Out<D> {
+    None,
+    Slave(SlaveId, Arc<D>),
+    Master(MacAddr),
+    Host { routed: bool },
+}
+
+/// The device of slave `to`, or a counted drop (`receiver_down`).
+fn target<D>(sh: &mut Shared<D>, to: SlaveId) -> Out<D> {
+    match sh.devs.get(&to) {
+        Some(d) => Out::Slave(to, d.clone()),
+        None => {
+            sh.port.record_rx_drop(to, DropReason::ReceiverDown);
+            Out::None
+        }
+    }
+}
+
+// ------------------------------------------------------------ tx: writing it
+
+/// Writes `frame` (vnet header + frame) to slave `to` through this worker's queue
+/// ([`Me::queue`]). A refused write is counted on the receiver: `queue_full` for
+/// `WouldBlock`, `receiver_down` for any other error.
+pub(super) fn deliver<D: SlaveIo>(
+    shared: &Mutex<Shared<D>>,
+    me: Me,
+    to: SlaveId,
+    dev: &D,
+    frame: &[u8],
+) {
+    if let Err(e) = dev.send(me.queue(to), frame) {
+        let reason = if e.kind() == io::ErrorKind::WouldBlock {
+            DropReason::QueueFull
+        } else {
+            DropReason::ReceiverDown
+        };
+        lock(shared).port.record_rx_drop(to, reason);
+    }
+}
+
+/// Sends `frame` (vnet header + frame) out of the master, with `src_mac` as the Ethernet
+/// source. A refused send is counted on the port as `queue_full`.
+pub(super) fn transmit<D, M: MasterIo, H>(
+    shared: &Mutex<Shared<D>>,
+    io: &Io<M, H>,
+    frame: &mut [u8],
+    src_mac: MacAddr,
+) {
+    if let Some(mut eth) = frame.get_mut(VNET..).and_then(EthernetFrame::new_checked) {
+        eth.set_src(src_mac);
+    }
+    if let Err(e) = io.master.send(frame) {
+        debug!("master transmit failed: {e}");
+        count_drop(shared, DropReason::QueueFull);
+    }
+}
+
+/// Hands the IP packet inside `whole` (vnet header + frame) to the master namespace's stack,
+/// finishing a partial checksum or segmenting a TCP super-frame first (a raw socket takes only
+/// complete packets that fit the MTU). A frame without an untagged IP packet is counted
+/// `host_not_ip`, a bad checksum position `malformed_ip`. A failed send is counted as the
+/// sender's tx_errors when `routed` (l3/l3s, R-STAT-3), else as the port's `queue_full`.
+pub(super) fn to_host<D, M, H: HostIo>(
+    shared: &Mutex<Shared<D>>,
+    io: &Io<M, H>,
+    from: SlaveId,
+    whole: &mut [u8],
+    routed: bool,
+) {
+    let hdr = VnetHdr::parse(whole);
+    let frame = &mut whole[VNET..];
+    let dst: Option<IpAddr> = classify(frame).ok().and_then(|c| match c.l3 {
+        L3::Ipv4 { dst, .. } if c.vlan.is_none() => Some(dst.into()),
+        L3::Ipv6 { dst, .. } if c.vlan.is_none() => Some(dst.into()),
+        _ => None,
+    });
+    let Some(dst) = dst else {
+        count_drop(shared, DropReason::HostNotIp);
+        return;
+    };
+    let packet = &mut frame[HEADER_LEN..];
+    let mut failed = false;
+    let mut send = |p: &[u8]| {
+        if let Err(e) = io.host.send(p, dst) {
+            debug!("handing a packet to the host stack failed: {e}");
+            failed = true;
+        }
+    };
+    if hdr.is_gso() {
+        if segment_tcp(packet, usize::from(hdr.gso_size), &mut send).is_err() {
+            failed = true;
+        }
+    } else {
+        if hdr.needs_csum() {
+            let start = usize::from(hdr.csum_start).saturating_sub(HEADER_LEN);
+            if complete_checksum(packet, start, usize::from(hdr.csum_offset)).is_err() {
+                count_drop(shared, DropReason::MalformedIp);
+                return;
+            }
+        }
+        send(packet);
+    }
+    if failed {
+        if routed {
+            lock(shared).port.record_tx_error(from);
+        } else {
+            count_drop(shared, DropReason::QueueFull);
+        }
+    }
+}
+
+/// Distributes up to `MC_BURST` queued multicast frames, one at a time: who gets a copy is
+/// decided under the lock, the copies are written after it (`copies` is scratch space).
+/// Returns whether frames remain.
+pub(super) fn drain_multicast<D: SlaveIo, M: MasterIo, H>(
+    shared: &Mutex<Shared<D>>,
+    io: &Io<M, H>,
+    me: Me,
+    copies: &mut Vec<McCopy>,
+) -> bool {
+    for _ in 0..MC_BURST {
+        let (mut frame, targets, out_mac) = {
+            let mut sh = lock(shared);
+            let Some((origin, frame)) = sh.backlog.pop() else {
+                return false;
+            };
+            let Some(eth) = frame.get(VNET..) else {
+                continue;
+            };
+            let gso = VnetHdr::parse(&frame).is_gso();
+            let out = sh.port.handle_multicast(origin, eth, gso, copies);
+            let targets: Vec<(SlaveId, Arc<D>)> = copies
+                .iter()
+                .filter_map(|c| match *c {
+                    McCopy::Deliver(to) => sh.devs.get(&to).map(|d| (to, d.clone())),
+                    McCopy::Drop(..) => None,
+                })
+                .collect();
+            (frame, targets, out.then(|| sh.port.master().mac))
+        };
+        for (to, dev) in &targets {
+            deliver(shared, me, *to, &**dev, &frame);
+        }
+        if let Some(mac) = out_mac {
+            transmit(shared, io, &mut frame, mac);
+        }
+    }
+    !lock(shared).backlog.is_empty()
+}
+
+/// Counts a drop that belongs to no slave in particular (the port's counters).
+pub(super) fn count_drop<D>(shared: &Mutex<Shared<D>>, reason: DropReason) {
+    lock(shared).port.counters.dropped.add(reason);
+}
