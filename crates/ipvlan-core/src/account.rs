@@ -157,6 +157,21 @@ impl Port {
         }
     }
 
+    /// l3s ingress: a packet (as an Ethernet frame) that passed the master namespace's
+    /// PREROUTING and INPUT for a slave address (R-RX-L3S-1). Returns the slave that owns its
+    /// destination, with the frame counted as received by it, or `None` when no slave owns
+    /// it any more (removed while the packet was in flight) or it is not IPv4/IPv6.
+    pub fn handle_l3s_input(&mut self, frame: &[u8]) -> Option<SlaveId> {
+        let dst: std::net::IpAddr = match crate::classify(frame).ok()?.l3 {
+            crate::L3::Ipv4 { dst, .. } => dst.into(),
+            crate::L3::Ipv6 { dst, .. } => dst.into(),
+            _ => return None,
+        };
+        let to = self.lookup(dst)?;
+        self.record_rx(to, frame.len());
+        Some(to)
+    }
+
     /// A delivery the I/O layer could not complete (e.g. the slave's queue was full).
     pub fn record_rx_drop(&mut self, to: SlaveId, reason: DropReason) {
         if let Some(s) = self.slave_mut(to) {

@@ -354,3 +354,31 @@ fn restore_keeps_ids_and_mode() {
         .is_err());
     assert_eq!(add(&mut p, "s1", "mode l2").get(), 1);
 }
+
+#[test]
+fn r_rx_l3s_1_input_goes_to_the_owner_of_the_destination_and_is_counted() {
+    use crate::frames::{ipv4_frame, v4, EXT_MAC};
+    let mut p = Port::new(master());
+    let s1 = add(&mut p, "s1", "mode l3s");
+    p.set_slave_up(s1, true).unwrap();
+    p.add_address(s1, ip("198.51.100.11")).unwrap();
+    let frame = ipv4_frame(
+        MASTER_MAC,
+        EXT_MAC,
+        v4(203, 0, 113, 5),
+        v4(198, 51, 100, 11),
+    );
+    assert_eq!(p.handle_l3s_input(&frame), Some(s1));
+    let c = p.slave(s1).unwrap().counters;
+    assert_eq!((c.rx_packets, c.rx_bytes), (1, frame.len() as u64));
+    // An address no slave owns (any more), and a runt: not delivered, not counted.
+    let other = ipv4_frame(
+        MASTER_MAC,
+        EXT_MAC,
+        v4(203, 0, 113, 5),
+        v4(198, 51, 100, 12),
+    );
+    assert_eq!(p.handle_l3s_input(&other), None);
+    assert_eq!(p.handle_l3s_input(&frame[..10]), None);
+    assert_eq!(p.slave(s1).unwrap().counters.rx_packets, 1);
+}

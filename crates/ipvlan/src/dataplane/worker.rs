@@ -263,16 +263,10 @@ pub(super) fn from_sink<D: SlaveIo>(shared: &Mutex<Shared<D>>, me: Me, buf: &mut
             continue;
         }
         ipvlan_linux::l3s::restore_hop_limit(&mut buf[VNET + HEADER_LEN..n]);
-        let dst: Option<IpAddr> = classify(&buf[VNET..n]).ok().and_then(|c| match c.l3 {
-            L3::Ipv4 { dst, .. } => Some(dst.into()),
-            L3::Ipv6 { dst, .. } => Some(dst.into()),
-            _ => None,
-        });
         let out = {
             let mut sh = lock(shared);
-            match dst.and_then(|d| sh.port.lookup(d)) {
+            match sh.port.handle_l3s_input(&buf[VNET..n]) {
                 Some(to) => {
-                    sh.port.record_rx(to, n - VNET);
                     let mac = sh.port.master().mac;
                     (target(&mut sh, to), mac)
                 }
