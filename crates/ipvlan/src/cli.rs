@@ -10,7 +10,8 @@ use crate::proto::{
     LinkAdd, LinkDel, LinkSet, LinkShow, LinkView, Request, Response, DEFAULT_SOCKET,
     DEFAULT_STATE_DIR,
 };
-use crate::{client, daemon, demo, matrix};
+use crate::tools::{bench_forward, demo, matrix};
+use crate::{client, daemon};
 
 pub const USAGE: &str = "\
 Usage: ipvlan [ OPTIONS ] OBJECT { COMMAND | help }
@@ -109,7 +110,7 @@ fn run(args: Vec<String>) -> Result<ExitCode, CliError> {
     match object.as_str() {
         "daemon" => run_daemon(&rest[1..], socket),
         "demo" => Ok(demo::main()),
-        "bench-forward" => Ok(crate::bench_forward::main(&rest[1..])),
+        "bench-forward" => Ok(bench_forward::main(&rest[1..])),
         "matrix" => match matrix::render() {
             Ok(t) => {
                 print!("{t}");

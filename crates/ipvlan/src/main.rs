@@ -1,12 +1,10 @@
 //! `ipvlan`: the ipvlan-rs daemon and its iproute2-style CLI.
 
-mod bench_forward;
 mod cli;
 mod daemon;
 mod dataplane;
-mod demo;
 mod logging;
-mod matrix;
+mod tools;
 
 use std::process::ExitCode;
 
