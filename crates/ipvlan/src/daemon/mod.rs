@@ -7,7 +7,7 @@ mod queues;
 mod slaves;
 pub mod state;
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeMap;
 use std::net::IpAddr;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 use std::os::unix::net::UnixListener;
@@ -17,7 +17,7 @@ use std::sync::Arc;
 use anyhow::{bail, Context, Result};
 use ipvlan_core::{Flag, IfName, Mode, SlaveId};
 use ipvlan_linux::rtnl::{Event, Rtnl};
-use ipvlan_linux::steal::Steal;
+use ipvlan_linux::Netfilter;
 use ipvlan_linux::{Epoll, NetNs, Tap};
 use tracing::{info, warn};
 
@@ -89,16 +89,12 @@ pub struct SlaveCtl {
     pub conflict_count: u64,
 }
 
-/// One port: its master, data plane, steal table and slaves.
+/// One port: its master, data plane, netfilter plumbing and slaves.
 pub struct PortRt {
     pub master: String,
     pub dp: DataPlane,
-    pub steal: Steal,
-    pub stolen: BTreeSet<IpAddr>,
-    /// l3s plumbing while the port is in l3s: hooks, and the sink TAP's name.
-    pub l3s: Option<(ipvlan_linux::l3s::L3sHooks, String)>,
-    /// Addresses in the l3s sets.
-    pub l3s_set: BTreeSet<IpAddr>,
+    /// The steal table, and in l3s the l3s hooks (the sink TAP is the data plane's).
+    pub netfilter: Netfilter,
     pub slaves: BTreeMap<SlaveId, SlaveCtl>,
 }
 

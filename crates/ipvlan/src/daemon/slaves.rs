@@ -11,9 +11,9 @@ use ipvlan_core::{
     Claim, IfName, LinkTypeArgs, MacAddr, Master, MissingMode, NewSlave, Port, PortError, SlaveId,
 };
 use ipvlan_linux::host::HostStack;
+use ipvlan_linux::netfilter::{Desired, Netfilter, NetfilterError};
 use ipvlan_linux::netns::all_namespaces;
 use ipvlan_linux::rtnl::{Link, LinkChange, Rtnl, LINK_TYPE_ETHER};
-use ipvlan_linux::steal::Steal;
 use ipvlan_linux::{NetNs, PacketSocket, SlaveDevice, Tap};
 use tracing::{info, warn};
 
@@ -149,8 +149,10 @@ impl Daemon {
             .map_err(|e| system("opening the master's packet sockets", e))?;
         let host = HostStack::open(&link.name)
             .map_err(|e| system("opening raw sockets to the host stack", e))?;
-        let steal = Steal::install(&link.name, link.index)
-            .map_err(|e| system("installing the steal table", e))?;
+        let mut netfilter = Netfilter::new(&link.name, link.index);
+        netfilter
+            .sync(&Desired::steal([]))
+            .map_err(|e| system("installing the steal table", causes(e)))?;
         let port = Port::new(Master {
             name: IfName::new(&link.name)?,
             mac,
@@ -164,10 +166,7 @@ impl Daemon {
             PortRt {
                 master: link.name.clone(),
                 dp,
-                steal,
-                stolen: BTreeSet::new(),
-                l3s: None,
-                l3s_set: BTreeSet::new(),
+                netfilter,
                 slaves: BTreeMap::new(),
             },
         );
@@ -431,18 +430,13 @@ impl Daemon {
         }
     }
 
-    /// Stops a port's data plane and removes its steal table (R-OBJ-1).
+    /// Stops a port's data plane and removes its netfilter plumbing (R-OBJ-1).
     pub(super) fn teardown_port(&mut self, mi: u32) {
         if let Some(mut p) = self.ports.remove(&mi) {
-            if let Some((hooks, _)) = p.l3s.take() {
-                let _ = p.dp.set_sink(None);
-                if let Err(e) = hooks.uninstall() {
-                    warn!(master = %p.master, "removing the l3s hooks: {e}");
-                }
-            }
+            let _ = p.dp.set_sink(None);
             p.dp.stop();
-            if let Err(e) = p.steal.uninstall() {
-                warn!(master = %p.master, "removing the steal table: {e}");
+            if let Err(e) = p.netfilter.teardown() {
+                warn!(master = %p.master, "{e}");
             }
             info!(master = %p.master, "port removed");
         }
@@ -450,7 +444,8 @@ impl Daemon {
 
     /// Makes the nftables sets equal to the port's active addresses: the steal table in modes
     /// that claim frames (l2, l3), the l3s hooks in l3s (where the host must see everything
-    /// first, R-RX-L3S-1), installing or removing the l3s plumbing as the mode changes.
+    /// first, R-RX-L3S-1), installing or removing the l3s plumbing as the mode changes. One
+    /// `nft` transaction per call, whatever the number of addresses.
     pub(super) fn sync_steal(&mut self, mi: u32) {
         let Some(p) = self.ports.get_mut(&mi) else {
             return;
@@ -464,23 +459,32 @@ impl Daemon {
                 .collect();
             (sh.mode() == ipvlan_core::Mode::L3s, active)
         };
-        sync_l3s(p, mi, l3s, &active);
-        let want: BTreeSet<IpAddr> = if l3s { BTreeSet::new() } else { active };
-        for a in p.stolen.difference(&want).copied().collect::<Vec<_>>() {
-            match p.steal.remove(a) {
-                Ok(()) => {
-                    p.stolen.remove(&a);
+        let had_l3s = p.netfilter.installed().l3s.is_some();
+        let want = if !l3s {
+            Desired::steal(active)
+        } else {
+            let sink = format!("ipvls{mi}");
+            match if had_l3s { Ok(()) } else { make_sink(p, &sink) } {
+                Ok(()) => Desired::l3s(sink, active),
+                Err(e) => {
+                    // As before: without the hooks the host still sees everything.
+                    warn!(master = %p.master, "cannot install the l3s hooks: {e}");
+                    Desired::steal([])
                 }
-                Err(e) => warn!(master = %p.master, "steal table: removing {a}: {e}"),
             }
+        };
+        if let Err(e) = p.netfilter.sync(&want) {
+            warn!(master = %p.master, "netfilter: {}", causes(e));
         }
-        for a in want.difference(&p.stolen).copied().collect::<Vec<_>>() {
-            match p.steal.add(a) {
-                Ok(()) => {
-                    p.stolen.insert(a);
-                }
-                Err(e) => warn!(master = %p.master, "steal table: adding {a}: {e}"),
+        match (had_l3s, p.netfilter.installed().l3s.as_ref()) {
+            (false, Some(t)) => {
+                info!(master = %p.master, sink = %t.sink, "l3s hooks installed: the master namespace's netfilter sees slave traffic")
             }
+            (true, None) => info!(master = %p.master, "l3s hooks removed"),
+            _ => {}
+        }
+        if p.netfilter.installed().l3s.is_none() {
+            let _ = p.dp.set_sink(None);
         }
     }
 
@@ -962,66 +966,34 @@ impl Daemon {
     }
 }
 
-/// Installs, updates or removes a port's l3s plumbing (see `ipvlan_linux::l3s`).
-fn sync_l3s(p: &mut PortRt, mi: u32, l3s: bool, active: &BTreeSet<IpAddr>) {
-    if !l3s {
-        if let Some((hooks, sink)) = p.l3s.take() {
-            let _ = p.dp.set_sink(None);
-            if let Err(e) = hooks.uninstall() {
-                warn!(master = %p.master, "removing the l3s hooks: {e}");
-            }
-            info!(master = %p.master, %sink, "l3s hooks removed");
-            p.l3s_set.clear();
-        }
-        return;
+/// Creates the l3s sink TAP `sink` (up, NOARP, no link-local) and has the data plane read it.
+fn make_sink(p: &mut PortRt, sink: &str) -> io::Result<()> {
+    let made = (|| -> io::Result<()> {
+        let tap = Arc::new(Tap::create_transient(sink)?);
+        let mut r = Rtnl::open()?;
+        let link = r
+            .link_by_name(sink)?
+            .ok_or_else(|| io::Error::other("sink TAP not visible"))?;
+        r.set_link(
+            link.index,
+            &LinkChange {
+                up: Some(true),
+                noarp: Some(true),
+                addrgen_none: true,
+                ..LinkChange::default()
+            },
+        )?;
+        p.dp.set_sink(Some(tap))
+    })();
+    if made.is_err() {
+        let _ = p.dp.set_sink(None);
     }
-    if p.l3s.is_none() {
-        let sink = format!("ipvls{mi}");
-        let made = (|| -> io::Result<ipvlan_linux::l3s::L3sHooks> {
-            let tap = Arc::new(Tap::create_transient(&sink)?);
-            let mut r = Rtnl::open()?;
-            let link = r
-                .link_by_name(&sink)?
-                .ok_or_else(|| io::Error::other("sink TAP not visible"))?;
-            r.set_link(
-                link.index,
-                &LinkChange {
-                    up: Some(true),
-                    noarp: Some(true),
-                    addrgen_none: true,
-                    ..LinkChange::default()
-                },
-            )?;
-            p.dp.set_sink(Some(tap))?;
-            ipvlan_linux::l3s::L3sHooks::install(&p.master, mi, &sink)
-        })();
-        match made {
-            Ok(hooks) => {
-                info!(master = %p.master, %sink, "l3s hooks installed: the master namespace's netfilter sees slave traffic");
-                p.l3s = Some((hooks, sink));
-                p.l3s_set.clear();
-            }
-            Err(e) => {
-                let _ = p.dp.set_sink(None);
-                warn!(master = %p.master, "cannot install the l3s hooks: {e}");
-                return;
-            }
-        }
-    }
-    let Some((hooks, _)) = &p.l3s else { return };
-    for a in p.l3s_set.difference(active).copied().collect::<Vec<_>>() {
-        if hooks.remove(a).is_ok() {
-            p.l3s_set.remove(&a);
-        }
-    }
-    for a in active.difference(&p.l3s_set).copied().collect::<Vec<_>>() {
-        match hooks.add(a) {
-            Ok(()) => {
-                p.l3s_set.insert(a);
-            }
-            Err(e) => warn!(master = %p.master, "l3s set: adding {a}: {e}"),
-        }
-    }
+    made
+}
+
+/// A netfilter error with its causes.
+fn causes(e: NetfilterError) -> String {
+    format!("{:#}", anyhow::Error::new(e))
 }
 
 /// Finds the device whose alias is `alias` in any namespace: (namespace, current name).
