@@ -242,7 +242,14 @@ impl Netfilter {
             self.apply_nft(&pending)?;
             pending.clear();
             match op {
-                Op::AddPolicyRouting => l3s::add_policy_routing(self.ifindex)?,
+                Op::AddPolicyRouting => {
+                    if let Err(e) = l3s::add_policy_routing(self.ifindex) {
+                        // Undo the half that may have been made (the IPv4 rule when the IPv6
+                        // route fails), so that "not installed" is exact.
+                        let _ = l3s::remove_policy_routing(self.ifindex);
+                        return Err(e);
+                    }
+                }
                 _ => {
                     if let Some(e) = l3s::remove_policy_routing(self.ifindex).into_iter().next() {
                         return Err(e);
