@@ -45,7 +45,7 @@
 //!
 //! # Layout
 //!
-//! - [`plan`]: the pure diff, `plan(&Installed, &Desired) -> Vec<Op>`, tested without root;
+//! - [`plan`](mod@plan): the pure diff, `plan(&Installed, &Desired) -> Vec<Op>`, tested without root;
 //! - `nft`: the typed nftables objects (the `nftables` crate) and the one-batch apply;
 //! - `l3s`: the mark, the policy routing, the TTL fix.
 
@@ -207,7 +207,7 @@ impl Netfilter {
         self.installed.addresses()
     }
 
-    /// Makes the plumbing equal to `want`: [`plan`]s the change, removes the policy routing if it
+    /// Makes the plumbing equal to `want`: [`plan`](fn@plan)s the change, removes the policy routing if it
     /// goes, applies every nftables operation as ONE `nft -j -f -` transaction (whatever the
     /// number of addresses), then adds the policy routing if it comes. Nothing to do: no process.
     ///

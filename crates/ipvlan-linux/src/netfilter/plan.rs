@@ -1,6 +1,6 @@
 //! The pure half of [`super::Netfilter`]: what is wanted ([`Desired`]) against what is installed
 //! ([`Installed`]) gives the operations to perform ([`Op`]), in the order to perform them. No
-//! I/O, no names: [`super::nft`] turns the nftables operations into one batch, and
+//! I/O, no names: the `nft` module turns the nftables operations into one batch, and
 //! [`super::Netfilter`] runs the policy-routing ones through rtnetlink.
 
 use std::collections::BTreeSet;

@@ -107,6 +107,9 @@ pub struct Daemon {
     monitor: Rtnl,
     ports: BTreeMap<u32, PortRt>,
     queues: queues::SlaveQueues,
+    /// While restoring: `sync_steal` waits, each port is synced once at the end (one `nft`
+    /// transaction per port instead of one per learned address).
+    hold_netfilter: bool,
 }
 
 const TOKEN_LISTENER: u64 = 1;
@@ -175,6 +178,7 @@ pub fn run(cfg: Config) -> Result<()> {
         monitor,
         ports: BTreeMap::new(),
         queues: queues::SlaveQueues::new(dataplane::worker_count()),
+        hold_netfilter: false,
     };
     d.restore();
     info!(socket = %d.cfg.socket.display(), state = %d.cfg.state_dir.display(), "ipvlan daemon ready");

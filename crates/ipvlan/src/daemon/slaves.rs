@@ -447,6 +447,9 @@ impl Daemon {
     /// first, R-RX-L3S-1), installing or removing the l3s plumbing as the mode changes. One
     /// `nft` transaction per call, whatever the number of addresses.
     pub(super) fn sync_steal(&mut self, mi: u32) {
+        if self.hold_netfilter {
+            return;
+        }
         let Some(p) = self.ports.get_mut(&mi) else {
             return;
         };
@@ -871,10 +874,15 @@ impl Daemon {
             self.instance = st.instance.clone();
         }
         let namespaces = all_namespaces();
+        self.hold_netfilter = true;
         for ps in st.ports {
             if let Err(e) = self.restore_port(&ps, &namespaces) {
                 warn!(master = %ps.master, "cannot restore port: {}", e.message);
             }
+        }
+        self.hold_netfilter = false;
+        for mi in self.ports.keys().copied().collect::<Vec<_>>() {
+            self.sync_steal(mi);
         }
         self.save();
     }
