@@ -299,7 +299,10 @@ fn l3s_installs_tables_rules_and_routes_and_teardown_leaves_nothing() {
         .expect("back to steal");
     assert!(ns.set("ip", &l3s, "v4").is_none() && ns.set("ip6", &l3s, "v6").is_none());
     assert_eq!(ns.set("netdev", &steal, "v6"), Some(family(&addrs, false)));
-    assert!(ns.fwmark_rules("-4").is_empty() && ns.fwmark_rules("-6").is_empty());
+    for fam in ["-4", "-6"] {
+        assert!(ns.fwmark_rules(fam).is_empty(), "{fam}: rule removed");
+        assert!(ns.routes(fam, mark).is_empty(), "{fam}: table flushed");
+    }
 
     // l3s again, then teardown: nothing of ours left.
     ns.run(|| nf.sync(&Desired::l3s(sink.clone(), addrs.clone())))

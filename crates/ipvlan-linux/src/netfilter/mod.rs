@@ -45,7 +45,8 @@
 //!
 //! # Layout
 //!
-//! - [`plan`](mod@plan): the pure diff, `plan(&Installed, &Desired) -> Vec<Op>`, tested without root;
+//! - [`plan`](mod@plan): the pure diff, `plan(&Installed, &Desired) -> Vec<Op>`, tested
+//!   without root;
 //! - `nft`: the typed nftables objects (the `nftables` crate) and the one-batch apply;
 //! - `l3s`: the mark, the policy routing, the TTL fix.
 
@@ -207,9 +208,10 @@ impl Netfilter {
         self.installed.addresses()
     }
 
-    /// Makes the plumbing equal to `want`: [`plan`](fn@plan)s the change, removes the policy routing if it
-    /// goes, applies every nftables operation as ONE `nft -j -f -` transaction (whatever the
-    /// number of addresses), then adds the policy routing if it comes. Nothing to do: no process.
+    /// Makes the plumbing equal to `want`: [`plan`](fn@plan)s the change, removes the policy
+    /// routing if it goes, applies every nftables operation as ONE `nft -j -f -` transaction
+    /// (whatever the number of addresses), then adds the policy routing if it comes. Nothing to
+    /// do: no process.
     ///
     /// Stops at the first failure; [`Self::installed`] then records what succeeded (an `nft`
     /// transaction is all or nothing), and the next `sync` plans again from there. In l3s the
