@@ -9,29 +9,37 @@
 //! - [`netns`]: network namespace handles and running code inside one.
 //! - [`rtnl`]: rtnetlink requests and event monitoring, in any namespace.
 //! - [`steer`]: a BPF program that keeps each flow on one queue of a multiqueue TAP.
-//! - [`steal`]: keeping the master's own stack away from frames that belong to slaves.
+//! - [`netfilter`]: the master namespace's nftables and policy routing for a port: keeping its own
+//!   stack away from frames that belong to slaves, and the l3s hooks.
+//! - [`rtnl_policy`]: the `fwmark` rules and routing tables that l3s needs, through [`rtnl`].
 //! - [`host`]: handing IP packets to the master namespace's stack.
 //!
 //! Every `unsafe` block carries a `SAFETY:` comment.
 
-mod cmd;
 pub mod cred;
 pub mod host;
-pub mod l3s;
+pub mod netfilter;
 pub mod netns;
 pub mod packet;
 pub mod poll;
 pub mod rtnl;
-pub mod steal;
+pub mod rtnl_policy;
 pub mod steer;
 pub mod tap;
 pub mod vnet;
 
+pub use netfilter::{Netfilter, NetfilterError};
 pub use netns::{NetNs, NsId};
 pub use packet::{PacketSocket, PktType};
 pub use poll::{Epoll, EventFd, Ready};
 pub use steer::FlowSteering;
 pub use tap::{SlaveDevice, Tap};
+
+/// The old path of the l3s helpers the data plane uses (`ipvlan_linux::l3s::restore_hop_limit`);
+/// they live in [`netfilter`] now.
+pub mod l3s {
+    pub use crate::netfilter::{mark_for, restore_hop_limit};
+}
 
 use std::io;
 

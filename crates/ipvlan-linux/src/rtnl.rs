@@ -233,7 +233,7 @@ impl Rtnl {
         self.sock.as_raw_fd()
     }
 
-    fn request(
+    pub(crate) fn request(
         &mut self,
         msg: RouteNetlinkMessage,
         flags: u16,

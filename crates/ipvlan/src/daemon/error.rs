@@ -46,8 +46,8 @@ pub enum RequestError {
         source: io::Error,
     },
     /// The port's netfilter state could not be installed.
-    #[error("{0}")]
-    Netfilter(String),
+    #[error(transparent)]
+    Netfilter(#[from] ipvlan_linux::NetfilterError),
     /// Another operation the kernel refused.
     #[error("{what}: {source}")]
     System {

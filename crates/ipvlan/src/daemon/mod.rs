@@ -9,12 +9,12 @@
 //! written (`persist`) — before any answer leaves, so a reply means it is done and saved.
 //!
 //! Files: `control` (socket thread), `requests` (verbs), `follow` (kernel events), `port/`
-//! (one master), `slave` (one device), `netfilter`, `persist`, `error`.
+//! (one master), `slave` (one device), `persist`, `error`; the netfilter state of a port is
+//! `ipvlan_linux::netfilter`'s.
 
 mod control;
 mod error;
 mod follow;
-mod netfilter;
 pub mod persist;
 mod port;
 mod requests;

@@ -30,8 +30,14 @@ impl PortRuntime {
             (mac_changed, mtu_changed)
         };
         if self.master != link.name {
+            // The l3s rules match the master by name: install everything again under the new
+            // one (at the next sync).
             self.master = link.name.clone();
-            self.netfilter.set_master(&link.name);
+            if let Err(e) = self.netfilter.teardown() {
+                warn!(master = %self.master, "renamed master: removing the old netfilter state: {e}");
+            }
+            self.netfilter = ipvlan_linux::netfilter::Netfilter::new(&link.name, self.index);
+            self.netfilter_dirty = true;
         }
         for rt in self.slaves.values_mut() {
             if let Some(mac) = mac_changed {

@@ -19,12 +19,12 @@ use ipvlan_core::{
     IfName, LinkTypeArgs, MacAddr, Master, MissingMode, Mode, NewSlave, Port, SlaveId,
 };
 use ipvlan_linux::host::HostStack;
+use ipvlan_linux::netfilter::{Desired, Hook, Netfilter};
 use ipvlan_linux::rtnl::{Link, LinkChange, Rtnl};
 use ipvlan_linux::{PacketSocket, Tap};
 use tracing::{info, warn};
 
 use super::error::{RequestError, TeardownErrors};
-use super::netfilter::{Desired, Hook, PortNetfilter};
 use super::persist::SlaveState;
 use super::slave::{alias_for, SlaveRuntime};
 use crate::dataplane::queues::SlaveQueues;
@@ -79,7 +79,7 @@ pub struct PortRuntime {
     master: String,
     index: u32,
     dp: DataPlane,
-    netfilter: PortNetfilter,
+    netfilter: Netfilter,
     /// The port's addresses or mode changed since the last netfilter sync.
     netfilter_dirty: bool,
     /// l3s: the sink TAP's name while it exists (the data plane holds the device).
@@ -98,15 +98,10 @@ impl PortRuntime {
         let host = HostStack::open(&link.name).map_err(RequestError::system(
             "opening raw sockets to the host stack",
         ))?;
-        let mut netfilter = PortNetfilter::new(&link.name, link.index);
-        netfilter
-            .sync(&Desired {
-                hook: Hook::Steal,
-                addresses: BTreeSet::new(),
-            })
-            .map_err(RequestError::Netfilter)?;
+        let mut netfilter = Netfilter::new(&link.name, link.index);
+        netfilter.sync(&Desired::steal([]))?;
         let undo_netfilter = Undo::new(|| {
-            netfilter.teardown();
+            let _ = netfilter.teardown();
         });
         let port = Port::new(Master {
             name: IfName::new(&link.name)?,
@@ -367,9 +362,10 @@ impl PortRuntime {
             Hook::Steal
         };
         if let Err(e) = self.netfilter.sync(&Desired { hook, addresses }) {
-            warn!(master = %self.master, "{e}");
+            warn!(master = %self.master, "netfilter: {e}");
         }
-        if !l3s && self.sink.take().is_some() {
+        // The sink goes only once no l3s rule duplicates packets to it.
+        if !l3s && self.netfilter.installed().l3s.is_none() && self.sink.take().is_some() {
             if let Err(e) = self.dp.set_sink(None) {
                 warn!(master = %self.master, "removing the l3s sink: {e}");
             }
@@ -417,7 +413,9 @@ impl PortRuntime {
             errors.note("removing the l3s sink", self.dp.set_sink(None));
         }
         self.dp.stop();
-        errors.0.extend(self.netfilter.teardown().0);
+        if let Err(e) = self.netfilter.teardown() {
+            errors.0.extend(e.0.iter().map(ToString::to_string));
+        }
         info!(master = %self.master, "port removed");
         errors
     }
