@@ -149,7 +149,14 @@ fn serve_client(mut stream: UnixStream, tx: &Sender<Call>, wake: &EventFd) {
         }
     };
     write_response(&mut stream, &response);
+    // A refused client may still be sending (an oversized request): closing with its bytes
+    // unread would reset the connection and lose the answer. Read on (bounded) until it stops.
+    let _ = stream.shutdown(std::net::Shutdown::Write);
+    let _ = io::copy(&mut (&mut stream).take(DRAIN_MAX), &mut io::sink());
 }
+
+/// Bytes read and discarded after answering, so the client sees the answer.
+const DRAIN_MAX: u64 = 1 << 20;
 
 /// Reads one request. Errors become responses; they never reach the daemon's loop.
 pub fn read_request(stream: &mut UnixStream) -> std::result::Result<Request, Response> {
