@@ -464,3 +464,7 @@ fn render(l: &LinkView, opts: &Options) -> String {
     }
     s
 }
+
+#[cfg(test)]
+#[path = "cli_tests.rs"]
+mod tests;
