@@ -13,10 +13,18 @@ use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 use common::{text, wait, Fx, BIN};
+
+/// These tests measure latencies, and one of them floods: they run one at a time, not beside
+/// each other (the test harness runs a file's tests in parallel).
+static ONE_AT_A_TIME: Mutex<()> = Mutex::new(());
+
+fn one_at_a_time() -> MutexGuard<'static, ()> {
+    ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner())
+}
 
 /// `ipvlan -j link show`, run as a user would (the CLI connects to the socket's path, so it
 /// needs no `ip netns exec`): how long it took from being started, and its output.
@@ -71,6 +79,7 @@ fn time_to_first_reply(fx: &Fx, ns: &str, dst: &str, limit: Duration) -> (Durati
 #[ignore = "needs root, iproute2, nftables, TUN"]
 fn silent_control_clients_stall_neither_requests_nor_address_learning() {
     require_env!();
+    let _serial = one_at_a_time();
     const SHOW_LIMIT: Duration = Duration::from_millis(100);
     const SERVE_LIMIT: Duration = Duration::from_millis(100);
     const PING_ALLOWANCE: Duration = Duration::from_millis(100);
@@ -158,6 +167,7 @@ fn exists(fx: &Fx, short: &str, name: &str) -> bool {
 #[ignore = "needs root, iproute2, nftables, TUN"]
 fn link_del_under_a_flood_removes_the_device_every_time() {
     require_env!();
+    let _serial = one_at_a_time();
     const ROUNDS: u32 = 20;
     const GRACE: Duration = Duration::from_millis(200);
     let mut fx = Fx::new();
@@ -329,6 +339,7 @@ impl Drop for Poller {
 #[ignore = "needs root, iproute2, nftables, TUN"]
 fn a_thousand_addresses_removed_at_once_converge_quickly() {
     require_env!();
+    let _serial = one_at_a_time();
     const CONVERGE_LIMIT: Duration = Duration::from_secs(2);
     const SHOW_LIMIT: Duration = Duration::from_millis(200);
     let mut fx = Fx::new();
