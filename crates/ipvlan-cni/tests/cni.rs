@@ -39,6 +39,14 @@ fn unsupported() -> Option<String> {
     None
 }
 
+/// Fails the calling test, saying why, where it cannot run. The tests are `#[ignore]`d: only
+/// `cargo test -- --include-ignored` asks them to run, so a missing prerequisite is an error.
+fn require_env() {
+    if let Some(why) = unsupported() {
+        panic!("this CNI test needs root, iproute2, nftables, TUN and host-local, and cannot run here: {why}");
+    }
+}
+
 /// The shared fixture (daemon in `host`, external host in `ext`) plus two container
 /// namespaces `c1` and `c2`.
 struct Fx(ipvlan_testkit::Fx);
@@ -114,11 +122,9 @@ impl Fx {
 }
 
 #[test]
+#[ignore = "needs root, iproute2, nftables, TUN, the host-local IPAM plugin"]
 fn add_check_del_two_containers() {
-    if let Some(why) = unsupported() {
-        eprintln!("SKIP: CNI tests: {why}");
-        return;
-    }
+    require_env();
     let mut fx = Fx::new();
     let conf = fx.conf(json!({}));
     let (code, r1) = fx.plugin("ADD", "c1", &conf);
@@ -181,11 +187,9 @@ fn add_check_del_two_containers() {
 }
 
 #[test]
+#[ignore = "needs root, iproute2, nftables, TUN, the host-local IPAM plugin"]
 fn version_and_bad_configs_give_cni_errors() {
-    if let Some(why) = unsupported() {
-        eprintln!("SKIP: CNI tests: {why}");
-        return;
-    }
+    require_env();
     let fx = Fx::new();
     let (code, v) = fx.plugin("VERSION", "c1", &json!({"cniVersion": "0.4.0"}));
     assert_eq!(code, 0);

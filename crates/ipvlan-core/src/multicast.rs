@@ -1,6 +1,7 @@
 //! The L2 multicast/broadcast engine's state (spec §5): per-slave filters and the bounded
 //! backlog. The backlog is drained by the caller (the kernel uses a work item); the fan-out
-//! decision for each drained frame is [`crate::Port::multicast_fanout`].
+//! decision for each drained frame is [`crate::decide::multicast_fanout`], applied and counted by
+//! [`crate::Port::handle_multicast`].
 
 use std::collections::{HashSet, VecDeque};
 

@@ -3,13 +3,15 @@
 
 use ipvlan_linux::FlowSteering;
 
-fn load() -> Option<FlowSteering> {
+/// Loads the program; fails the test, saying why, without root (the tests are `#[ignore]`d:
+/// only `cargo test -- --include-ignored` asks them to run).
+fn load() -> FlowSteering {
     // SAFETY: geteuid has no preconditions.
-    if unsafe { libc::geteuid() } != 0 {
-        eprintln!("skipped: loading a BPF program needs root");
-        return None;
-    }
-    Some(FlowSteering::load().expect("loading the steering program"))
+    assert!(
+        unsafe { libc::geteuid() } == 0,
+        "loading a BPF program needs root, and this test is not running as root"
+    );
+    FlowSteering::load().expect("loading the steering program")
 }
 
 const SRC4: [u8; 4] = [192, 0, 2, 10];
@@ -66,8 +68,9 @@ fn expected(words: &[u64]) -> u32 {
 }
 
 #[test]
+#[ignore = "needs root (loads a BPF program)"]
 fn tcp_and_udp_over_ipv4_hash_addresses_and_ports() {
-    let Some(p) = load() else { return };
+    let p = load();
     for (proto, sport, dport) in [(6u8, 40000u16, 5201u16), (17, 5353, 53), (132, 1, 2)] {
         let frame = ipv4(proto, 0x4000, &tcp(sport, dport, b"data"));
         let ports = (u64::from(sport) << 16) | u64::from(dport);
@@ -80,8 +83,9 @@ fn tcp_and_udp_over_ipv4_hash_addresses_and_ports() {
 }
 
 #[test]
+#[ignore = "needs root (loads a BPF program)"]
 fn one_flow_keeps_its_value_whatever_it_carries() {
-    let Some(p) = load() else { return };
+    let p = load();
     let a = p.run(&ipv4(6, 0x4000, &tcp(40000, 5201, b"x"))).unwrap();
     let b = p
         .run(&ipv4(6, 0x4000, &tcp(40000, 5201, &[7u8; 1400])))
@@ -90,8 +94,9 @@ fn one_flow_keeps_its_value_whatever_it_carries() {
 }
 
 #[test]
+#[ignore = "needs root (loads a BPF program)"]
 fn flows_differing_only_in_their_source_port_spread_over_queues() {
-    let Some(p) = load() else { return };
+    let p = load();
     for queues in [2u32, 3, 4] {
         let mut used = std::collections::BTreeSet::new();
         for sport in 40000..40016u16 {
@@ -103,8 +108,9 @@ fn flows_differing_only_in_their_source_port_spread_over_queues() {
 }
 
 #[test]
+#[ignore = "needs root (loads a BPF program)"]
 fn ipv4_fragments_and_other_protocols_hash_addresses_only() {
-    let Some(p) = load() else { return };
+    let p = load();
     let addrs = expected(&[word(&SRC4), word(&DST4)]);
     // A first fragment (more-fragments set) and a later one: ports absent or not trusted.
     assert_eq!(p.run(&ipv4(6, 0x2000, &tcp(1, 2, b""))).unwrap(), addrs);
@@ -117,8 +123,9 @@ fn ipv4_fragments_and_other_protocols_hash_addresses_only() {
 }
 
 #[test]
+#[ignore = "needs root (loads a BPF program)"]
 fn tcp_over_ipv6_hashes_addresses_and_ports() {
-    let Some(p) = load() else { return };
+    let p = load();
     let frame = ipv6(6, &tcp(40000, 5201, b"data"));
     let mut words: Vec<u64> = frame[22..54].chunks(4).map(word).collect();
     words.push((40000 << 16) | 5201);
@@ -130,8 +137,9 @@ fn tcp_over_ipv6_hashes_addresses_and_ports() {
 }
 
 #[test]
+#[ignore = "needs root (loads a BPF program)"]
 fn non_ip_and_truncated_frames_go_to_the_first_queue() {
-    let Some(p) = load() else { return };
+    let p = load();
     let mut arp = vec![0xff; 6];
     arp.extend([0x02, 0, 0, 0, 0, 1, 0x08, 0x06]);
     arp.extend([0u8; 28]);

@@ -68,8 +68,12 @@ pub fn text(o: &Output) -> String {
 
 impl Fx {
     /// Creates `host` and `ext` joined by the m0/e0 veth, and starts the daemon (`bin`) in
-    /// `host`.
+    /// `host`. Panics, saying why, where that cannot be done ([`unsupported`]): the tests that
+    /// use it are `#[ignore]`d, so only `cargo test -- --include-ignored` gets here.
     pub fn new(bin: impl AsRef<Path>) -> Fx {
+        if let Some(why) = unsupported() {
+            panic!("the end-to-end fixture needs root, iproute2, nftables and TUN, and cannot run here: {why}");
+        }
         let n = COUNTER.fetch_add(1, Ordering::SeqCst);
         let tag = format!("ivt{}x{n}", std::process::id());
         let dir = std::env::temp_dir().join(&tag);

@@ -461,3 +461,7 @@ fn render(l: &LinkView, opts: &Options) -> String {
     }
     s
 }
+
+#[cfg(test)]
+#[path = "cli_tests.rs"]
+mod tests;

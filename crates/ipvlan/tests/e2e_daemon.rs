@@ -17,6 +17,7 @@ fn two_slaves(args: &str) -> Fx {
 }
 
 #[test]
+#[ignore = "needs root, iproute2, nftables, TUN"]
 fn restart_serves_every_slave_again_in_its_namespace() {
     require_env!();
     let mut fx = two_slaves("mode l2 private");
@@ -51,6 +52,7 @@ fn restart_serves_every_slave_again_in_its_namespace() {
 }
 
 #[test]
+#[ignore = "needs root, iproute2, nftables, TUN"]
 fn kill_9_then_restart_loses_nothing() {
     require_env!();
     let mut fx = two_slaves("mode l2");
@@ -71,6 +73,7 @@ fn kill_9_then_restart_loses_nothing() {
 }
 
 #[test]
+#[ignore = "needs root, iproute2, nftables, TUN"]
 fn slaves_deleted_while_the_daemon_is_down_are_dropped() {
     require_env!();
     let mut fx = two_slaves("mode l2");
@@ -86,6 +89,7 @@ fn slaves_deleted_while_the_daemon_is_down_are_dropped() {
 }
 
 #[test]
+#[ignore = "needs root, iproute2, nftables, TUN"]
 fn corrupt_state_is_kept_aside_and_the_daemon_starts() {
     require_env!();
     let mut fx = Fx::new();
@@ -109,6 +113,7 @@ fn cli(fx: &Fx, args: &str) -> (i32, String) {
 }
 
 #[test]
+#[ignore = "needs root, iproute2, nftables, TUN"]
 fn bad_input_gets_clear_errors_and_creates_nothing() {
     require_env!();
     let fx = Fx::new();
@@ -207,6 +212,7 @@ fn bad_input_gets_clear_errors_and_creates_nothing() {
 }
 
 #[test]
+#[ignore = "needs root, iproute2, nftables, TUN"]
 fn a_slave_without_mode_keeps_the_port_mode_and_says_so() {
     require_env!();
     let fx = Fx::new();
@@ -243,6 +249,7 @@ fn a_slave_without_mode_keeps_the_port_mode_and_says_so() {
 }
 
 #[test]
+#[ignore = "needs root, iproute2, nftables, TUN"]
 fn namespace_deleted_after_a_restart_still_removes_its_slave() {
     require_env!();
     let mut fx = two_slaves("mode l2");
@@ -262,6 +269,7 @@ fn namespace_deleted_after_a_restart_still_removes_its_slave() {
 }
 
 #[test]
+#[ignore = "needs root, iproute2, nftables, TUN"]
 fn the_readme_demo_passes_and_cleans_up() {
     require_env!();
     let out = std::process::Command::new(common::BIN)
@@ -310,6 +318,7 @@ fn raw_request(fx: &Fx, body: &str, repeat: usize) -> String {
 }
 
 #[test]
+#[ignore = "needs root, iproute2, nftables, TUN"]
 fn control_socket_refuses_bad_requests_and_strangers() {
     require_env!();
     let fx = Fx::new();
@@ -349,6 +358,7 @@ fn control_socket_refuses_bad_requests_and_strangers() {
 }
 
 #[test]
+#[ignore = "needs root, iproute2, nftables, TUN"]
 fn sigterm_under_heavy_traffic_then_restart() {
     require_env!();
     let mut fx = two_slaves("mode l2");
@@ -433,6 +443,7 @@ fn tx_queue_bytes(fx: &Fx, ns: &str, dev: &str) -> Vec<u64> {
 }
 
 #[test]
+#[ignore = "needs root, iproute2, nftables, TUN"]
 fn flows_spread_over_the_workers_and_stay_in_order() {
     require_env!();
     let mut fx = Fx::new();
@@ -515,6 +526,7 @@ fn flows_spread_over_the_workers_and_stay_in_order() {
 }
 
 #[test]
+#[ignore = "needs root, iproute2, nftables, TUN"]
 fn a_single_queue_slave_from_an_older_version_is_served_after_an_upgrade() {
     require_env!();
     let mut fx = two_slaves("mode l2");
@@ -540,6 +552,7 @@ fn a_single_queue_slave_from_an_older_version_is_served_after_an_upgrade() {
 }
 
 #[test]
+#[ignore = "needs root, iproute2, nftables, TUN"]
 fn many_slaves_with_a_queue_per_worker_fit_the_usual_open_file_limit() {
     require_env!();
     let mut fx = Fx::new();

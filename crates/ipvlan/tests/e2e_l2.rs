@@ -19,6 +19,7 @@ fn howto(args: &str) -> Fx {
 }
 
 #[test]
+#[ignore = "needs root, iproute2, nftables, TUN"]
 fn howto_example_l2_bridge_t_30_t_45() {
     require_env!();
     let fx = howto("mode l2");
@@ -51,6 +52,7 @@ fn howto_example_l2_bridge_t_30_t_45() {
 }
 
 #[test]
+#[ignore = "needs root, iproute2, nftables, TUN"]
 fn tcp_and_udp_between_slaves_and_outside() {
     require_env!();
     let fx = howto("mode l2");
@@ -80,6 +82,7 @@ fn tcp_and_udp_between_slaves_and_outside() {
 }
 
 #[test]
+#[ignore = "needs root, iproute2, nftables, TUN"]
 fn private_blocks_unicast_between_slaves_only_t_39() {
     require_env!();
     let fx = howto("mode l2 private");
@@ -125,6 +128,7 @@ fn broadcast_seen_by_ns1(fx: &Fx) -> u64 {
 }
 
 #[test]
+#[ignore = "needs root, iproute2, nftables, TUN"]
 fn broadcast_reaches_the_other_slaves_r_mc_2() {
     require_env!();
     let fx = howto("mode l2");
@@ -132,6 +136,7 @@ fn broadcast_reaches_the_other_slaves_r_mc_2() {
 }
 
 #[test]
+#[ignore = "needs root, iproute2, nftables, TUN"]
 fn private_does_not_block_broadcast_t_40() {
     require_env!();
     // Kernel oracle: scripts/oracle/core-unverified.sh shows ns2 +3 under private.
@@ -140,6 +145,7 @@ fn private_does_not_block_broadcast_t_40() {
 }
 
 #[test]
+#[ignore = "needs root, iproute2, nftables, TUN"]
 fn multicast_reaches_a_subscribed_slave_t_36() {
     require_env!();
     let fx = howto("mode l2");
@@ -165,6 +171,7 @@ fn multicast_reaches_a_subscribed_slave_t_36() {
 }
 
 #[test]
+#[ignore = "needs root, iproute2, nftables, TUN"]
 fn netns_move_keeps_working_r_life_4() {
     require_env!();
     let mut fx = howto("mode l2");
@@ -199,6 +206,7 @@ fn netns_move_keeps_working_r_life_4() {
 }
 
 #[test]
+#[ignore = "needs root, iproute2, nftables, TUN"]
 fn duplicate_address_first_owner_keeps_it_t_22() {
     require_env!();
     let fx = howto("mode l2");
@@ -234,6 +242,7 @@ fn duplicate_address_first_owner_keeps_it_t_22() {
 }
 
 #[test]
+#[ignore = "needs root, iproute2, nftables, TUN"]
 fn slave_with_the_master_ip_takes_its_traffic_t_25() {
     require_env!();
     let fx = howto("mode l2");
@@ -263,6 +272,7 @@ fn slave_with_the_master_ip_takes_its_traffic_t_25() {
 }
 
 #[test]
+#[ignore = "needs root, iproute2, nftables, TUN"]
 fn master_down_and_up_carrier_follows_r_link_1() {
     require_env!();
     let fx = howto("mode l2");
@@ -288,6 +298,7 @@ fn master_down_and_up_carrier_follows_r_link_1() {
 }
 
 #[test]
+#[ignore = "needs root, iproute2, nftables, TUN"]
 fn master_deleted_takes_its_slaves_r_life_1() {
     require_env!();
     let mut fx = howto("mode l2");
@@ -316,6 +327,7 @@ fn master_deleted_takes_its_slaves_r_life_1() {
 }
 
 #[test]
+#[ignore = "needs root, iproute2, nftables, TUN"]
 fn deleting_a_slaves_namespace_removes_it_r_life_5() {
     require_env!();
     let mut fx = howto("mode l2");
@@ -330,6 +342,7 @@ fn deleting_a_slaves_namespace_removes_it_r_life_5() {
 }
 
 #[test]
+#[ignore = "needs root, iproute2, nftables, TUN"]
 fn slaves_follow_the_master_mac_and_mtu_r_mac_3_r_mtu_3() {
     require_env!();
     let fx = howto("mode l2");
@@ -401,6 +414,7 @@ fn forge_and_sniff(fx: &Fx, src: &str) -> String {
 }
 
 #[test]
+#[ignore = "needs root, iproute2, nftables, TUN"]
 fn hostile_slave_forging_mac_and_ip_spoofchk() {
     require_env!();
     let fx = howto("mode l2");
@@ -470,6 +484,7 @@ print(sent)
 "#;
 
 #[test]
+#[ignore = "needs root, iproute2, nftables, TUN"]
 fn malformed_frames_from_either_side_never_hurt_the_data_plane() {
     require_env!();
     let fx = howto("mode l2");

@@ -47,6 +47,7 @@ fn capture_icmp(fx: &Fx, ns: &str) -> Background {
 }
 
 #[test]
+#[ignore = "needs root, iproute2, nftables, TUN"]
 fn l3_bridge_t_50_t_51_t_52() {
     require_env!();
     let fx = l3("mode l3");
@@ -72,6 +73,7 @@ fn l3_bridge_t_50_t_51_t_52() {
 }
 
 #[test]
+#[ignore = "needs root, iproute2, nftables, TUN"]
 fn l3_drops_broadcast_and_multicast_t_53_t_55() {
     require_env!();
     let fx = l3("mode l3");
@@ -101,6 +103,7 @@ fn l3_drops_broadcast_and_multicast_t_53_t_55() {
 }
 
 #[test]
+#[ignore = "needs root, iproute2, nftables, TUN"]
 fn l3_private_t_60() {
     require_env!();
     let fx = l3("mode l3 private");
@@ -109,6 +112,7 @@ fn l3_private_t_60() {
 }
 
 #[test]
+#[ignore = "needs root, iproute2, nftables, TUN"]
 fn l3_vepa_does_not_switch_locally_t_61() {
     require_env!();
     let fx = l3("mode l3 vepa");
@@ -123,6 +127,7 @@ fn l3_vepa_does_not_switch_locally_t_61() {
 }
 
 #[test]
+#[ignore = "needs root, iproute2, nftables, TUN"]
 fn l3_egress_passes_the_master_postrouting_t_56() {
     require_env!();
     let fx = l3("mode l3");
@@ -140,6 +145,7 @@ fn l3_egress_passes_the_master_postrouting_t_56() {
 }
 
 #[test]
+#[ignore = "needs root, iproute2, nftables, TUN"]
 fn l2_vepa_needs_a_hairpin_t_41_t_42() {
     require_env!();
     let mut fx = Fx::new();
@@ -179,6 +185,7 @@ fn l2_vepa_needs_a_hairpin_t_41_t_42() {
 }
 
 #[test]
+#[ignore = "needs root, iproute2, nftables, TUN"]
 fn live_mode_change_switches_the_whole_port() {
     require_env!();
     let mut fx = Fx::new();
@@ -225,6 +232,7 @@ fn drop_inbound(fx: &Fx, addr: &str) {
 }
 
 #[test]
+#[ignore = "needs root, iproute2, nftables, TUN"]
 fn l3_ingress_bypasses_the_master_input_t_57a() {
     require_env!();
     let fx = l3("mode l3");
@@ -236,6 +244,7 @@ fn l3_ingress_bypasses_the_master_input_t_57a() {
 }
 
 #[test]
+#[ignore = "needs root, iproute2, nftables, TUN"]
 fn l3s_master_input_rules_apply_to_slave_ingress_t_58() {
     require_env!();
     let fx = l3("mode l3s");
@@ -263,6 +272,7 @@ fn l3s_master_input_rules_apply_to_slave_ingress_t_58() {
 }
 
 #[test]
+#[ignore = "needs root, iproute2, nftables, TUN"]
 fn l3s_master_conntrack_sees_both_directions() {
     require_env!();
     let fx = l3("mode l3s");
@@ -337,6 +347,7 @@ fn matrix_cell(mode: &str, flag: &str) {
 }
 
 #[test]
+#[ignore = "needs root, iproute2, nftables, TUN"]
 fn matrix_l2_every_flag() {
     require_env!();
     for flag in ["bridge", "private", "vepa"] {
@@ -345,6 +356,7 @@ fn matrix_l2_every_flag() {
 }
 
 #[test]
+#[ignore = "needs root, iproute2, nftables, TUN"]
 fn matrix_l3_every_flag() {
     require_env!();
     for flag in ["bridge", "private", "vepa"] {
@@ -353,6 +365,7 @@ fn matrix_l3_every_flag() {
 }
 
 #[test]
+#[ignore = "needs root, iproute2, nftables, TUN"]
 fn matrix_l3s_every_flag() {
     require_env!();
     for flag in ["bridge", "private", "vepa"] {
@@ -361,6 +374,7 @@ fn matrix_l3s_every_flag() {
 }
 
 #[test]
+#[ignore = "needs root, iproute2, nftables, TUN"]
 fn l3_bulk_tcp_through_the_master_stack_is_segmented() {
     require_env!();
     // Slaves hand 64 KiB TSO super-frames to the daemon; l3 egress goes through a raw socket
@@ -378,6 +392,7 @@ fn l3_bulk_tcp_through_the_master_stack_is_segmented() {
 }
 
 #[test]
+#[ignore = "needs root, iproute2, nftables, TUN"]
 fn l2_slave_to_the_master_itself_r_tx_l2_3() {
     require_env!();
     let mut fx = Fx::new();

@@ -1,0 +1,437 @@
+//! Table tests for the command line's grammar: pure, without root and without a daemon.
+//!
+//! A request is checked as the JSON it goes over the socket as (`serde_json::to_value`), with
+//! absent (`null`) fields left out, so the tests hold while the protocol's Rust types change and
+//! its wire shape does not. A refusal is checked by its exit code (iproute2's: 255 for a
+//! command-line error, 1 for a bad argument, 2 when the request is refused) and a piece of its
+//! message. The first cases of `bad_input_gets_clear_errors_and_creates_nothing`
+//! (`tests/e2e_daemon.rs`, which keeps them end to end) are here as the first rows of
+//! [`REFUSED`].
+
+use std::path::PathBuf;
+
+use serde_json::{json, Value};
+
+use super::*;
+
+/// The request `ipvlan link WORDS` makes, as JSON without its `null` fields, or the exit code
+/// and message it is refused with.
+fn link(words: &str) -> Result<Value, (u8, String)> {
+    let words: Vec<String> = words.split_whitespace().map(String::from).collect();
+    match parse_link(&words) {
+        Ok(req) => Ok(without_nulls(serde_json::to_value(&req).unwrap())),
+        Err(CliError(msg, code)) => Err((code, msg)),
+    }
+}
+
+fn without_nulls(v: Value) -> Value {
+    match v {
+        Value::Object(m) => Value::Object(m.into_iter().filter(|(_, v)| !v.is_null()).collect()),
+        v => v,
+    }
+}
+
+/// Words after `ipvlan link` that parse, and the request each makes.
+fn accepted() -> Vec<(&'static str, Value)> {
+    let add = |mode: Option<&str>, flag: Option<&str>| {
+        let mut r = json!({"cmd": "link_add", "master": "m0", "name": "s1"});
+        if let Some(m) = mode {
+            r["mode"] = json!(m);
+        }
+        if let Some(f) = flag {
+            r["flag"] = json!(f);
+        }
+        r
+    };
+    let set = |extra: Value| {
+        let mut r = json!({"cmd": "link_set", "name": "s1"});
+        r.as_object_mut()
+            .unwrap()
+            .extend(extra.as_object().unwrap().clone());
+        r
+    };
+    vec![
+        // `type ipvlan` alone sends neither mode nor flag (R-CLI-1); any word sends the flag,
+        // bridge unless another is given (R-CLI-2).
+        ("add link m0 s1 type ipvlan", add(None, None)),
+        (
+            "add link m0 s1 type ipvlan mode l2",
+            add(Some("l2"), Some("bridge")),
+        ),
+        (
+            "add link m0 s1 type ipvlan mode l3",
+            add(Some("l3"), Some("bridge")),
+        ),
+        (
+            "add link m0 s1 type ipvlan mode l3s",
+            add(Some("l3s"), Some("bridge")),
+        ),
+        (
+            "add link m0 s1 type ipvlan bridge",
+            add(None, Some("bridge")),
+        ),
+        (
+            "add link m0 s1 type ipvlan private",
+            add(None, Some("private")),
+        ),
+        ("add link m0 s1 type ipvlan vepa", add(None, Some("vepa"))),
+        (
+            "add link m0 s1 type ipvlan mode l2 private",
+            add(Some("l2"), Some("private")),
+        ),
+        (
+            "add link m0 s1 type ipvlan private mode l3s",
+            add(Some("l3s"), Some("private")),
+        ),
+        (
+            "add link m0 s1 type ipvlan mode l3 vepa",
+            add(Some("l3"), Some("vepa")),
+        ),
+        // iproute2's keyword prefixes (R-CLI-3), for the verb and after `type ipvlan`.
+        (
+            "a link m0 s1 type ipvlan m l2 p",
+            add(Some("l2"), Some("private")),
+        ),
+        (
+            "ad link m0 s1 type ipvlan mo l3 b",
+            add(Some("l3"), Some("bridge")),
+        ),
+        (
+            "add link m0 s1 type ipvlan mod l3s ve",
+            add(Some("l3s"), Some("vepa")),
+        ),
+        ("add link m0 s1 type ipvlan pri", add(None, Some("private"))),
+        ("add link m0 s1 type ipvlan br", add(None, Some("bridge"))),
+        ("add link m0 s1 type ipvlan v", add(None, Some("vepa"))),
+        // `mode` twice: the last one counts, as in iproute2.
+        (
+            "add link m0 s1 type ipvlan mode l2 mode l3",
+            add(Some("l3"), Some("bridge")),
+        ),
+        // The name, bare or after `name`/`dev`, and key/value pairs in any order.
+        ("add link m0 name s1 type ipvlan", add(None, None)),
+        ("add link m0 dev s1 type ipvlan", add(None, None)),
+        ("add s1 link m0 type ipvlan", add(None, None)),
+        ("add name s1 link m0 type ipvlan", add(None, None)),
+        (
+            "add mtu 1400 link m0 spoofchk on s1 type ipvlan mode l2",
+            json!({"cmd": "link_add", "master": "m0", "name": "s1", "mode": "l2",
+                   "flag": "bridge", "mtu": 1400, "spoofchk": true}),
+        ),
+        (
+            "add s1 spoofchk off mtu 9000 link m0 type ipvlan",
+            json!({"cmd": "link_add", "master": "m0", "name": "s1", "mtu": 9000,
+                   "spoofchk": false}),
+        ),
+        // A zero MTU parses, as in iproute2; the daemon refuses it with the range (exit 2, the
+        // e2e case `mtu 67`).
+        (
+            "add link m0 s1 mtu 0 type ipvlan",
+            json!({"cmd": "link_add", "master": "m0", "name": "s1", "mtu": 0}),
+        ),
+        // `address` is accepted and ignored: a slave carries its master's MAC (R-MAC-1).
+        (
+            "add link m0 s1 address 02:00:00:00:00:99 type ipvlan",
+            add(None, None),
+        ),
+        // `link set`: mode, flag and spoofchk, in any order, with prefixes.
+        (
+            "set dev s1 type ipvlan mode l3",
+            set(json!({"mode": "l3", "flag": "bridge"})),
+        ),
+        (
+            "set s1 type ipvlan mo l2 pri",
+            set(json!({"mode": "l2", "flag": "private"})),
+        ),
+        ("s s1 type ipvlan vepa", set(json!({"flag": "vepa"}))),
+        ("se s1 spoofchk on", set(json!({"spoofchk": true}))),
+        ("set spoofchk off s1", set(json!({"spoofchk": false}))),
+        ("set spoofchk on dev s1", set(json!({"spoofchk": true}))),
+        (
+            "set s1 spoofchk off type ipvlan private",
+            set(json!({"flag": "private", "spoofchk": false})),
+        ),
+        // `type ipvlan` with nothing after it sends nothing to change (R-CLI-1).
+        ("set s1 type ipvlan", set(json!({}))),
+        // `link del` and `link show`, with and without `dev`, and their prefixes.
+        ("del s1", json!({"cmd": "link_del", "name": "s1"})),
+        ("delete dev s1", json!({"cmd": "link_del", "name": "s1"})),
+        ("d s1", json!({"cmd": "link_del", "name": "s1"})),
+        ("", json!({"cmd": "link_show"})),
+        ("show", json!({"cmd": "link_show"})),
+        ("sh s1", json!({"cmd": "link_show", "name": "s1"})),
+        ("show dev s1", json!({"cmd": "link_show", "name": "s1"})),
+        ("list s1", json!({"cmd": "link_show", "name": "s1"})),
+        ("ls", json!({"cmd": "link_show"})),
+    ]
+}
+
+/// Words after `ipvlan link` that are refused: exit code and a piece of the message.
+const REFUSED: &[(&str, u8, &str)] = &[
+    // The first seven cases of e2e_daemon's bad_input_gets_clear_errors_and_creates_nothing.
+    (
+        "add link m0 s1 type ipvlan mode l4",
+        1,
+        "argument of \"mode\" must be either \"l2\", \"l3\" or \"l3s\"",
+    ),
+    (
+        "add link m0 s1 type ipvlan mode L2",
+        1,
+        "argument of \"mode\"",
+    ),
+    (
+        "add link m0 s1 type ipvlan mode l2 private vepa",
+        1,
+        "ipvlan: unknown option \"vepa\"?",
+    ),
+    (
+        "add link m0 s1 type ipvlan bridge bridge",
+        1,
+        "unknown option \"bridge\"",
+    ),
+    (
+        "add link m0 s1 type ipvlan mode",
+        255,
+        "Command line is not complete",
+    ),
+    ("add s1 type ipvlan mode l2", 2, "needs its master"),
+    ("add link m0 s1", 255, "\"type\" argument is required"),
+    // `type`: incomplete, another kind, an unknown word, help.
+    ("add link m0 s1 type", 255, "Command line is not complete"),
+    (
+        "add link m0 s1 type macvlan",
+        1,
+        "only creates ipvlan links, not \"macvlan\"",
+    ),
+    (
+        "add link m0 s1 type ipvtap",
+        1,
+        "ipvtap is not supported yet",
+    ),
+    ("add link m0 s1 type ipvlan l2", 1, "unknown option \"l2\"?"),
+    (
+        "add link m0 s1 type ipvlan mode l2 mode",
+        255,
+        "Command line is not complete",
+    ),
+    (
+        "add link m0 s1 type ipvlan help",
+        255,
+        "MODE: l3 | l3s | l2",
+    ),
+    // Names.
+    (
+        "add link m0 type ipvlan",
+        255,
+        "\"name\" argument is required",
+    ),
+    (
+        "add link m0 this-name-is-too-long type ipvlan",
+        1,
+        "longer than 15 bytes",
+    ),
+    (
+        "add link m0 s1 s2 type ipvlan",
+        255,
+        "either \"dev\" is duplicate, or \"s2\" is a garbage",
+    ),
+    ("add s1 link type ipvlan", 255, "\"link\" needs a value"),
+    (
+        "add link m0 name type ipvlan",
+        255,
+        "\"name\" needs a value",
+    ),
+    // mtu and spoofchk values.
+    (
+        "add link m0 s1 mtu abc type ipvlan",
+        1,
+        "argument \"abc\" is wrong: Invalid \"mtu\" value",
+    ),
+    (
+        "add link m0 s1 mtu -1 type ipvlan",
+        1,
+        "Invalid \"mtu\" value",
+    ),
+    (
+        "add link m0 s1 mtu 1.5 type ipvlan",
+        1,
+        "Invalid \"mtu\" value",
+    ),
+    (
+        "add link m0 s1 mtu type ipvlan",
+        255,
+        "\"mtu\" needs a value",
+    ),
+    (
+        "add link m0 s1 spoofchk yes type ipvlan",
+        1,
+        "argument of \"spoofchk\" must be \"on\" or \"off\", not \"yes\"",
+    ),
+    (
+        "add link m0 s1 spoofchk ON type ipvlan",
+        1,
+        "must be \"on\" or \"off\"",
+    ),
+    (
+        "add link m0 s1 spoofchk type ipvlan",
+        255,
+        "\"spoofchk\" needs a value",
+    ),
+    (
+        "add link m0 s1 address type ipvlan",
+        255,
+        "\"address\" needs a value",
+    ),
+    // link set: nothing to change, no name, what `ip link set` does, bad values.
+    (
+        "set s1",
+        255,
+        "Not enough information: give \"type ipvlan\"",
+    ),
+    (
+        "set dev s1",
+        255,
+        "Not enough information: give \"type ipvlan\"",
+    ),
+    (
+        "set type ipvlan mode l2",
+        255,
+        "\"dev\" argument is required",
+    ),
+    ("set", 255, "\"dev\" argument is required"),
+    ("set s1 mtu 1400", 1, "for \"mtu\" use `ip link set`"),
+    (
+        "set s1 spoofchk maybe",
+        1,
+        "must be \"on\" or \"off\", not \"maybe\"",
+    ),
+    ("set s1 spoofchk", 255, "\"spoofchk\" needs on or off"),
+    (
+        "set s1 type ipvlan mode l4",
+        1,
+        "argument of \"mode\" must be either",
+    ),
+    (
+        "set s1 type ipvlan private vepa",
+        1,
+        "unknown option \"vepa\"?",
+    ),
+    ("set s1 type veth", 1, "not \"veth\""),
+    // link del and link show.
+    ("del", 255, "\"dev\" argument is required"),
+    ("del s1 s2", 255, "Garbage instead of arguments \"s1 s2\""),
+    ("show s1 s2", 255, "Garbage instead of arguments \"s1 s2\""),
+    // Unknown verbs, and help.
+    (
+        "frobnicate",
+        255,
+        "Command \"frobnicate\" is unknown, try \"ipvlan link help\"",
+    ),
+    ("up s1", 255, "Command \"up\" is unknown"),
+    ("help", 255, "Usage: ipvlan link add link DEVICE"),
+];
+
+#[test]
+fn every_accepted_command_makes_its_request() {
+    for (words, want) in accepted() {
+        match link(words) {
+            Ok(got) => assert_eq!(got, want, "`ipvlan link {words}`"),
+            Err((code, msg)) => panic!("`ipvlan link {words}` refused ({code}): {msg}"),
+        }
+    }
+}
+
+#[test]
+fn every_refused_command_gets_its_exit_code_and_message() {
+    for &(words, code, needle) in REFUSED {
+        match link(words) {
+            Ok(req) => panic!("`ipvlan link {words}` accepted: {req}"),
+            Err((got, msg)) => {
+                assert_eq!(got, code, "`ipvlan link {words}` exit code; message: {msg}");
+                assert!(
+                    msg.contains(needle),
+                    "`ipvlan link {words}`: expected {needle:?} in {msg:?}"
+                );
+            }
+        }
+    }
+}
+
+/// A socket path nothing listens on: a command that parses fails there, with exit code 1.
+fn absent_socket() -> PathBuf {
+    std::env::temp_dir().join(format!(
+        "ipvlan-cli-test-{}-nobody-listens.sock",
+        std::process::id()
+    ))
+}
+
+/// The whole command line (options, object, verb) up to the socket: exit code and message.
+fn whole(words: &[&str]) -> (u8, String) {
+    match run(words.iter().map(|w| w.to_string()).collect()) {
+        Ok(code) => panic!("`ipvlan {}` succeeded ({code:?})", words.join(" ")),
+        Err(CliError(msg, code)) => (code, msg),
+    }
+}
+
+#[test]
+fn the_command_line_around_link_refuses_what_it_does_not_know() {
+    let cases: &[(&[&str], u8, &str)] = &[
+        (
+            &["frob"],
+            255,
+            "Object \"frob\" is unknown, try \"ipvlan help\"",
+        ),
+        (
+            &["link", "frobnicate"],
+            255,
+            "Command \"frobnicate\" is unknown",
+        ),
+        (&["-x", "link"], 255, "Option \"-x\" is unknown"),
+        (&["--socket"], 255, "--socket needs a path"),
+        (&[], 255, "Usage: ipvlan [ OPTIONS ] OBJECT"),
+        (&["-d"], 255, "Usage: ipvlan [ OPTIONS ] OBJECT"),
+        (
+            &["daemon", "--bogus"],
+            255,
+            "daemon: unknown option \"--bogus\"",
+        ),
+        (&["daemon", "--socket"], 255, "--socket needs a path"),
+        (
+            &["daemon", "--state-dir"],
+            255,
+            "--state-dir needs a directory",
+        ),
+    ];
+    for &(words, code, needle) in cases {
+        let (got, msg) = whole(words);
+        assert_eq!(got, code, "`ipvlan {}`: {msg}", words.join(" "));
+        assert!(
+            msg.contains(needle),
+            "`ipvlan {}`: {needle:?} not in {msg:?}",
+            words.join(" ")
+        );
+    }
+}
+
+#[test]
+fn a_command_that_parses_goes_to_the_socket() {
+    let socket = absent_socket();
+    let socket = socket.to_str().unwrap();
+    for words in [
+        &["--socket", socket, "l"][..],
+        &["--socket", socket, "-j", "li", "sh"],
+        &["-d", "-s", "--socket", socket, "link", "show", "dev", "s1"],
+        &[
+            "--socket", socket, "lin", "a", "link", "m0", "s1", "type", "ipvlan", "mo", "l2",
+        ],
+        &["--socket", socket, "link", "del", "s1"],
+    ] {
+        let (code, msg) = whole(words);
+        assert_eq!(code, 1, "`ipvlan {}`: {msg}", words.join(" "));
+        assert!(
+            msg.contains("cannot reach the ipvlan daemon") && msg.contains(socket),
+            "`ipvlan {}`: {msg}",
+            words.join(" ")
+        );
+    }
+}
