@@ -31,14 +31,14 @@ fn alias_for(instance: &str, master_index: u32, id: SlaveId) -> String {
 }
 
 /// Runs `f` with a request socket inside the namespace the device lives in now.
-fn in_dev_ns<T: Send>(
+fn in_dev_ns<T: Send, E: Into<io::Error>>(
     tap: &Tap,
-    f: impl FnOnce(&mut Rtnl) -> io::Result<T> + Send,
+    f: impl FnOnce(&mut Rtnl) -> Result<T, E> + Send,
 ) -> io::Result<T> {
     let ns = tap.netns()?;
     ns.run(|| {
         let mut r = Rtnl::open()?;
-        f(&mut r)
+        f(&mut r).map_err(Into::into)
     })?
 }
 
@@ -907,7 +907,10 @@ impl Daemon {
             };
             let attach_name = name.clone();
             let queues = &self.queues;
-            let tap = match ns.run(move || queues.attach(&attach_name)) {
+            let tap = match ns
+                .run(move || queues.attach(&attach_name))
+                .map_err(io::Error::from)
+            {
                 Ok(Ok(t)) => Arc::new(t),
                 Ok(Err(e)) | Err(e) => {
                     warn!(slave = %s.name, "cannot re-attach: {e}");

@@ -41,7 +41,7 @@ const EXIT: u8 = 0x90;
 
 /// Packet loads relative to the Ethernet header (`SKF_LL_OFF`): the queue is chosen with
 /// `skb->data` at the Ethernet header, but the kernel's test runs start it at the IP header.
-const LL: i32 = -0x0020_0000;
+const LL: i32 = libc::SKF_LL_OFF;
 
 const R0: u8 = 0;
 const R1: u8 = 1;
@@ -52,9 +52,9 @@ const R8: u8 = 8;
 /// 2^32 / φ, as the instruction's 32-bit immediate (sign-extended; the bits used stay equal).
 const GOLDEN: i32 = 0x9e37_79b1_u32 as i32;
 
-const IPPROTO_TCP: i32 = 6;
-const IPPROTO_UDP: i32 = 17;
-const IPPROTO_SCTP: i32 = 132;
+const IPPROTO_TCP: i32 = libc::IPPROTO_TCP;
+const IPPROTO_UDP: i32 = libc::IPPROTO_UDP;
+const IPPROTO_SCTP: i32 = libc::IPPROTO_SCTP;
 
 #[repr(C)]
 #[derive(Clone, Copy, Debug)]
@@ -237,7 +237,7 @@ fn bpf<T>(cmd: libc::c_long, attr: &mut T) -> io::Result<usize> {
         )
     };
     // `long` and `ssize_t` have the same width on every Linux target.
-    crate::cvt_size(r as libc::ssize_t)
+    crate::sys::cvt_size(r as libc::ssize_t)
 }
 
 /// The loaded steering program. A TAP keeps its own reference once attached
@@ -286,10 +286,10 @@ impl FlowSteering {
             Err(e) => return Err(e),
         };
         let fd = libc::c_int::try_from(fd).map_err(io::Error::other)?;
-        // SAFETY: the kernel just gave us this descriptor; nobody else owns it.
-        Ok(FlowSteering {
-            fd: unsafe { OwnedFd::from_raw_fd(fd) },
-        })
+        // SAFETY: BPF_PROG_LOAD just returned this descriptor of the new program (non-negative,
+        // checked by `cvt_size`); nothing else owns it, so the `OwnedFd` may close it.
+        let fd = unsafe { OwnedFd::from_raw_fd(fd) };
+        Ok(FlowSteering { fd })
     }
 
     /// Runs the program on `frame` (Ethernet onwards) in the kernel and returns its value:
