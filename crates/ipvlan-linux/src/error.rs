@@ -1,12 +1,13 @@
 //! What the typed errors of this crate have in common ([`crate::tap::TapError`],
-//! [`crate::packet::PacketError`], [`crate::host::HostError`], [`crate::rtnl::RtnlError`],
-//! [`crate::netns::NetNsError`]).
+//! [`crate::packet::PacketError`], [`crate::host::HostError`], [`crate::steer::SteerError`],
+//! [`crate::rtnl::RtnlError`], [`crate::netns::NetNsError`]).
 //!
 //! Each is one enum per module, with a variant per failing operation that names the device,
 //! link or namespace it was done to and keeps the kernel's `io::Error` as its
 //! [`source`](std::error::Error::source). Its `Display` says what was being done and ends with
 //! the kernel's own words (`creating TAP device s1 (TUNSETIFF): Device or resource busy (os
-//! error 16)`), because most callers print errors with `{}` alone.
+//! error 16)`), because most callers print errors with `{}` alone; a printer that also walks
+//! the `source` chain (anyhow's `{:#}`) shows those words twice.
 //!
 //! Each also has `raw_os_error()` and `kind()`, as `io::Error` does, and converts into an
 //! `io::Error` with the same kind and its `Display` as the message, so code written against

@@ -20,7 +20,8 @@
 //!   that belong to slaves, and the l3s hooks.
 //!
 //! Setup and control operations return one typed error per module ([`tap::TapError`],
-//! [`packet::PacketError`], [`host::HostError`], [`rtnl::RtnlError`], [`netns::NetNsError`];
+//! [`packet::PacketError`], [`host::HostError`], [`steer::SteerError`], [`rtnl::RtnlError`],
+//! [`netns::NetNsError`];
 //! see [Errors](#errors) below); the per-frame calls return `io::Result`.
 //!
 //! Every `unsafe` block carries a `SAFETY:` comment (the workspace lint

@@ -225,6 +225,8 @@ fn packet_and_host_sockets_open_and_their_errors_say_on_what() {
 
         // A raw IPv4 packet (header included) into the stack, to loopback.
         let host = HostStack::open("lo").expect("raw sockets");
+        let bad = HostStack::open("a-name-far-too-long").expect_err("IFNAMSIZ");
+        assert_eq!(bad.kind(), io::ErrorKind::InvalidInput);
         // The kernel fills in the header checksum (raw(7)); the ICMP one does not matter here.
         let ping = [
             0x45, 0, 0, 28, 0, 1, 0, 0, 64, 1, 0, 0, 127, 0, 0, 1, 127, 0, 0, 1, 8, 0, 0xf7, 0xff,

@@ -10,13 +10,17 @@ use std::os::fd::{AsRawFd, OwnedFd};
 use nix::sys::socket::{self, sockopt, MsgFlags, SockaddrIn, SockaddrIn6, SockaddrLike};
 
 use crate::error::io_like_error;
-use crate::sys::{raw_socket, setsockopt};
+use crate::sys::{ifr_name, raw_socket, setsockopt};
 
 /// A failed opening of the raw sockets to the host stack. [`HostStack::send`] returns plain
 /// `io::Error`s instead.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum HostError {
+    /// The device name is empty, has a NUL or is longer than 15 bytes (`IFNAMSIZ`; the kernel
+    /// would silently cut it). Kind `InvalidInput`; no OS error.
+    #[error("invalid interface name {device:?}")]
+    InvalidName { device: String },
     /// `socket(AF_INET or AF_INET6, SOCK_RAW, IPPROTO_RAW)` failed (`EPERM` without
     /// `CAP_NET_RAW`); `family` is `IPv4` or `IPv6`.
     #[error("opening a raw {family} socket: {source}")]
@@ -39,12 +43,16 @@ pub enum HostError {
 impl HostError {
     pub(crate) fn io_source(&self) -> Option<&io::Error> {
         match self {
+            HostError::InvalidName { .. } => None,
             HostError::Socket { source, .. } | HostError::SetOption { source, .. } => Some(source),
         }
     }
 
     fn own_kind(&self) -> Option<io::ErrorKind> {
-        None
+        match self {
+            HostError::InvalidName { .. } => Some(io::ErrorKind::InvalidInput),
+            _ => None,
+        }
     }
 }
 
@@ -65,6 +73,11 @@ impl HostStack {
     /// `IPV6_FREEBIND`, and `IP(V6)_TRANSPARENT` where allowed); both take the IP header from
     /// the packet (`IPPROTO_RAW` implies it for IPv4, `IPV6_HDRINCL` for IPv6).
     pub fn open(device: &str) -> Result<HostStack, HostError> {
+        if ifr_name(device).is_none() {
+            return Err(HostError::InvalidName {
+                device: device.to_owned(),
+            });
+        }
         let v4 =
             raw_socket(libc::AF_INET, libc::SOCK_RAW, libc::IPPROTO_RAW).map_err(|source| {
                 HostError::Socket {
