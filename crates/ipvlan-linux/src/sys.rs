@@ -2,16 +2,17 @@
 //! `unsafe` sits here and not at every call site:
 //!
 //! - [`cvt`] and [`cvt_size`] turn a libc return value into an `io::Result`;
-//! - [`IfReq`] is a `struct ifreq` (`<linux/if.h>`) and the three ways the TUN ioctls take their
-//!   argument: [`ioctl_ifreq`] (a pointer to an `ifreq`), [`ioctl_int_ptr`] (a pointer to an
-//!   `int`) and [`ioctl_value`] (an integer by value), in the style of cloud-hypervisor's
-//!   `net_util/src/tap.rs` and Firecracker's `IfReqBuilder`;
+//! - [`IfReq`] is a `struct ifreq` (`<linux/if.h>`), and the TUN ioctls are typed by how they
+//!   take their argument ([`Ioctl`]): [`ioctl_ifreq`] (a pointer to an `ifreq`),
+//!   [`ioctl_int_ptr`] (a pointer to an `int`) and [`ioctl_value`] (an integer by value), in
+//!   the style of cloud-hypervisor's `net_util/src/tap.rs` and Firecracker's `IfReqBuilder`;
 //! - [`setsockopt`] and [`getsockopt`] for the options `nix::sys::socket::sockopt` lacks
 //!   (`PACKET_*`, `IPV6_HDRINCL`, `IPV6_FREEBIND`, `NETLINK_LISTEN_ALL_NSID`);
 //! - [`raw_socket`] for `socket(2)` with a protocol `nix::sys::socket::SockProtocol` cannot
 //!   name (`IPPROTO_RAW`).
 
 use std::io;
+use std::marker::PhantomData;
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd};
 
 use ipvlan_core::MacAddr;
@@ -90,17 +91,78 @@ impl IfReq {
     }
 }
 
-/// An ioctl whose argument is a pointer to a `struct ifreq` the kernel reads and may write
-/// (`TUNSETIFF`, `TUNGETIFF`, `SIOCSIFHWADDR`).
+/// An ioctl request whose argument has the type `A` says ([`ByIfReq`], [`ByIntPtr`],
+/// [`ByValue`]). Only the constants below exist (the fields are private to this module), so a
+/// request is always passed the argument the kernel expects for it: that is what makes
+/// [`ioctl_ifreq`], [`ioctl_int_ptr`] and [`ioctl_value`] safe to call.
+pub(crate) struct Ioctl<A> {
+    request: libc::Ioctl,
+    name: &'static str,
+    arg: PhantomData<A>,
+}
+
+impl<A> Clone for Ioctl<A> {
+    fn clone(&self) -> Self {
+        *self
+    }
+}
+
+impl<A> Copy for Ioctl<A> {}
+
+impl<A> Ioctl<A> {
+    const fn new(request: libc::Ioctl, name: &'static str) -> Ioctl<A> {
+        Ioctl {
+            request,
+            name,
+            arg: PhantomData,
+        }
+    }
+
+    /// The request's name in the kernel headers (`TUNSETIFF`…), for error messages.
+    pub(crate) const fn name(&self) -> &'static str {
+        self.name
+    }
+}
+
+/// The argument is a `struct ifreq *` the kernel reads and may write back.
+pub(crate) enum ByIfReq {}
+/// The argument is an `int *` the kernel only reads.
+pub(crate) enum ByIntPtr {}
+/// The argument is an integer passed by value (or ignored).
+pub(crate) enum ByValue {}
+
+// <linux/if_tun.h> and <linux/sockios.h>, the argument as drivers/net/tun.c reads it.
+pub(crate) const TUNSETIFF: Ioctl<ByIfReq> = Ioctl::new(libc::TUNSETIFF, "TUNSETIFF");
+pub(crate) const TUNGETIFF: Ioctl<ByIfReq> = Ioctl::new(libc::TUNGETIFF, "TUNGETIFF");
+pub(crate) const SIOCSIFHWADDR: Ioctl<ByIfReq> =
+    Ioctl::new(libc::SIOCSIFHWADDR as libc::Ioctl, "SIOCSIFHWADDR");
+pub(crate) const TUNSETVNETHDRSZ: Ioctl<ByIntPtr> =
+    Ioctl::new(libc::TUNSETVNETHDRSZ, "TUNSETVNETHDRSZ");
+pub(crate) const TUNSETCARRIER: Ioctl<ByIntPtr> = Ioctl::new(libc::TUNSETCARRIER, "TUNSETCARRIER");
+pub(crate) const TUNSETSTEERINGEBPF: Ioctl<ByIntPtr> =
+    Ioctl::new(libc::TUNSETSTEERINGEBPF, "TUNSETSTEERINGEBPF");
+pub(crate) const TUNSETPERSIST: Ioctl<ByValue> = Ioctl::new(libc::TUNSETPERSIST, "TUNSETPERSIST");
+pub(crate) const TUNSETOFFLOAD: Ioctl<ByValue> = Ioctl::new(libc::TUNSETOFFLOAD, "TUNSETOFFLOAD");
+pub(crate) const TUNGETDEVNETNS: Ioctl<ByValue> =
+    Ioctl::new(libc::TUNGETDEVNETNS, "TUNGETDEVNETNS");
+
+/// An ioctl whose argument is a pointer to a `struct ifreq` (`TUNSETIFF`, `TUNGETIFF`,
+/// `SIOCSIFHWADDR`).
 pub(crate) fn ioctl_ifreq(
     fd: BorrowedFd<'_>,
-    request: libc::Ioctl,
+    ioctl: Ioctl<ByIfReq>,
     req: &mut IfReq,
 ) -> io::Result<()> {
-    // SAFETY: every request passed here takes a `struct ifreq *` (checked at the call sites,
-    // all in `dev::tap`); `req` is a whole, initialised `ifreq` that outlives the call, and the
-    // kernel writes at most `sizeof(struct ifreq)` bytes into it.
-    cvt(unsafe { libc::ioctl(fd.as_raw_fd(), request, &mut req.0 as *mut libc::ifreq) })?;
+    // SAFETY: `ioctl` is one of the `ByIfReq` constants above, each of which takes a
+    // `struct ifreq *`; `req` is a whole, initialised `ifreq` that outlives the call, and the
+    // kernel reads and writes at most `sizeof(struct ifreq)` bytes of it.
+    cvt(unsafe {
+        libc::ioctl(
+            fd.as_raw_fd(),
+            ioctl.request,
+            std::ptr::from_mut(&mut req.0),
+        )
+    })?;
     Ok(())
 }
 
@@ -108,12 +170,12 @@ pub(crate) fn ioctl_ifreq(
 /// `TUNSETCARRIER`, `TUNSETSTEERINGEBPF`).
 pub(crate) fn ioctl_int_ptr(
     fd: BorrowedFd<'_>,
-    request: libc::Ioctl,
+    ioctl: Ioctl<ByIntPtr>,
     value: libc::c_int,
 ) -> io::Result<()> {
-    // SAFETY: every request passed here reads one `int` through its argument (checked at the
-    // call sites, all in `dev::tap`); `value` lives on our stack for the whole call.
-    cvt(unsafe { libc::ioctl(fd.as_raw_fd(), request, &value as *const libc::c_int) })?;
+    // SAFETY: `ioctl` is one of the `ByIntPtr` constants above, each of which reads one `int`
+    // through its argument; `value` lives on our stack for the whole call.
+    cvt(unsafe { libc::ioctl(fd.as_raw_fd(), ioctl.request, std::ptr::from_ref(&value)) })?;
     Ok(())
 }
 
@@ -121,12 +183,12 @@ pub(crate) fn ioctl_int_ptr(
 /// `TUNSETOFFLOAD`, `TUNGETDEVNETNS`); returns the ioctl's non-negative result.
 pub(crate) fn ioctl_value(
     fd: BorrowedFd<'_>,
-    request: libc::Ioctl,
+    ioctl: Ioctl<ByValue>,
     value: libc::c_ulong,
 ) -> io::Result<libc::c_int> {
-    // SAFETY: every request passed here takes its argument by value or ignores it (checked at
-    // the call sites, all in `dev::tap`), so the kernel dereferences no pointer of ours.
-    cvt(unsafe { libc::ioctl(fd.as_raw_fd(), request, value) })
+    // SAFETY: `ioctl` is one of the `ByValue` constants above, each of which takes its
+    // argument by value or ignores it, so the kernel dereferences no pointer of ours.
+    cvt(unsafe { libc::ioctl(fd.as_raw_fd(), ioctl.request, value) })
 }
 
 /// `setsockopt(2)` with a plain-old-data value (`int`, `struct packet_mreq`…), passed with

@@ -19,7 +19,9 @@ use ipvlan_core::MacAddr;
 use crate::error::io_like_error;
 use crate::netns::NetNs;
 use crate::steer::FlowSteering;
-use crate::sys::{ioctl_ifreq, ioctl_int_ptr, ioctl_value, IfReq};
+use crate::sys::{
+    self, ioctl_ifreq, ioctl_int_ptr, ioctl_value, ByIfReq, ByIntPtr, ByValue, IfReq, Ioctl,
+};
 
 const TUN_PATH: &str = "/dev/net/tun";
 
@@ -80,65 +82,55 @@ impl TapError {
 
 io_like_error!(TapError);
 
-/// Names a TUN ioctl for [`TapError::Ioctl`]: its request number and name, and what it does.
-struct Op {
-    request: libc::Ioctl,
-    ioctl: &'static str,
+/// A TUN ioctl and what it is for, as [`TapError::Ioctl`] reports it.
+struct Op<A> {
+    ioctl: Ioctl<A>,
     doing: &'static str,
 }
 
-const SET_IFF: Op = Op {
-    request: libc::TUNSETIFF,
-    ioctl: "TUNSETIFF",
+const SET_IFF: Op<ByIfReq> = Op {
+    ioctl: sys::TUNSETIFF,
     doing: "attaching a queue",
 };
-const GET_IFF: Op = Op {
-    request: libc::TUNGETIFF,
-    ioctl: "TUNGETIFF",
+const GET_IFF: Op<ByIfReq> = Op {
+    ioctl: sys::TUNGETIFF,
     doing: "reading the name",
 };
-const SET_VNET_HDR_SZ: Op = Op {
-    request: libc::TUNSETVNETHDRSZ,
-    ioctl: "TUNSETVNETHDRSZ",
-    doing: "setting the vnet header size",
-};
-const SET_PERSIST: Op = Op {
-    request: libc::TUNSETPERSIST,
-    ioctl: "TUNSETPERSIST",
-    doing: "setting persistence",
-};
-const SET_HWADDR: Op = Op {
-    request: libc::SIOCSIFHWADDR,
-    ioctl: "SIOCSIFHWADDR",
+const SET_HWADDR: Op<ByIfReq> = Op {
+    ioctl: sys::SIOCSIFHWADDR,
     doing: "setting the MAC address",
 };
-const SET_OFFLOAD: Op = Op {
-    request: libc::TUNSETOFFLOAD,
-    ioctl: "TUNSETOFFLOAD",
-    doing: "enabling offloads",
+const SET_VNET_HDR_SZ: Op<ByIntPtr> = Op {
+    ioctl: sys::TUNSETVNETHDRSZ,
+    doing: "setting the vnet header size",
 };
-const SET_STEERING: Op = Op {
-    request: libc::TUNSETSTEERINGEBPF,
-    ioctl: "TUNSETSTEERINGEBPF",
+const SET_STEERING: Op<ByIntPtr> = Op {
+    ioctl: sys::TUNSETSTEERINGEBPF,
     doing: "attaching the flow steering program",
 };
-const SET_CARRIER: Op = Op {
-    request: libc::TUNSETCARRIER,
-    ioctl: "TUNSETCARRIER",
+const SET_CARRIER: Op<ByIntPtr> = Op {
+    ioctl: sys::TUNSETCARRIER,
     doing: "setting the carrier",
 };
-const GET_DEVNETNS: Op = Op {
-    request: libc::TUNGETDEVNETNS,
-    ioctl: "TUNGETDEVNETNS",
+const SET_PERSIST: Op<ByValue> = Op {
+    ioctl: sys::TUNSETPERSIST,
+    doing: "setting persistence",
+};
+const SET_OFFLOAD: Op<ByValue> = Op {
+    ioctl: sys::TUNSETOFFLOAD,
+    doing: "enabling offloads",
+};
+const GET_DEVNETNS: Op<ByValue> = Op {
+    ioctl: sys::TUNGETDEVNETNS,
     doing: "opening the network namespace",
 };
 
-impl Op {
+impl<A> Op<A> {
     fn err(&self, name: &str, source: io::Error) -> TapError {
         TapError::Ioctl {
             name: name.to_owned(),
             doing: self.doing,
-            ioctl: self.ioctl,
+            ioctl: self.ioctl.name(),
             source,
         }
     }
@@ -187,7 +179,7 @@ fn open_queue(name: &str, extra: libc::c_int) -> Result<(File, String), TapError
         .open(TUN_PATH)
         .map_err(|source| TapError::Open { source })?;
     req.set_flags(BASE_FLAGS | extra);
-    ioctl_ifreq(file.as_fd(), SET_IFF.request, &mut req).map_err(|source| {
+    ioctl_ifreq(file.as_fd(), SET_IFF.ioctl, &mut req).map_err(|source| {
         let taken = matches!(source.raw_os_error(), Some(libc::EBUSY | libc::EEXIST));
         if extra & libc::IFF_TUN_EXCL != 0 && taken {
             TapError::Exists {
@@ -199,7 +191,7 @@ fn open_queue(name: &str, extra: libc::c_int) -> Result<(File, String), TapError
         }
     })?;
     let hdr = crate::vnet::HEADER_LEN as libc::c_int;
-    ioctl_int_ptr(file.as_fd(), SET_VNET_HDR_SZ.request, hdr)
+    ioctl_int_ptr(file.as_fd(), SET_VNET_HDR_SZ.ioctl, hdr)
         .map_err(|e| SET_VNET_HDR_SZ.err(name, e))?;
     Ok((file, req.name()))
 }
@@ -260,15 +252,14 @@ impl Tap {
         let mut req = IfReq::with_name("x").ok_or_else(|| TapError::InvalidName {
             name: "x".to_owned(),
         })?;
-        ioctl_ifreq(self.ctl(), GET_IFF.request, &mut req)
-            .map_err(|e| GET_IFF.err(&self.name, e))?;
+        ioctl_ifreq(self.ctl(), GET_IFF.ioctl, &mut req).map_err(|e| GET_IFF.err(&self.name, e))?;
         Ok(req.name())
     }
 
     /// Keeps the device when its last descriptor closes (a daemon restart), or not
     /// (`TUNSETPERSIST`).
     pub fn set_persist(&self, on: bool) -> Result<(), TapError> {
-        ioctl_value(self.ctl(), SET_PERSIST.request, on.into())
+        ioctl_value(self.ctl(), SET_PERSIST.ioctl, on.into())
             .map_err(|e| SET_PERSIST.err(&self.name, e))?;
         Ok(())
     }
@@ -280,7 +271,7 @@ impl Tap {
             name: self.name.clone(),
         })?;
         req.set_hwaddr(mac);
-        ioctl_ifreq(self.ctl(), SET_HWADDR.request, &mut req)
+        ioctl_ifreq(self.ctl(), SET_HWADDR.ioctl, &mut req)
             .map_err(|e| SET_HWADDR.err(&self.name, e))
     }
 
@@ -290,7 +281,7 @@ impl Tap {
     /// `TUNSETOFFLOAD` with `TUN_F_CSUM | TUN_F_TSO4 | TUN_F_TSO6 | TUN_F_TSO_ECN`.
     pub fn enable_offloads(&self) -> Result<(), TapError> {
         let flags = libc::TUN_F_CSUM | libc::TUN_F_TSO4 | libc::TUN_F_TSO6 | libc::TUN_F_TSO_ECN;
-        ioctl_value(self.ctl(), SET_OFFLOAD.request, flags.into())
+        ioctl_value(self.ctl(), SET_OFFLOAD.ioctl, flags.into())
             .map_err(|e| SET_OFFLOAD.err(&self.name, e))?;
         Ok(())
     }
@@ -299,7 +290,7 @@ impl Tap {
     /// the device keeps it until it is replaced or the device is deleted
     /// (`TUNSETSTEERINGEBPF`).
     pub fn steer(&self, prog: &FlowSteering) -> Result<(), TapError> {
-        ioctl_int_ptr(self.ctl(), SET_STEERING.request, prog.raw_fd())
+        ioctl_int_ptr(self.ctl(), SET_STEERING.ioctl, prog.raw_fd())
             .map_err(|e| SET_STEERING.err(&self.name, e))
     }
 
@@ -333,14 +324,14 @@ impl SlaveDevice for Tap {
 
     /// `TUNSETCARRIER`; the error is a [`TapError`] converted.
     fn set_carrier(&self, on: bool) -> io::Result<()> {
-        ioctl_int_ptr(self.ctl(), SET_CARRIER.request, on.into())
+        ioctl_int_ptr(self.ctl(), SET_CARRIER.ioctl, on.into())
             .map_err(|e| SET_CARRIER.err(&self.name, e).into())
     }
 
     /// `TUNGETDEVNETNS`; the error is a [`TapError`] or a [`crate::netns::NetNsError`]
     /// converted.
     fn netns(&self) -> io::Result<NetNs> {
-        let fd = ioctl_value(self.ctl(), GET_DEVNETNS.request, 0)
+        let fd = ioctl_value(self.ctl(), GET_DEVNETNS.ioctl, 0)
             .map_err(|e| io::Error::from(GET_DEVNETNS.err(&self.name, e)))?;
         // SAFETY: TUNGETDEVNETNS returns a new descriptor of the device's namespace (non-negative,
         // checked by `cvt` in `ioctl_value`); nothing else owns it.
