@@ -51,7 +51,7 @@ pub enum TapError {
     },
     /// A TUN ioctl failed: `ioctl` is its name in `<linux/if_tun.h>` (`TUNSETIFF`,
     /// `TUNSETOFFLOAD`…) or `<linux/sockios.h>` (`SIOCSIFHWADDR`), `doing` what it was for.
-    #[error("{doing} of TAP device {name} ({ioctl}): {source}")]
+    #[error("TAP device {name}: {doing} ({ioctl}): {source}")]
     Ioctl {
         name: String,
         doing: &'static str,

@@ -7,7 +7,7 @@ use std::net::IpAddr;
 use crate::error::io_like_error;
 use crate::netns::{NetNsError, NsId};
 
-use super::IpFamily;
+use super::{family_name, IpFamily};
 
 /// A failed rtnetlink operation.
 #[derive(Debug, thiserror::Error)]
@@ -154,7 +154,7 @@ impl fmt::Display for RtnlOp {
                 addr,
                 prefix_len,
             } => write!(f, "removing {addr}/{prefix_len} from link {index}"),
-            RtnlOp::ListRoutes { family } => write!(f, "listing {family} routes"),
+            RtnlOp::ListRoutes { family } => write!(f, "listing {} routes", family_name(*family)),
             RtnlOp::AddRoute {
                 dst,
                 prefix_len,
@@ -162,9 +162,11 @@ impl fmt::Display for RtnlOp {
             } => write!(f, "adding a route to {dst}/{prefix_len} on link {oif}"),
             RtnlOp::ReplaceLocalDefault { family, table } => write!(
                 f,
-                "replacing the {family} local default route of table {table}"
+                "replacing the {} local default route of table {table}",
+                family_name(*family)
             ),
             RtnlOp::FlushTable { family, table } => {
+                let family = family_name(*family);
                 write!(f, "flushing the {family} routes of table {table}")
             }
             RtnlOp::AddRule {
@@ -174,7 +176,8 @@ impl fmt::Display for RtnlOp {
                 pref,
             } => write!(
                 f,
-                "adding the {family} rule fwmark {mark:#x} table {table} pref {pref}"
+                "adding the {} rule fwmark {mark:#x} table {table} pref {pref}",
+                family_name(*family)
             ),
             RtnlOp::DeleteRule {
                 family,
@@ -182,7 +185,8 @@ impl fmt::Display for RtnlOp {
                 table,
             } => write!(
                 f,
-                "deleting the {family} rule fwmark {mark:#x} table {table}"
+                "deleting the {} rule fwmark {mark:#x} table {table}",
+                family_name(*family)
             ),
             RtnlOp::GetNsId { ns } => write!(f, "reading the id of {ns}"),
             RtnlOp::AssignNsId { ns } => write!(f, "assigning an id to {ns}"),

@@ -41,7 +41,11 @@ mod monitor;
 mod parse;
 mod route;
 
+/// The IP version of a per-family request (routes, rules): the core's type.
+pub use ipvlan_core::IpFamily;
+
 pub use error::{RtnlError, RtnlOp};
+pub use route::TABLE_MAIN;
 
 use parse::{messages, parse_addr, parse_link};
 
@@ -128,38 +132,27 @@ pub struct LinkChange {
     pub addrgen_none: bool,
 }
 
-/// An IP version, for the requests that are per family (routes, rules).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum IpFamily {
-    /// IPv4 (`AF_INET`).
-    V4,
-    /// IPv6 (`AF_INET6`).
-    V6,
-}
-
-impl IpFamily {
-    /// The family of `addr`.
-    pub fn of(addr: IpAddr) -> IpFamily {
-        match addr {
-            IpAddr::V4(_) => IpFamily::V4,
-            IpAddr::V6(_) => IpFamily::V6,
-        }
-    }
-
-    fn address_family(self) -> AddressFamily {
-        match self {
-            IpFamily::V4 => AddressFamily::Inet,
-            IpFamily::V6 => AddressFamily::Inet6,
-        }
+/// The IP version of `addr`.
+pub(crate) fn family_of(addr: IpAddr) -> IpFamily {
+    match addr {
+        IpAddr::V4(_) => IpFamily::V4,
+        IpAddr::V6(_) => IpFamily::V6,
     }
 }
 
-impl fmt::Display for IpFamily {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(match self {
-            IpFamily::V4 => "IPv4",
-            IpFamily::V6 => "IPv6",
-        })
+/// The rtnetlink address family of `family` (`AF_INET`, `AF_INET6`).
+pub(crate) fn address_family(family: IpFamily) -> AddressFamily {
+    match family {
+        IpFamily::V4 => AddressFamily::Inet,
+        IpFamily::V6 => AddressFamily::Inet6,
+    }
+}
+
+/// `IPv4` or `IPv6`, for messages.
+pub(crate) fn family_name(family: IpFamily) -> &'static str {
+    match family {
+        IpFamily::V4 => "IPv4",
+        IpFamily::V6 => "IPv6",
     }
 }
 
@@ -440,7 +433,7 @@ impl Rtnl {
 /// an IPv6 link-local address (`fe80::/10`), universe otherwise.
 pub(crate) fn address_message(index: u32, addr: IpAddr, prefix_len: u8) -> AddressMessage {
     let mut msg = AddressMessage::default();
-    msg.header.family = IpFamily::of(addr).address_family();
+    msg.header.family = address_family(family_of(addr));
     msg.header.prefix_len = prefix_len;
     msg.header.index = index;
     msg.header.scope = match addr {

@@ -11,7 +11,7 @@ use netlink_packet_route::route::{
 use netlink_packet_route::rule::{RuleAction, RuleAttribute, RuleMessage};
 use netlink_packet_route::RouteNetlinkMessage;
 
-use super::{IpFamily, Rtnl, RtnlError, RtnlOp};
+use super::{address_family, family_of, IpFamily, Rtnl, RtnlError, RtnlOp};
 
 /// The main routing table (`RT_TABLE_MAIN`, `<linux/rtnetlink.h>`).
 pub const TABLE_MAIN: u32 = RouteHeader::RT_TABLE_MAIN as u32;
@@ -43,7 +43,7 @@ pub(crate) fn fwmark_rule(
     pref: Option<u32>,
 ) -> RuleMessage {
     let mut msg = RuleMessage::default();
-    msg.header.family = family.address_family();
+    msg.header.family = address_family(family);
     msg.header.table = header_table(table);
     msg.header.action = RuleAction::ToTable;
     msg.attributes.push(RuleAttribute::FwMark(mark));
@@ -58,7 +58,7 @@ pub(crate) fn fwmark_rule(
 /// local for the packets routed by `table`.
 pub(crate) fn local_default_route(family: IpFamily, table: u32, lo: u32) -> RouteMessage {
     let mut msg = RouteMessage::default();
-    msg.header.address_family = family.address_family();
+    msg.header.address_family = address_family(family);
     msg.header.destination_prefix_length = 0;
     msg.header.table = header_table(table);
     msg.header.protocol = RouteProtocol::Boot;
@@ -135,7 +135,7 @@ impl Rtnl {
         oif: u32,
     ) -> Result<(), RtnlError> {
         let mut msg = RouteMessage::default();
-        msg.header.address_family = IpFamily::of(dst).address_family();
+        msg.header.address_family = address_family(family_of(dst));
         msg.header.destination_prefix_length = prefix_len;
         msg.header.table = RouteHeader::RT_TABLE_MAIN;
         msg.header.protocol = RouteProtocol::Static;
@@ -266,7 +266,7 @@ impl Rtnl {
     /// Every route of `family`, in every table (`RTM_GETROUTE` dump).
     fn routes(&mut self, family: IpFamily) -> Result<Vec<RouteMessage>, RtnlError> {
         let mut msg = RouteMessage::default();
-        msg.header.address_family = family.address_family();
+        msg.header.address_family = address_family(family);
         let replies = self.request(
             RtnlOp::ListRoutes { family },
             RouteNetlinkMessage::GetRoute(msg),
@@ -276,7 +276,7 @@ impl Rtnl {
             .into_iter()
             .filter_map(|m| match m {
                 RouteNetlinkMessage::NewRoute(r)
-                    if r.header.address_family == family.address_family() =>
+                    if r.header.address_family == address_family(family) =>
                 {
                     Some(r)
                 }
