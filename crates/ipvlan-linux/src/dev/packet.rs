@@ -268,3 +268,34 @@ fn bind(fd: &OwnedFd, index: libc::c_int) -> io::Result<()> {
     })?;
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn packet_types_follow_if_packet_h() {
+        let got: Vec<PktType> = (0..=6).map(PktType::from).collect();
+        use PktType::*;
+        assert_eq!(
+            got,
+            [
+                Host,
+                Broadcast,
+                Multicast,
+                OtherHost,
+                Outgoing,
+                Loopback,
+                Other(6)
+            ]
+        );
+    }
+
+    #[test]
+    fn an_index_beyond_int_is_refused_before_any_syscall() {
+        let e = PacketSocket::open(u32::MAX).expect_err("out of range");
+        assert!(matches!(e, PacketError::BadIndex { ifindex: u32::MAX }));
+        assert_eq!(e.kind(), io::ErrorKind::InvalidInput);
+        assert_eq!(e.raw_os_error(), None);
+    }
+}

@@ -345,3 +345,44 @@ impl AsFd for Tap {
         self.queues[0].as_fd()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_taken_name_is_already_exists_whatever_the_errno() {
+        let e = TapError::Exists {
+            name: "s1".into(),
+            source: io::Error::from_raw_os_error(libc::EBUSY),
+        };
+        assert_eq!(e.kind(), io::ErrorKind::AlreadyExists);
+        assert_eq!(e.raw_os_error(), Some(libc::EBUSY));
+        let text = e.to_string();
+        assert!(text.starts_with("TAP device s1 already exists: "), "{text}");
+        assert!(text.ends_with("(os error 16)"), "{text}");
+        let io = io::Error::from(e);
+        assert_eq!(io.kind(), io::ErrorKind::AlreadyExists);
+        assert_eq!(io.to_string(), text);
+    }
+
+    #[test]
+    fn out_of_descriptors_stays_visible_after_the_conversion() {
+        let e = TapError::Open {
+            source: io::Error::from_raw_os_error(libc::EMFILE),
+        };
+        assert_eq!(e.raw_os_error(), Some(libc::EMFILE));
+        assert_eq!(io::Error::from(e).raw_os_error(), Some(libc::EMFILE));
+    }
+
+    #[test]
+    fn an_ioctl_failure_names_device_purpose_and_request() {
+        let e = SET_OFFLOAD.err("s2", io::Error::from_raw_os_error(libc::EINVAL));
+        assert_eq!(e.kind(), io::ErrorKind::InvalidInput);
+        let text = e.to_string();
+        assert!(
+            text.starts_with("TAP device s2: enabling offloads (TUNSETOFFLOAD): "),
+            "{text}"
+        );
+    }
+}
