@@ -35,6 +35,28 @@ pub enum IpFamily {
     V6,
 }
 
+impl IpFamily {
+    /// Both families, IPv4 first.
+    pub const ALL: [IpFamily; 2] = [IpFamily::V4, IpFamily::V6];
+
+    /// The family of `addr`.
+    pub fn of(addr: std::net::IpAddr) -> IpFamily {
+        match addr {
+            std::net::IpAddr::V4(_) => IpFamily::V4,
+            std::net::IpAddr::V6(_) => IpFamily::V6,
+        }
+    }
+}
+
+impl core::fmt::Display for IpFamily {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.write_str(match self {
+            IpFamily::V4 => "IPv4",
+            IpFamily::V6 => "IPv6",
+        })
+    }
+}
+
 /// Whose counters a drop is charged to (R-STAT-1, R-STAT-2, R-STAT-4).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum DropSite {

@@ -1,32 +1,51 @@
 //! # ipvlan-linux
 //!
 //! The thin Linux layer of ipvlan-rs: it opens devices and sockets and moves bytes; every
-//! forwarding decision is `ipvlan-core`'s.
+//! forwarding decision is `ipvlan-core`'s. Its folders follow a frame's path:
 //!
-//! - [`tap`]: slave devices as TAP interfaces (behind the [`SlaveDevice`] trait, so a veth
-//!   backend can follow for kernels without TUN).
-//! - [`packet`]: the master through an AF_PACKET socket.
-//! - [`netns`]: network namespace handles and running code inside one.
-//! - [`rtnl`]: rtnetlink requests and event monitoring, in any namespace.
-//! - [`steer`]: a BPF program that keeps each flow on one queue of a multiqueue TAP.
-//! - [`netfilter`]: the master namespace's nftables and policy routing for a port: keeping its own
-//!   stack away from frames that belong to slaves, and the l3s hooks.
-//! - [`rtnl_policy`]: the `fwmark` rules and routing tables that l3s needs, through [`rtnl`].
-//! - [`host`]: handing IP packets to the master namespace's stack.
+//! - [`dev`]: where frames enter and leave.
+//!   - [`tap`]: slave devices as TAP interfaces (behind the [`SlaveDevice`] trait, so a veth
+//!     backend can follow for kernels without TUN).
+//!   - [`packet`]: the master through an AF_PACKET socket.
+//!   - [`host`]: handing IP packets to the master namespace's stack.
+//!   - [`vnet`]: the `virtio_net_hdr` in front of every frame.
+//!   - [`steer`]: a BPF program that keeps each flow on one queue of a multiqueue TAP.
+//! - [`kernel`]: talking to the kernel about the devices, not through them.
+//!   - [`rtnl`]: rtnetlink requests (links, addresses, routes, rules) and event monitoring, in
+//!     any namespace.
+//!   - [`netns`]: network namespace handles and running code inside one.
+//!   - [`cred`]: who is at the other end of the control socket.
+//!   - [`poll`]: epoll and eventfd.
+//! - [`netfilter`]: the master namespace's nftables and policy routing for a port: keeping its
+//!   own stack away from frames that belong to slaves, and the l3s hooks.
 //!
-//! Every `unsafe` block carries a `SAFETY:` comment.
+//! Setup and control operations return one typed error per module ([`tap::TapError`],
+//! [`packet::PacketError`], [`host::HostError`], [`steer::SteerError`], [`rtnl::RtnlError`],
+//! [`netns::NetNsError`];
+//! see [Errors](#errors) below); the per-frame calls return `io::Result`.
+//!
+//! Every `unsafe` block carries a `SAFETY:` comment (the workspace lint
+//! `clippy::undocumented_unsafe_blocks` enforces it); the raw system calls `nix` does not wrap
+//! sit in the private `sys` module.
+//!
+//! ## Errors
+//!
+//! Each typed error has a variant per failing operation, naming the device, link or namespace,
+//! with the kernel's `io::Error` as its `source`. Its `Display` ends with the kernel's words
+//! (most callers print errors with `{}` alone; a chain printer shows them twice). Each has
+//! `raw_os_error()` and `kind()` as `io::Error` has, and converts into an `io::Error` of the
+//! same kind with its `Display` as the message, so `?` into `io::Result` keeps working.
+//! Running out of descriptors (`EMFILE`, `ENFILE`) converts into the bare OS error instead, so
+//! `raw_os_error()` still finds it after the conversion.
 
-pub mod cred;
-pub mod host;
+pub mod dev;
+mod error;
+pub mod kernel;
 pub mod netfilter;
-pub mod netns;
-pub mod packet;
-pub mod poll;
-pub mod rtnl;
-pub mod rtnl_policy;
-pub mod steer;
-pub mod tap;
-pub mod vnet;
+mod sys;
+
+pub use dev::{host, packet, steer, tap, vnet};
+pub use kernel::{cred, netns, poll, rtnl};
 
 pub use netfilter::{Netfilter, NetfilterError};
 pub use netns::{NetNs, NsId};
@@ -39,47 +58,4 @@ pub use tap::{SlaveDevice, Tap};
 /// they live in [`netfilter`] now.
 pub mod l3s {
     pub use crate::netfilter::{mark_for, restore_hop_limit};
-}
-
-use std::io;
-
-/// Turns a libc return value into an `io::Result`.
-pub(crate) fn cvt(ret: libc::c_int) -> io::Result<libc::c_int> {
-    if ret < 0 {
-        Err(io::Error::last_os_error())
-    } else {
-        Ok(ret)
-    }
-}
-
-/// Turns a libc size return value into an `io::Result`.
-pub(crate) fn cvt_size(ret: libc::ssize_t) -> io::Result<usize> {
-    if ret < 0 {
-        Err(io::Error::last_os_error())
-    } else {
-        Ok(ret as usize)
-    }
-}
-
-/// Copies an interface name into a zeroed `ifr_name`.
-pub(crate) fn ifr_name(name: &str) -> io::Result<[libc::c_char; libc::IFNAMSIZ]> {
-    let mut out = [0 as libc::c_char; libc::IFNAMSIZ];
-    if name.is_empty() || name.len() >= libc::IFNAMSIZ || name.contains('\0') {
-        return Err(io::Error::new(
-            io::ErrorKind::InvalidInput,
-            format!("invalid interface name {name:?}"),
-        ));
-    }
-    for (o, b) in out.iter_mut().zip(name.bytes()) {
-        *o = b as libc::c_char;
-    }
-    Ok(out)
-}
-
-/// Reads a NUL-terminated `ifr_name`.
-pub(crate) fn from_ifr_name(name: &[libc::c_char]) -> String {
-    name.iter()
-        .take_while(|&&c| c != 0)
-        .map(|&c| c as u8 as char)
-        .collect()
 }

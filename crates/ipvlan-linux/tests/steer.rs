@@ -6,9 +6,8 @@ use ipvlan_linux::FlowSteering;
 /// Loads the program; fails the test, saying why, without root (the tests are `#[ignore]`d:
 /// only `cargo test -- --include-ignored` asks them to run).
 fn load() -> FlowSteering {
-    // SAFETY: geteuid has no preconditions.
     assert!(
-        unsafe { libc::geteuid() } == 0,
+        nix::unistd::geteuid().is_root(),
         "loading a BPF program needs root, and this test is not running as root"
     );
     FlowSteering::load().expect("loading the steering program")

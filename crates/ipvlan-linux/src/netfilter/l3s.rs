@@ -2,8 +2,7 @@
 //! the routing table id), the policy routing through rtnetlink, and the TTL fix for the copies
 //! `dup` hands to the sink.
 
-use crate::rtnl::Rtnl;
-use crate::rtnl_policy::IpFamily;
+use crate::rtnl::{IpFamily, Rtnl, RtnlError};
 
 use super::NetfilterError;
 
@@ -22,8 +21,7 @@ pub const RULE_PREF: u32 = 300;
 pub(super) fn add_policy_routing(ifindex: u32) -> Result<(), NetfilterError> {
     let mark = mark_for(ifindex);
     let mut r = Rtnl::open().map_err(NetfilterError::Rtnl)?;
-    let lo = r
-        .link_by_name("lo")
+    r.link_by_name("lo")
         .map_err(NetfilterError::Rtnl)?
         .ok_or(NetfilterError::NoLoopback)?;
     for family in IpFamily::ALL {
@@ -35,11 +33,11 @@ pub(super) fn add_policy_routing(ifindex: u32) -> Result<(), NetfilterError> {
                 source,
             }
         };
-        r.del_fwmark_rule(family, mark, mark)
+        absent_is_fine(r.del_rule_fwmark(family, mark, mark))
             .map_err(err("delete a leftover fwmark rule"))?;
-        r.add_fwmark_rule(family, mark, mark, RULE_PREF)
+        r.add_rule_fwmark(family, mark, mark, RULE_PREF)
             .map_err(err("add the fwmark rule"))?;
-        r.replace_local_default_route(family, mark, lo.index)
+        r.replace_local_default_route(family, mark)
             .map_err(|source| NetfilterError::LocalRoute {
                 family,
                 table: mark,
@@ -47,6 +45,14 @@ pub(super) fn add_policy_routing(ifindex: u32) -> Result<(), NetfilterError> {
             })?;
     }
     Ok(())
+}
+
+/// A rule to delete that is not there (ENOENT, or ESRCH from older kernels) is no failure.
+fn absent_is_fine(r: Result<(), RtnlError>) -> Result<(), RtnlError> {
+    match r {
+        Err(e) if matches!(e.raw_os_error(), Some(libc::ENOENT | libc::ESRCH)) => Ok(()),
+        r => r,
+    }
 }
 
 /// For each family: delete the rule (absent is fine) and flush the table. Tries every step and
@@ -59,7 +65,7 @@ pub(super) fn remove_policy_routing(ifindex: u32) -> Vec<NetfilterError> {
     };
     let mut errors = Vec::new();
     for family in IpFamily::ALL {
-        if let Err(source) = r.del_fwmark_rule(family, mark, mark) {
+        if let Err(source) = absent_is_fine(r.del_rule_fwmark(family, mark, mark)) {
             errors.push(NetfilterError::Routing {
                 op: "delete the fwmark rule",
                 family,

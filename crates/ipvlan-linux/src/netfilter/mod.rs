@@ -36,7 +36,7 @@
 //! - a policy-routing rule `fwmark MARK lookup MARK pref 300` whose table holds `local default dev
 //!   lo`, so marked packets (and only those: ARP is never marked, so the host does not answer ARP
 //!   for slave addresses, R-RX-L3S-3) are local and traverse INPUT. Made through rtnetlink
-//!   ([`crate::rtnl_policy`]), in the calling thread's namespace;
+//!   ([`crate::rtnl`]), in the calling thread's namespace;
 //! - the daemon reads the copies from the sink (`dup` decremented TTL/hop limit; it restores it
 //!   with [`restore_hop_limit`]) and delivers them to the slave.
 //!
@@ -110,7 +110,7 @@ pub enum NetfilterError {
     DeviceName { name: String, reason: &'static str },
     /// Opening or querying the rtnetlink socket for the policy routing.
     #[error("rtnetlink for the l3s policy routing")]
-    Rtnl(#[source] io::Error),
+    Rtnl(#[source] crate::rtnl::RtnlError),
     /// The namespace has no `lo`.
     #[error("l3s needs the loopback device in the master's namespace: there is no lo")]
     NoLoopback,
@@ -121,7 +121,7 @@ pub enum NetfilterError {
         family: Family,
         table: u32,
         #[source]
-        source: io::Error,
+        source: crate::rtnl::RtnlError,
     },
     /// The kernel refused `local default dev lo table MARK`.
     #[error(
@@ -132,7 +132,7 @@ pub enum NetfilterError {
         family: Family,
         table: u32,
         #[source]
-        source: io::Error,
+        source: crate::rtnl::RtnlError,
     },
 }
 
@@ -359,7 +359,10 @@ mod tests {
                 op: "delete the fwmark rule",
                 family: Family::V6,
                 table: 0x1e5b_0003,
-                source: io::Error::from_raw_os_error(libc::EPERM),
+                source: crate::rtnl::RtnlError::Socket {
+                    doing: "sending",
+                    source: io::Error::from_raw_os_error(libc::EPERM),
+                },
             },
         ]);
         let text = e.to_string();

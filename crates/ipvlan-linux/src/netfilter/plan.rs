@@ -7,7 +7,7 @@ use std::collections::BTreeSet;
 use std::fmt;
 use std::net::IpAddr;
 
-pub use crate::rtnl_policy::IpFamily as Family;
+pub use crate::rtnl::IpFamily as Family;
 
 /// Which hooks keep the master namespace's stack off slave traffic.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -545,7 +545,7 @@ mod tests {
                 family, addresses, ..
             } = op
             {
-                assert!(addresses.iter().all(|a| Family::of(a) == family));
+                assert!(addresses.iter().all(|a| Family::of(*a) == family));
             }
         }
     }

@@ -48,13 +48,14 @@ pub enum RequestError {
     /// The port's netfilter state could not be installed.
     #[error(transparent)]
     Netfilter(#[from] ipvlan_linux::NetfilterError),
-    /// Another operation the kernel refused.
+    /// Another operation the kernel refused (the source is `ipvlan_linux`'s typed error, or
+    /// an `io::Error`).
     #[error("{what}: {source}")]
     System {
         /// What the daemon was doing, e.g. "opening the master's packet sockets".
         what: &'static str,
         #[source]
-        source: io::Error,
+        source: Box<dyn std::error::Error + Send + Sync>,
     },
 }
 
@@ -70,8 +71,14 @@ fn emfile_hint(e: &io::Error) -> &'static str {
 
 impl RequestError {
     /// Wraps a refused operation with what was being done.
-    pub fn system(what: &'static str) -> impl FnOnce(io::Error) -> RequestError {
-        move |source| RequestError::System { what, source }
+    pub fn system<E>(what: &'static str) -> impl FnOnce(E) -> RequestError
+    where
+        E: std::error::Error + Send + Sync + 'static,
+    {
+        move |source| RequestError::System {
+            what,
+            source: Box::new(source),
+        }
     }
 
     /// How the CLI reports it.

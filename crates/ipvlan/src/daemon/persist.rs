@@ -211,7 +211,11 @@ impl Daemon {
             let queues = &self.queues;
             let tap = match ns.run(move || queues.attach(&name)) {
                 Ok(Ok(t)) => t,
-                Ok(Err(e)) | Err(e) => {
+                Ok(Err(e)) => {
+                    warn!(slave = %s.name, "cannot re-attach: {e}");
+                    continue;
+                }
+                Err(e) => {
                     warn!(slave = %s.name, "cannot re-attach: {e}");
                     continue;
                 }

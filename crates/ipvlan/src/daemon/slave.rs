@@ -16,6 +16,7 @@ use std::time::{Duration, Instant};
 use ipvlan_core::slave_id::link_local;
 use ipvlan_core::{IfName, MacAddr, SlaveId};
 use ipvlan_linux::rtnl::{LinkChange, Rtnl};
+use ipvlan_linux::tap::TapError;
 use ipvlan_linux::{NetNs, SlaveDevice, Tap};
 use tracing::warn;
 
@@ -72,7 +73,7 @@ impl SlaveRuntime {
     }
 
     /// The device's current name (the user may have renamed it).
-    pub fn current_name(&self) -> io::Result<String> {
+    pub fn current_name(&self) -> Result<String, TapError> {
         self.tap.current_name()
     }
 
@@ -82,14 +83,14 @@ impl SlaveRuntime {
     }
 
     /// Runs `f` with a request socket inside the namespace the device lives in now.
-    pub fn in_dev_ns<T: Send>(
+    pub fn in_dev_ns<T: Send, E: Into<io::Error>>(
         &self,
-        f: impl FnOnce(&mut Rtnl) -> io::Result<T> + Send,
+        f: impl FnOnce(&mut Rtnl) -> Result<T, E> + Send,
     ) -> io::Result<T> {
         let ns = self.tap.netns()?;
         ns.run(|| {
             let mut r = Rtnl::open()?;
-            f(&mut r)
+            f(&mut r).map_err(Into::into)
         })?
     }
 
@@ -100,7 +101,7 @@ impl SlaveRuntime {
     }
 
     /// Sets the device's MAC (always the master's, R-MAC-1).
-    pub fn set_mac(&self, mac: MacAddr) -> io::Result<()> {
+    pub fn set_mac(&self, mac: MacAddr) -> Result<(), TapError> {
         self.tap.set_mac(mac)
     }
 

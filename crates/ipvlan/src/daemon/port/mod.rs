@@ -456,8 +456,14 @@ fn bring_up(
     let tap = rt.device();
     let carrier = rt.carrier;
     let steps: [(&'static str, std::io::Result<()>); 3] = [
-        ("enabling the TAP's offloads", tap.enable_offloads()),
-        ("setting the slave's MAC", tap.set_mac(mac)),
+        (
+            "enabling the TAP's offloads",
+            tap.enable_offloads().map_err(Into::into),
+        ),
+        (
+            "setting the slave's MAC",
+            tap.set_mac(mac).map_err(Into::into),
+        ),
         ("setting the slave's carrier", rt.set_carrier(carrier)),
     ];
     for (what, r) in steps {

@@ -41,7 +41,7 @@ const EXIT: u8 = 0x90;
 
 /// Packet loads relative to the Ethernet header (`SKF_LL_OFF`): the queue is chosen with
 /// `skb->data` at the Ethernet header, but the kernel's test runs start it at the IP header.
-const LL: i32 = -0x0020_0000;
+const LL: i32 = libc::SKF_LL_OFF;
 
 const R0: u8 = 0;
 const R1: u8 = 1;
@@ -52,9 +52,9 @@ const R8: u8 = 8;
 /// 2^32 / φ, as the instruction's 32-bit immediate (sign-extended; the bits used stay equal).
 const GOLDEN: i32 = 0x9e37_79b1_u32 as i32;
 
-const IPPROTO_TCP: i32 = 6;
-const IPPROTO_UDP: i32 = 17;
-const IPPROTO_SCTP: i32 = 132;
+const IPPROTO_TCP: i32 = libc::IPPROTO_TCP;
+const IPPROTO_UDP: i32 = libc::IPPROTO_UDP;
+const IPPROTO_SCTP: i32 = libc::IPPROTO_SCTP;
 
 #[repr(C)]
 #[derive(Clone, Copy, Debug)]
@@ -237,8 +237,42 @@ fn bpf<T>(cmd: libc::c_long, attr: &mut T) -> io::Result<usize> {
         )
     };
     // `long` and `ssize_t` have the same width on every Linux target.
-    crate::cvt_size(r as libc::ssize_t)
+    crate::sys::cvt_size(r as libc::ssize_t)
 }
+
+/// A failure to load the steering program (`bpf(BPF_PROG_LOAD)`).
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum SteerError {
+    /// The kernel would not load it (`EPERM` without `CAP_BPF`, `ENOSYS` without the bpf
+    /// syscall, `EMFILE`…).
+    #[error("loading the flow steering program: {source}")]
+    Load {
+        #[source]
+        source: io::Error,
+    },
+    /// The verifier refused it (`EACCES`, `EINVAL`); `log` is the verifier's log, trimmed.
+    #[error("the flow steering program was refused ({source}): {log}")]
+    Refused {
+        log: String,
+        #[source]
+        source: io::Error,
+    },
+}
+
+impl SteerError {
+    pub(crate) fn io_source(&self) -> Option<&io::Error> {
+        match self {
+            SteerError::Load { source } | SteerError::Refused { source, .. } => Some(source),
+        }
+    }
+
+    fn own_kind(&self) -> Option<io::ErrorKind> {
+        None
+    }
+}
+
+crate::error::io_like_error!(SteerError);
 
 /// The loaded steering program. A TAP keeps its own reference once attached
 /// ([`crate::Tap::steer`]), so this may be dropped afterwards.
@@ -248,9 +282,10 @@ pub struct FlowSteering {
 }
 
 impl FlowSteering {
-    /// Loads the program (needs `CAP_BPF` or root, and a kernel with the bpf syscall). A
-    /// refusal by the verifier comes back with its log.
-    pub fn load() -> io::Result<FlowSteering> {
+    /// Loads the program (`BPF_PROG_TYPE_SOCKET_FILTER`; needs `CAP_BPF` or root, and a kernel
+    /// with the bpf syscall). A refusal by the verifier comes back with its log
+    /// ([`SteerError::Refused`]).
+    pub fn load() -> Result<FlowSteering, SteerError> {
         let insns = assemble(&program());
         let license = c"MIT OR Apache-2.0";
         let mut attr = ProgLoad {
@@ -263,9 +298,9 @@ impl FlowSteering {
         attr.prog_name[..11].copy_from_slice(b"ipvlan_flow");
         let fd = match bpf(BPF_PROG_LOAD, &mut attr) {
             Ok(fd) => fd,
-            Err(e)
-                if e.raw_os_error() == Some(libc::EACCES)
-                    || e.kind() == io::ErrorKind::InvalidInput =>
+            Err(source)
+                if source.raw_os_error() == Some(libc::EACCES)
+                    || source.kind() == io::ErrorKind::InvalidInput =>
             {
                 // Load again with the verifier's log, to say why.
                 let mut log = vec![0u8; 64 * 1024];
@@ -274,26 +309,22 @@ impl FlowSteering {
                 attr.log_buf = log.as_mut_ptr() as u64;
                 let _ = bpf(BPF_PROG_LOAD, &mut attr);
                 let end = log.iter().position(|&b| b == 0).unwrap_or(log.len());
-                let text = String::from_utf8_lossy(&log[..end]);
-                return Err(io::Error::new(
-                    e.kind(),
-                    format!(
-                        "the flow steering program was refused ({e}): {}",
-                        text.trim()
-                    ),
-                ));
+                let log = String::from_utf8_lossy(&log[..end]).trim().to_owned();
+                return Err(SteerError::Refused { log, source });
             }
-            Err(e) => return Err(e),
+            Err(source) => return Err(SteerError::Load { source }),
         };
-        let fd = libc::c_int::try_from(fd).map_err(io::Error::other)?;
-        // SAFETY: the kernel just gave us this descriptor; nobody else owns it.
-        Ok(FlowSteering {
-            fd: unsafe { OwnedFd::from_raw_fd(fd) },
-        })
+        let fd = libc::c_int::try_from(fd).map_err(|_| SteerError::Load {
+            source: io::Error::from_raw_os_error(libc::EBADF),
+        })?;
+        // SAFETY: BPF_PROG_LOAD just returned this descriptor of the new program (non-negative,
+        // checked by `cvt_size`); nothing else owns it, so the `OwnedFd` may close it.
+        let fd = unsafe { OwnedFd::from_raw_fd(fd) };
+        Ok(FlowSteering { fd })
     }
 
-    /// Runs the program on `frame` (Ethernet onwards) in the kernel and returns its value:
-    /// the queue a TAP with `n` queues picks is this modulo `n`.
+    /// Runs the program on `frame` (Ethernet onwards) in the kernel (`BPF_PROG_TEST_RUN`) and
+    /// returns its value: the queue a TAP with `n` queues picks is this modulo `n`.
     pub fn run(&self, frame: &[u8]) -> io::Result<u32> {
         let mut attr = TestRun {
             prog_fd: self.fd.as_raw_fd() as u32,

@@ -3,6 +3,7 @@
 //! bound to that namespace after the thread ends.
 
 use std::collections::HashSet;
+use std::fmt;
 use std::fs::File;
 use std::io;
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
@@ -11,15 +12,81 @@ use std::path::{Path, PathBuf};
 
 use nix::sched::{setns, CloneFlags};
 
+use crate::error::io_like_error;
+
 /// Where `ip netns` keeps named namespaces.
 pub const NAMED_NETNS_DIR: &str = "/run/netns";
 
-/// Identity of a namespace: device and inode of its nsfs file.
+/// Identity of a namespace: device and inode of its nsfs file. Displays as `net:[INODE]`, as
+/// `/proc/PID/ns/net` links do.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct NsId {
+    /// `st_dev` of the nsfs file.
     pub dev: u64,
+    /// `st_ino` of the nsfs file: the namespace's inode number.
     pub ino: u64,
 }
+
+impl fmt::Display for NsId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "net:[{}]", self.ino)
+    }
+}
+
+/// A failure to open a network namespace or to run code inside one.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum NetNsError {
+    /// Opening the namespace file failed (`ENOENT`: no such namespace or process).
+    #[error("opening network namespace {}: {source}", path.display())]
+    Open {
+        path: PathBuf,
+        #[source]
+        source: io::Error,
+    },
+    /// Reading the identity of an open namespace descriptor failed (`fstat`, `dup`).
+    #[error("reading the identity of a network namespace: {source}")]
+    Identify {
+        #[source]
+        source: io::Error,
+    },
+    /// Starting the thread that enters the namespace failed (`EAGAIN`: out of threads).
+    #[error("starting a thread for network namespace {ns}: {source}")]
+    Thread {
+        ns: NsId,
+        #[source]
+        source: io::Error,
+    },
+    /// `setns(fd, CLONE_NEWNET)` failed (`EPERM` without `CAP_SYS_ADMIN`, `EINVAL`: not a
+    /// network namespace).
+    #[error("entering network namespace {ns}: {source}")]
+    Enter {
+        ns: NsId,
+        #[source]
+        source: io::Error,
+    },
+    /// The code run inside the namespace panicked. Kind `Other`; no OS error.
+    #[error("the thread inside network namespace {ns} panicked")]
+    Panicked { ns: NsId },
+}
+
+impl NetNsError {
+    pub(crate) fn io_source(&self) -> Option<&io::Error> {
+        match self {
+            NetNsError::Open { source, .. }
+            | NetNsError::Identify { source }
+            | NetNsError::Thread { source, .. }
+            | NetNsError::Enter { source, .. } => Some(source),
+            NetNsError::Panicked { .. } => None,
+        }
+    }
+
+    fn own_kind(&self) -> Option<io::ErrorKind> {
+        None
+    }
+}
+
+io_like_error!(NetNsError);
 
 /// An open network namespace.
 #[derive(Debug)]
@@ -29,23 +96,33 @@ pub struct NetNs {
 }
 
 impl NetNs {
-    /// The namespace of the calling thread.
-    pub fn current() -> io::Result<NetNs> {
+    /// The namespace of the calling thread (`/proc/thread-self/ns/net`).
+    pub fn current() -> Result<NetNs, NetNsError> {
         NetNs::open("/proc/thread-self/ns/net")
     }
 
     /// Opens a namespace file (`/run/netns/NAME`, `/proc/PID/ns/net`).
-    pub fn open(path: impl AsRef<Path>) -> io::Result<NetNs> {
-        NetNs::from_fd(File::open(path)?.into())
+    pub fn open(path: impl AsRef<Path>) -> Result<NetNs, NetNsError> {
+        let path = path.as_ref();
+        let file = File::open(path).map_err(|source| NetNsError::Open {
+            path: path.to_owned(),
+            source,
+        })?;
+        NetNs::from_fd(file.into())
     }
 
-    /// Opens a named namespace as `ip netns` sees it.
-    pub fn named(name: &str) -> io::Result<NetNs> {
+    /// Opens a named namespace as `ip netns` sees it (`/run/netns/NAME`).
+    pub fn named(name: &str) -> Result<NetNs, NetNsError> {
         NetNs::open(Path::new(NAMED_NETNS_DIR).join(name))
     }
 
-    pub fn from_fd(fd: OwnedFd) -> io::Result<NetNs> {
-        let meta = File::from(fd.try_clone()?).metadata()?;
+    /// Takes an open namespace descriptor (from `open(2)`, `TUNGETDEVNETNS`…) and reads its
+    /// identity (`fstat`).
+    pub fn from_fd(fd: OwnedFd) -> Result<NetNs, NetNsError> {
+        let identify = |source| NetNsError::Identify { source };
+        let meta = File::from(fd.try_clone().map_err(identify)?)
+            .metadata()
+            .map_err(identify)?;
         Ok(NetNs {
             fd,
             id: NsId {
@@ -55,10 +132,12 @@ impl NetNs {
         })
     }
 
+    /// The namespace's identity.
     pub fn id(&self) -> NsId {
         self.id
     }
 
+    /// A second handle on the same namespace (`dup`).
     pub fn try_clone(&self) -> io::Result<NetNs> {
         Ok(NetNs {
             fd: self.fd.try_clone()?,
@@ -66,15 +145,25 @@ impl NetNs {
         })
     }
 
-    /// Runs `f` on a thread inside this namespace and returns its result.
-    pub fn run<T: Send>(&self, f: impl FnOnce() -> T + Send) -> io::Result<T> {
+    /// Runs `f` on a new thread inside this namespace (`setns(fd, CLONE_NEWNET)`) and returns
+    /// its result. The calling thread's namespace does not change.
+    pub fn run<T: Send>(&self, f: impl FnOnce() -> T + Send) -> Result<T, NetNsError> {
+        let ns = self.id;
         std::thread::scope(|s| {
-            s.spawn(|| {
-                setns(self.fd.as_fd(), CloneFlags::CLONE_NEWNET).map_err(io::Error::from)?;
-                Ok(f())
-            })
-            .join()
-            .map_err(|_| io::Error::other("thread inside the namespace panicked"))?
+            std::thread::Builder::new()
+                .name("netns".into())
+                .spawn_scoped(s, || {
+                    setns(self.fd.as_fd(), CloneFlags::CLONE_NEWNET).map_err(|e| {
+                        NetNsError::Enter {
+                            ns,
+                            source: e.into(),
+                        }
+                    })?;
+                    Ok(f())
+                })
+                .map_err(|source| NetNsError::Thread { ns, source })?
+                .join()
+                .map_err(|_| NetNsError::Panicked { ns })?
         })
     }
 
@@ -120,7 +209,7 @@ pub fn named_namespaces() -> Vec<(String, NetNs)> {
 pub fn all_namespaces() -> Vec<NetNs> {
     let mut seen = HashSet::new();
     let mut out = Vec::new();
-    let mut consider = |ns: io::Result<NetNs>| {
+    let mut consider = |ns: Result<NetNs, NetNsError>| {
         if let Ok(ns) = ns {
             if seen.insert(ns.id) {
                 out.push(ns);

@@ -1,0 +1,140 @@
+//! Handing IP packets to the master namespace's stack (L2 local miss, R-TX-L2-3; l3 egress,
+//! R-TX-L3-3): raw sockets with the header included, opened in the master's namespace, so the
+//! packet enters that namespace's routing and local output with its own source address.
+
+use std::ffi::OsString;
+use std::io;
+use std::net::{IpAddr, SocketAddrV4, SocketAddrV6};
+use std::os::fd::{AsRawFd, OwnedFd};
+
+use nix::sys::socket::{self, sockopt, MsgFlags, SockaddrIn, SockaddrIn6, SockaddrLike};
+
+use crate::error::io_like_error;
+use crate::sys::{ifr_name, raw_socket, setsockopt};
+
+/// A failed opening of the raw sockets to the host stack. [`HostStack::send`] returns plain
+/// `io::Error`s instead.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum HostError {
+    /// The device name is empty, has a NUL or is longer than 15 bytes (`IFNAMSIZ`; the kernel
+    /// would silently cut it). Kind `InvalidInput`; no OS error.
+    #[error("invalid interface name {device:?}")]
+    InvalidName { device: String },
+    /// `socket(AF_INET or AF_INET6, SOCK_RAW, IPPROTO_RAW)` failed (`EPERM` without
+    /// `CAP_NET_RAW`); `family` is `IPv4` or `IPv6`.
+    #[error("opening a raw {family} socket: {source}")]
+    Socket {
+        family: &'static str,
+        #[source]
+        source: io::Error,
+    },
+    /// Setting a socket option failed; `option` is its name in `<linux/in.h>`, `<linux/in6.h>`
+    /// or `<asm-generic/socket.h>` (`SO_BINDTODEVICE`, `IP_FREEBIND`…).
+    #[error("setting {option} on the raw socket for {device}: {source}")]
+    SetOption {
+        device: String,
+        option: &'static str,
+        #[source]
+        source: io::Error,
+    },
+}
+
+impl HostError {
+    pub(crate) fn io_source(&self) -> Option<&io::Error> {
+        match self {
+            HostError::InvalidName { .. } => None,
+            HostError::Socket { source, .. } | HostError::SetOption { source, .. } => Some(source),
+        }
+    }
+
+    fn own_kind(&self) -> Option<io::ErrorKind> {
+        match self {
+            HostError::InvalidName { .. } => Some(io::ErrorKind::InvalidInput),
+            _ => None,
+        }
+    }
+}
+
+io_like_error!(HostError);
+
+/// Raw IPv4 and IPv6 sockets in one namespace.
+#[derive(Debug)]
+pub struct HostStack {
+    v4: OwnedFd,
+    v6: OwnedFd,
+}
+
+impl HostStack {
+    /// Opens the sockets in the calling thread's namespace. The IPv4 one is bound to the master
+    /// `device` (`SO_BINDTODEVICE`), so its route lookup is pinned to it as the kernel's is
+    /// (R-TX-L3-3 step 4); for IPv6 the kernel's interface hint is only a preference (step 5),
+    /// so that one is not. Both may send from any source address (`IP_FREEBIND`,
+    /// `IPV6_FREEBIND`, and `IP(V6)_TRANSPARENT` where allowed); both take the IP header from
+    /// the packet (`IPPROTO_RAW` implies it for IPv4, `IPV6_HDRINCL` for IPv6).
+    pub fn open(device: &str) -> Result<HostStack, HostError> {
+        if ifr_name(device).is_none() {
+            return Err(HostError::InvalidName {
+                device: device.to_owned(),
+            });
+        }
+        let v4 =
+            raw_socket(libc::AF_INET, libc::SOCK_RAW, libc::IPPROTO_RAW).map_err(|source| {
+                HostError::Socket {
+                    family: "IPv4",
+                    source,
+                }
+            })?;
+        let v6 =
+            raw_socket(libc::AF_INET6, libc::SOCK_RAW, libc::IPPROTO_RAW).map_err(|source| {
+                HostError::Socket {
+                    family: "IPv6",
+                    source,
+                }
+            })?;
+        let option = |option: &'static str| {
+            move |source: io::Error| HostError::SetOption {
+                device: device.to_owned(),
+                option,
+                source,
+            }
+        };
+        socket::setsockopt(&v4, sockopt::BindToDevice, &OsString::from(device))
+            .map_err(|e| option("SO_BINDTODEVICE")(e.into()))?;
+        let one: libc::c_int = 1;
+        // Any source address is allowed (R-TX-NOVALIDATE): freebind + transparent.
+        setsockopt(&v4, libc::SOL_IP, libc::IP_FREEBIND, &one).map_err(option("IP_FREEBIND"))?;
+        setsockopt(&v6, libc::SOL_IPV6, libc::IPV6_FREEBIND, &one)
+            .map_err(option("IPV6_FREEBIND"))?;
+        // Needs CAP_NET_ADMIN; freebind alone covers the daemon's own use.
+        let _ = setsockopt(&v4, libc::SOL_IP, libc::IP_TRANSPARENT, &one);
+        let _ = setsockopt(&v6, libc::SOL_IPV6, libc::IPV6_TRANSPARENT, &one);
+        setsockopt(&v6, libc::SOL_IPV6, libc::IPV6_HDRINCL, &one)
+            .map_err(option("IPV6_HDRINCL"))?;
+        Ok(HostStack { v4, v6 })
+    }
+
+    /// Sends one complete IPv4 or IPv6 packet (header included) into the stack, addressed to
+    /// `dst` (its destination); returns the bytes sent. `WouldBlock` when the send buffer is
+    /// full.
+    pub fn send(&self, packet: &[u8], dst: IpAddr) -> io::Result<usize> {
+        let v4;
+        let v6;
+        let (fd, addr): (&OwnedFd, &dyn SockaddrLike) = match dst {
+            IpAddr::V4(a) => {
+                v4 = SockaddrIn::from(SocketAddrV4::new(a, 0));
+                (&self.v4, &v4)
+            }
+            IpAddr::V6(a) => {
+                v6 = SockaddrIn6::from(SocketAddrV6::new(a, 0, 0, 0));
+                (&self.v6, &v6)
+            }
+        };
+        Ok(socket::sendto(
+            fd.as_raw_fd(),
+            packet,
+            addr,
+            MsgFlags::empty(),
+        )?)
+    }
+}
