@@ -2,9 +2,8 @@
 //! CHECK's verification of them.
 
 use std::net::IpAddr;
-use std::process::Command;
 
-use ipvlan_linux::rtnl::{LinkChange, Rtnl};
+use ipvlan_linux::rtnl::{IpFamily, LinkChange, Rtnl};
 use ipvlan_linux::NetNs;
 use serde_json::Value;
 
@@ -33,18 +32,26 @@ pub fn daemon_netns(socket: &std::path::Path) -> Result<NetNs, CniError> {
         .map_err(|e| plugin("opening the daemon's namespace", e))
 }
 
-/// The device of the default route in `ns`, the reference plugin's default master.
+/// The device of the IPv4 default route in `ns` (else the IPv6 one), the reference plugin's
+/// default master (lowest metric when there are several).
 pub fn default_route_device(ns: &NetNs) -> Result<String, CniError> {
-    let out = ns
-        .run(|| {
-            Command::new("ip")
-                .args(["-j", "route", "show", "default"])
-                .output()
-        })
-        .map_err(|e| plugin("entering the daemon's namespace", e))?
-        .map_err(|e| plugin("finding the default route", e))?;
-    let routes: Value = serde_json::from_slice(&out.stdout).unwrap_or(Value::Null);
-    routes[0]["dev"].as_str().map(str::to_owned).ok_or_else(|| {
+    let mut r = Rtnl::open_in(ns).map_err(|e| plugin("rtnetlink in the daemon's namespace", e))?;
+    let mut index = None;
+    for family in [IpFamily::V4, IpFamily::V6] {
+        index = r
+            .default_route_device(family)
+            .map_err(|e| plugin("finding the default route", e))?;
+        if index.is_some() {
+            break;
+        }
+    }
+    let link = match index {
+        Some(i) => r
+            .link_by_index(i)
+            .map_err(|e| plugin("finding the default route's device", e))?,
+        None => None,
+    };
+    link.map(|l| l.name).ok_or_else(|| {
         CniError::new(
             Code::InvalidConfig,
             "no \"master\" given and no default route to take it from",

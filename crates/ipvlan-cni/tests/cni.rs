@@ -227,3 +227,30 @@ fn version_and_bad_configs_give_cni_errors() {
     assert_eq!(code, 0, "{r}");
     assert_eq!(r["ips"][0]["version"], "4");
 }
+
+#[test]
+#[ignore = "needs root, iproute2, nftables, TUN, the host-local IPAM plugin"]
+fn without_master_the_default_routes_device_is_taken() {
+    require_env();
+    let fx = Fx::new();
+    let mut conf = fx.conf(json!({}));
+    if let Some(o) = conf.as_object_mut() {
+        o.remove("master");
+    }
+    // No default route in the daemon's namespace: a configuration error that says so.
+    let (code, err) = fx.plugin("ADD", "c1", &conf);
+    assert_ne!(code, 0, "{err}");
+    assert_eq!(err["code"], 7, "{err}");
+    assert!(
+        err["msg"].as_str().unwrap().contains("no default route"),
+        "{err}"
+    );
+    // With one (through m0, found over rtnetlink): the slave is made on m0 and works.
+    fx.0.sh("host", "ip route add default via 192.0.2.254 dev m0");
+    let (code, r) = fx.plugin("ADD", "c1", &conf);
+    assert_eq!(code, 0, "{r}");
+    let shown = fx.0.cli_ok(&["-j", "link", "show"]);
+    assert!(shown.contains("\"master\":\"m0\""), "{shown}");
+    assert!(fx.ping("c1", "192.0.2.254"), "c1 → external");
+    assert_eq!(fx.plugin("DEL", "c1", &conf).0, 0);
+}

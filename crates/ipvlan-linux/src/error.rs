@@ -11,7 +11,7 @@
 //!
 //! Each also has `raw_os_error()` and `kind()`, as `io::Error` does, and converts into an
 //! `io::Error` with the same kind and its `Display` as the message, so code written against
-//! `io::Result` keeps working with `?`. The per-frame calls (`SlaveDevice::recv/send`,
+//! `io::Result` keeps working with `?`. The per-frame calls (`Tap::recv/send`,
 //! `PacketSocket::recv/send`, `HostStack::send`) return plain `io::Result`: their callers only
 //! ask whether the error is `WouldBlock`.
 

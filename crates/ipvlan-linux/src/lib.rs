@@ -4,8 +4,7 @@
 //! forwarding decision is `ipvlan-core`'s. Its folders follow a frame's path:
 //!
 //! - [`dev`]: where frames enter and leave.
-//!   - [`tap`]: slave devices as TAP interfaces (behind the [`SlaveDevice`] trait, so a veth
-//!     backend can follow for kernels without TUN).
+//!   - [`tap`]: slave devices as TAP interfaces (the `ipvlan` daemon's TAP backend).
 //!   - [`packet`]: the master through an AF_PACKET socket.
 //!   - [`host`]: handing IP packets to the master namespace's stack.
 //!   - [`vnet`]: the `virtio_net_hdr` in front of every frame.
@@ -52,7 +51,7 @@ pub use netns::{NetNs, NsId};
 pub use packet::{PacketSocket, PktType};
 pub use poll::{Epoll, EventFd, Ready};
 pub use steer::FlowSteering;
-pub use tap::{SlaveDevice, Tap};
+pub use tap::Tap;
 
 /// The old path of the l3s helpers the data plane uses (`ipvlan_linux::l3s::restore_hop_limit`);
 /// they live in [`netfilter`] now.

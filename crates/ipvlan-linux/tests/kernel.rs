@@ -16,7 +16,7 @@ use ipvlan_linux::netns::NetNsError;
 use ipvlan_linux::packet::PacketError;
 use ipvlan_linux::rtnl::{IpFamily, LinkChange, Rtnl};
 use ipvlan_linux::tap::TapError;
-use ipvlan_linux::{NetNs, PacketSocket, SlaveDevice, Tap};
+use ipvlan_linux::{NetNs, PacketSocket, Tap};
 use nix::sched::{unshare, CloneFlags};
 use serde_json::Value;
 

@@ -413,13 +413,18 @@ fn render(l: &LinkView, opts: &Options) -> String {
     s.push('\n');
     s.push_str(&format!("    link/ether {} brd ff:ff:ff:ff:ff:ff\n", l.mac));
     if opts.details {
+        let backend = if l.backend.is_empty() {
+            String::new()
+        } else {
+            format!(" backend {}", l.backend)
+        };
         let queues = match l.queues {
             0 => String::new(), // a daemon from before queues were reported
             1 => " queues 1".to_string(),
             n => format!(" queues {n} (flows steered over the workers)"),
         };
         s.push_str(&format!(
-            "    ipvlan  mode {} {} dev_id {:#x} spoofchk {}{queues}\n",
+            "    ipvlan  mode {} {} dev_id {:#x} spoofchk {}{backend}{queues}\n",
             l.mode,
             l.flag,
             l.id,

@@ -1,5 +1,6 @@
 //! `ipvlan`: the ipvlan-rs daemon and its iproute2-style CLI.
 
+mod backend;
 mod cli;
 mod daemon;
 mod dataplane;

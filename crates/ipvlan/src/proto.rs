@@ -114,7 +114,10 @@ pub struct LinkView {
     pub carrier: bool,
     /// The source-address guard is on.
     pub spoofchk: bool,
-    /// TAP queues the data plane reads (more than one: flows steered over the workers).
+    /// The slave backend its device is made of (`tap`); empty from daemons before backends.
+    #[serde(default)]
+    pub backend: String,
+    /// Device queues the data plane reads (more than one: flows steered over the workers).
     #[serde(default)]
     pub queues: u32,
     pub addresses: Vec<String>,

@@ -1,5 +1,8 @@
 //! Every mode × flag, frame by frame. Fixture as spec §11.1 F-L2/F-L3: master `m0` with MAC
 //! 02:00:00:00:00:01, slaves s1 (.11 / ::11) and s2 (.12 / ::12), both up.
+//!
+//! Length: the mode × flag table of the spec, one test per rule, kept in one file so the table
+//! reads in order, hence over 500 lines.
 
 use super::*;
 use crate::counters::DropReason;

@@ -26,7 +26,7 @@ use crate::sys::{
 const TUN_PATH: &str = "/dev/net/tun";
 
 /// A failed setup or control operation on a TAP device. The per-frame reads and writes
-/// ([`SlaveDevice::recv`], [`SlaveDevice::send`]) return plain `io::Error`s instead.
+/// ([`Tap::recv`], [`Tap::send`]) return plain `io::Error`s instead.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum TapError {
@@ -134,24 +134,6 @@ impl<A> Op<A> {
             source,
         }
     }
-}
-
-/// What the data plane needs from a slave device, whatever backs it. Queues are numbered
-/// `0..queues()`; a queue number beyond that wraps around.
-pub trait SlaveDevice: Send + Sync {
-    /// How many queues the device was attached with (at least one).
-    fn queues(&self) -> usize;
-    /// Reads one frame the slave's stack transmitted on `queue`. `WouldBlock` when none is
-    /// waiting.
-    fn recv(&self, queue: usize, buf: &mut [u8]) -> io::Result<usize>;
-    /// Delivers one frame to the slave's stack through `queue`.
-    fn send(&self, queue: usize, frame: &[u8]) -> io::Result<usize>;
-    /// The descriptor of `queue`, to poll for readability.
-    fn poll_fd(&self, queue: usize) -> RawFd;
-    /// Sets the slave's carrier (it follows the master's, R-LINK-1).
-    fn set_carrier(&self, on: bool) -> io::Result<()>;
-    /// The network namespace the device lives in now; an error once it is gone.
-    fn netns(&self) -> io::Result<NetNs>;
 }
 
 /// An attached TAP device: one descriptor per queue; the first also serves the ioctls.
@@ -305,32 +287,41 @@ impl Tap {
     }
 }
 
-impl SlaveDevice for Tap {
-    fn queues(&self) -> usize {
+/// Frames and the settings a slave's device needs from the data plane and the daemon (which
+/// put them behind their own traits: `ipvlan`'s `SlaveIo` and `SlaveDevice`).
+impl Tap {
+    /// How many queues the device was attached with (at least one). Queue numbers beyond
+    /// wrap around.
+    pub fn queues(&self) -> usize {
         self.queues.len()
     }
 
-    fn recv(&self, queue: usize, buf: &mut [u8]) -> io::Result<usize> {
+    /// Reads one frame (vnet header first) the slave's stack transmitted on `queue`.
+    /// `WouldBlock` when none is waiting.
+    pub fn recv(&self, queue: usize, buf: &mut [u8]) -> io::Result<usize> {
         self.queue(queue).read(buf)
     }
 
-    fn send(&self, queue: usize, frame: &[u8]) -> io::Result<usize> {
+    /// Delivers one frame (vnet header first) to the slave's stack through `queue`.
+    /// `WouldBlock` when the queue is full.
+    pub fn send(&self, queue: usize, frame: &[u8]) -> io::Result<usize> {
         self.queue(queue).write(frame)
     }
 
-    fn poll_fd(&self, queue: usize) -> RawFd {
+    /// The descriptor of `queue`, readable when a frame waits.
+    pub fn poll_fd(&self, queue: usize) -> RawFd {
         self.queue(queue).as_raw_fd()
     }
 
-    /// `TUNSETCARRIER`; the error is a [`TapError`] converted.
-    fn set_carrier(&self, on: bool) -> io::Result<()> {
+    /// Sets the carrier (`TUNSETCARRIER`); the error is a [`TapError`] converted.
+    pub fn set_carrier(&self, on: bool) -> io::Result<()> {
         ioctl_int_ptr(self.ctl(), SET_CARRIER.ioctl, on.into())
             .map_err(|e| SET_CARRIER.err(&self.name, e).into())
     }
 
-    /// `TUNGETDEVNETNS`; the error is a [`TapError`] or a [`crate::netns::NetNsError`]
-    /// converted.
-    fn netns(&self) -> io::Result<NetNs> {
+    /// The namespace the device lives in now (`TUNGETDEVNETNS`); an error once it is gone.
+    /// The error is a [`TapError`] or a [`crate::netns::NetNsError`] converted.
+    pub fn netns(&self) -> io::Result<NetNs> {
         let fd = ioctl_value(self.ctl(), GET_DEVNETNS.ioctl, 0)
             .map_err(|e| io::Error::from(GET_DEVNETNS.err(&self.name, e)))?;
         // SAFETY: TUNGETDEVNETNS returns a new descriptor of the device's namespace (non-negative,

@@ -2,6 +2,9 @@
 //! ([`Installed`]) gives the operations to perform ([`Op`]), in the order to perform them. No
 //! I/O, no names: the `nft` module turns the nftables operations into one batch, and
 //! [`super::Netfilter`] runs the policy-routing ones through rtnetlink.
+//!
+//! Length: about 320 lines of code and 260 of table tests kept beside the plan they check, hence
+//! over 500.
 
 use std::collections::BTreeSet;
 use std::fmt;

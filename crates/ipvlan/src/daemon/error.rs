@@ -38,9 +38,11 @@ pub enum RequestError {
     /// The master has no Ethernet address to share.
     #[error("{0} has no MAC address")]
     NoMac(String),
-    /// Creating the slave's TAP failed.
-    #[error("creating TAP device {name}: {source}{}", emfile_hint(.source))]
-    CreateTap {
+    /// Creating the slave's device failed.
+    #[error("creating {} device {name}: {source}{}", kind.to_uppercase(), emfile_hint(.source))]
+    CreateDevice {
+        /// The backend's kind (`tap`).
+        kind: &'static str,
         name: IfName,
         #[source]
         source: io::Error,
@@ -93,7 +95,7 @@ impl RequestError {
                 P::NoSuchSlave(_) | P::NoSuchSlaveId(_) | P::AddressNotAssigned { .. },
             )
             | RequestError::NoDevice(_) => ErrorKind::NotFound,
-            RequestError::CreateTap { source, .. }
+            RequestError::CreateDevice { source, .. }
                 if source.kind() == io::ErrorKind::AlreadyExists =>
             {
                 ErrorKind::Conflict
@@ -102,7 +104,7 @@ impl RequestError {
             | RequestError::Config(_)
             | RequestError::NotEthernet(_)
             | RequestError::NoMac(_) => ErrorKind::Invalid,
-            RequestError::CreateTap { .. }
+            RequestError::CreateDevice { .. }
             | RequestError::Netfilter(_)
             | RequestError::System { .. } => ErrorKind::System,
         }
@@ -142,13 +144,16 @@ mod tests {
         assert_eq!(e.kind(), ErrorKind::NotFound);
         assert_eq!(e.to_string(), "Cannot find device \"eth9\"");
         let name = IfName::new("s0").expect("valid name");
-        let e = RequestError::CreateTap {
+        let e = RequestError::CreateDevice {
+            kind: "tap",
             name: name.clone(),
             source: io::Error::from_raw_os_error(libc::EMFILE),
         };
         assert_eq!(e.kind(), ErrorKind::System);
         assert!(e.to_string().contains("LimitNOFILE"), "{e}");
-        let e = RequestError::CreateTap {
+        assert!(e.to_string().starts_with("creating TAP device s0: "), "{e}");
+        let e = RequestError::CreateDevice {
+            kind: "tap",
             name,
             source: io::Error::new(io::ErrorKind::AlreadyExists, "device s0 already exists"),
         };

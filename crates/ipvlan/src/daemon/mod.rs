@@ -33,7 +33,7 @@ use nix::sys::signal::{SigSet, Signal};
 use nix::sys::signalfd::{SfdFlags, SignalFd};
 use tracing::{info, warn};
 
-use crate::dataplane::queues::SlaveQueues;
+use crate::backend::TapBackend;
 use crate::dataplane::worker_count;
 use crate::proto::Response;
 use control::ControlServer;
@@ -57,7 +57,8 @@ pub struct Daemon {
     rtnl: Rtnl,
     monitor: Rtnl,
     ports: BTreeMap<u32, PortRuntime>,
-    queues: SlaveQueues,
+    /// Makes and finds the slaves' devices.
+    backend: TapBackend,
     /// The configuration changed since it was last written.
     state_dirty: bool,
 }
@@ -107,7 +108,7 @@ pub fn run(cfg: Config) -> Result<()> {
         rtnl,
         monitor,
         ports: BTreeMap::new(),
-        queues: SlaveQueues::new(worker_count()),
+        backend: TapBackend::new(worker_count()),
         state_dirty: false,
     };
     d.restore();
@@ -182,7 +183,7 @@ impl Daemon {
             }
         }
         for p in self.ports.values_mut() {
-            p.sync_netfilter();
+            p.sync_netfilter(&self.backend);
         }
         if std::mem::take(&mut self.state_dirty) {
             self.save();

@@ -22,6 +22,7 @@ use tracing::{info, warn};
 use super::error::RequestError;
 use super::port::PortRuntime;
 use super::Daemon;
+use crate::backend::{SlaveBackend, SlaveDevice};
 
 pub const STATE_FILE: &str = "state.json";
 const VERSION: u32 = 1;
@@ -193,8 +194,9 @@ impl Daemon {
             warn!(master = %ps.master, "master is gone: its slaves are deleted (R-LIFE-1)");
             for s in &ps.slaves {
                 if let Some((ns, name)) = locate(namespaces, &s.alias) {
+                    let backend = &self.backend;
                     let _ = ns
-                        .run(move || ipvlan_linux::Tap::attach(&name, 1).and_then(|t| t.destroy()));
+                        .run(move || backend.attach(&name).and_then(|d| SlaveDevice::destroy(&d)));
                 }
             }
             return Ok(());
@@ -208,8 +210,8 @@ impl Daemon {
                 warn!(slave = %s.name, "slave no longer exists (its namespace was deleted?): dropped");
                 continue;
             };
-            let queues = &self.queues;
-            let tap = match ns.run(move || queues.attach(&name)) {
+            let backend = &self.backend;
+            let device = match ns.run(move || backend.attach(&name)) {
                 Ok(Ok(t)) => t,
                 Ok(Err(e)) => {
                     warn!(slave = %s.name, "cannot re-attach: {e}");
@@ -221,7 +223,7 @@ impl Daemon {
                 }
             };
             let pinned = ns.id() != self.ns.id();
-            match port.restore_slave(s, tap, pinned, carrier) {
+            match port.restore_slave(s, device, pinned, carrier) {
                 Ok(id) => restored.push((id, ns, s.name.clone())),
                 Err(e) => warn!(slave = %s.name, "cannot restore: {e}"),
             }

@@ -84,7 +84,7 @@ impl Daemon {
             }
         };
         // A port created for this slave and left empty by a failure goes at the next settle.
-        let notes = port.add_slave(spec, &self.queues, &self.instance, carrier)?;
+        let notes = port.add_slave(spec, &self.backend, &self.instance, carrier)?;
         self.state_dirty = true;
         Ok(ok(notes))
     }

@@ -2,10 +2,11 @@
 //! carrier, its address conflicts, and the operations on the device itself (settings applied
 //! inside whatever namespace it is in now).
 //!
-//! The [`SlaveRuntime`] owns the TAP. The data plane holds a clone of the handle for I/O only;
-//! deleting the device ([`SlaveRuntime::destroy`]) needs no unique ownership (the kernel deletes
-//! a non-persistent TAP when its last descriptor closes) and waits until the workers have let
-//! go, so the device is gone when `link del` answers.
+//! The [`SlaveRuntime`] owns the device (whatever the backend, `crate::backend`). The data
+//! plane holds a clone of the handle for I/O only; deleting the device
+//! ([`SlaveRuntime::destroy`]) needs no unique ownership (the kernel deletes a non-persistent
+//! TAP when its last descriptor closes) and waits until the workers have let go, so the device
+//! is gone when `link del` answers.
 
 use std::collections::BTreeMap;
 use std::io;
@@ -16,9 +17,10 @@ use std::time::{Duration, Instant};
 use ipvlan_core::slave_id::link_local;
 use ipvlan_core::{IfName, MacAddr, SlaveId};
 use ipvlan_linux::rtnl::{LinkChange, Rtnl};
-use ipvlan_linux::tap::TapError;
-use ipvlan_linux::{NetNs, SlaveDevice, Tap};
+use ipvlan_linux::{NetNs, Tap};
 use tracing::warn;
+
+use crate::backend::SlaveDevice;
 
 /// The `ifalias` naming a slave's TAP: unique per daemon instance, master and slave id, so that
 /// a restarted daemon finds its slaves (and only its own) in any namespace.
@@ -28,11 +30,11 @@ pub fn alias_for(instance: &str, master_index: u32, id: SlaveId) -> String {
 
 /// A slave's device and what the control plane knows of it.
 #[derive(Debug)]
-pub struct SlaveRuntime {
+pub struct SlaveRuntime<D = Tap> {
     /// The name the slave was created with (the user may rename the device later).
     pub name: IfName,
     pub alias: String,
-    tap: Arc<Tap>,
+    device: Arc<D>,
     /// Id of the slave's namespace in the daemon's (`None`: the daemon's own).
     pub nsid: Option<i32>,
     /// Index of the device in its namespace (0 until known).
@@ -47,12 +49,12 @@ pub struct SlaveRuntime {
     pub conflict_count: u64,
 }
 
-impl SlaveRuntime {
-    pub fn new(name: IfName, alias: String, tap: Arc<Tap>, carrier: bool) -> SlaveRuntime {
+impl<D: SlaveDevice> SlaveRuntime<D> {
+    pub fn new(name: IfName, alias: String, device: Arc<D>, carrier: bool) -> SlaveRuntime<D> {
         SlaveRuntime {
             name,
             alias,
-            tap,
+            device,
             nsid: None,
             ifindex: 0,
             carrier,
@@ -63,23 +65,23 @@ impl SlaveRuntime {
     }
 
     /// The device handle, for the data plane's I/O.
-    pub fn device(&self) -> Arc<Tap> {
-        self.tap.clone()
+    pub fn device(&self) -> Arc<D> {
+        self.device.clone()
     }
 
     /// The namespace the device lives in now; an error once it is gone.
     pub fn netns(&self) -> io::Result<NetNs> {
-        self.tap.netns()
+        self.device.netns()
     }
 
     /// The device's current name (the user may have renamed it).
-    pub fn current_name(&self) -> Result<String, TapError> {
-        self.tap.current_name()
+    pub fn current_name(&self) -> io::Result<String> {
+        self.device.current_name()
     }
 
-    /// TAP queues attached.
+    /// Queues the data plane reads.
     pub fn queues(&self) -> usize {
-        self.tap.queues()
+        self.device.queues()
     }
 
     /// Runs `f` with a request socket inside the namespace the device lives in now.
@@ -87,7 +89,7 @@ impl SlaveRuntime {
         &self,
         f: impl FnOnce(&mut Rtnl) -> Result<T, E> + Send,
     ) -> io::Result<T> {
-        let ns = self.tap.netns()?;
+        let ns = self.device.netns()?;
         ns.run(|| {
             let mut r = Rtnl::open()?;
             f(&mut r).map_err(Into::into)
@@ -101,13 +103,13 @@ impl SlaveRuntime {
     }
 
     /// Sets the device's MAC (always the master's, R-MAC-1).
-    pub fn set_mac(&self, mac: MacAddr) -> Result<(), TapError> {
-        self.tap.set_mac(mac)
+    pub fn set_mac(&self, mac: MacAddr) -> io::Result<()> {
+        self.device.set_mac(mac)
     }
 
     /// Sets the carrier (it follows the master's, R-LINK-1), remembering it.
     pub fn set_carrier(&mut self, on: bool) -> io::Result<()> {
-        self.tap.set_carrier(on)?;
+        self.device.set_carrier(on)?;
         self.carrier = on;
         Ok(())
     }
@@ -140,17 +142,17 @@ impl SlaveRuntime {
     /// second) until workers finishing a burst let go of theirs, so the device is gone when
     /// this returns.
     pub fn destroy(self) -> io::Result<()> {
-        self.tap.destroy()?;
-        let mut tap = self.tap;
+        self.device.destroy()?;
+        let mut device = self.device;
         let deadline = Instant::now() + Duration::from_secs(1);
         loop {
-            match Arc::try_unwrap(tap) {
-                Ok(t) => {
-                    drop(t); // the last descriptor: the kernel deletes the device now
+            match Arc::try_unwrap(device) {
+                Ok(d) => {
+                    drop(d); // the last handle: the device goes now
                     return Ok(());
                 }
                 Err(shared) if Instant::now() < deadline => {
-                    tap = shared;
+                    device = shared;
                     std::thread::sleep(Duration::from_millis(1));
                 }
                 // Still held: the device goes when the holder drops it.

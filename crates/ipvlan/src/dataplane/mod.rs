@@ -4,20 +4,18 @@
 //! The port (decisions, counters, backlog) sits behind one lock, held only while deciding; the
 //! reads and writes, where the kernel does the receiving stack's work, happen outside it, so
 //! the workers run in parallel. Each slave's TAP has one queue per worker, or one (see
-//! [`queues`]); queue `q` of slave `id` is read by worker `(id + q) % workers`, and any worker
+//! [`crate::backend::tap`]); queue `q` of slave `id` is read by worker `(id + q) % workers`, and any worker
 //! may write to it. Each worker also has its own socket in the master's fanout group, which
 //! spreads wire traffic over the workers by flow. The l3s sink is served by worker 0.
 //!
 //! - this file: the [`DataPlane`] handle (start and stop the workers, register slaves in their
 //!   epolls) and the device traits the workers are generic over;
 //! - `worker`: the worker loop and the path of one frame, rx → decide → tx;
-//! - [`queues`]: how many queues a slave's TAP gets.
 //!
 //! The workers see devices only through [`SlaveIo`], [`MasterIo`] and [`HostIo`], implemented
 //! here for [`Tap`], [`PacketSocket`] and [`HostStack`]; the unit tests run them on in-memory
 //! devices (`testing`).
 
-pub mod queues;
 #[cfg(test)]
 mod testing;
 #[cfg(test)]
@@ -34,7 +32,7 @@ use std::thread::JoinHandle;
 
 use ipvlan_core::{MulticastBacklog, Port, SlaveId};
 use ipvlan_linux::host::HostStack;
-use ipvlan_linux::{Epoll, EventFd, PacketSocket, PktType, SlaveDevice, Tap};
+use ipvlan_linux::{Epoll, EventFd, PacketSocket, PktType, Tap};
 
 use worker::{worker_loop, Io, Me, Token};
 
@@ -58,16 +56,16 @@ pub trait SlaveIo: Send + Sync {
 
 impl SlaveIo for Tap {
     fn queues(&self) -> usize {
-        SlaveDevice::queues(self)
+        Tap::queues(self)
     }
     fn recv(&self, queue: usize, buf: &mut [u8]) -> io::Result<usize> {
-        SlaveDevice::recv(self, queue, buf)
+        Tap::recv(self, queue, buf)
     }
     fn send(&self, queue: usize, frame: &[u8]) -> io::Result<usize> {
-        SlaveDevice::send(self, queue, frame)
+        Tap::send(self, queue, frame)
     }
     fn poll_fd(&self, queue: usize) -> RawFd {
-        SlaveDevice::poll_fd(self, queue)
+        Tap::poll_fd(self, queue)
     }
 }
 
@@ -175,11 +173,16 @@ pub fn worker_count() -> usize {
         .clamp(1, 4)
 }
 
-impl DataPlane {
+impl<D: SlaveIo + 'static> DataPlane<D> {
     /// Starts a worker thread for each of the master's `sockets` (see
-    /// [`PacketSocket::open_fanout`]), sharing `host`. Errors: `InvalidInput` without sockets;
-    /// the OS error if an epoll, the stop eventfd or a thread cannot be made.
-    pub fn start(port: Port, sockets: Vec<PacketSocket>, host: HostStack) -> io::Result<DataPlane> {
+    /// [`PacketSocket::open_fanout`]), sharing `host`, for slaves whose devices are `D`.
+    /// Errors: `InvalidInput` without sockets; the OS error if an epoll, the stop eventfd or a
+    /// thread cannot be made.
+    pub fn start(
+        port: Port,
+        sockets: Vec<PacketSocket>,
+        host: HostStack,
+    ) -> io::Result<DataPlane<D>> {
         DataPlane::start_on(port, sockets, host)
     }
 }

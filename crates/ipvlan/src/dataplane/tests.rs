@@ -2,6 +2,9 @@
 //! `worker` called directly, and whole workers started by `DataPlane`. Fixture as the core's
 //! (spec §11.1 F-L2): master `m0` with MAC 02:00:00:00:00:01, slaves s1, s2, s3
 //! (192.0.2.11, .12, .13), all up, in mode l2 bridge.
+//!
+//! Length: one test per behaviour of the worker, each self-contained; splitting them by direction
+//! would scatter the shared fixture, hence over 500 lines.
 
 use std::net::{IpAddr, Ipv4Addr};
 use std::sync::atomic::AtomicBool;

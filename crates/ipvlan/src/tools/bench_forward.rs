@@ -6,7 +6,7 @@
 use std::io;
 use std::process::ExitCode;
 
-use ipvlan_linux::{Epoll, PacketSocket, SlaveDevice, Tap};
+use ipvlan_linux::{Epoll, PacketSocket, Tap};
 
 enum End {
     Tap(Tap),

@@ -12,8 +12,9 @@ use ipvlan_linux::{NetNs, NsId};
 use tracing::{debug, info, warn};
 
 use super::PortRuntime;
+use crate::backend::SlaveBackend;
 
-impl PortRuntime {
+impl<B: SlaveBackend> PortRuntime<B> {
     /// The master changed: slaves follow its MAC, MTU and carrier; a rename is remembered.
     pub fn master_changed(&mut self, link: &Link) {
         let carrier = link.up && link.carrier.unwrap_or(true);

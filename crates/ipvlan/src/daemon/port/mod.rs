@@ -21,13 +21,13 @@ use ipvlan_core::{
 use ipvlan_linux::host::HostStack;
 use ipvlan_linux::netfilter::{Desired, Hook, Netfilter};
 use ipvlan_linux::rtnl::{Link, LinkChange, Rtnl};
-use ipvlan_linux::{PacketSocket, Tap};
+use ipvlan_linux::PacketSocket;
 use tracing::{info, warn};
 
 use super::error::{RequestError, TeardownErrors};
 use super::persist::SlaveState;
 use super::slave::{alias_for, SlaveRuntime};
-use crate::dataplane::queues::SlaveQueues;
+use crate::backend::{SlaveBackend, SlaveDevice, TapBackend};
 use crate::dataplane::{worker_count, DataPlane};
 
 /// Runs a rollback step when dropped, unless disarmed: the undo of a bring-up step that later
@@ -74,22 +74,22 @@ enum Origin {
     Restored,
 }
 
-/// One master's port.
-pub struct PortRuntime {
+/// One master's port, whose slaves are devices of backend `B`.
+pub struct PortRuntime<B: SlaveBackend = TapBackend> {
     master: String,
     index: u32,
-    dp: DataPlane,
+    dp: DataPlane<B::Device>,
     netfilter: Netfilter,
     /// The port's addresses or mode changed since the last netfilter sync.
     netfilter_dirty: bool,
     /// l3s: the sink TAP's name while it exists (the data plane holds the device).
     sink: Option<String>,
-    slaves: BTreeMap<SlaveId, SlaveRuntime>,
+    slaves: BTreeMap<SlaveId, SlaveRuntime<B::Device>>,
 }
 
-impl PortRuntime {
+impl<B: SlaveBackend> PortRuntime<B> {
     /// Opens the master's sockets, installs its (empty) steal table and starts the data plane.
-    pub fn create(link: &Link) -> Result<PortRuntime, RequestError> {
+    pub fn create(link: &Link) -> Result<PortRuntime<B>, RequestError> {
         let mac = link
             .mac
             .ok_or_else(|| RequestError::NoMac(link.name.clone()))?;
@@ -153,16 +153,17 @@ impl PortRuntime {
     }
 
     /// The control-plane side of a slave.
-    pub fn slave(&self, id: SlaveId) -> Option<&SlaveRuntime> {
+    pub fn slave(&self, id: SlaveId) -> Option<&SlaveRuntime<B::Device>> {
         self.slaves.get(&id)
     }
 
-    /// `link add`: a new slave with a new TAP (the master's MAC, the slave's MTU, our alias).
+    /// `link add`: a new slave with a new device from `backend` (the master's MAC, the slave's
+    /// MTU, our alias).
     /// Returns the notes for the user (mode kept or changed for the whole port).
     pub fn add_slave(
         &mut self,
         spec: SlaveSpec,
-        queues: &SlaveQueues,
+        backend: &B,
         instance: &str,
         carrier: bool,
     ) -> Result<Vec<String>, RequestError> {
@@ -185,19 +186,21 @@ impl PortRuntime {
         });
         // Guarded from its first frame: set before the device exists.
         dp.port().set_source_guard(id, spec.spoofchk)?;
-        let tap = queues
-            .create(spec.name.as_str())
-            .map_err(|source| RequestError::CreateTap {
-                name: spec.name.clone(),
-                source,
-            })?;
-        let tap = Arc::new(tap);
+        let device =
+            backend
+                .create(spec.name.as_str())
+                .map_err(|source| RequestError::CreateDevice {
+                    kind: B::KIND,
+                    name: spec.name.clone(),
+                    source,
+                })?;
+        let device = Arc::new(device);
         let undo_device = Undo::new(|| {
-            let _ = tap.destroy();
+            let _ = device.destroy();
         });
         let alias = alias_for(instance, self.index, id);
         let ifindex = name_new_device(&spec.name, mtu, &alias)?;
-        let mut rt = SlaveRuntime::new(spec.name.clone(), alias, tap.clone(), carrier);
+        let mut rt = SlaveRuntime::new(spec.name.clone(), alias, device.clone(), carrier);
         rt.ifindex = ifindex;
         bring_up(dp, &mut self.slaves, id, rt, mac, Origin::Created)?;
         undo_device.disarm();
@@ -230,12 +233,13 @@ impl PortRuntime {
         Ok(notes)
     }
 
-    /// Serves again a slave of the saved state whose TAP was re-attached (in its namespace).
+    /// Serves again a slave of the saved state whose device was re-attached (in its
+    /// namespace).
     /// The caller then resynchronises it from that namespace.
     pub fn restore_slave(
         &mut self,
         saved: &SlaveState,
-        tap: Tap,
+        device: B::Device,
         pinned: bool,
         carrier: bool,
     ) -> Result<SlaveId, RequestError> {
@@ -251,7 +255,7 @@ impl PortRuntime {
             let _ = dp.port().remove_slave(id);
         });
         dp.port().set_source_guard(id, saved.spoofchk)?;
-        let mut rt = SlaveRuntime::new(name, saved.alias.clone(), Arc::new(tap), carrier);
+        let mut rt = SlaveRuntime::new(name, saved.alias.clone(), Arc::new(device), carrier);
         rt.pinned = pinned;
         bring_up(dp, &mut self.slaves, id, rt, mac, Origin::Restored)?;
         undo_core.disarm();
@@ -336,7 +340,7 @@ impl PortRuntime {
     /// sync: the active addresses (of up slaves) in the steal table, or in l3s in the l3s hooks,
     /// whose sink TAP this creates and removes with the mode. Called once per batch of
     /// changes, so 1,000 addresses removed cost one sync, not 1,000.
-    pub fn sync_netfilter(&mut self) {
+    pub fn sync_netfilter(&mut self, backend: &B) {
         if !self.netfilter_dirty {
             return;
         }
@@ -351,7 +355,7 @@ impl PortRuntime {
             (port.mode() == Mode::L3s, active)
         };
         let hook = if l3s {
-            match self.ensure_sink() {
+            match self.ensure_sink(backend) {
                 Ok(sink) => Hook::L3s { sink },
                 Err(e) => {
                     warn!(master = %self.master, "cannot create the l3s sink: {e}");
@@ -372,14 +376,14 @@ impl PortRuntime {
         }
     }
 
-    /// The l3s sink TAP (`ipvls<ifindex>`, up, NOARP), created and handed to the data plane if
+    /// The l3s sink (`ipvls<ifindex>`, up, NOARP), created and handed to the data plane if
     /// it does not exist yet.
-    fn ensure_sink(&mut self) -> std::io::Result<String> {
+    fn ensure_sink(&mut self, backend: &B) -> std::io::Result<String> {
         if let Some(s) = &self.sink {
             return Ok(s.clone());
         }
         let name = format!("ipvls{}", self.index);
-        let tap = Arc::new(Tap::create_transient(&name)?);
+        let sink = Arc::new(backend.create_sink(&name)?);
         let mut r = Rtnl::open()?;
         let link = r
             .link_by_name(&name)?
@@ -393,7 +397,7 @@ impl PortRuntime {
                 ..LinkChange::default()
             },
         )?;
-        self.dp.set_sink(Some(tap))?;
+        self.dp.set_sink(Some(sink))?;
         self.sink = Some(name.clone());
         Ok(name)
     }
@@ -421,10 +425,10 @@ impl PortRuntime {
     }
 }
 
-/// Gives a TAP just created in the daemon's namespace its MTU and alias, with no EUI-64
+/// Gives a device just created in the daemon's namespace its MTU and alias, with no EUI-64
 /// link-local (the shared MAC would make them collide); returns its ifindex.
 fn name_new_device(name: &IfName, mtu: u32, alias: &str) -> Result<u32, RequestError> {
-    let what = "configuring the new TAP";
+    let what = "configuring the new slave device";
     let mut r = Rtnl::open().map_err(RequestError::system(what))?;
     let link = r
         .link_by_name(name.as_str())
@@ -445,25 +449,19 @@ fn name_new_device(name: &IfName, mtu: u32, alias: &str) -> Result<u32, RequestE
 
 /// The bring-up every served slave goes through, new or restored: offloads, the master's MAC,
 /// the carrier, then the data plane serves it and the port records it.
-fn bring_up(
-    dp: &DataPlane,
-    slaves: &mut BTreeMap<SlaveId, SlaveRuntime>,
+fn bring_up<D: SlaveDevice + crate::dataplane::SlaveIo>(
+    dp: &DataPlane<D>,
+    slaves: &mut BTreeMap<SlaveId, SlaveRuntime<D>>,
     id: SlaveId,
-    mut rt: SlaveRuntime,
+    mut rt: SlaveRuntime<D>,
     mac: MacAddr,
     origin: Origin,
 ) -> Result<(), RequestError> {
-    let tap = rt.device();
+    let device = rt.device();
     let carrier = rt.carrier;
     let steps: [(&'static str, std::io::Result<()>); 3] = [
-        (
-            "enabling the TAP's offloads",
-            tap.enable_offloads().map_err(Into::into),
-        ),
-        (
-            "setting the slave's MAC",
-            tap.set_mac(mac).map_err(Into::into),
-        ),
+        ("enabling the device's offloads", device.enable_offloads()),
+        ("setting the slave's MAC", device.set_mac(mac)),
         ("setting the slave's carrier", rt.set_carrier(carrier)),
     ];
     for (what, r) in steps {
@@ -473,7 +471,7 @@ fn bring_up(
             (Err(e), Origin::Restored) => warn!(slave = %rt.name, "{what}: {e}"),
         }
     }
-    dp.add_slave(id, tap)
+    dp.add_slave(id, device)
         .map_err(RequestError::system("serving the new slave"))?;
     slaves.insert(id, rt);
     Ok(())

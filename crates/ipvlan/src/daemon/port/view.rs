@@ -3,18 +3,19 @@
 use ipvlan_core::{Port, Slave, SlaveCounters};
 
 use super::PortRuntime;
+use crate::backend::{SlaveBackend, SlaveDevice};
 use crate::daemon::persist::{PortState, SlaveState};
 use crate::daemon::slave::SlaveRuntime;
 use crate::proto::{Conflict, Drop, LinkView, Stats};
 
-impl PortRuntime {
+impl<B: SlaveBackend> PortRuntime<B> {
     /// Every slave (or the one created as `name`), as `link show` presents it.
     pub fn views(&self, name: Option<&str>) -> Vec<LinkView> {
         let port = self.dp.port();
         port.slaves()
             .filter_map(|s| Some((s, self.slaves.get(&s.id())?)))
             .filter(|(_, rt)| name.is_none_or(|n| n == rt.name.as_str()))
-            .map(|(s, rt)| link_view(&self.master, &port, s, rt))
+            .map(|(s, rt)| link_view(&self.master, B::KIND, &port, s, rt))
             .collect()
     }
 
@@ -42,7 +43,13 @@ impl PortRuntime {
     }
 }
 
-fn link_view(master: &str, port: &Port, s: &Slave, rt: &SlaveRuntime) -> LinkView {
+fn link_view<D: SlaveDevice>(
+    master: &str,
+    backend: &str,
+    port: &Port,
+    s: &Slave,
+    rt: &SlaveRuntime<D>,
+) -> LinkView {
     let netns = rt.nsid.map(|id| {
         rt.netns()
             .ok()
@@ -70,6 +77,7 @@ fn link_view(master: &str, port: &Port, s: &Slave, rt: &SlaveRuntime) -> LinkVie
         noarp: port.mode().is_noarp() && s.is_up(),
         carrier: rt.carrier,
         spoofchk: s.source_guard(),
+        backend: backend.to_owned(),
         queues: u32::try_from(rt.queues()).unwrap_or(u32::MAX),
         addresses,
         conflicts: rt
