@@ -121,8 +121,9 @@ impl Drop for Demo {
     fn drop(&mut self) {
         println!("\n== cleaning up");
         if let Some(mut c) = self.daemon.take() {
-            // SAFETY: signalling the daemon we started, by its PID.
-            unsafe { libc::kill(c.id() as libc::pid_t, libc::SIGTERM) };
+            // The daemon we started, by its PID.
+            let pid = nix::unistd::Pid::from_raw(i32::try_from(c.id()).unwrap_or(i32::MAX));
+            let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM);
             let _ = c.wait();
         }
         for ns in self.namespaces.drain(..).rev() {
@@ -134,8 +135,7 @@ impl Drop for Demo {
 }
 
 pub fn main() -> ExitCode {
-    // SAFETY: geteuid has no preconditions.
-    if unsafe { libc::geteuid() } != 0 {
+    if !nix::unistd::geteuid().is_root() {
         eprintln!("ipvlan demo: must run as root (it creates network namespaces and devices)");
         return ExitCode::from(1);
     }
