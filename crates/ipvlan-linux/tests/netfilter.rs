@@ -366,3 +366,40 @@ fn a_missing_sink_is_nfts_error_and_nothing_is_applied() {
     );
     assert_eq!(ns.tables(), Vec::<String>::new());
 }
+
+#[test]
+#[ignore = "needs root and nftables"]
+fn leftovers_of_an_earlier_run_are_removed_and_a_fresh_namespace_is_fine() {
+    let ns = TestNs::new();
+    let i = ns.ifindex("m0");
+    let sink = format!("ipvls{i}");
+    ns.ip(&[
+        "link", "add", &sink, "type", "veth", "peer", "name", "sinkpeer",
+    ]);
+    ns.ip(&["link", "set", &sink, "up"]);
+    let mark = mark_for(i);
+    // Nothing there: removing leftovers is no failure.
+    let mut fresh = Netfilter::new("m0", i);
+    ns.run(|| fresh.remove_leftovers())
+        .expect("nothing to remove is fine");
+    assert!(fresh.installed().is_empty());
+    // A daemon killed in l3s: its tables, rule and route stay, its Netfilter is gone.
+    let addrs: BTreeSet<IpAddr> = [ip("203.0.113.5"), ip("2001:db8::5")].into();
+    let mut killed = Netfilter::new("m0", i);
+    ns.run(|| killed.sync(&Desired::l3s(sink.clone(), addrs.clone())))
+        .expect("sync l3s");
+    drop(killed);
+    assert!(!ns.tables().is_empty());
+    // The next run removes all of it before its first sync.
+    let mut next = Netfilter::new("m0", i);
+    ns.run(|| next.remove_leftovers())
+        .expect("remove leftovers");
+    assert_eq!(ns.tables(), Vec::<String>::new());
+    for fam in ["-4", "-6"] {
+        assert!(ns.fwmark_rules(fam).is_empty(), "{fam}: rule removed");
+        assert!(ns.routes(fam, mark).is_empty(), "{fam}: table flushed");
+    }
+    assert!(next.installed().is_empty());
+    ns.run(|| next.sync(&Desired::steal(addrs.clone())))
+        .expect("then a normal sync");
+}

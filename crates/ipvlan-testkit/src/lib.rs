@@ -52,6 +52,8 @@ pub struct Fx {
     pub workers: Option<usize>,
     /// Soft limit on open files for the next daemon start (inherited when `None`).
     pub open_files: Option<u64>,
+    /// A directory put first on the next daemon's `PATH` (to stand in for a system tool).
+    pub path_first: Option<PathBuf>,
 }
 
 pub fn run(cmd: &mut Command) -> Output {
@@ -88,6 +90,7 @@ impl Fx {
             log: dir.join("daemon.log"),
             workers: None,
             open_files: None,
+            path_first: None,
         };
         fx.add_ns("host");
         fx.add_ns("ext");
@@ -166,6 +169,10 @@ impl Fx {
         let mut cmd = Command::new("ip");
         if let Some(n) = self.workers {
             cmd.env("IPVLAN_WORKERS", n.to_string());
+        }
+        if let Some(dir) = &self.path_first {
+            let path = std::env::var("PATH").unwrap_or_default();
+            cmd.env("PATH", format!("{}:{path}", dir.display()));
         }
         if let Some(soft) = self.open_files {
             use std::os::unix::process::CommandExt;

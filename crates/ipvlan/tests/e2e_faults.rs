@@ -430,3 +430,103 @@ fn a_thousand_addresses_removed_at_once_converge_quickly() {
         "during the removal of 1000 addresses the slowest of {asked} link show took {worst:?} (limit {SHOW_LIMIT:?})"
     );
 }
+
+/// `nft` fails while a flag file exists: a mode change that needs new netfilter state is
+/// answered with a warning saying it is not applied, and the daemon retries on its own until it
+/// is — no other change needed — after which traffic flows.
+#[test]
+#[ignore = "needs root, iproute2, nftables, TUN"]
+fn a_failed_netfilter_change_is_reported_and_retried_until_it_applies() {
+    let _one = one_at_a_time();
+    let mut fx = Fx::new();
+    let bin = fx.dir().join("bin");
+    std::fs::create_dir_all(&bin).unwrap();
+    let flag = fx.dir().join("nft-fails");
+    let real = text(
+        &Command::new("sh")
+            .args(["-c", "command -v nft"])
+            .output()
+            .unwrap(),
+    );
+    let wrapper = bin.join("nft");
+    std::fs::write(
+        &wrapper,
+        format!(
+            "#!/bin/sh\n[ -e {} ] && {{ echo 'simulated nft failure' >&2; exit 1; }}\nexec {} \"$@\"\n",
+            flag.display(),
+            real.trim()
+        ),
+    )
+    .unwrap();
+    Command::new("chmod")
+        .arg("+x")
+        .arg(&wrapper)
+        .status()
+        .unwrap();
+    fx.stop_daemon(false);
+    fx.path_first = Some(bin);
+    fx.start_daemon();
+    fx.slave("s1", "mode l3", "ns1", "198.51.100.11/32", "");
+    fx.sh("ns1", "ip route add default dev s1");
+    fx.sh("ext", "ip route add 198.51.100.0/24 via 192.0.2.1");
+    let ping = |fx: &Fx| {
+        fx.try_sh("ext", "ping -c 1 -W 1 198.51.100.11")
+            .status
+            .success()
+    };
+    assert!(wait(Duration::from_secs(5), || ping(&fx)), "l3 works first");
+
+    std::fs::write(&flag, b"").unwrap();
+    let o = fx.cli(&["link", "set", "dev", "s1", "type", "ipvlan", "mode", "l3s"]);
+    let said = text(&o);
+    assert_eq!(o.status.code(), Some(0), "{said}");
+    assert!(
+        said.contains("warning:") && said.contains("netfilter not in sync"),
+        "the answer says what is not applied: {said}"
+    );
+    assert!(
+        said.contains("simulated nft failure"),
+        "with nft's words: {said}"
+    );
+    let tables = |fx: &Fx| fx.sh("host", "nft list tables");
+    assert!(!tables(&fx).contains("ipvlan_rs_l3s"), "{}", tables(&fx));
+
+    // No other change: the daemon retries by itself once nft works again.
+    std::fs::remove_file(&flag).unwrap();
+    assert!(
+        wait(Duration::from_secs(5), || tables(&fx)
+            .contains("ipvlan_rs_l3s")),
+        "l3s hooks installed by a retry: {}",
+        tables(&fx)
+    );
+    assert!(wait(Duration::from_secs(5), || ping(&fx)), "l3s works");
+    assert!(fx.daemon_log().contains("netfilter in sync again"));
+    // Later answers carry no warning any more.
+    let o = fx.cli(&["link", "show"]);
+    assert!(!text(&o).contains("warning"), "{}", text(&o));
+}
+
+/// Two daemons must never serve the same slaves: the second one on a state directory refuses
+/// to start, saying why.
+#[test]
+#[ignore = "needs root, iproute2, nftables, TUN"]
+fn a_second_daemon_on_the_same_state_directory_refuses_to_start() {
+    let _one = one_at_a_time();
+    let fx = Fx::new();
+    let o = Command::new("ip")
+        .args(["netns", "exec", &fx.ns("host")])
+        .arg(BIN)
+        .args(["daemon", "--socket"])
+        .arg(fx.dir().join("second.sock"))
+        .arg("--state-dir")
+        .arg(&fx.state_dir)
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(1), "{}", text(&o));
+    assert!(
+        text(&o).contains("another ipvlan daemon is using the state directory"),
+        "{}",
+        text(&o)
+    );
+    assert!(!fx.dir().join("second.sock").exists());
+}

@@ -263,6 +263,25 @@ impl Netfilter {
         self.apply_nft(&pending)
     }
 
+    /// Removes whatever an earlier run may have left for this master (a daemon killed in l3s,
+    /// a port that went away while the daemon was down): the policy routing, the l3s tables and
+    /// the steal table, each removal harmless when there is nothing to remove. Call it before
+    /// the first [`Self::sync`] of a new value; errors as [`Self::teardown`].
+    pub fn remove_leftovers(&mut self) -> Result<(), TeardownError> {
+        self.installed = Installed {
+            steal: Some(BTreeSet::new()),
+            l3s: Some(L3sTables {
+                sink: String::new(),
+                addresses: BTreeSet::new(),
+            }),
+            policy_routing: true,
+        };
+        let r = self.teardown();
+        // What could not be removed is unknown, not installed by us: plan from nothing.
+        self.installed = Installed::default();
+        r
+    }
+
     /// Removes everything this value installed: policy routing, l3s tables, steal table. Keeps
     /// going after a failure and returns them all; what was removed is no longer in
     /// [`Self::installed`], so a later `teardown` retries only the rest.

@@ -99,8 +99,8 @@ impl Daemon {
                 }
             }
             Err(_) => {
-                // R-LIFE-5: its namespace was deleted and the device with it.
-                warn!(slave = %name, "slave device is gone (its namespace was deleted): removed from its port");
+                // R-LIFE-5: the device was deleted, or its namespace and the device with it.
+                warn!(slave = %name, "slave device is gone (the device, or its namespace was deleted): removed from its port");
                 if let Some(p) = self.ports.get_mut(&master) {
                     p.remove_slave(id, false);
                 }

@@ -96,6 +96,7 @@ pub fn run(cfg: Config) -> Result<()> {
         bail!("the ipvlan daemon must run as root (it creates devices and opens raw sockets)");
     }
     raise_open_file_limit();
+    let _state_lock = persist::lock(&cfg.state_dir)?;
     let signals = signal_fd()?;
     let listener = control::listen(&cfg.socket)?;
     let ns = NetNs::current().context("opening the daemon's network namespace")?;
@@ -150,14 +151,18 @@ impl Daemon {
             self.settle();
             if tokens.contains(&TOKEN_CONTROL) {
                 for call in control.pending() {
-                    let response = match self.request(call.request.clone()) {
+                    let mut response = match self.request(call.request.clone()) {
                         Ok(r) => r,
                         Err(e) => Response::Error {
                             kind: e.kind(),
                             message: e.to_string(),
                         },
                     };
-                    self.settle();
+                    // Done means applied and saved: what was not is said in the answer.
+                    let problems = self.settle();
+                    if let Response::Ok { notes, .. } = &mut response {
+                        notes.extend(problems.into_iter().map(|p| format!("warning: {p}")));
+                    }
                     call.answer(response);
                 }
             }
@@ -165,8 +170,11 @@ impl Daemon {
     }
 
     /// Finishes a batch of work: each changed port syncs its netfilter state once, ports left
-    /// without slaves are torn down (R-OBJ-1), and a changed configuration is written.
-    fn settle(&mut self) {
+    /// without slaves are torn down (R-OBJ-1), and a changed configuration is written. Returns
+    /// what could not be done (also logged; netfilter is retried at the next settle), for the
+    /// answer to the request that caused it.
+    fn settle(&mut self) -> Vec<String> {
+        let mut problems = Vec::new();
         let empty: Vec<u32> = self
             .ports
             .iter()
@@ -175,19 +183,28 @@ impl Daemon {
             .collect();
         for m in empty {
             if let Some(p) = self.ports.remove(&m) {
+                let master = p.master().to_owned();
                 let errors = p.teardown();
                 if !errors.is_empty() {
-                    warn!("tearing down the port of ifindex {m}: {errors}");
+                    warn!(%master, "tearing down the port: {errors}");
+                    problems.push(format!("master {master}: tearing down the port: {errors}"));
                 }
                 self.state_dirty = true;
             }
         }
         for p in self.ports.values_mut() {
-            p.sync_netfilter(&self.backend);
+            if let Err(e) = p.sync_netfilter(&self.backend) {
+                problems.push(e);
+            }
         }
         if std::mem::take(&mut self.state_dirty) {
-            self.save();
+            if let Err(e) = self.save() {
+                // The next change tries again.
+                self.state_dirty = true;
+                problems.push(e);
+            }
         }
+        problems
     }
 
     /// Releases every port on shutdown. TAPs persist, so a restarted daemon serves them again.

@@ -85,6 +85,34 @@ pub enum Loaded {
     },
 }
 
+/// Holds the state directory for one daemon: an exclusive `flock` on `DIR/lock`, released when
+/// dropped (or when the process dies, however it dies).
+pub struct StateLock(#[allow(dead_code)] nix::fcntl::Flock<File>);
+
+/// Takes the state directory `dir` (created if missing) for this daemon. Errors: another
+/// daemon holds it (two daemons serving the same slaves would duplicate every packet and
+/// overwrite each other's state), or the lock file cannot be opened.
+pub fn lock(dir: &Path) -> Result<StateLock> {
+    fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+    let p = dir.join("lock");
+    let f = OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .mode(0o600)
+        .open(&p)
+        .with_context(|| format!("opening {}", p.display()))?;
+    match nix::fcntl::Flock::lock(f, nix::fcntl::FlockArg::LockExclusiveNonblock) {
+        Ok(l) => Ok(StateLock(l)),
+        Err((_, nix::errno::Errno::EWOULDBLOCK)) => anyhow::bail!(
+            "another ipvlan daemon is using the state directory {} (it holds {})",
+            dir.display(),
+            p.display()
+        ),
+        Err((_, e)) => Err(e).with_context(|| format!("locking {}", p.display())),
+    }
+}
+
 pub fn path(dir: &Path) -> PathBuf {
     dir.join(STATE_FILE)
 }
@@ -139,17 +167,20 @@ pub fn save(dir: &Path, state: &State) -> Result<()> {
 }
 
 impl Daemon {
-    /// Writes the configuration of every port; a failure is logged (the running daemon keeps
-    /// serving; the next change tries again).
-    pub(super) fn save(&self) {
+    /// Writes the configuration of every port. A failure is logged and returned (the running
+    /// daemon keeps serving; the next settle tries again).
+    pub(super) fn save(&self) -> std::result::Result<(), String> {
         let st = State {
             version: VERSION,
             instance: self.instance.clone(),
             ports: self.ports.values().map(PortRuntime::saved).collect(),
         };
-        if let Err(e) = save(&self.cfg.state_dir, &st) {
+        save(&self.cfg.state_dir, &st).map_err(|e| {
             warn!("saving state: {e:#}");
-        }
+            format!(
+                "the configuration could not be saved, so it will not survive a daemon restart: {e:#}"
+            )
+        })
     }
 
     /// Serves again every slave of the saved state that still exists, wherever it now lives.
@@ -178,8 +209,8 @@ impl Daemon {
                 warn!(master = %ps.master, "cannot restore port: {e}");
             }
         }
+        self.state_dirty = true;
         self.settle();
-        self.save();
     }
 
     fn restore_port(&mut self, ps: &PortState, namespaces: &[NetNs]) -> Result<(), RequestError> {
@@ -290,6 +321,17 @@ mod tests {
             Loaded::State(got) => assert_eq!(got, s),
             _ => panic!("expected state"),
         }
+        let _ = fs::remove_dir_all(&d);
+    }
+
+    #[test]
+    fn a_second_daemon_cannot_take_the_state_directory() {
+        let d = tmpdir("lock");
+        let first = lock(&d).expect("first lock");
+        let e = lock(&d).err().expect("second lock refused"); // StateLock is not Debug
+        assert!(e.to_string().contains("another ipvlan daemon"), "{e}");
+        drop(first);
+        lock(&d).expect("free again once the first is gone");
         let _ = fs::remove_dir_all(&d);
     }
 

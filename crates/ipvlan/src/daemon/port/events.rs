@@ -30,7 +30,14 @@ impl<B: SlaveBackend> PortRuntime<B> {
             }
             (mac_changed, mtu_changed)
         };
+        if let Some(mac) = mac_changed {
+            info!(master = %link.name, %mac, "master MAC changed: slaves follow");
+        }
+        if mtu_changed {
+            info!(master = %link.name, mtu = link.mtu, "master MTU changed: slaves follow");
+        }
         if self.master != link.name {
+            info!(old = %self.master, new = %link.name, "master renamed");
             // The l3s rules match the master by name: install everything again under the new
             // one (at the next sync).
             self.master = link.name.clone();

@@ -80,8 +80,10 @@ pub struct PortRuntime<B: SlaveBackend = TapBackend> {
     index: u32,
     dp: DataPlane<B::Device>,
     netfilter: Netfilter,
-    /// The port's addresses or mode changed since the last netfilter sync.
+    /// The port's addresses or mode changed since the last successful netfilter sync.
     netfilter_dirty: bool,
+    /// Why the last sync failed (retried at every settle until it succeeds).
+    netfilter_error: Option<String>,
     /// l3s: the sink TAP's name while it exists (the data plane holds the device).
     sink: Option<String>,
     slaves: BTreeMap<SlaveId, SlaveRuntime<B::Device>>,
@@ -99,6 +101,11 @@ impl<B: SlaveBackend> PortRuntime<B> {
             "opening raw sockets to the host stack",
         ))?;
         let mut netfilter = Netfilter::new(&link.name, link.index);
+        // An earlier run may have left this master's tables and rules (killed in l3s, or the
+        // port went away while the daemon was down): start from a clean namespace.
+        if let Err(e) = netfilter.remove_leftovers() {
+            warn!(master = %link.name, "removing an earlier run's netfilter state: {e}");
+        }
         netfilter.sync(&Desired::steal([]))?;
         let undo_netfilter = Undo::new(|| {
             let _ = netfilter.teardown();
@@ -118,6 +125,7 @@ impl<B: SlaveBackend> PortRuntime<B> {
             dp,
             netfilter,
             netfilter_dirty: false,
+            netfilter_error: None,
             sink: None,
             slaves: BTreeMap::new(),
         })
@@ -337,14 +345,39 @@ impl<B: SlaveBackend> PortRuntime<B> {
     }
 
     /// Makes the installed netfilter state match the port, if anything changed since the last
-    /// sync: the active addresses (of up slaves) in the steal table, or in l3s in the l3s hooks,
-    /// whose sink TAP this creates and removes with the mode. Called once per batch of
-    /// changes, so 1,000 addresses removed cost one sync, not 1,000.
-    pub fn sync_netfilter(&mut self, backend: &B) {
+    /// successful sync: the active addresses (of up slaves) in the steal table, or in l3s in the
+    /// l3s hooks, whose sink this creates and removes with the mode. Called once per batch of
+    /// changes, so 1,000 addresses removed cost one sync, not 1,000. A failure keeps the port
+    /// out of sync and is retried at the next call (the daemon settles at least once a second);
+    /// the error says what is not applied, logged once per distinct error.
+    pub fn sync_netfilter(&mut self, backend: &B) -> Result<(), String> {
         if !self.netfilter_dirty {
-            return;
+            return Ok(());
         }
-        self.netfilter_dirty = false;
+        let result = self.try_sync_netfilter(backend);
+        match &result {
+            Ok(()) => {
+                self.netfilter_dirty = false;
+                if self.netfilter_error.take().is_some() {
+                    info!(master = %self.master, "netfilter in sync again");
+                }
+            }
+            Err(e) => {
+                if self.netfilter_error.as_ref() != Some(e) {
+                    warn!(master = %self.master, "netfilter not in sync (retried every second): {e}");
+                    self.netfilter_error = Some(e.clone());
+                }
+            }
+        }
+        result.map_err(|e| {
+            format!(
+                "master {}: netfilter not in sync, retried every second: {e}",
+                self.master
+            )
+        })
+    }
+
+    fn try_sync_netfilter(&mut self, backend: &B) -> Result<(), String> {
         let (l3s, addresses): (bool, BTreeSet<IpAddr>) = {
             let port = self.dp.port();
             let active = port
@@ -355,25 +388,23 @@ impl<B: SlaveBackend> PortRuntime<B> {
             (port.mode() == Mode::L3s, active)
         };
         let hook = if l3s {
-            match self.ensure_sink(backend) {
-                Ok(sink) => Hook::L3s { sink },
-                Err(e) => {
-                    warn!(master = %self.master, "cannot create the l3s sink: {e}");
-                    return;
-                }
-            }
+            let sink = self
+                .ensure_sink(backend)
+                .map_err(|e| format!("creating the l3s sink: {e}"))?;
+            Hook::L3s { sink }
         } else {
             Hook::Steal
         };
-        if let Err(e) = self.netfilter.sync(&Desired { hook, addresses }) {
-            warn!(master = %self.master, "netfilter: {e}");
-        }
+        self.netfilter
+            .sync(&Desired { hook, addresses })
+            .map_err(|e| e.to_string())?;
         // The sink goes only once no l3s rule duplicates packets to it.
         if !l3s && self.netfilter.installed().l3s.is_none() && self.sink.take().is_some() {
-            if let Err(e) = self.dp.set_sink(None) {
-                warn!(master = %self.master, "removing the l3s sink: {e}");
-            }
+            self.dp
+                .set_sink(None)
+                .map_err(|e| format!("removing the l3s sink: {e}"))?;
         }
+        Ok(())
     }
 
     /// The l3s sink (`ipvls<ifindex>`, up, NOARP), created and handed to the data plane if
