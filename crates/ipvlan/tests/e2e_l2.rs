@@ -531,3 +531,66 @@ fn malformed_frames_from_either_side_never_hurt_the_data_plane() {
     );
     assert!(fx.ping("ns0", "192.0.2.12", 2));
 }
+
+/// The address a conflict is about, as `link show -j` lists it on `slave`, and its owner.
+fn conflict_owner(fx: &Fx, slave: &str, addr: &str) -> Option<String> {
+    fx.link(slave)?["conflicts"]
+        .as_array()?
+        .iter()
+        .find(|c| c["address"] == addr)
+        .map(|c| c["owner"].as_str().unwrap_or_default().to_owned())
+}
+
+fn serves(fx: &Fx, slave: &str, addr: &str) -> bool {
+    fx.link(slave)
+        .is_some_and(|l| l["addresses"].as_array().unwrap().iter().any(|a| a == addr))
+}
+
+/// R-ADDR-3 with a userspace that cannot refuse the second `ip addr add`: when the owner lets
+/// go of a contested address — removes it, or is deleted — it passes at once to the earliest
+/// remaining claimant, which then answers for it; later claimants' conflicts name the new owner.
+#[test]
+#[ignore = "needs root, iproute2, nftables, TUN"]
+fn a_contested_address_passes_to_the_next_claimant_when_the_owner_lets_go() {
+    require_env!();
+    let mut fx = howto("mode l2");
+    fx.slave("ipvl2", "mode l2", "ns2", "192.0.2.13/24", "");
+    let addr = "192.0.2.50";
+    fx.sh("ns0", &format!("ip addr add {addr}/24 dev ipvl0"));
+    fx.wait_learned("ipvl0", addr);
+    // ipvl1 claims it first, ipvl2 second.
+    fx.sh("ns1", &format!("ip addr add {addr}/24 dev ipvl1"));
+    assert!(wait(Duration::from_secs(5), || conflict_owner(&fx, "ipvl1", addr).is_some()));
+    fx.sh("ns2", &format!("ip addr add {addr}/24 dev ipvl2"));
+    assert!(wait(Duration::from_secs(5), || conflict_owner(&fx, "ipvl2", addr).is_some()));
+
+    // The owner removes it: ipvl1 (the earliest claim) gets it within a second and answers.
+    fx.sh("ns0", &format!("ip addr del {addr}/24 dev ipvl0"));
+    assert!(
+        wait(Duration::from_secs(1), || serves(&fx, "ipvl1", addr)),
+        "{:?}",
+        fx.link("ipvl1")
+    );
+    assert_eq!(conflict_owner(&fx, "ipvl1", addr), None);
+    assert_eq!(
+        conflict_owner(&fx, "ipvl2", addr).as_deref(),
+        Some("ipvl1"),
+        "the later claimant's conflict names the new owner"
+    );
+    let before = fx.snmp("ns1", "Icmp", "InEchos");
+    assert!(fx.ping("ext", addr, 2), "the new owner answers");
+    assert!(fx.snmp("ns1", "Icmp", "InEchos") >= before + 2);
+    assert!(fx.daemon_log().contains("address passed on"));
+
+    // The new owner is deleted: the address passes on again, to ipvl2.
+    fx.cli_ok(&["link", "del", "ipvl1"]);
+    assert!(
+        wait(Duration::from_secs(1), || serves(&fx, "ipvl2", addr)),
+        "{:?}",
+        fx.link("ipvl2")
+    );
+    assert_eq!(conflict_owner(&fx, "ipvl2", addr), None);
+    let before = fx.snmp("ns2", "Icmp", "InEchos");
+    assert!(fx.ping("ext", addr, 2), "the next owner answers");
+    assert!(fx.snmp("ns2", "Icmp", "InEchos") >= before + 2);
+}

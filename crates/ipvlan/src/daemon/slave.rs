@@ -28,6 +28,16 @@ pub fn alias_for(instance: &str, master_index: u32, id: SlaveId) -> String {
     format!("ipvlan-rs:{instance}:{master_index}:{}", id.get())
 }
 
+/// An address a slave configured while another slave of the port owned it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AddrConflict {
+    /// The owner's name.
+    pub owner: String,
+    /// When it was claimed, in the port's order of claims: the earliest claimant gets the
+    /// address when the owner lets go of it.
+    pub since: u64,
+}
+
 /// A slave's device and what the control plane knows of it.
 #[derive(Debug)]
 pub struct SlaveRuntime<D = Tap> {
@@ -43,8 +53,9 @@ pub struct SlaveRuntime<D = Tap> {
     /// The TAP was re-attached from inside the slave's namespace (after a restart), so our
     /// descriptor keeps that namespace alive; the sweep notices when nobody else does.
     pub pinned: bool,
-    /// Addresses configured on the slave that another slave owns, with that owner's name.
-    pub conflicts: BTreeMap<IpAddr, String>,
+    /// Addresses configured on the slave that another slave owns: not served to it until the
+    /// owner lets go of them (R-ADDR-3).
+    pub conflicts: BTreeMap<IpAddr, AddrConflict>,
     /// Address claims refused so far.
     pub conflict_count: u64,
 }

@@ -13,6 +13,7 @@ use tracing::{debug, info, warn};
 
 use super::PortRuntime;
 use crate::backend::SlaveBackend;
+use crate::daemon::slave::AddrConflict;
 
 impl<B: SlaveBackend> PortRuntime<B> {
     /// The master changed: slaves follow its MAC, MTU and carrier; a rename is remembered.
@@ -148,16 +149,18 @@ impl<B: SlaveBackend> PortRuntime<B> {
             rt.pinned = false;
         }
         rt.conflicts.clear();
-        {
+        let released = {
             let mut port = self.dp.port();
-            for a in port.addresses(id).to_vec() {
-                let _ = port.remove_address(id, a);
+            let released = port.addresses(id).to_vec();
+            for a in &released {
+                let _ = port.remove_address(id, *a);
             }
             let _ = port.set_slave_up(id, link.up);
             if mtu != Some(link.mtu) {
                 let _ = port.set_slave_mtu(id, link.mtu);
             }
-        }
+            released
+        };
         let place = ns
             .name()
             .unwrap_or_else(|| format!("nsid {}", nsid.unwrap_or(-1)));
@@ -165,6 +168,8 @@ impl<B: SlaveBackend> PortRuntime<B> {
         for a in addrs {
             self.learn_address(id, a.addr);
         }
+        // What it held before the move and does not hold now goes to the next claimant.
+        self.pass_on(&released);
         if link.up {
             if let Some(rt) = self.slaves.get(&id) {
                 rt.ensure_link_local(ll, mac);
@@ -202,7 +207,9 @@ impl<B: SlaveBackend> PortRuntime<B> {
             Err(PortError::AddressInUse { owner, .. }) => {
                 // Userspace cannot veto `ip addr add`: the first owner keeps it (R-ADDR-3).
                 warn!(slave = %rt.name, %addr, %owner, "address conflict: already owned by another slave of this master; not served");
-                rt.conflicts.insert(addr, owner);
+                self.claims += 1;
+                let since = self.claims;
+                rt.conflicts.insert(addr, AddrConflict { owner, since });
                 rt.conflict_count += 1;
             }
             Err(e) => info!(slave = %rt.name, %addr, "address not used for steering: {e}"),
@@ -216,6 +223,42 @@ impl<B: SlaveBackend> PortRuntime<B> {
         };
         if rt.conflicts.remove(&addr).is_none() && self.dp.port().remove_address(id, addr).is_ok() {
             info!(slave = %rt.name, %addr, "address forgotten");
+            self.netfilter_dirty = true;
+            self.pass_on(&[addr]);
+        }
+    }
+
+    /// Addresses whose owner let go of them (removed them, was deleted, moved away) pass at
+    /// once to the slave that claimed each earliest among those still configuring it; the
+    /// other claimants' conflicts then name the new owner. (The kernel refuses a second claim
+    /// with EADDRINUSE, so it never has to choose; we must, because `ip addr add` succeeds.)
+    pub(super) fn pass_on(&mut self, released: &[IpAddr]) {
+        for &addr in released {
+            if self.dp.port().table().owner(addr).is_some() {
+                continue;
+            }
+            let next = self
+                .slaves
+                .iter()
+                .filter_map(|(id, rt)| rt.conflicts.get(&addr).map(|c| (*id, c.since)))
+                .min_by_key(|(_, since)| *since)
+                .map(|(id, _)| id);
+            let Some(next) = next else { continue };
+            if let Err(e) = self.dp.port().add_address(next, addr) {
+                warn!(%addr, "passing the address on: {e}");
+                continue;
+            }
+            let mut new_owner = String::new();
+            if let Some(rt) = self.slaves.get_mut(&next) {
+                rt.conflicts.remove(&addr);
+                new_owner = rt.name.to_string();
+            }
+            for rt in self.slaves.values_mut() {
+                if let Some(c) = rt.conflicts.get_mut(&addr) {
+                    c.owner.clone_from(&new_owner);
+                }
+            }
+            info!(slave = %new_owner, %addr, "address passed on: its owner let go of it; served now");
             self.netfilter_dirty = true;
         }
     }

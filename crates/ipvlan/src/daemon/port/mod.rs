@@ -88,6 +88,8 @@ pub struct PortRuntime<B: SlaveBackend = TapBackend> {
     /// l3s: the sink TAP's name while it exists (the data plane holds the device).
     sink: Option<String>,
     slaves: BTreeMap<SlaveId, SlaveRuntime<B::Device>>,
+    /// Address claims refused so far (orders the claimants of a contested address).
+    claims: u64,
 }
 
 impl<B: SlaveBackend> PortRuntime<B> {
@@ -129,6 +131,7 @@ impl<B: SlaveBackend> PortRuntime<B> {
             netfilter_error: None,
             sink: None,
             slaves: BTreeMap::new(),
+            claims: 0,
         })
     }
 
@@ -276,7 +279,12 @@ impl<B: SlaveBackend> PortRuntime<B> {
     pub fn remove_slave(&mut self, id: SlaveId, destroy: bool) {
         // The data plane lets go of its handle first, so the device can go with ours.
         drop(self.dp.remove_slave(id));
-        let _ = self.dp.port().remove_slave(id);
+        let released = {
+            let mut port = self.dp.port();
+            let released = port.addresses(id).to_vec();
+            let _ = port.remove_slave(id);
+            released
+        };
         self.netfilter_dirty = true;
         let Some(rt) = self.slaves.remove(&id) else {
             return;
@@ -288,6 +296,7 @@ impl<B: SlaveBackend> PortRuntime<B> {
             }
         }
         info!(slave = %name, "slave removed");
+        self.pass_on(&released);
     }
 
     /// `link set`: the source guard of one slave, the mode and flag of the whole port

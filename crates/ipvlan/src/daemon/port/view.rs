@@ -83,9 +83,9 @@ fn link_view<D: SlaveDevice>(
         conflicts: rt
             .conflicts
             .iter()
-            .map(|(a, o)| Conflict {
+            .map(|(a, c)| Conflict {
                 address: a.to_string(),
-                owner: o.clone(),
+                owner: c.owner.clone(),
             })
             .collect(),
         stats: stats(&s.counters, rt.conflict_count),
