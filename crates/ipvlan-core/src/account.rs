@@ -150,6 +150,17 @@ impl Port {
         }
     }
 
+    /// A frame of `from`, `len` bytes, that [`Port::handle_tx`] counted as transmitted but that
+    /// the I/O layer could not send on (the master or the host stack refused it): it moves
+    /// from the sender's `tx_packets`/`tx_bytes` to its `tx_dropped` under `reason`
+    /// (R-STAT-1: a transmit that did not succeed is a drop), so `link show -s` shows it.
+    pub fn record_tx_drop(&mut self, from: SlaveId, reason: DropReason, len: usize) {
+        if let Some(s) = self.slave_mut(from) {
+            s.counters.uncount_tx(len);
+            s.counters.tx_dropped.add(reason);
+        }
+    }
+
     /// A frame delivered to a slave outside `handle_rx` (l3s, after the master's INPUT).
     pub fn record_rx(&mut self, to: SlaveId, len: usize) {
         if let Some(s) = self.slave_mut(to) {

@@ -140,6 +140,12 @@ impl SlaveCounters {
         self.tx_packets += 1;
         self.tx_bytes += len as u64;
     }
+
+    /// Takes back a transmit counted by [`Self::count_tx`] that did not happen after all.
+    pub fn uncount_tx(&mut self, len: usize) {
+        self.tx_packets = self.tx_packets.saturating_sub(1);
+        self.tx_bytes = self.tx_bytes.saturating_sub(len as u64);
+    }
 }
 
 /// Counters of the master side of a port.

@@ -560,9 +560,15 @@ fn a_contested_address_passes_to_the_next_claimant_when_the_owner_lets_go() {
     fx.wait_learned("ipvl0", addr);
     // ipvl1 claims it first, ipvl2 second.
     fx.sh("ns1", &format!("ip addr add {addr}/24 dev ipvl1"));
-    assert!(wait(Duration::from_secs(5), || conflict_owner(&fx, "ipvl1", addr).is_some()));
+    assert!(wait(Duration::from_secs(5), || conflict_owner(
+        &fx, "ipvl1", addr
+    )
+    .is_some()));
     fx.sh("ns2", &format!("ip addr add {addr}/24 dev ipvl2"));
-    assert!(wait(Duration::from_secs(5), || conflict_owner(&fx, "ipvl2", addr).is_some()));
+    assert!(wait(Duration::from_secs(5), || conflict_owner(
+        &fx, "ipvl2", addr
+    )
+    .is_some()));
 
     // The owner removes it: ipvl1 (the earliest claim) gets it within a second and answers.
     fx.sh("ns0", &format!("ip addr del {addr}/24 dev ipvl0"));
@@ -593,4 +599,33 @@ fn a_contested_address_passes_to_the_next_claimant_when_the_owner_lets_go() {
     let before = fx.snmp("ns2", "Icmp", "InEchos");
     assert!(fx.ping("ext", addr, 2), "the next owner answers");
     assert!(fx.snmp("ns2", "Icmp", "InEchos") >= before + 2);
+}
+
+/// A slave whose MTU is above the master's sends frames the master cannot carry: they never
+/// leave (as with the kernel), and each is counted as the sender's drop with its reason, not as
+/// a packet sent (R-STAT-1), so `ipvlan -s link show` shows where they went.
+#[test]
+#[ignore = "needs root, iproute2, nftables, TUN"]
+fn frames_too_long_for_the_master_are_the_senders_drops_mtu_exceeded() {
+    require_env!();
+    let fx = howto("mode l2");
+    assert!(fx.ping("ns0", "192.0.2.254", 1), "ARP settled first");
+    fx.sh("ns0", "ip link set dev ipvl0 mtu 9000");
+    let before = fx.link("ipvl0").unwrap()["stats"]["tx_packets"].as_u64().unwrap();
+    let o = fx.try_sh("ns0", "ping -4 -M dont -s 4000 -c 3 -i 0.2 -W 1 192.0.2.254");
+    assert!(!o.status.success(), "4000-byte frames must not reach the outside");
+    let dropped = |l: &serde_json::Value| {
+        l["stats"]["drops"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|d| d["direction"] == "tx" && d["reason"] == "mtu_exceeded")
+            .map_or(0, |d| d["count"].as_u64().unwrap())
+    };
+    let l = fx.link("ipvl0").unwrap();
+    assert!(dropped(&l) >= 3, "{l}");
+    let after = l["stats"]["tx_packets"].as_u64().unwrap();
+    assert!(after < before + 3, "not counted as sent: {before} → {after}");
+    let shown = fx.cli_ok(&["-s", "link", "show", "ipvl0"]);
+    assert!(shown.contains("tx mtu_exceeded"), "{shown}");
 }

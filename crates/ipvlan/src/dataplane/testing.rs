@@ -125,6 +125,8 @@ impl SlaveIo for MemSlave {
 struct MasterInner {
     inbox: Inbox<(Vec<u8>, PktType)>,
     sent: Mutex<Vec<Vec<u8>>>,
+    /// Sends fail with this errno (a frame too long for the device, say).
+    refuse: Mutex<Option<i32>>,
 }
 
 /// A master socket; clones share it (a test keeps one, a worker owns another).
@@ -136,12 +138,18 @@ impl MemMaster {
         MemMaster(Arc::new(MasterInner {
             inbox: Inbox::new(),
             sent: Mutex::new(Vec::new()),
+            refuse: Mutex::new(None),
         }))
     }
 
     /// `frame` (vnet header + frame) arrives from the wire with packet type `pkttype`.
     pub(super) fn inject(&self, frame: &[u8], pkttype: PktType) {
         self.0.inbox.push((frame.to_vec(), pkttype));
+    }
+
+    /// From now on sends fail with `errno`.
+    pub(super) fn refuse(&self, errno: i32) {
+        *self.0.refuse.lock().unwrap() = Some(errno);
     }
 
     /// Everything sent out of the master so far (vnet header + frame).
@@ -157,6 +165,9 @@ impl MasterIo for MemMaster {
     }
 
     fn send(&self, frame: &[u8]) -> io::Result<usize> {
+        if let Some(errno) = *self.0.refuse.lock().unwrap() {
+            return Err(io::Error::from_raw_os_error(errno));
+        }
         self.0.sent.lock().unwrap().push(frame.to_vec());
         Ok(frame.len())
     }

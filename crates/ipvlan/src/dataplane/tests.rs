@@ -385,7 +385,7 @@ fn to_host_segments_a_gso_tcp_super_frame_into_mtu_sized_packets() {
         payload.extend_from_slice(&seg[40..]);
     }
     assert_eq!(payload, packet[40..]);
-    assert_eq!(fx.port_drops(DropReason::MalformedIp), 0);
+    assert_eq!(fx.counters(0).tx_dropped.get(DropReason::MalformedIp), 0);
 }
 
 #[test]
@@ -396,7 +396,12 @@ fn a_non_ip_frame_for_the_host_is_counted_host_not_ip() {
 
     assert_eq!(fx.shared.lock().unwrap().port.counters.to_host_stack, 1);
     assert!(fx.host.sent().is_empty());
-    assert_eq!(fx.port_drops(DropReason::HostNotIp), 1);
+    assert_eq!(fx.counters(0).tx_dropped.get(DropReason::HostNotIp), 1);
+    assert_eq!(
+        fx.port_drops(DropReason::HostNotIp),
+        0,
+        "the sender's, not the port's"
+    );
 }
 
 /// An ARP request addressed to the shared MAC for an address no slave owns: the core hands it
@@ -410,11 +415,11 @@ fn arp_for_the_host() -> Vec<u8> {
 fn a_packet_the_host_refuses_is_the_senders_tx_error_when_routed_else_queue_full() {
     let packet = tcp_to_host(100);
     let whole = to_host_frame(&vnet_hdr(0, 0, 0, 0, 0), &packet);
-    // l2: a local miss handed to the host (R-TX-L2-3); its failure is the port's.
+    // l2: a local miss handed to the host (R-TX-L2-3); its failure is the sender's drop.
     let mut l2 = Fx::new(2);
     l2.host.refuse(libc::ENETUNREACH);
     l2.slave_sends(0, &whole);
-    assert_eq!(l2.port_drops(DropReason::QueueFull), 1);
+    assert_eq!(l2.counters(0).tx_dropped.get(DropReason::QueueFull), 1);
     assert_eq!(l2.counters(0).tx_errors, 0);
     // l3: routed through the master namespace (R-TX-L3-3); its failure is the sender's
     // (R-STAT-3).
@@ -422,7 +427,36 @@ fn a_packet_the_host_refuses_is_the_senders_tx_error_when_routed_else_queue_full
     l3.host.refuse(libc::ENETUNREACH);
     l3.slave_sends(0, &whole);
     assert_eq!(l3.counters(0).tx_errors, 1);
+    assert_eq!(l3.counters(0).tx_dropped.total(), 0);
     assert_eq!(l3.port_drops(DropReason::QueueFull), 0);
+}
+
+/// A frame the master refuses is the sender's drop, with the reason the kernel gave: too long
+/// for the master (a slave whose MTU is above the master's) is `mtu_exceeded`; a full buffer
+/// `queue_full`; a master that is down `receiver_down`. Nothing lands on the port's counters,
+/// which no command shows.
+#[test]
+fn a_frame_the_master_refuses_is_the_senders_drop_with_the_kernels_reason() {
+    for (errno, reason) in [
+        (libc::EMSGSIZE, DropReason::MtuExceeded),
+        (libc::ENOBUFS, DropReason::QueueFull),
+        (libc::ENETDOWN, DropReason::ReceiverDown),
+    ] {
+        let mut fx = Fx::new(2);
+        fx.master.refuse(errno);
+        let whole = plain(&ipv4_frame(EXT_MAC, M, slave_addr(1), v4(198, 51, 100, 7)));
+        fx.slave_sends(0, &whole);
+        assert!(fx.master.sent().is_empty());
+        assert_eq!(fx.counters(0).tx_dropped.get(reason), 1, "errno {errno}");
+        assert_eq!(fx.counters(0).tx_dropped.total(), 1, "errno {errno}");
+        // R-STAT-1: a transmit that did not succeed is a drop, not a packet sent.
+        assert_eq!(
+            (fx.counters(0).tx_packets, fx.counters(0).tx_bytes),
+            (0, 0),
+            "errno {errno}"
+        );
+        assert_eq!(fx.port_drops(reason), 0, "errno {errno}");
+    }
 }
 
 // ------------------------------------------------------------------ refused deliveries

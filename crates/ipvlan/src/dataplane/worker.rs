@@ -241,7 +241,7 @@ pub(super) fn from_slave<D: SlaveIo, M: MasterIo, H: HostIo>(
         match out {
             Out::None => {}
             Out::Slave(to, d) => deliver(shared, me, to, &*d, whole),
-            Out::Master(mac) => transmit(shared, io, whole, mac),
+            Out::Master(mac) => transmit(shared, io, whole, mac, Some(from)),
             Out::Host { routed } => to_host(shared, io, from, whole, routed),
         }
     }
@@ -327,27 +327,48 @@ pub(super) fn deliver<D: SlaveIo>(
 }
 
 /// Sends `frame` (vnet header + frame) out of the master, with `src_mac` as the Ethernet
-/// source. A refused send is counted on the port as `queue_full`.
+/// source. A refused send is counted on the sender `from` (the port when none) with the
+/// reason of [`send_failure`].
 pub(super) fn transmit<D, M: MasterIo, H>(
     shared: &Mutex<Shared<D>>,
     io: &Io<M, H>,
     frame: &mut [u8],
     src_mac: MacAddr,
+    from: Option<SlaveId>,
 ) {
     if let Some(mut eth) = frame.get_mut(VNET..).and_then(EthernetFrame::new_checked) {
         eth.set_src(src_mac);
     }
     if let Err(e) = io.master.send(frame) {
         debug!("master transmit failed: {e}");
-        count_drop(shared, DropReason::QueueFull);
+        let reason = send_failure(&e);
+        match from {
+            Some(from) => {
+                let len = frame.len().saturating_sub(VNET);
+                lock(shared).port.record_tx_drop(from, reason, len);
+            }
+            None => count_drop(shared, reason),
+        }
+    }
+}
+
+/// Why the kernel refused to send a frame: `mtu_exceeded` for a frame longer than the device
+/// takes (`EMSGSIZE`, e.g. a slave whose MTU is above the master's), `receiver_down` when the
+/// device is down or gone, `queue_full` otherwise (a full socket buffer, `ENOBUFS`).
+pub(super) fn send_failure(e: &io::Error) -> DropReason {
+    match e.raw_os_error() {
+        Some(libc::EMSGSIZE) => DropReason::MtuExceeded,
+        Some(libc::ENETDOWN | libc::ENXIO | libc::ENODEV) => DropReason::ReceiverDown,
+        _ => DropReason::QueueFull,
     }
 }
 
 /// Hands the IP packet inside `whole` (vnet header + frame) to the master namespace's stack,
 /// finishing a partial checksum or segmenting a TCP super-frame first (a raw socket takes only
-/// complete packets that fit the MTU). A frame without an untagged IP packet is counted
-/// `host_not_ip`, a bad checksum position `malformed_ip`. A failed send is counted as the
-/// sender's tx_errors when `routed` (l3/l3s, R-STAT-3), else as the port's `queue_full`.
+/// complete packets that fit the MTU). A frame without an untagged IP packet is counted as
+/// the sender's drop `host_not_ip`, a bad checksum position `malformed_ip`. A failed send is
+/// counted as the sender's tx_errors when `routed` (l3/l3s, R-STAT-3), else as its drop with
+/// the reason of [`send_failure`].
 pub(super) fn to_host<D, M, H: HostIo>(
     shared: &Mutex<Shared<D>>,
     io: &Io<M, H>,
@@ -363,36 +384,42 @@ pub(super) fn to_host<D, M, H: HostIo>(
         _ => None,
     });
     let Some(dst) = dst else {
-        count_drop(shared, DropReason::HostNotIp);
+        lock(shared)
+            .port
+            .record_tx_drop(from, DropReason::HostNotIp, frame.len());
         return;
     };
     let packet = &mut frame[HEADER_LEN..];
-    let mut failed = false;
+    let mut failed = None;
     let mut send = |p: &[u8]| {
         if let Err(e) = io.host.send(p, dst) {
             debug!("handing a packet to the host stack failed: {e}");
-            failed = true;
+            failed = Some(send_failure(&e));
         }
     };
     if hdr.is_gso() {
         if segment_tcp(packet, usize::from(hdr.gso_size), &mut send).is_err() {
-            failed = true;
+            failed = Some(DropReason::MalformedIp);
         }
     } else {
         if hdr.needs_csum() {
             let start = usize::from(hdr.csum_start).saturating_sub(HEADER_LEN);
             if complete_checksum(packet, start, usize::from(hdr.csum_offset)).is_err() {
-                count_drop(shared, DropReason::MalformedIp);
+                let len = packet.len() + HEADER_LEN;
+                lock(shared)
+                    .port
+                    .record_tx_drop(from, DropReason::MalformedIp, len);
                 return;
             }
         }
         send(packet);
     }
-    if failed {
+    if let Some(reason) = failed {
         if routed {
             lock(shared).port.record_tx_error(from);
         } else {
-            count_drop(shared, DropReason::QueueFull);
+            let len = packet.len() + HEADER_LEN;
+            lock(shared).port.record_tx_drop(from, reason, len);
         }
     }
 }
@@ -430,7 +457,9 @@ pub(super) fn drain_multicast<D: SlaveIo, M: MasterIo, H>(
             deliver(shared, me, *to, &**dev, &frame);
         }
         if let Some(mac) = out_mac {
-            transmit(shared, io, &mut frame, mac);
+            // A frame handed to the backlog counted as sent (R-STAT-1): a later refusal is the
+            // port's.
+            transmit(shared, io, &mut frame, mac, None);
         }
     }
     !lock(shared).backlog.is_empty()
