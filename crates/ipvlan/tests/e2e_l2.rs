@@ -612,9 +612,17 @@ fn frames_too_long_for_the_master_are_the_senders_drops_mtu_exceeded() {
     assert!(fx.ping("ns0", "192.0.2.254", 1), "ARP settled first");
     fx.sh("ns0", "ip link set dev ipvl0 mtu 9000");
     // Bytes, not packets: the MTU change sets off small IPv6 control packets of its own.
-    let before = fx.link("ipvl0").unwrap()["stats"]["tx_bytes"].as_u64().unwrap();
-    let o = fx.try_sh("ns0", "ping -4 -M dont -s 4000 -c 3 -i 0.2 -W 1 192.0.2.254");
-    assert!(!o.status.success(), "4000-byte frames must not reach the outside");
+    let before = fx.link("ipvl0").unwrap()["stats"]["tx_bytes"]
+        .as_u64()
+        .unwrap();
+    let o = fx.try_sh(
+        "ns0",
+        "ping -4 -M dont -s 4000 -c 3 -i 0.2 -W 1 192.0.2.254",
+    );
+    assert!(
+        !o.status.success(),
+        "4000-byte frames must not reach the outside"
+    );
     let dropped = |l: &serde_json::Value| {
         l["stats"]["drops"]
             .as_array()
