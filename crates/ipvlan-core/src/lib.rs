@@ -15,6 +15,7 @@ pub mod classify;
 pub mod counters;
 pub mod decide;
 pub mod error;
+pub mod identity;
 pub mod ifname;
 pub mod link_args;
 pub mod mode;

@@ -641,3 +641,57 @@ fn frames_too_long_for_the_master_are_the_senders_drops_mtu_exceeded() {
     let shown = fx.cli_ok(&["-s", "link", "show", "ipvl0"]);
     assert!(shown.contains("tx mtu_exceeded"), "{shown}");
 }
+
+/// Python: from `dev`, a forged ARP reply and a forged neighbour advertisement (override)
+/// telling e0 that the other slave's addresses (192.0.2.12, 2001:db8:1::12) are at
+/// 02:66:66:66:66:66.
+const POISON: &str = r#"
+import socket, struct, sys
+dev = sys.argv[1]
+evil, ext = bytes.fromhex('026666666666'), bytes.fromhex('0200000000fe')
+s = socket.socket(socket.AF_PACKET, socket.SOCK_RAW)
+s.bind((dev, 0))
+arp = struct.pack('!HHBBH6s4s6s4s', 1, 0x0800, 6, 4, 2, evil, socket.inet_aton('192.0.2.12'),
+                  ext, socket.inet_aton('192.0.2.254'))
+s.send(ext + evil + b'\x08\x06' + arp)
+src = socket.inet_pton(socket.AF_INET6, '2001:db8:1::12')
+dst = socket.inet_pton(socket.AF_INET6, '2001:db8:1::fe')
+icmp = struct.pack('!BBHI16sBB6s', 136, 0, 0, 0x20000000, src, 2, 1, evil)
+pseudo = src + dst + struct.pack('!I3xB', len(icmp), 58)
+b = pseudo + icmp
+c = sum(struct.unpack('!%dH' % (len(b) // 2), b))
+c = (c >> 16) + (c & 0xffff); c += c >> 16
+icmp = icmp[:2] + struct.pack('!H', ~c & 0xffff) + icmp[4:]
+ip6 = struct.pack('!IHBB16s16s', 0x60000000, len(icmp), 58, 255, src, dst)
+s.send(ext + evil + b'\x86\xdd' + ip6 + icmp)
+"#;
+
+/// Nothing a slave sends can point a neighbour's cache at another MAC: the sender address
+/// inside ARP and the link-layer address options of NDP are rewritten to the master's, as the
+/// Ethernet source always was (issue: neighbour poisoning, `spoofchk off`).
+#[test]
+#[ignore = "needs root, iproute2, nftables, TUN"]
+fn a_slave_cannot_poison_a_neighbour_cache_with_arp_or_ndp() {
+    require_env!();
+    let fx = howto("mode l2");
+    // ext learns both of ipvl1's addresses (at the master's MAC) and waits past the kernel's
+    // 1 s lock time, after which an ARP reply or an overriding NA may change the entry.
+    assert!(fx.ping("ext", "192.0.2.12", 1));
+    assert!(fx.ping("ext", "2001:db8:1::12", 1));
+    std::thread::sleep(Duration::from_millis(1300));
+    fx.python("ns0", POISON, &["ipvl0"]);
+    std::thread::sleep(Duration::from_millis(300));
+    for addr in ["192.0.2.12", "2001:db8:1::12"] {
+        let entry = fx.sh("ext", &format!("ip neigh show {addr} dev e0"));
+        assert!(entry.contains("02:00:00:00:00:01"), "{addr}: {entry}");
+        assert!(
+            !entry.contains("02:66:66:66:66:66"),
+            "{addr} poisoned: {entry}"
+        );
+    }
+    assert!(fx.ping("ext", "192.0.2.12", 1), "ipvl1 still reachable");
+    assert!(
+        fx.ping("ext", "2001:db8:1::12", 1),
+        "ipvl1 still reachable (v6)"
+    );
+}

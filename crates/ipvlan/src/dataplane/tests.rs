@@ -559,17 +559,46 @@ fn a_slaves_broadcast_reaches_every_other_slave_and_the_wire_but_not_the_sender(
     fx.slave_sends(1, &whole);
     assert!(!fx.drain());
 
+    // Everyone gets it with the master's MAC as the source, whatever the sender wrote.
+    let mut as_sent = whole.clone();
+    as_sent[16..22].copy_from_slice(&M.0);
     for i in [0, 2] {
         assert_eq!(
             fx.devs[i].written(),
-            vec![(ME.queue(fx.ids[i]), whole.clone())]
+            vec![(ME.queue(fx.ids[i]), as_sent.clone())]
         );
         assert_eq!(fx.counters(i).rx_multicast, 1);
     }
     assert!(fx.devs[1].written().is_empty(), "not back to the sender");
-    let mut on_wire = whole.clone();
-    on_wire[16..22].copy_from_slice(&M.0);
-    assert_eq!(fx.master.sent(), vec![on_wire]);
+    assert_eq!(fx.master.sent(), vec![as_sent]);
+}
+
+/// A forged ARP reply (another slave's address at another MAC) reaches nobody as sent: the
+/// other slaves and the wire get it with the master's MAC as Ethernet source and as ARP
+/// sender, so no neighbour cache can be pointed elsewhere.
+#[test]
+fn a_forged_arp_reaches_everyone_with_the_masters_mac_inside() {
+    let mut fx = Fx::new(3);
+    let body = ipvlan_core::frames::arp_payload(
+        2,
+        FORGED,
+        slave_addr(2),
+        MacAddr([0xff; 6]),
+        slave_addr(2),
+    );
+    let garp = ethernet(MacAddr([0xff; 6]), FORGED, ethertype::ARP, &body);
+    fx.slave_sends(0, &plain(&garp));
+    assert!(!fx.drain());
+    let mut expected = plain(&garp);
+    expected[16..22].copy_from_slice(&M.0); // Ethernet source
+    expected[32..38].copy_from_slice(&M.0); // ARP sender hardware address (14 + 8 + vnet 10)
+    for i in [1, 2] {
+        assert_eq!(
+            fx.devs[i].written(),
+            vec![(ME.queue(fx.ids[i]), expected.clone())]
+        );
+    }
+    assert_eq!(fx.master.sent(), vec![expected]);
 }
 
 #[test]

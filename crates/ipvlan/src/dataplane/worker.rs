@@ -11,6 +11,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 
 use ipvlan_core::decide::McCopy;
+use ipvlan_core::identity::assert_master_identity;
 use ipvlan_core::offload::{complete_checksum, segment_tcp};
 use ipvlan_core::wire::ethernet::HEADER_LEN;
 use ipvlan_core::wire::{EthernetFrame, MacAddr};
@@ -219,12 +220,17 @@ pub(super) fn from_slave<D: SlaveIo, M: MasterIo, H: HostIo>(
             continue;
         }
         let whole = &mut buf[..n];
+        let hdr = VnetHdr::parse(whole);
         let meta = TxMeta {
-            gso: VnetHdr::parse(whole).is_gso(),
+            gso: hdr.is_gso(),
             from: Some(from),
         };
         let out = {
             let mut sh = lock(shared);
+            // Whatever it wrote, a slave's frame asserts only the master's L2 identity: in the
+            // Ethernet header and inside ARP and NDP (`ipvlan_core::identity`).
+            let mac = sh.port.master().mac;
+            assert_master_identity(&mut whole[VNET..], mac, hdr.needs_csum());
             match sh.port.handle_tx(from, &whole[VNET..], meta) {
                 TxAction::Deliver(to) => target(&mut sh, to),
                 TxAction::Transmit { src_mac } => Out::Master(src_mac),
