@@ -119,6 +119,27 @@ proptest! {
         let _ = classify(&bytes);
     }
 
+    /// Asserting the master's identity never panics on any bytes, leaves no other MAC in the
+    /// Ethernet source, is idempotent, and keeps the length (in-place rewrite only).
+    #[test]
+    fn master_identity_is_total_and_idempotent(
+        f in frame(), at in any::<prop::sample::Index>(), byte in any::<u8>(), partial in any::<bool>()
+    ) {
+        let mut f = f;
+        if !f.is_empty() {
+            let i = at.index(f.len());
+            f[i] = byte;
+        }
+        let len = f.len();
+        let _ = ipvlan_core::identity::assert_master_identity(&mut f, MASTER_MAC, partial);
+        prop_assert_eq!(f.len(), len);
+        if f.len() >= 14 {
+            prop_assert_eq!(&f[6..12], &MASTER_MAC.0[..]);
+        }
+        let again = ipvlan_core::identity::assert_master_identity(&mut f, MASTER_MAC, partial);
+        prop_assert!(!again.any(), "second pass changed {:?}", again);
+    }
+
     /// Classification of mutated valid frames never panics either (reaches deeper paths).
     #[test]
     fn classification_of_mutated_frames_never_panics(
