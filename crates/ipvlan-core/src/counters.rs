@@ -34,10 +34,13 @@ pub enum DropReason {
     HostNotIp,
     /// A source address the slave does not own, with its guard on (`spoofchk on`).
     SpoofedSource,
+    /// A router advertisement or redirect from a slave with its guard on that is not allowed
+    /// to act as a router (`spoofchk on`, `router off`).
+    RouterMessage,
 }
 
 impl DropReason {
-    pub const COUNT: usize = 13;
+    pub const COUNT: usize = 14;
     pub const ALL: [DropReason; DropReason::COUNT] = [
         DropReason::Runt,
         DropReason::PrivateUnicast,
@@ -52,6 +55,7 @@ impl DropReason {
         DropReason::QueueFull,
         DropReason::HostNotIp,
         DropReason::SpoofedSource,
+        DropReason::RouterMessage,
     ];
 
     /// Stable snake_case name, used in JSON and `link show -s`.
@@ -70,6 +74,7 @@ impl DropReason {
             DropReason::QueueFull => "queue_full",
             DropReason::HostNotIp => "host_not_ip",
             DropReason::SpoofedSource => "spoofed_source",
+            DropReason::RouterMessage => "router_message",
         }
     }
 

@@ -140,8 +140,8 @@ pub fn decide_tx(port: &Port, frame: &[u8], meta: TxMeta) -> TxAction {
     let Ok(frame) = classify(frame) else {
         return drop_tx(DropReason::Runt, DropSite::Sender); // R-TX-0
     };
-    if meta.from.is_some_and(|s| spoofed(port, s, &frame)) {
-        return drop_tx(DropReason::SpoofedSource, DropSite::Sender);
+    if let Some(reason) = meta.from.and_then(|s| guard(port, s, &frame)) {
+        return drop_tx(reason, DropSite::Sender);
     }
     match port.mode() {
         Mode::L2 => decide_tx_l2(port, &frame, meta),
@@ -149,22 +149,55 @@ pub fn decide_tx(port: &Port, frame: &[u8], meta: TxMeta) -> TxAction {
     }
 }
 
-/// The opt-in source-address guard (`spoofchk on`): an IPv4/IPv6 packet or ARP frame whose
-/// source address the slave does not own. Unspecified sources stay allowed (DAD, ARP probes,
-/// DHCP); frames without an IP source are not judged. The kernel has no such guard
-/// (R-TX-NOVALIDATE, R-SPC-SPOOF-1).
-fn spoofed(port: &Port, from: SlaveId, frame: &Classified) -> bool {
-    if !port.slave(from).is_some_and(|s| s.source_guard()) {
-        return false;
-    }
-    let src: Option<IpAddr> = match frame.l3 {
-        L3::Arp { sender, .. } => Some(sender.into()),
-        L3::Ipv4 { src, .. } => Some(src.into()),
-        L3::Ipv6 { src, .. } => Some(src.into()),
+/// The opt-in guard (`spoofchk on`); the kernel has none (R-TX-NOVALIDATE, R-SPC-SPOOF-1).
+/// With it a slave can only speak for its own addresses:
+/// - an IPv4/IPv6 packet or ARP frame must come from an address it owns (`spoofed_source`);
+///   unspecified sources stay allowed (DAD, ARP probes, DHCP);
+/// - a neighbour advertisement may only advertise an address it owns, and a duplicate-address
+///   probe (a solicitation from `::`) may not ask about an address another slave owns
+///   (`spoofed_source`): it can neither claim a neighbour's address nor make a neighbour
+///   doubt it (probing an address nobody owns yet is how its own DAD starts);
+/// - router advertisements and redirects are dropped (`router_message`) unless the slave is
+///   allowed to be a router (`router on`).
+///
+/// Frames without an IP source are not judged. The L2 addresses inside ARP and NDP are made
+/// the master's for every slave, guard or not (`crate::identity`).
+fn guard(port: &Port, from: SlaveId, frame: &Classified) -> Option<DropReason> {
+    let slave = port.slave(from).filter(|s| s.source_guard())?;
+    let owns = |a: IpAddr| port.addresses(from).contains(&a);
+    let foreign = |a: IpAddr| !a.is_unspecified() && !owns(a);
+    let spoofed = Some(DropReason::SpoofedSource);
+    match frame.l3 {
+        L3::Arp { sender, .. } => foreign(sender.into()).then_some(DropReason::SpoofedSource),
+        L3::Ipv4 { src, .. } => foreign(src.into()).then_some(DropReason::SpoofedSource),
+        L3::Ipv6 { src, icmp, .. } => {
+            if foreign(src.into()) {
+                return spoofed;
+            }
+            let icmp = icmp?;
+            match (icmp.kind, icmp.nd_target) {
+                (ICMPV6_ROUTER_ADVERT | ICMPV6_REDIRECT, _) if !slave.router() => {
+                    Some(DropReason::RouterMessage)
+                }
+                (ICMPV6_NEIGHBOUR_ADVERT, Some(t)) if !owns(t.into()) => spoofed,
+                (ICMPV6_NEIGHBOUR_SOLICIT, Some(t))
+                    if src.is_unspecified()
+                        && port.table().owner(t.into()).is_some_and(|o| o != from) =>
+                {
+                    spoofed
+                }
+                _ => None,
+            }
+        }
         _ => None,
-    };
-    src.is_some_and(|a| !a.is_unspecified() && !port.addresses(from).contains(&a))
+    }
 }
+
+/// ICMPv6 message types the guard judges (RFC 4861 §4).
+const ICMPV6_ROUTER_ADVERT: u8 = 134;
+const ICMPV6_NEIGHBOUR_SOLICIT: u8 = 135;
+const ICMPV6_NEIGHBOUR_ADVERT: u8 = 136;
+const ICMPV6_REDIRECT: u8 = 137;
 
 fn decide_tx_l2(port: &Port, frame: &Classified, meta: TxMeta) -> TxAction {
     let flag = port.flag();

@@ -47,6 +47,8 @@ pub struct Slave {
     up: bool,
     noarp: bool,
     source_guard: bool,
+    /// With the guard on, may send router advertisements and redirects.
+    router: bool,
     /// The device's own multicast filter.
     pub mc_filter: McFilter,
     pub counters: SlaveCounters,
@@ -73,6 +75,11 @@ impl Slave {
     /// Frames with a source address the slave does not own are dropped (opt-in).
     pub fn source_guard(&self) -> bool {
         self.source_guard
+    }
+    /// With the guard on, the slave may still send router advertisements and redirects (it
+    /// is the network's router).
+    pub fn router(&self) -> bool {
+        self.router
     }
     /// Whether a frame of `len` bytes may be delivered locally to this slave (R-MTU-4).
     pub fn fits(&self, len: usize, gso: bool) -> bool {
@@ -249,6 +256,7 @@ impl Port {
             up: false,
             noarp: false, // R-MODE-4: set at the first up, not before.
             source_guard: false,
+            router: false,
             mc_filter: McFilter::accept_all(),
             counters: SlaveCounters::default(),
         });
@@ -272,6 +280,7 @@ impl Port {
             up: false,
             noarp: false,
             source_guard: false,
+            router: false,
             mc_filter: McFilter::accept_all(),
             counters: SlaveCounters::default(),
         });
@@ -341,6 +350,14 @@ impl Port {
             s.noarp = mode.is_noarp();
         }
         self.table.set_active(id, up);
+        Ok(())
+    }
+
+    /// Allows (or not) a guarded slave to send router advertisements and redirects
+    /// (`router on|off`).
+    pub fn set_router(&mut self, id: SlaveId, on: bool) -> Result<(), PortError> {
+        let i = self.existing(id)?;
+        self.slaves[i].router = on;
         Ok(())
     }
 

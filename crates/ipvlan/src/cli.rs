@@ -24,7 +24,8 @@ where  OBJECT := link
 Usage: ipvlan link add link DEVICE [ name ] NAME [ mtu MTU ] [ spoofchk { on | off } ]
                  type ipvlan [ mode MODE ] [ FLAGS ]
        ipvlan link delete [ dev ] NAME
-       ipvlan link set [ dev ] NAME [ spoofchk { on | off } ] [ type ipvlan [ mode MODE ] [ FLAGS ] ]
+       ipvlan link set [ dev ] NAME [ spoofchk { on | off } ] [ router { on | off } ]
+                       [ type ipvlan [ mode MODE ] [ FLAGS ] ]
        ipvlan [ -d ] [ -s ] [ -j ] link show [ [ dev ] NAME ]
 MODE: l3 | l3s | l2
 FLAGS: bridge | private | vepa
@@ -319,13 +320,17 @@ fn parse_set(words: &[String]) -> Result<Request, CliError> {
     let (head, args) = split_type(words)?;
     let mut it = head.iter();
     let mut name = None;
-    let mut spoofchk = None;
+    let (mut spoofchk, mut router) = (None, None);
     while let Some(w) = it.next() {
         match w.as_str() {
             "dev" if name.is_none() => name = it.next().cloned(),
             "spoofchk" => {
                 let v = it.next().ok_or_else(|| usage_error("Command line is not complete: \"spoofchk\" needs on or off"))?;
                 spoofchk = Some(on_off("spoofchk", v)?);
+            }
+            "router" => {
+                let v = it.next().ok_or_else(|| usage_error("Command line is not complete: \"router\" needs on or off"))?;
+                router = Some(on_off("router", v)?);
             }
             n if name.is_none() => name = Some(n.to_owned()),
             other => {
@@ -340,7 +345,7 @@ fn parse_set(words: &[String]) -> Result<Request, CliError> {
     }
     let name =
         name.ok_or_else(|| usage_error("Not enough information: \"dev\" argument is required."))?;
-    if args.is_none() && spoofchk.is_none() {
+    if args.is_none() && spoofchk.is_none() && router.is_none() {
         return Err(usage_error(
             "Not enough information: give \"type ipvlan\" with a mode or flag, or \"spoofchk on|off\"",
         ));
@@ -351,6 +356,7 @@ fn parse_set(words: &[String]) -> Result<Request, CliError> {
         mode: args.mode,
         flag: args.flag,
         spoofchk,
+        router,
     }))
 }
 
@@ -424,11 +430,12 @@ fn render(l: &LinkView, opts: &Options) -> String {
             n => format!(" queues {n} (flows steered over the workers)"),
         };
         s.push_str(&format!(
-            "    ipvlan  mode {} {} dev_id {:#x} spoofchk {}{backend}{queues}\n",
+            "    ipvlan  mode {} {} dev_id {:#x} spoofchk {}{}{backend}{queues}\n",
             l.mode,
             l.flag,
             l.id,
-            if l.spoofchk { "on" } else { "off" }
+            if l.spoofchk { "on" } else { "off" },
+            if l.router { " router on" } else { "" }
         ));
     }
     if !l.addresses.is_empty() {

@@ -55,6 +55,10 @@ pub struct LinkSet {
     pub flag: Option<Flag>,
     #[serde(default)]
     pub spoofchk: Option<bool>,
+    /// `router on|off`: with `spoofchk on`, may the slave send router advertisements and
+    /// redirects.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub router: Option<bool>,
 }
 
 /// `link show [NAME]`: every slave, or one.
@@ -114,6 +118,9 @@ pub struct LinkView {
     pub carrier: bool,
     /// The source-address guard is on.
     pub spoofchk: bool,
+    /// With the guard on, the slave may send router advertisements and redirects.
+    #[serde(default)]
+    pub router: bool,
     /// The slave backend its device is made of (`tap`); empty from daemons before backends.
     #[serde(default)]
     pub backend: String,

@@ -695,3 +695,68 @@ fn a_slave_cannot_poison_a_neighbour_cache_with_arp_or_ndp() {
         "ipvl1 still reachable (v6)"
     );
 }
+
+/// Python: from `dev`, an overriding NA from `src` (the slave's own link-local) claiming
+/// 2001:db8:1::fe (the outside router's address) is at `lla`, and a router advertisement.
+const ND_FORGE: &str = r#"
+import socket, struct, sys
+dev, src, lla = sys.argv[1], socket.inet_pton(socket.AF_INET6, sys.argv[2]), bytes.fromhex(sys.argv[3])
+s = socket.socket(socket.AF_PACKET, socket.SOCK_RAW)
+s.bind((dev, 0))
+dst = socket.inet_pton(socket.AF_INET6, 'ff02::1')
+def send(icmp):
+    pseudo = src + dst + struct.pack('!I3xB', len(icmp), 58)
+    b = pseudo + icmp
+    c = sum(struct.unpack('!%dH' % (len(b) // 2), b))
+    c = (c >> 16) + (c & 0xffff); c += c >> 16
+    icmp = icmp[:2] + struct.pack('!H', ~c & 0xffff) + icmp[4:]
+    ip6 = struct.pack('!IHBB16s16s', 0x60000000, len(icmp), 58, 255, src, dst)
+    s.send(bytes.fromhex('333300000001') + lla + b'\x86\xdd' + ip6 + icmp)
+target = socket.inet_pton(socket.AF_INET6, '2001:db8:1::fe')
+send(struct.pack('!BBHI16sBB6s', 136, 0, 0, 0x20000000, target, 2, 1, lla))
+send(struct.pack('!BBHBBHII', 134, 0, 0, 64, 0, 1800, 0, 0) + struct.pack('!BB6s', 1, 1, lla))
+"#;
+
+/// `spoofchk on` covers IPv6: a neighbour advertisement from the slave's own link-local
+/// address for another host's address is dropped (`spoofed_source`), and so is a router
+/// advertisement (`router_message`) until the slave is allowed to be a router (`router on`).
+#[test]
+#[ignore = "needs root, iproute2, nftables, TUN"]
+fn spoofchk_on_stops_forged_neighbour_and_router_advertisements() {
+    require_env!();
+    let fx = howto("mode l2");
+    fx.cli_ok(&["link", "set", "dev", "ipvl0", "spoofchk", "on"]);
+    assert!(fx.ping("ns1", "2001:db8:1::fe", 1), "ns1 knows the router");
+    let ll0 = "fe80::200:0:100:1";
+    let drops = |reason: &str| {
+        fx.link("ipvl0").unwrap()["stats"]["drops"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|d| d["direction"] == "tx" && d["reason"] == reason)
+            .map_or(0, |d| d["count"].as_u64().unwrap())
+    };
+    std::thread::sleep(Duration::from_millis(1300));
+    fx.python("ns0", ND_FORGE, &["ipvl0", ll0, "020000000001"]);
+    std::thread::sleep(Duration::from_millis(300));
+    let entry = fx.sh("ns1", "ip -6 neigh show 2001:db8:1::fe dev ipvl1");
+    assert!(
+        entry.contains("02:00:00:00:00:fe"),
+        "ns1's entry kept: {entry}"
+    );
+    assert!(drops("spoofed_source") >= 1);
+    assert_eq!(drops("router_message"), 1);
+    assert!(
+        fx.ping("ns1", "2001:db8:1::fe", 1),
+        "ns1 still reaches the router"
+    );
+    // Allowed to be a router: its RAs pass (and are no longer counted as drops).
+    let out = fx.cli_ok(&["link", "set", "dev", "ipvl0", "router", "on"]);
+    assert!(!out.contains("Error"), "{out}");
+    assert!(fx
+        .cli_ok(&["-d", "link", "show", "ipvl0"])
+        .contains("spoofchk on router on"));
+    fx.python("ns0", ND_FORGE, &["ipvl0", ll0, "020000000001"]);
+    std::thread::sleep(Duration::from_millis(300));
+    assert_eq!(drops("router_message"), 1, "the second RA passed");
+}

@@ -12,6 +12,7 @@ use crate::link_args::LinkTypeArgs;
 use crate::multicast::{McFilter, MulticastBacklog};
 use crate::port::{Master, NewSlave};
 use crate::wire::ethernet::ethertype;
+use std::net::Ipv6Addr;
 
 struct Fx {
     port: Port,
@@ -907,4 +908,84 @@ fn spoofchk_drops_foreign_source_addresses_only_when_on() {
         ..TxMeta::default()
     };
     assert_eq!(decide_tx(&fx.port, &forged, from_s2), TRANSMIT);
+}
+
+/// An ND message with its ICMPv6 header and options, from `src` to `dst`.
+fn nd(src: Ipv6Addr, dst: Ipv6Addr, kind: u8, target: Ipv6Addr) -> Vec<u8> {
+    let body = nd_message(kind, target);
+    let mac = if dst.is_multicast() {
+        ipv6_multicast_mac(dst)
+    } else {
+        EXT_MAC
+    };
+    ethernet(mac, M, ethertype::IPV6, &ipv6_packet(src, dst, 58, &body))
+}
+
+/// `spoofchk on` covers IPv6 neighbour discovery: a slave advertises only its own addresses,
+/// probes none that another slave owns, and sends router advertisements and redirects only
+/// when allowed to be a router; its own NS/NA and solicitations pass.
+#[test]
+fn spoofchk_covers_neighbour_discovery_and_router_messages() {
+    let mut fx = fixture(Mode::L2, Flag::Bridge);
+    let s1 = fx.s1;
+    let meta = TxMeta {
+        from: Some(s1),
+        ..TxMeta::default()
+    };
+    let own_ll = fx.port.link_local(s1);
+    fx.port.add_address(s1, own_ll.into()).unwrap();
+    let all_nodes = v6("ff02::1");
+    let router = v6("2001:db8:1::fe");
+    let cases = |fx: &Fx| {
+        [
+            // NA from its own link-local for the router's address: a poisoning attempt.
+            (nd(own_ll, all_nodes, 136, router), false),
+            // NA for another slave's address.
+            (nd(own_ll, all_nodes, 136, v6("2001:db8:1::12")), false),
+            // NA for its own address: fine.
+            (nd(own_ll, all_nodes, 136, v6("2001:db8:1::11")), true),
+            // NS from its own address, asking for anyone's: address resolution, fine.
+            (nd(own_ll, solicited_node(router), 135, router), true),
+            // DAD probe for an address another slave owns: would make it doubt its address.
+            (dad_probe(M, v6("2001:db8:1::12")), false),
+            // DAD probe for an address nobody owns yet (its own DAD): fine.
+            (dad_probe(M, v6("2001:db8:1::77")), true),
+            // Router solicitation: a host's message, fine.
+            (nd(own_ll, v6("ff02::2"), 133, Ipv6Addr::UNSPECIFIED), true),
+            // Router advertisement and redirect: not unless allowed.
+            (nd(own_ll, all_nodes, 134, Ipv6Addr::UNSPECIFIED), false),
+            (nd(own_ll, v6("2001:db8:1::fe"), 137, router), false),
+        ]
+        .map(|(f, ok)| {
+            let action = decide_tx(&fx.port, &f, meta);
+            (f, ok, action)
+        })
+    };
+    // Guard off: the kernel's behaviour, nothing judged.
+    for (f, _, action) in cases(&fx) {
+        assert!(
+            !matches!(action, TxAction::Drop { .. }),
+            "{f:02x?} {action:?}"
+        );
+    }
+    fx.port.set_source_guard(s1, true).unwrap();
+    for (f, ok, action) in cases(&fx) {
+        let dropped = matches!(action, TxAction::Drop { .. });
+        assert_eq!(dropped, !ok, "{f:02x?} {action:?}");
+    }
+    let ra = nd(own_ll, all_nodes, 134, Ipv6Addr::UNSPECIFIED);
+    assert_eq!(
+        decide_tx(&fx.port, &ra, meta),
+        sender_drop(DropReason::RouterMessage)
+    );
+    // Allowed to be a router: RAs and redirects pass, the rest of the guard stays.
+    fx.port.set_router(s1, true).unwrap();
+    assert!(!matches!(
+        decide_tx(&fx.port, &ra, meta),
+        TxAction::Drop { .. }
+    ));
+    assert_eq!(
+        decide_tx(&fx.port, &nd(own_ll, all_nodes, 136, router), meta),
+        sender_drop(DropReason::SpoofedSource)
+    );
 }

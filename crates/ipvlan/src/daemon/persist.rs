@@ -72,6 +72,9 @@ pub struct SlaveState {
     pub alias: String,
     #[serde(default)]
     pub spoofchk: bool,
+    /// With the guard on, may send router advertisements and redirects.
+    #[serde(default)]
+    pub router: bool,
 }
 
 /// What loading found.
@@ -313,6 +316,7 @@ mod tests {
                     mtu: 1500,
                     alias: "ipvlan-rs:4:1".into(),
                     spoofchk: true,
+                    router: false,
                 }],
             }],
         };

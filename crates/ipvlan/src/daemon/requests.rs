@@ -108,7 +108,7 @@ impl Daemon {
             mode: req.mode,
             flag: req.flag,
         };
-        let notes = port.set_link(id, args, req.spoofchk)?;
+        let notes = port.set_link(id, args, req.spoofchk, req.router)?;
         self.state_dirty = true;
         Ok(ok(notes))
     }

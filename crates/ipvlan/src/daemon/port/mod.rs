@@ -267,6 +267,7 @@ impl<B: SlaveBackend> PortRuntime<B> {
             let _ = dp.port().remove_slave(id);
         });
         dp.port().set_source_guard(id, saved.spoofchk)?;
+        dp.port().set_router(id, saved.router)?;
         let mut rt = SlaveRuntime::new(name, saved.alias.clone(), Arc::new(device), carrier);
         rt.pinned = pinned;
         bring_up(dp, &mut self.slaves, id, rt, mac, Origin::Restored)?;
@@ -299,18 +300,23 @@ impl<B: SlaveBackend> PortRuntime<B> {
         self.pass_on(&released);
     }
 
-    /// `link set`: the source guard of one slave, the mode and flag of the whole port
+    /// `link set`: the source guard and router allowance of one slave, the mode and flag of
+    /// the whole port
     /// (R-OBJ-5). Returns the notes for the user.
     pub fn set_link(
         &mut self,
         id: SlaveId,
         args: LinkTypeArgs,
         spoofchk: Option<bool>,
+        router: Option<bool>,
     ) -> Result<Vec<String>, RequestError> {
         let (change, names) = {
             let mut port = self.dp.port();
             if let Some(on) = spoofchk {
                 port.set_source_guard(id, on)?;
+            }
+            if let Some(on) = router {
+                port.set_router(id, on)?;
             }
             let change = port.change_link(args);
             let names: Vec<String> = port.slaves().map(|s| s.name().to_string()).collect();

@@ -36,6 +36,7 @@ impl<B: SlaveBackend> PortRuntime<B> {
                         mtu: s.mtu(),
                         alias: rt.alias.clone(),
                         spoofchk: s.source_guard(),
+                        router: s.router(),
                     })
                 })
                 .collect(),
@@ -77,6 +78,7 @@ fn link_view<D: SlaveDevice>(
         noarp: port.mode().is_noarp() && s.is_up(),
         carrier: rt.carrier,
         spoofchk: s.source_guard(),
+        router: s.router(),
         backend: backend.to_owned(),
         queues: u32::try_from(rt.queues()).unwrap_or(u32::MAX),
         addresses,
