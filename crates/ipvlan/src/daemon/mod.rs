@@ -61,6 +61,8 @@ pub struct Daemon {
     backend: TapBackend,
     /// The configuration changed since it was last written.
     state_dirty: bool,
+    /// Why the last write of the state failed (logged once per distinct error).
+    save_error: Option<String>,
 }
 
 const TOKEN_CONTROL: u64 = 1;
@@ -111,6 +113,7 @@ pub fn run(cfg: Config) -> Result<()> {
         ports: BTreeMap::new(),
         backend: TapBackend::new(worker_count()),
         state_dirty: false,
+        save_error: None,
     };
     d.restore();
     // Requests are taken only once the restored slaves are served.

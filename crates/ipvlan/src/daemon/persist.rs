@@ -12,6 +12,7 @@ use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result};
+use ipvlan_core::SlaveId;
 use ipvlan_core::{Flag, Mode};
 use ipvlan_linux::netns::all_namespaces;
 use ipvlan_linux::rtnl::Rtnl;
@@ -151,60 +152,112 @@ pub fn save(dir: &Path, state: &State) -> Result<()> {
     let mut s = state.clone();
     s.version = VERSION;
     let body = serde_json::to_vec_pretty(&s)?;
-    {
-        let mut f: File = OpenOptions::new()
-            .write(true)
-            .create(true)
-            .truncate(true)
-            .mode(0o600)
-            .open(&tmp)
-            .with_context(|| format!("writing {}", tmp.display()))?;
-        f.write_all(&body)?;
-        f.sync_all()?;
+    if let Err(e) = write_synced(&tmp, &body) {
+        // Nothing half-written stays behind (a full disk, say).
+        let _ = fs::remove_file(&tmp);
+        return Err(e);
     }
-    fs::rename(&tmp, &p).with_context(|| format!("replacing {}", p.display()))?;
+    if let Err(e) = fs::rename(&tmp, &p) {
+        let _ = fs::remove_file(&tmp);
+        return Err(e).with_context(|| format!("replacing {}", p.display()));
+    }
     if let Ok(d) = File::open(dir) {
         let _ = d.sync_all();
     }
     Ok(())
 }
 
+/// Writes `body` to `p` (mode 0600) and waits until it is on disk.
+fn write_synced(p: &Path, body: &[u8]) -> Result<()> {
+    let mut f: File = OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(p)
+        .with_context(|| format!("writing {}", p.display()))?;
+    f.write_all(body)
+        .and_then(|()| f.sync_all())
+        .with_context(|| format!("writing {}", p.display()))
+}
+
+/// The file that keeps the daemon's instance id apart from the state, so that the slaves'
+/// aliases can still be recognised when the state file is lost or corrupt.
+fn instance_path(dir: &Path) -> PathBuf {
+    dir.join("instance")
+}
+
+/// The instance id kept in `dir`, if there is a valid one.
+fn read_instance(dir: &Path) -> Option<String> {
+    let id = fs::read_to_string(instance_path(dir)).ok()?;
+    let id = id.trim();
+    (id.len() == 16 && id.bytes().all(|b| b.is_ascii_hexdigit())).then(|| id.to_owned())
+}
+
+/// `ipvlan-rs:<instance>:<master ifindex>:<slave id>` → (master ifindex, slave id).
+fn parse_alias(alias: &str, prefix: &str) -> Option<(u32, u16)> {
+    let (master, id) = alias.strip_prefix(prefix)?.split_once(':')?;
+    Some((master.parse().ok()?, id.parse().ok()?))
+}
+
 impl Daemon {
     /// Writes the configuration of every port. A failure is logged and returned (the running
     /// daemon keeps serving; the next settle tries again).
-    pub(super) fn save(&self) -> std::result::Result<(), String> {
+    pub(super) fn save(&mut self) -> std::result::Result<(), String> {
         let st = State {
             version: VERSION,
             instance: self.instance.clone(),
             ports: self.ports.values().map(PortRuntime::saved).collect(),
         };
-        save(&self.cfg.state_dir, &st).map_err(|e| {
-            warn!("saving state: {e:#}");
-            format!(
-                "the configuration could not be saved, so it will not survive a daemon restart: {e:#}"
-            )
-        })
+        match save(&self.cfg.state_dir, &st) {
+            Ok(()) => {
+                if self.save_error.take().is_some() {
+                    info!("state saved again");
+                }
+                Ok(())
+            }
+            Err(e) => {
+                let e = format!("{e:#}");
+                if self.save_error.as_ref() != Some(&e) {
+                    warn!("saving state (retried at every change and every second): {e}");
+                    self.save_error = Some(e.clone());
+                }
+                Err(format!(
+                    "the configuration could not be saved, so it will not survive a daemon restart (the daemon retries): {e}"
+                ))
+            }
+        }
     }
 
     /// Serves again every slave of the saved state that still exists, wherever it now lives.
+    /// Then serves the devices of this instance that the file does not list (it was stale,
+    /// unwritable or corrupt), found by their alias: every slave that exists is served.
     pub(super) fn restore(&mut self) {
         let st = match load(&self.cfg.state_dir) {
-            Ok(Loaded::Fresh) => return,
+            Ok(Loaded::Fresh) => State::default(),
             Ok(Loaded::State(s)) => s,
             Ok(Loaded::Corrupt { kept_as, why }) => {
                 warn!(
-                    "state file is corrupt ({why}); kept aside as {}; starting empty",
+                    "state file is corrupt ({why}); kept aside as {}; serving the slaves found by their aliases",
                     kept_as.display()
                 );
-                return;
+                State::default()
             }
             Err(e) => {
-                warn!("cannot read state: {e:#}; starting empty");
-                return;
+                warn!("cannot read state: {e:#}; serving the slaves found by their aliases");
+                State::default()
             }
         };
-        if !st.instance.is_empty() {
-            self.instance = st.instance.clone();
+        let dir = self.cfg.state_dir.clone();
+        match (st.instance.is_empty(), read_instance(&dir)) {
+            (false, _) => self.instance = st.instance.clone(),
+            (true, Some(kept)) => self.instance = kept,
+            (true, None) => {}
+        }
+        if read_instance(&dir).as_deref() != Some(self.instance.as_str()) {
+            if let Err(e) = fs::write(instance_path(&dir), format!("{}\n", self.instance)) {
+                warn!("keeping the instance id in {}: {e}", dir.display());
+            }
         }
         let namespaces = all_namespaces();
         for ps in st.ports {
@@ -212,8 +265,89 @@ impl Daemon {
                 warn!(master = %ps.master, "cannot restore port: {e}");
             }
         }
+        self.adopt_unsaved(&namespaces);
         self.state_dirty = true;
         self.settle();
+    }
+
+    /// Serves every device whose alias says it is a slave of this instance and that no port
+    /// serves yet (the state file did not list it). A port created for it starts in the
+    /// default mode (l3 bridge, the kernel's), which the warning says.
+    fn adopt_unsaved(&mut self, namespaces: &[NetNs]) {
+        let prefix = format!("ipvlan-rs:{}:", self.instance);
+        for ns in namespaces {
+            let links = match ns.run(|| Rtnl::open().and_then(|mut r| r.links())) {
+                Ok(Ok(l)) => l,
+                _ => continue,
+            };
+            for link in links {
+                let Some(alias) = link.alias.clone() else {
+                    continue;
+                };
+                let Some((master, raw_id)) = parse_alias(&alias, &prefix) else {
+                    continue;
+                };
+                let id = SlaveId::from_raw(raw_id);
+                if self
+                    .ports
+                    .get(&master)
+                    .is_some_and(|p| p.slave(id).is_some())
+                {
+                    continue;
+                }
+                if let Err(e) = self.adopt(ns, &link, master, raw_id, alias) {
+                    warn!(slave = %link.name, "cannot serve a slave missing from the state file: {e}");
+                }
+            }
+        }
+    }
+
+    fn adopt(
+        &mut self,
+        ns: &NetNs,
+        link: &ipvlan_linux::rtnl::Link,
+        master: u32,
+        id: u16,
+        alias: String,
+    ) -> Result<(), RequestError> {
+        let master_link = self
+            .rtnl
+            .link_by_index(master)
+            .map_err(RequestError::system("looking up the master"))?
+            .ok_or_else(|| RequestError::NoDevice(format!("ifindex {master}")))?;
+        if let std::collections::btree_map::Entry::Vacant(e) = self.ports.entry(master) {
+            e.insert(PortRuntime::create(&master_link)?);
+            warn!(master = %master_link.name, "port re-created for a slave missing from the state file: it is in the default mode (l3 bridge) until `ipvlan link set` changes it");
+        }
+        let saved = SlaveState {
+            name: link.name.clone(),
+            id,
+            mtu: link.mtu,
+            alias,
+            spoofchk: false,
+            router: false,
+        };
+        let backend = &self.backend;
+        let name = link.name.clone();
+        let device = ns
+            .run(move || backend.attach(&name))
+            .map_err(RequestError::system("entering the slave's namespace"))?
+            .map_err(RequestError::system("re-attaching the slave's device"))?;
+        let carrier = master_link.up && master_link.carrier.unwrap_or(true);
+        let pinned = ns.id() != self.ns.id();
+        let port = self
+            .ports
+            .get_mut(&master)
+            .ok_or_else(|| RequestError::NoDevice(master_link.name.clone()))?;
+        let id = port.restore_slave(&saved, device, pinned, carrier)?;
+        let ns = ns
+            .try_clone()
+            .map_err(RequestError::system("opening the slave's namespace"))?;
+        if let Err(e) = self.resync((master, id), &ns) {
+            warn!(slave = %saved.name, "resynchronising: {e}");
+        }
+        warn!(slave = %saved.name, master = %master_link.name, "slave missing from the state file found by its alias: served again (spoofchk off)");
+        Ok(())
     }
 
     fn restore_port(&mut self, ps: &PortState, namespaces: &[NetNs]) -> Result<(), RequestError> {
