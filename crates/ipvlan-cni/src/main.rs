@@ -13,6 +13,7 @@ mod netcfg;
 use std::io::{IsTerminal, Read};
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::time::{Duration, Instant};
 
 use ipvlan::client;
 use ipvlan::proto::{ErrorKind, LinkAdd, LinkDel, LinkShow, Request, Response};
@@ -113,13 +114,64 @@ fn add(conf: &NetConf, env: &Env, raw: &[u8]) -> Result<Value, CniError> {
         Some(_) => Some(ipam::exec("ADD", conf, env, raw).map_err(undo)?),
         None => None,
     };
-    let mac = netcfg::configure(&netns, &temp, &env.ifname, ipam.as_ref()).map_err(|e| {
-        if conf.ipam.is_some() {
-            let _ = ipam::exec("DEL", conf, env, raw);
-        }
-        undo(e)
-    })?;
+    let mac = netcfg::configure(&netns, &temp, &env.ifname, ipam.as_ref())
+        .and_then(|mac| wait_served(conf, &temp, ipam.as_ref()).map(|()| mac))
+        .map_err(|e| {
+            if conf.ipam.is_some() {
+                let _ = ipam::exec("DEL", conf, env, raw);
+            }
+            undo(e)
+        })?;
     Ok(conf::result(conf, env, &mac, ipam.as_ref()))
+}
+
+/// How long ADD waits for the daemon to serve the container's addresses.
+const SERVE_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Returns once the daemon serves every address of the IPAM result on slave `name` (lists it
+/// as the slave's, which it does only once its netfilter state is in place), so that the
+/// container's first packet is not lost; an error after [`SERVE_TIMEOUT`], naming what is
+/// missing (another slave owning it, say).
+fn wait_served(conf: &NetConf, name: &str, ipam: Option<&Value>) -> Result<(), CniError> {
+    let want: Vec<String> = ipam
+        .and_then(|v| v["ips"].as_array())
+        .map(|ips| {
+            ips.iter()
+                .filter_map(|ip| ip["address"].as_str().and_then(netcfg::parse_cidr))
+                .map(|(a, _)| a.to_string())
+                .collect()
+        })
+        .unwrap_or_default();
+    if want.is_empty() {
+        return Ok(());
+    }
+    let deadline = Instant::now() + SERVE_TIMEOUT;
+    let show = Request::LinkShow(LinkShow {
+        name: Some(name.to_owned()),
+    });
+    loop {
+        let served: Vec<String> = match daemon(conf, &show)? {
+            Response::Ok { links, .. } => links.into_iter().flat_map(|l| l.addresses).collect(),
+            Response::Error { message, .. } => {
+                return Err(CniError::new(Code::Plugin, message));
+            }
+        };
+        let missing: Vec<&String> = want.iter().filter(|a| !served.contains(a)).collect();
+        if missing.is_empty() {
+            return Ok(());
+        }
+        if Instant::now() >= deadline {
+            return Err(CniError::new(
+                Code::Plugin,
+                format!(
+                    "the daemon does not serve {} on the new interface after {} s (owned by another slave? see `ipvlan link show`)",
+                    missing.iter().map(|a| a.as_str()).collect::<Vec<_>>().join(", "),
+                    SERVE_TIMEOUT.as_secs()
+                ),
+            ));
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    }
 }
 
 fn del(conf: &NetConf, env: &Env, raw: &[u8]) -> Result<(), CniError> {

@@ -73,7 +73,7 @@ pub fn move_into(name: &str, from: &NetNs, netns: &NetNs) -> Result<(), CniError
         .map_err(|e| plugin("moving the slave into the container", e))
 }
 
-fn parse_cidr(s: &str) -> Option<(IpAddr, u8)> {
+pub fn parse_cidr(s: &str) -> Option<(IpAddr, u8)> {
     let (a, p) = s.split_once('/')?;
     Some((a.parse().ok()?, p.parse().ok()?))
 }

@@ -254,3 +254,43 @@ fn without_master_the_default_routes_device_is_taken() {
     assert!(fx.ping("c1", "192.0.2.254"), "c1 → external");
     assert_eq!(fx.plugin("DEL", "c1", &conf).0, 0);
 }
+
+/// ADD returns only once the daemon serves the container's address: with 16 ADDs at once,
+/// each container's very first ping to the outside (one echo, no retry) is answered.
+#[test]
+#[ignore = "needs root, iproute2, nftables, TUN, the host-local IPAM plugin"]
+fn concurrent_adds_return_once_served_so_the_first_packet_gets_through() {
+    require_env();
+    const N: usize = 16;
+    let mut fx = Fx::new();
+    for n in 3..=N {
+        fx.0.add_ns(&format!("c{n}"));
+    }
+    let conf = fx.conf(json!({}));
+    let fx = std::sync::Arc::new(fx);
+    let results: Vec<(usize, i32, Value)> = std::thread::scope(|s| {
+        let handles: Vec<_> = (1..=N)
+            .map(|n| {
+                let (fx, conf) = (fx.clone(), conf.clone());
+                s.spawn(move || {
+                    let (code, r) = fx.plugin("ADD", &format!("c{n}"), &conf);
+                    // At once, as a container's first packet would be: one echo, no retry.
+                    let first = sh(&fx.ns(&format!("c{n}")), "ping -c 1 -W 2 192.0.2.254")
+                        .status
+                        .success();
+                    (n, code, json!({ "result": r, "first_ping": first }))
+                })
+            })
+            .collect();
+        handles.into_iter().map(|h| h.join().unwrap()).collect()
+    });
+    let failed: Vec<String> = results
+        .iter()
+        .filter(|(_, code, v)| *code != 0 || v["first_ping"] != true)
+        .map(|(n, code, v)| format!("c{n}: exit {code} {v}"))
+        .collect();
+    assert!(failed.is_empty(), "{} of {N}: {failed:#?}", failed.len());
+    for n in 1..=N {
+        assert_eq!(fx.plugin("DEL", &format!("c{n}"), &conf).0, 0);
+    }
+}
