@@ -364,7 +364,11 @@ fn send(socket: &std::path::Path, req: &Request, opts: &Options) -> Result<ExitC
     let resp =
         client::call(socket, req).map_err(|e| CliError(format!("ipvlan: {e:#}"), EXIT_BAD_ARG))?;
     match resp {
-        Response::Ok { notes, links } => {
+        Response::Ok {
+            notes,
+            links,
+            ports,
+        } => {
             for n in notes {
                 eprintln!("note: {n}");
             }
@@ -374,6 +378,20 @@ fn send(socket: &std::path::Path, req: &Request, opts: &Options) -> Result<ExitC
                 } else {
                     for l in &links {
                         print!("{}", render(l, opts));
+                    }
+                    if opts.stats {
+                        for p in ports.iter().filter(|p| !p.drops.is_empty()) {
+                            let d: Vec<String> = p
+                                .drops
+                                .iter()
+                                .map(|d| format!("{} {}", d.reason, d.count))
+                                .collect();
+                            println!(
+                                "master {} (no slave charged): drops: {}",
+                                p.master,
+                                d.join(", ")
+                            );
+                        }
                     }
                 }
             }

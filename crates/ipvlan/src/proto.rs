@@ -90,11 +90,25 @@ pub enum Response {
         notes: Vec<String>,
         #[serde(default)]
         links: Vec<LinkView>,
+        /// `link show` of every slave: each port's own counters (drops no slave is charged
+        /// with).
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        ports: Vec<PortView>,
     },
     Error {
         kind: ErrorKind,
         message: String,
     },
+}
+
+/// A port (one master) as `link show -s` presents it: what was dropped that no slave is
+/// charged with (a wire broadcast the full backlog refused, a frame the master refused to
+/// send for the multicast engine, …).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PortView {
+    pub master: String,
+    /// Drops by reason (direction `port`).
+    pub drops: Vec<Drop>,
 }
 
 /// A slave as `link show` presents it.

@@ -640,6 +640,20 @@ fn frames_too_long_for_the_master_are_the_senders_drops_mtu_exceeded() {
     );
     let shown = fx.cli_ok(&["-s", "link", "show", "ipvl0"]);
     assert!(shown.contains("tx mtu_exceeded"), "{shown}");
+    // Too long for the master's own stack (R-MTU-4, the master's drop): `-s link show` of
+    // every slave shows the port's drops too.
+    // The slave cannot ARP the master (R-SPC-MASTER-1): a static neighbour, as in T-35.
+    fx.sh(
+        "ns0",
+        "ip neigh replace 192.0.2.1 lladdr 02:00:00:00:00:01 dev ipvl0",
+    );
+    let o = fx.try_sh("ns0", "ping -4 -M dont -s 4000 -c 1 -W 1 192.0.2.1");
+    assert!(!o.status.success());
+    let all = fx.cli_ok(&["-s", "link", "show"]);
+    assert!(
+        all.contains("master m0 (no slave charged): drops: mtu_exceeded"),
+        "{all}"
+    );
 }
 
 /// Python: from `dev`, a forged ARP reply and a forged neighbour advertisement (override)

@@ -329,6 +329,7 @@ mod tests {
                     c.answer(Response::Ok {
                         notes: vec!["served".into()],
                         links: Vec::new(),
+                        ports: Vec::new(),
                     });
                     return true;
                 }
@@ -380,6 +381,7 @@ mod tests {
                     c.answer(Response::Ok {
                         notes: vec!["served".into()],
                         links: Vec::new(),
+                        ports: Vec::new(),
                     });
                     return true;
                 }

@@ -16,6 +16,7 @@ fn ok(notes: Vec<String>) -> Response {
     Response::Ok {
         notes,
         links: Vec::new(),
+        ports: Vec::new(),
     }
 }
 
@@ -119,9 +120,14 @@ impl Daemon {
         if let (Some(n), true) = (name, links.is_empty()) {
             return Err(RequestError::NoDevice(n.to_owned()));
         }
+        let ports = match name {
+            Some(_) => Vec::new(),
+            None => self.ports.values().map(|p| p.port_view()).collect(),
+        };
         Ok(Response::Ok {
             notes: Vec::new(),
             links,
+            ports,
         })
     }
 }

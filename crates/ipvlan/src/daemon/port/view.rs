@@ -6,7 +6,7 @@ use super::PortRuntime;
 use crate::backend::{SlaveBackend, SlaveDevice};
 use crate::daemon::persist::{PortState, SlaveState};
 use crate::daemon::slave::SlaveRuntime;
-use crate::proto::{Conflict, Drop, LinkView, Stats};
+use crate::proto::{Conflict, Drop, LinkView, PortView, Stats};
 
 impl<B: SlaveBackend> PortRuntime<B> {
     /// Every slave (or the one created as `name`), as `link show` presents it.
@@ -17,6 +17,24 @@ impl<B: SlaveBackend> PortRuntime<B> {
             .filter(|(_, rt)| name.is_none_or(|n| n == rt.name.as_str()))
             .map(|(s, rt)| link_view(&self.master, B::KIND, &port, s, rt))
             .collect()
+    }
+
+    /// The port's own counters, for `link show -s`.
+    pub fn port_view(&self) -> PortView {
+        let port = self.dp.port();
+        PortView {
+            master: self.master.clone(),
+            drops: port
+                .counters
+                .dropped
+                .nonzero()
+                .map(|(r, count)| Drop {
+                    direction: "port".into(),
+                    reason: r.name().into(),
+                    count,
+                })
+                .collect(),
+        }
     }
 
     /// The port as the state file keeps it.
