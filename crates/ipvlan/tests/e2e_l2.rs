@@ -599,6 +599,20 @@ fn a_contested_address_passes_to_the_next_claimant_when_the_owner_lets_go() {
     let before = fx.snmp("ns2", "Icmp", "InEchos");
     assert!(fx.ping("ext", addr, 2), "the next owner answers");
     assert!(fx.snmp("ns2", "Icmp", "InEchos") >= before + 2);
+
+    // ipvl0 claims it again; the owner's namespace is deleted: it passes to ipvl0.
+    fx.sh("ns0", &format!("ip addr add {addr}/24 dev ipvl0"));
+    assert!(wait(Duration::from_secs(5), || conflict_owner(
+        &fx, "ipvl0", addr
+    )
+    .is_some()));
+    fx.del_ns("ns2");
+    assert!(
+        wait(Duration::from_secs(3), || serves(&fx, "ipvl0", addr)),
+        "{:?}",
+        fx.links()
+    );
+    assert!(fx.ping("ext", addr, 2), "ipvl0 answers again");
 }
 
 /// A slave whose MTU is above the master's sends frames the master cannot carry: they never
