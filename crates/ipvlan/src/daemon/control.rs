@@ -307,6 +307,26 @@ mod tests {
         serde_json::from_slice(&out).expect("a JSON response")
     }
 
+    /// Stands in for the event loop: answers the first call that arrives within `within`
+    /// with the note "served"; the thread's result says whether one came.
+    fn answer_first_call(server: ControlServer, within: Duration) -> std::thread::JoinHandle<bool> {
+        std::thread::spawn(move || {
+            let deadline = Instant::now() + within;
+            while Instant::now() < deadline {
+                if let Some(c) = server.pending().into_iter().next() {
+                    c.answer(Response::Ok {
+                        notes: vec!["served".into()],
+                        links: Vec::new(),
+                        ports: Vec::new(),
+                    });
+                    return true;
+                }
+                std::thread::sleep(Duration::from_millis(1));
+            }
+            false
+        })
+    }
+
     /// Five clients that connect and say nothing do not delay a sixth: its request reaches
     /// the event loop at once. (Run as any user: the caller check refuses non-root callers
     /// with an answer, which arrives just as fast.)
@@ -321,22 +341,7 @@ mod tests {
         let started = Instant::now();
         let body =
             serde_json::to_vec(&Request::LinkShow(LinkShow { name: None })).expect("serialise");
-        let loop_thread = std::thread::spawn(move || {
-            // The event loop: answer the first call that arrives.
-            let deadline = Instant::now() + Duration::from_secs(3);
-            while Instant::now() < deadline {
-                if let Some(c) = server.pending().into_iter().next() {
-                    c.answer(Response::Ok {
-                        notes: vec!["served".into()],
-                        links: Vec::new(),
-                        ports: Vec::new(),
-                    });
-                    return true;
-                }
-                std::thread::sleep(Duration::from_millis(1));
-            }
-            false
-        });
+        let loop_thread = answer_first_call(server, Duration::from_secs(3));
         let resp = call(&path, &body);
         let took = started.elapsed();
         let root = nix::unistd::geteuid().is_root();
@@ -374,21 +379,7 @@ mod tests {
         let silent: Vec<UnixStream> = (0..MAX_CLIENTS + 10)
             .map(|_| UnixStream::connect(&path).expect("connect"))
             .collect();
-        let answering = std::thread::spawn(move || {
-            let deadline = Instant::now() + READ_TIMEOUT * 3;
-            while Instant::now() < deadline {
-                if let Some(c) = server.pending().into_iter().next() {
-                    c.answer(Response::Ok {
-                        notes: vec!["served".into()],
-                        links: Vec::new(),
-                        ports: Vec::new(),
-                    });
-                    return true;
-                }
-                std::thread::sleep(Duration::from_millis(5));
-            }
-            false
-        });
+        let answering = answer_first_call(server, READ_TIMEOUT * 3);
         let started = Instant::now();
         let body =
             serde_json::to_vec(&Request::LinkShow(LinkShow { name: None })).expect("serialise");
