@@ -13,8 +13,8 @@
 //!   checksum updated incrementally (RFC 1624), or left alone when the checksum is still to be
 //!   completed by the receiver (virtio-net `NEEDS_CSUM`: it then covers the new bytes).
 //!
-//! IPv6 extension headers (hop-by-hop, routing, destination options) are walked, so a header
-//! in front does not hide an ND message. A fragmented ND message is left as it is: RFC 6980
+//! VLAN tags and IPv6 extension headers (hop-by-hop, routing, destination options) are
+//! walked, so neither hides an ARP or ND message. A fragmented ND message is left as it is: RFC 6980
 //! makes every node drop it.
 
 use crate::wire::MacAddr;
@@ -58,8 +58,14 @@ pub fn assert_master_identity(frame: &mut [u8], mac: MacAddr, checksum_partial: 
         frame[6..12].copy_from_slice(&mac.0);
         done.ethernet = true;
     }
-    let ethertype = u16::from_be_bytes([frame[12], frame[13]]);
-    let body = &mut frame[ETH_HEADER..];
+    let mut ethertype = u16::from_be_bytes([frame[12], frame[13]]);
+    let mut at = ETH_HEADER;
+    // Behind VLAN tags (802.1Q, 802.1ad), the same messages poison the same caches.
+    while matches!(ethertype, 0x8100 | 0x88a8) && frame.len() >= at + 4 {
+        ethertype = u16::from_be_bytes([frame[at + 2], frame[at + 3]]);
+        at += 4;
+    }
+    let body = &mut frame[at..];
     done.payload = match ethertype {
         ETHERTYPE_ARP => arp(body, mac),
         ETHERTYPE_IPV6 => ipv6(body, mac, checksum_partial),
@@ -277,6 +283,18 @@ mod tests {
         let before = [icmp_of(&f)[2], icmp_of(&f)[3]];
         assert_eq!(assert_master_identity(&mut f, MASTER_MAC, true).payload, 1);
         assert_eq!([icmp_of(&f)[2], icmp_of(&f)[3]], before);
+    }
+
+    #[test]
+    fn a_vlan_tag_does_not_hide_a_forged_arp() {
+        let plain = arp_reply(EXT_MAC, EVIL, v4(192, 0, 2, 12), v4(192, 0, 2, 254));
+        let mut tagged = crate::frames::tagged(&plain, 7);
+        let done = assert_master_identity(&mut tagged, MASTER_MAC, false);
+        assert_eq!(done.payload, 1);
+        assert_eq!(
+            &tagged[ETH_HEADER + 4 + 8..ETH_HEADER + 4 + 14],
+            &MASTER_MAC.0
+        );
     }
 
     #[test]
