@@ -402,7 +402,7 @@ pub(super) fn check_device_name(name: &str) -> Result<(), NetfilterError> {
     })
 }
 
-/// Runs `nft -j -f -` on `ruleset`: one transaction, all or nothing. `ops` and `tables` describe
+/// Runs `nft -j -f <stdin>` on `ruleset`: one transaction, all or nothing. `ops` and `tables` describe
 /// it in the error.
 ///
 /// We spawn `nft` ourselves rather than calling `nftables::helper::apply_ruleset`: in nftables
@@ -418,8 +418,16 @@ pub(super) fn apply(
         ops: ops.clone(),
         source: e,
     })?;
+    // `-f -` makes nft 1.0.x open `/dev/stdin` by name for JSON input, which minimal systems
+    // (microVM guests, the oracle VM) lack; the pipe is reachable as `/proc/self/fd/0` in the
+    // child wherever /proc is mounted.
+    let input = if std::path::Path::new("/proc/self/fd/0").exists() {
+        "/proc/self/fd/0"
+    } else {
+        "-"
+    };
     let mut child = match Command::new("nft")
-        .args(["-j", "-f", "-"])
+        .args(["-j", "-f", input])
         .stdin(Stdio::piped())
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
