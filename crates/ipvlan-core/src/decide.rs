@@ -160,8 +160,10 @@ pub fn decide_tx(port: &Port, frame: &[u8], meta: TxMeta) -> TxAction {
 /// - router advertisements and redirects are dropped (`router_message`) unless the slave is
 ///   allowed to be a router (`router on`).
 ///
-/// Frames without an IP source are not judged. The L2 addresses inside ARP and NDP are made
-/// the master's for every slave, guard or not (`crate::identity`).
+/// Frames without an IP source are not judged, except a tagged frame whose payload the guard
+/// cannot see (behind a second VLAN tag): that is dropped (`spoofed_source`). The L2
+/// addresses inside ARP and NDP are made the master's for every slave, guard or not
+/// (`crate::identity`).
 fn guard(port: &Port, from: SlaveId, frame: &Classified) -> Option<DropReason> {
     let slave = port.slave(from).filter(|s| s.source_guard())?;
     let owns = |a: IpAddr| port.addresses(from).contains(&a);
@@ -189,6 +191,7 @@ fn guard(port: &Port, from: SlaveId, frame: &Classified) -> Option<DropReason> {
                 _ => None,
             }
         }
+        L3::Other if frame.vlan.is_some() => spoofed,
         _ => None,
     }
 }

@@ -74,9 +74,11 @@ pub fn assert_master_identity(frame: &mut [u8], mac: MacAddr, checksum_partial: 
     done
 }
 
-/// ARP for IPv4 over Ethernet: the sender hardware address (bytes 8..14).
+/// ARP with 6-byte hardware addresses: the sender hardware address (bytes 8..14). Whatever
+/// the hardware and protocol types say (Linux takes hardware type 6, IEEE 802, on Ethernet as
+/// well as 1), a 6-byte sender address is what a neighbour would cache.
 fn arp(p: &mut [u8], mac: MacAddr) -> u32 {
-    if p.len() < 28 || p[0..2] != [0, 1] || p[2..4] != [0x08, 0x00] || p[4] != 6 || p[5] != 4 {
+    if p.len() < 14 || p[4] != 6 {
         return 0;
     }
     if p[8..14] == mac.0 {
@@ -94,7 +96,9 @@ fn icmpv6_offset(p: &[u8]) -> Option<usize> {
     }
     let mut next = p[6];
     let mut at = IPV6_HEADER;
-    for _ in 0..8 {
+    // As many headers as the packet holds (each is at least 8 bytes, so this ends): the
+    // receiving stack walks them all.
+    loop {
         match next {
             NEXT_ICMPV6 => return (at <= p.len()).then_some(at),
             // Hop-by-hop, routing, destination options: (length + 1) × 8 bytes.
@@ -106,7 +110,6 @@ fn icmpv6_offset(p: &[u8]) -> Option<usize> {
             _ => return None,
         }
     }
-    None
 }
 
 /// NDP: the link-layer address options of types 133–137.
@@ -283,6 +286,34 @@ mod tests {
         let before = [icmp_of(&f)[2], icmp_of(&f)[3]];
         assert_eq!(assert_master_identity(&mut f, MASTER_MAC, true).payload, 1);
         assert_eq!([icmp_of(&f)[2], icmp_of(&f)[3]], before);
+    }
+
+    #[test]
+    fn any_hardware_type_with_6_byte_addresses_is_rewritten() {
+        let mut f = arp_reply(EXT_MAC, EVIL, v4(192, 0, 2, 12), v4(192, 0, 2, 254));
+        f[ETH_HEADER + 1] = 6; // IEEE 802, which Linux accepts on Ethernet
+        assert_eq!(assert_master_identity(&mut f, MASTER_MAC, false).payload, 1);
+        assert_eq!(&f[ETH_HEADER + 8..ETH_HEADER + 14], &MASTER_MAC.0);
+    }
+
+    #[test]
+    fn many_extension_headers_do_not_hide_an_nd_message() {
+        for headers in [8, 12, 40] {
+            let mut f = na(v6("fe80::66"), v6("2001:db8:1::fe"), EVIL, true);
+            // Stack more destination options headers in front of the first one.
+            let at = ETH_HEADER + IPV6_HEADER;
+            for _ in 1..headers {
+                f.splice(at..at, [60u8, 0, 1, 4, 0, 0, 0, 0]);
+            }
+            f[ETH_HEADER + 6] = 60;
+            let plen = (f.len() - ETH_HEADER - IPV6_HEADER) as u16;
+            f[ETH_HEADER + 4..ETH_HEADER + 6].copy_from_slice(&plen.to_be_bytes());
+            assert_eq!(
+                assert_master_identity(&mut f, MASTER_MAC, false).payload,
+                1,
+                "{headers} headers"
+            );
+        }
     }
 
     #[test]

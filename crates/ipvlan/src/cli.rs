@@ -370,7 +370,11 @@ fn send(socket: &std::path::Path, req: &Request, opts: &Options) -> Result<ExitC
             ports,
         } => {
             for n in notes {
-                eprintln!("note: {n}");
+                if n.starts_with("warning: ") {
+                    eprintln!("{n}");
+                } else {
+                    eprintln!("note: {n}");
+                }
             }
             if matches!(req, Request::LinkShow(_)) {
                 if opts.json {

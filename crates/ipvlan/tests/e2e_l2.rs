@@ -788,3 +788,109 @@ fn spoofchk_on_stops_forged_neighbour_and_router_advertisements() {
     std::thread::sleep(Duration::from_millis(300));
     assert_eq!(drops("router_message"), 1, "the second RA passed");
 }
+
+/// Ownership corner cases a busy host produces: a claim reported again (lifetime change)
+/// keeps its place in line; an owner holding the same IP with two prefix lengths keeps it
+/// until the last is removed; a claim whose DAD failed is no claim; and a restart keeps each
+/// address with its owner whatever order the slaves are restored in.
+#[test]
+#[ignore = "needs root, iproute2, nftables, TUN"]
+fn address_ownership_survives_re_reports_two_prefixes_dad_failure_and_a_restart() {
+    require_env!();
+    let mut fx = howto("mode l2");
+    fx.slave("ipvl2", "mode l2", "ns2", "192.0.2.13/24", "");
+    // Re-reported claim: ipvl1 claims .60 first, ipvl2 second; ipvl1's claim is reported
+    // again (new lifetimes); the owner lets go: ipvl1 gets it.
+    fx.sh("ns0", "ip addr add 192.0.2.60/24 dev ipvl0");
+    fx.wait_learned("ipvl0", "192.0.2.60");
+    fx.sh("ns1", "ip addr add 192.0.2.60/24 dev ipvl1");
+    assert!(wait(Duration::from_secs(5), || conflict_owner(
+        &fx,
+        "ipvl1",
+        "192.0.2.60"
+    )
+    .is_some()));
+    fx.sh("ns2", "ip addr add 192.0.2.60/24 dev ipvl2");
+    assert!(wait(Duration::from_secs(5), || conflict_owner(
+        &fx,
+        "ipvl2",
+        "192.0.2.60"
+    )
+    .is_some()));
+    fx.sh(
+        "ns1",
+        "ip addr change 192.0.2.60/24 dev ipvl1 preferred_lft 300 valid_lft 600",
+    );
+    std::thread::sleep(Duration::from_millis(200));
+    assert_eq!(
+        fx.link("ipvl1").unwrap()["stats"]["address_conflicts"],
+        1,
+        "counted once"
+    );
+    fx.sh("ns0", "ip addr del 192.0.2.60/24 dev ipvl0");
+    assert!(
+        wait(Duration::from_secs(2), || serves(
+            &fx,
+            "ipvl1",
+            "192.0.2.60"
+        )),
+        "the first claimant keeps its place: {:?}",
+        fx.links()
+    );
+
+    // Two prefix lengths: removing one leaves ipvl0 the owner.
+    fx.sh(
+        "ns0",
+        "ip addr add 192.0.2.78/24 dev ipvl0 && ip addr add 192.0.2.78/32 dev ipvl0",
+    );
+    fx.wait_learned("ipvl0", "192.0.2.78");
+    fx.sh("ns2", "ip addr add 192.0.2.78/24 dev ipvl2");
+    assert!(wait(Duration::from_secs(5), || conflict_owner(
+        &fx,
+        "ipvl2",
+        "192.0.2.78"
+    )
+    .is_some()));
+    fx.sh("ns0", "ip addr del 192.0.2.78/32 dev ipvl0");
+    std::thread::sleep(Duration::from_millis(300));
+    assert!(serves(&fx, "ipvl0", "192.0.2.78"), "{:?}", fx.link("ipvl0"));
+    assert!(fx.ping("ext", "192.0.2.78", 1));
+
+    // A claim whose DAD failed: ipvl2 adds ipvl1's IPv6 address with DAD; ipvl1 answers, DAD
+    // fails; when ipvl1 lets go, ipvl2 (which cannot use it) does not get it.
+    fx.sh("ns2", "ip -6 addr add 2001:db8:1::12/64 dev ipvl2");
+    assert!(wait(Duration::from_secs(6), || fx
+        .sh("ns2", "ip -6 addr show dev ipvl2")
+        .contains("dadfailed")));
+    std::thread::sleep(Duration::from_millis(200));
+    assert_eq!(conflict_owner(&fx, "ipvl2", "2001:db8:1::12"), None);
+    fx.sh("ns1", "ip -6 addr del 2001:db8:1::12/64 dev ipvl1");
+    std::thread::sleep(Duration::from_millis(300));
+    assert!(
+        !serves(&fx, "ipvl2", "2001:db8:1::12"),
+        "{:?}",
+        fx.link("ipvl2")
+    );
+
+    // A restart: ipvl1 owns .60 with ipvl2 claiming it; ipvl0 (restored first) claims it too.
+    fx.sh("ns0", "ip addr add 192.0.2.60/24 dev ipvl0");
+    assert!(wait(Duration::from_secs(5), || conflict_owner(
+        &fx,
+        "ipvl0",
+        "192.0.2.60"
+    )
+    .is_some()));
+    fx.stop_daemon(false);
+    fx.start_daemon();
+    assert!(wait(Duration::from_secs(5), || fx.link("ipvl2").is_some()));
+    assert!(
+        wait(Duration::from_secs(3), || serves(
+            &fx,
+            "ipvl1",
+            "192.0.2.60"
+        )),
+        "the owner keeps it across a restart: {:?}",
+        fx.links()
+    );
+    assert!(conflict_owner(&fx, "ipvl0", "192.0.2.60").is_some());
+}

@@ -989,3 +989,32 @@ fn spoofchk_covers_neighbour_discovery_and_router_messages() {
         sender_drop(DropReason::SpoofedSource)
     );
 }
+
+/// A second VLAN tag hides the packet from the guard: with `spoofchk on` such a frame is
+/// dropped rather than let through unjudged; one tag is looked through.
+#[test]
+fn spoofchk_drops_what_it_cannot_see_behind_a_second_vlan_tag() {
+    let mut fx = fixture(Mode::L2, Flag::Bridge);
+    let s1 = fx.s1;
+    fx.port.set_source_guard(s1, true).unwrap();
+    let meta = TxMeta {
+        from: Some(s1),
+        ..TxMeta::default()
+    };
+    let forged = ipv4_frame(EXT_MAC, M, v4(192, 0, 2, 99), v4(192, 0, 2, 254));
+    let once = tagged(&forged, 5);
+    let twice = tagged(&once, 6);
+    for f in [&once, &twice] {
+        assert!(
+            matches!(
+                decide_tx(&fx.port, f, meta),
+                TxAction::Drop {
+                    reason: DropReason::SpoofedSource | DropReason::ForeignVlan,
+                    ..
+                }
+            ),
+            "{:?}",
+            decide_tx(&fx.port, f, meta)
+        );
+    }
+}

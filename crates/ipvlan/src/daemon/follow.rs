@@ -52,14 +52,14 @@ impl Daemon {
             Event::AddrAdded(a) => {
                 if let Some((master, id)) = self.find_slave_at(nsid, a.index) {
                     if let Some(p) = self.ports.get_mut(&master) {
-                        p.learn_address(id, a.addr);
+                        p.learn_address(id, &a);
                     }
                 }
             }
             Event::AddrRemoved(a) => {
                 if let Some((master, id)) = self.find_slave_at(nsid, a.index) {
                     if let Some(p) = self.ports.get_mut(&master) {
-                        p.forget_address(id, a.addr);
+                        p.forget_address(id, &a);
                     }
                 }
             }

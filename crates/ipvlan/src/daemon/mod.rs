@@ -199,6 +199,9 @@ impl Daemon {
             if let Err(e) = p.sync_netfilter(&self.backend) {
                 problems.push(e);
             }
+            if p.take_owners_changed() {
+                self.state_dirty = true;
+            }
         }
         if std::mem::take(&mut self.state_dirty) {
             if let Err(e) = self.save() {

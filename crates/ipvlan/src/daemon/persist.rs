@@ -76,6 +76,10 @@ pub struct SlaveState {
     /// With the guard on, may send router advertisements and redirects.
     #[serde(default)]
     pub router: bool,
+    /// The addresses it owned: after a restart it keeps them against claimants that learn
+    /// theirs first (while it still has them).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub owned: Vec<std::net::IpAddr>,
 }
 
 /// What loading found.
@@ -167,12 +171,14 @@ pub fn save(dir: &Path, state: &State) -> Result<()> {
     Ok(())
 }
 
-/// Writes `body` to `p` (mode 0600) and waits until it is on disk.
+/// Writes `body` to a new file `p` (mode 0600; whatever was there, a symlink included, is
+/// removed first and never followed) and waits until it is on disk.
 fn write_synced(p: &Path, body: &[u8]) -> Result<()> {
+    let _ = fs::remove_file(p);
     let mut f: File = OpenOptions::new()
         .write(true)
-        .create(true)
-        .truncate(true)
+        .create_new(true)
+        .custom_flags(libc::O_NOFOLLOW)
         .mode(0o600)
         .open(p)
         .with_context(|| format!("writing {}", p.display()))?;
@@ -326,6 +332,7 @@ impl Daemon {
             alias,
             spoofchk: false,
             router: false,
+            owned: Vec::new(),
         };
         let backend = &self.backend;
         let name = link.name.clone();
@@ -451,6 +458,7 @@ mod tests {
                     alias: "ipvlan-rs:4:1".into(),
                     spoofchk: true,
                     router: false,
+                    owned: vec!["192.0.2.11".parse().unwrap()],
                 }],
             }],
         };

@@ -8,7 +8,7 @@
 //! TAP when its last descriptor closes) and waits until the workers have let go, so the device
 //! is gone when `link del` answers.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::io;
 use std::net::{IpAddr, Ipv6Addr};
 use std::sync::Arc;
@@ -58,6 +58,9 @@ pub struct SlaveRuntime<D = Tap> {
     pub conflicts: BTreeMap<IpAddr, AddrConflict>,
     /// Address claims refused so far.
     pub conflict_count: u64,
+    /// The (address, prefix length) pairs configured on the device: the same IP may be there
+    /// twice, and the slave holds it until the last one goes.
+    pub configured: BTreeSet<(IpAddr, u8)>,
 }
 
 impl<D: SlaveDevice> SlaveRuntime<D> {
@@ -72,6 +75,7 @@ impl<D: SlaveDevice> SlaveRuntime<D> {
             pinned: false,
             conflicts: BTreeMap::new(),
             conflict_count: 0,
+            configured: BTreeSet::new(),
         }
     }
 

@@ -94,6 +94,8 @@ pub struct LinkAddr {
     pub prefix_len: u8,
     /// Duplicate address detection has not finished (`IFA_F_TENTATIVE`).
     pub tentative: bool,
+    /// Duplicate address detection failed: the stack will not use it (`IFA_F_DADFAILED`).
+    pub dad_failed: bool,
 }
 
 /// A change seen on a monitoring socket.

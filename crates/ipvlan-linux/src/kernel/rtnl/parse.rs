@@ -122,11 +122,14 @@ pub(crate) fn parse_addr(a: &AddressMessage) -> Option<LinkAddr> {
     });
     let tentative = flags.is_some_and(|f| f.contains(AddressFlags::Tentative))
         || a.header.flags.contains(AddressHeaderFlags::Tentative);
+    let dad_failed = flags.is_some_and(|f| f.contains(AddressFlags::Dadfailed))
+        || a.header.flags.contains(AddressHeaderFlags::Dadfailed);
     Some(LinkAddr {
         index: a.header.index,
         addr: local.or(address)?,
         prefix_len: a.header.prefix_len,
         tentative,
+        dad_failed,
     })
 }
 
@@ -236,6 +239,7 @@ mod tests {
                 addr,
                 prefix_len: 64,
                 tentative: true,
+                dad_failed: false,
             })
         );
 
@@ -273,6 +277,7 @@ mod tests {
             addr: v4,
             prefix_len: 24,
             tentative: false,
+            dad_failed: false,
         };
         let got: Vec<_> = cases
             .into_iter()

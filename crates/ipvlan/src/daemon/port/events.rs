@@ -7,7 +7,7 @@ use std::net::IpAddr;
 
 use ipvlan_core::slave_id::link_local;
 use ipvlan_core::{Claim, PortError, SlaveId};
-use ipvlan_linux::rtnl::{Link, LinkChange, Rtnl};
+use ipvlan_linux::rtnl::{Link, LinkAddr, LinkChange, Rtnl};
 use ipvlan_linux::{NetNs, NsId};
 use tracing::{debug, info, warn};
 
@@ -47,6 +47,7 @@ impl<B: SlaveBackend> PortRuntime<B> {
             }
             self.netfilter = ipvlan_linux::netfilter::Netfilter::new(&link.name, self.index);
             self.netfilter_dirty = true;
+            self.owners_changed = true;
         }
         for rt in self.slaves.values_mut() {
             if let Some(mac) = mac_changed {
@@ -105,6 +106,7 @@ impl<B: SlaveBackend> PortRuntime<B> {
         }
         if was_up != link.up {
             self.netfilter_dirty = true;
+            self.owners_changed = true;
         }
     }
 
@@ -165,8 +167,11 @@ impl<B: SlaveBackend> PortRuntime<B> {
             .name()
             .unwrap_or_else(|| format!("nsid {}", nsid.unwrap_or(-1)));
         info!(slave = %rt.name, netns = %place, ifindex = link.index, "slave is in namespace");
-        for a in addrs {
-            self.learn_address(id, a.addr);
+        if let Some(rt) = self.slaves.get_mut(&id) {
+            rt.configured.clear();
+        }
+        for a in &addrs {
+            self.learn_address(id, a);
         }
         // What it held before the move and does not hold now goes to the next claimant.
         self.pass_on(&released);
@@ -176,15 +181,24 @@ impl<B: SlaveBackend> PortRuntime<B> {
             }
         }
         self.netfilter_dirty = true;
+        self.owners_changed = true;
         Ok(())
     }
 
-    /// An address appeared on a slave (R-ADDR-2). The first owner keeps a contested address
-    /// (R-ADDR-3): the claim is recorded as a conflict and not served.
-    pub fn learn_address(&mut self, id: SlaveId, addr: IpAddr) {
+    /// An address appeared on a slave, or changed (R-ADDR-2). The first owner keeps a
+    /// contested address (R-ADDR-3): the claim is recorded as a conflict and not served; a
+    /// claim keeps its place in line however often the kernel reports the address again
+    /// (lifetimes, DAD). An address whose DAD failed is no claim: the stack will not use it.
+    pub fn learn_address(&mut self, id: SlaveId, a: &LinkAddr) {
+        if a.dad_failed {
+            self.forget_address(id, a);
+            return;
+        }
+        let addr = a.addr;
         let Some(rt) = self.slaves.get_mut(&id) else {
             return;
         };
+        rt.configured.insert((addr, a.prefix_len));
         let result = {
             let mut port = self.dp.port();
             let mac = port.master().mac;
@@ -202,9 +216,14 @@ impl<B: SlaveBackend> PortRuntime<B> {
             Ok(Claim::New) => {
                 info!(slave = %rt.name, %addr, "address learned");
                 self.netfilter_dirty = true;
+                self.owners_changed = true;
             }
             Ok(Claim::AlreadyOwned) => {}
             Err(PortError::AddressInUse { owner, .. }) => {
+                if let Some(c) = rt.conflicts.get_mut(&addr) {
+                    c.owner = owner; // the same claim reported again
+                    return;
+                }
                 // Userspace cannot veto `ip addr add`: the first owner keeps it (R-ADDR-3).
                 warn!(slave = %rt.name, %addr, %owner, "address conflict: already owned by another slave of this master; not served");
                 self.claims += 1;
@@ -216,14 +235,21 @@ impl<B: SlaveBackend> PortRuntime<B> {
         }
     }
 
-    /// An address went away from a slave.
-    pub fn forget_address(&mut self, id: SlaveId, addr: IpAddr) {
+    /// An address went away from a slave (or failed DAD). The slave still holds the IP while
+    /// it is configured with another prefix length.
+    pub fn forget_address(&mut self, id: SlaveId, a: &LinkAddr) {
+        let addr = a.addr;
         let Some(rt) = self.slaves.get_mut(&id) else {
             return;
         };
+        rt.configured.remove(&(addr, a.prefix_len));
+        if rt.configured.iter().any(|(other, _)| *other == addr) {
+            return;
+        }
         if rt.conflicts.remove(&addr).is_none() && self.dp.port().remove_address(id, addr).is_ok() {
             info!(slave = %rt.name, %addr, "address forgotten");
             self.netfilter_dirty = true;
+            self.owners_changed = true;
             self.pass_on(&[addr]);
         }
     }
@@ -260,6 +286,7 @@ impl<B: SlaveBackend> PortRuntime<B> {
             }
             info!(slave = %new_owner, %addr, "address passed on: its owner let go of it; served now");
             self.netfilter_dirty = true;
+            self.owners_changed = true;
         }
     }
 

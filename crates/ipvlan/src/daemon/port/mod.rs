@@ -90,6 +90,8 @@ pub struct PortRuntime<B: SlaveBackend = TapBackend> {
     slaves: BTreeMap<SlaveId, SlaveRuntime<B::Device>>,
     /// Address claims refused so far (orders the claimants of a contested address).
     claims: u64,
+    /// Who owns which address changed since the state was last written.
+    owners_changed: bool,
 }
 
 impl<B: SlaveBackend> PortRuntime<B> {
@@ -132,12 +134,18 @@ impl<B: SlaveBackend> PortRuntime<B> {
             sink: None,
             slaves: BTreeMap::new(),
             claims: 0,
+            owners_changed: false,
         })
     }
 
     /// The master's name.
     pub fn master(&self) -> &str {
         &self.master
+    }
+
+    /// Whether the addresses' owners changed since the last call (the state file keeps them).
+    pub fn take_owners_changed(&mut self) -> bool {
+        std::mem::take(&mut self.owners_changed)
     }
 
     pub fn is_empty(&self) -> bool {
@@ -266,8 +274,16 @@ impl<B: SlaveBackend> PortRuntime<B> {
         let undo_core = Undo::new(|| {
             let _ = dp.port().remove_slave(id);
         });
-        dp.port().set_source_guard(id, saved.spoofchk)?;
-        dp.port().set_router(id, saved.router)?;
+        {
+            let mut port = dp.port();
+            port.set_source_guard(id, saved.spoofchk)?;
+            port.set_router(id, saved.router)?;
+            // What it owned stays its own against slaves restored before it; its resync
+            // releases whatever it no longer has.
+            for a in &saved.owned {
+                let _ = port.add_address(id, *a);
+            }
+        }
         let mut rt = SlaveRuntime::new(name, saved.alias.clone(), Arc::new(device), carrier);
         rt.pinned = pinned;
         bring_up(dp, &mut self.slaves, id, rt, mac, Origin::Restored)?;

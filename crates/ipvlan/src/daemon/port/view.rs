@@ -55,6 +55,7 @@ impl<B: SlaveBackend> PortRuntime<B> {
                         alias: rt.alias.clone(),
                         spoofchk: s.source_guard(),
                         router: s.router(),
+                        owned: port.addresses(s.id()).to_vec(),
                     })
                 })
                 .collect(),
