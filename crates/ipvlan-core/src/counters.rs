@@ -37,10 +37,13 @@ pub enum DropReason {
     /// A router advertisement or redirect from a slave with its guard on that is not allowed
     /// to act as a router (`spoofchk on`, `router off`).
     RouterMessage,
+    /// Frames the kernel dropped before the daemon read them: the master socket's receive
+    /// buffer was full (reported by the I/O layer, `PACKET_STATISTICS`).
+    RxOverflow,
 }
 
 impl DropReason {
-    pub const COUNT: usize = 14;
+    pub const COUNT: usize = 15;
     pub const ALL: [DropReason; DropReason::COUNT] = [
         DropReason::Runt,
         DropReason::PrivateUnicast,
@@ -56,6 +59,7 @@ impl DropReason {
         DropReason::HostNotIp,
         DropReason::SpoofedSource,
         DropReason::RouterMessage,
+        DropReason::RxOverflow,
     ];
 
     /// Stable snake_case name, used in JSON and `link show -s`.
@@ -75,6 +79,7 @@ impl DropReason {
             DropReason::HostNotIp => "host_not_ip",
             DropReason::SpoofedSource => "spoofed_source",
             DropReason::RouterMessage => "router_message",
+            DropReason::RxOverflow => "rx_overflow",
         }
     }
 
@@ -96,6 +101,11 @@ pub struct DropCounts([u64; DropReason::COUNT]);
 impl DropCounts {
     pub fn add(&mut self, reason: DropReason) {
         self.0[reason.index()] += 1;
+    }
+
+    /// Adds `n` drops at once (counted elsewhere, e.g. by the kernel).
+    pub fn add_n(&mut self, reason: DropReason, n: u64) {
+        self.0[reason.index()] += n;
     }
 
     pub fn get(&self, reason: DropReason) -> u64 {

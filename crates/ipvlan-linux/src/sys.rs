@@ -237,6 +237,29 @@ pub(crate) fn getsockopt_int(
     Ok(value)
 }
 
+/// `getsockopt(2)` of an option whose value is the plain C struct `T` (`PACKET_STATISTICS`).
+pub(crate) fn getsockopt_value<T: Copy + Default>(
+    fd: impl AsFd,
+    level: libc::c_int,
+    name: libc::c_int,
+) -> io::Result<T> {
+    let mut value = T::default();
+    let mut len = libc::socklen_t::try_from(std::mem::size_of::<T>())
+        .map_err(|_| io::Error::from(io::ErrorKind::InvalidInput))?;
+    // SAFETY: the kernel writes at most `len` bytes (one `T`, plain data by the caller's
+    // contract) into `value`, which lives on our stack for the call, and updates `len`.
+    cvt(unsafe {
+        libc::getsockopt(
+            fd.as_fd().as_raw_fd(),
+            level,
+            name,
+            std::ptr::from_mut(&mut value).cast(),
+            &mut len,
+        )
+    })?;
+    Ok(value)
+}
+
 /// `socket(2)`, non-blocking and close-on-exec, for a (domain, type, protocol) `nix` cannot
 /// name (`AF_INET`/`AF_INET6`, `SOCK_RAW`, `IPPROTO_RAW`).
 pub(crate) fn raw_socket(

@@ -212,6 +212,8 @@ fn packet_and_host_sockets_open_and_their_errors_say_on_what() {
         let mut buf = [0u8; 2048];
         let idle = socks[0].recv(&mut buf).expect_err("nothing received yet");
         assert_eq!(idle.kind(), io::ErrorKind::WouldBlock);
+        // PACKET_STATISTICS answers (nothing dropped on an idle socket).
+        assert_eq!(socks[0].take_drops().expect("PACKET_STATISTICS"), 0);
 
         let e = PacketSocket::open(4242).expect_err("no such link");
         assert!(

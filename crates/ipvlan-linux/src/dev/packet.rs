@@ -227,10 +227,29 @@ impl PacketSocket {
         Ok(socket::send(self.fd.as_raw_fd(), frame, MsgFlags::empty())?)
     }
 
+    /// Frames the kernel dropped for this socket since the last call because its receive
+    /// buffer was full (`PACKET_STATISTICS`, which resets on each read).
+    pub fn take_drops(&self) -> io::Result<u32> {
+        let stats: TpacketStats =
+            crate::sys::getsockopt_value(&self.fd, libc::SOL_PACKET, PACKET_STATISTICS)?;
+        Ok(stats.drops)
+    }
+
     /// The descriptor, to poll for readability.
     pub fn poll_fd(&self) -> RawFd {
         self.fd.as_raw_fd()
     }
+}
+
+/// `PACKET_STATISTICS` (`<linux/if_packet.h>`).
+const PACKET_STATISTICS: libc::c_int = 6;
+
+/// `struct tpacket_stats`: frames received and dropped since the last read.
+#[repr(C)]
+#[derive(Debug, Clone, Copy, Default)]
+struct TpacketStats {
+    packets: u32,
+    drops: u32,
 }
 
 /// A `sockaddr_ll` with every field zero.

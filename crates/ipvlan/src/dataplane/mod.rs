@@ -79,6 +79,11 @@ pub trait MasterIo: Send {
     fn send(&self, frame: &[u8]) -> io::Result<usize>;
     /// The descriptor to poll for readability.
     fn poll_fd(&self) -> RawFd;
+    /// Frames the kernel dropped before they could be read (a full receive buffer), since the
+    /// last call.
+    fn take_drops(&self) -> u32 {
+        0
+    }
 }
 
 impl MasterIo for PacketSocket {
@@ -90,6 +95,9 @@ impl MasterIo for PacketSocket {
     }
     fn poll_fd(&self) -> RawFd {
         PacketSocket::poll_fd(self)
+    }
+    fn take_drops(&self) -> u32 {
+        PacketSocket::take_drops(self).unwrap_or(0)
     }
 }
 

@@ -127,6 +127,8 @@ struct MasterInner {
     sent: Mutex<Vec<Vec<u8>>>,
     /// Sends fail with this errno (a frame too long for the device, say).
     refuse: Mutex<Option<i32>>,
+    /// Frames "the kernel" dropped, reported (and reset) by `take_drops`.
+    drops: Mutex<u32>,
 }
 
 /// A master socket; clones share it (a test keeps one, a worker owns another).
@@ -139,6 +141,7 @@ impl MemMaster {
             inbox: Inbox::new(),
             sent: Mutex::new(Vec::new()),
             refuse: Mutex::new(None),
+            drops: Mutex::new(0),
         }))
     }
 
@@ -150,6 +153,11 @@ impl MemMaster {
     /// From now on sends fail with `errno`.
     pub(super) fn refuse(&self, errno: i32) {
         *self.0.refuse.lock().unwrap() = Some(errno);
+    }
+
+    /// The socket's receive buffer overflowed: `n` more frames were dropped.
+    pub(super) fn overflow(&self, n: u32) {
+        *self.0.drops.lock().unwrap() += n;
     }
 
     /// Everything sent out of the master so far (vnet header + frame).
@@ -174,6 +182,10 @@ impl MasterIo for MemMaster {
 
     fn poll_fd(&self) -> RawFd {
         self.0.inbox.wake.fd()
+    }
+
+    fn take_drops(&self) -> u32 {
+        std::mem::take(&mut *self.0.drops.lock().unwrap())
     }
 }
 

@@ -801,3 +801,14 @@ fn a_data_plane_needs_a_master_socket() {
     let err = started.err().unwrap();
     assert_eq!(err.kind(), std::io::ErrorKind::InvalidInput);
 }
+
+/// Frames the kernel dropped on a master socket (its buffer was full) never reached a worker:
+/// they are counted on the port as `rx_overflow`, once.
+#[test]
+fn master_socket_overflow_is_counted_on_the_port() {
+    let fx = Fx::new(2);
+    fx.master.overflow(7);
+    super::worker::count_socket_drops(&fx.shared, &fx.io);
+    super::worker::count_socket_drops(&fx.shared, &fx.io);
+    assert_eq!(fx.port_drops(DropReason::RxOverflow), 7);
+}

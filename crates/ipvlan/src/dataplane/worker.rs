@@ -119,6 +119,7 @@ pub(super) fn worker_loop<D: SlaveIo, M: MasterIo, H: HostIo>(
     let mut buf = vec![0u8; FRAME_MAX];
     let mut copies = Vec::new();
     let mut pending = false;
+    let mut stats_read = std::time::Instant::now();
     while !stopping.load(Ordering::SeqCst) {
         // Multicast still queued: look at the descriptors without sleeping, then go on with it.
         if let Err(e) = epoll.wait(&mut ready, if pending { 0 } else { 1000 }) {
@@ -137,6 +138,27 @@ pub(super) fn worker_loop<D: SlaveIo, M: MasterIo, H: HostIo>(
             }
         }
         pending = drain_multicast(shared, io, me, &mut copies);
+        if stats_read.elapsed() >= STATS_EVERY {
+            count_socket_drops(shared, io);
+            stats_read = std::time::Instant::now();
+        }
+    }
+}
+
+/// How often a worker reads its master socket's drop count (a system call).
+const STATS_EVERY: std::time::Duration = std::time::Duration::from_secs(1);
+
+/// Adds the frames the kernel dropped on this worker's master socket (its receive buffer was
+/// full) to the port's drops, as `rx_overflow`: they never reached the daemon, so no slave is
+/// charged, but they are counted.
+pub(super) fn count_socket_drops<D, M: MasterIo, H>(shared: &Mutex<Shared<D>>, io: &Io<M, H>) {
+    let n = io.master.take_drops();
+    if n > 0 {
+        lock(shared)
+            .port
+            .counters
+            .dropped
+            .add_n(DropReason::RxOverflow, u64::from(n));
     }
 }
 
