@@ -40,10 +40,14 @@ pub enum DropReason {
     /// Frames the kernel dropped before the daemon read them: the master socket's receive
     /// buffer was full (reported by the I/O layer, `PACKET_STATISTICS`).
     RxOverflow,
+    /// An l3/l3s packet the daemon handed to the master namespace's stack came straight back
+    /// from a slave in that namespace (the host routed it to it): the kernel's nested-transmit
+    /// limit stops such a loop, this does.
+    RoutingLoop,
 }
 
 impl DropReason {
-    pub const COUNT: usize = 15;
+    pub const COUNT: usize = 16;
     pub const ALL: [DropReason; DropReason::COUNT] = [
         DropReason::Runt,
         DropReason::PrivateUnicast,
@@ -60,6 +64,7 @@ impl DropReason {
         DropReason::SpoofedSource,
         DropReason::RouterMessage,
         DropReason::RxOverflow,
+        DropReason::RoutingLoop,
     ];
 
     /// Stable snake_case name, used in JSON and `link show -s`.
@@ -80,6 +85,7 @@ impl DropReason {
             DropReason::SpoofedSource => "spoofed_source",
             DropReason::RouterMessage => "router_message",
             DropReason::RxOverflow => "rx_overflow",
+            DropReason::RoutingLoop => "routing_loop",
         }
     }
 

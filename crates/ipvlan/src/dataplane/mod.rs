@@ -123,6 +123,12 @@ struct Shared<D> {
     devs: HashMap<SlaveId, Arc<D>>,
     /// l3s: the TAP the master namespace's INPUT hands slave packets to.
     sink: Option<Arc<D>>,
+    /// Slaves whose device is in the master's own namespace: what the host routes to them
+    /// may be a packet the daemon just handed it (a routing loop).
+    local: std::collections::HashSet<SlaveId>,
+    /// Fingerprints of the packets recently handed to the host for routing (l3/l3s), kept
+    /// while a local slave exists.
+    routed: worker::RecentPackets,
 }
 
 impl<D> Shared<D> {
@@ -132,6 +138,8 @@ impl<D> Shared<D> {
             backlog: MulticastBacklog::default(),
             devs: HashMap::new(),
             sink: None,
+            local: std::collections::HashSet::new(),
+            routed: worker::RecentPackets::default(),
         }
     }
 }
@@ -265,6 +273,7 @@ where
         let dev = {
             let mut sh = lock(&self.shared);
             sh.backlog.forget_slave(id);
+            sh.local.remove(&id);
             sh.devs.remove(&id)
         };
         if let Some(d) = &dev {
@@ -291,6 +300,16 @@ where
 }
 
 impl<D, M, H> DataPlane<D, M, H> {
+    /// Whether slave `id`'s device is in the master's own namespace (see `Shared::local`).
+    pub fn set_local(&self, id: SlaveId, local: bool) {
+        let mut sh = lock(&self.shared);
+        if local {
+            sh.local.insert(id);
+        } else {
+            sh.local.remove(&id);
+        }
+    }
+
     /// The core port, locked. Hold the guard only to decide: every worker waits on it.
     pub fn port(&self) -> PortGuard<'_, D> {
         PortGuard(lock(&self.shared))

@@ -812,3 +812,32 @@ fn master_socket_overflow_is_counted_on_the_port() {
     super::worker::count_socket_drops(&fx.shared, &fx.io);
     assert_eq!(fx.port_drops(DropReason::RxOverflow), 7);
 }
+
+/// l3: a packet handed to the host for routing that comes straight back from a slave in the
+/// master's namespace (the host routed it there) is dropped as `routing_loop`, once; the same
+/// bytes from a slave elsewhere, or while no slave is local, are routed as usual.
+#[test]
+fn a_routed_packet_coming_back_from_a_local_slave_is_a_loop_and_dropped() {
+    let mut fx = Fx::in_mode(Mode::L3, 2);
+    let packet = tcp_to_host(100);
+    let whole = to_host_frame(&vnet_hdr(0, 0, 0, 0, 0), &packet);
+    // No local slave: nothing is remembered, both pass.
+    fx.slave_sends(0, &whole);
+    fx.slave_sends(1, &whole);
+    assert_eq!(fx.host.sent().len(), 2);
+    // Slave 2 lives in the master's namespace: slave 1's packet, routed back through it, stops.
+    {
+        let mut sh = fx.shared.lock().unwrap();
+        let id = fx.ids[1];
+        sh.local.insert(id);
+    }
+    fx.slave_sends(0, &whole);
+    assert_eq!(fx.host.sent().len(), 3);
+    fx.slave_sends(1, &whole);
+    assert_eq!(fx.host.sent().len(), 3, "not handed to the host again");
+    assert_eq!(fx.counters(1).tx_dropped.get(DropReason::RoutingLoop), 1);
+    // A different packet from the local slave is routed.
+    let other = to_host_frame(&vnet_hdr(0, 0, 0, 0, 0), &tcp_to_host(101));
+    fx.slave_sends(1, &other);
+    assert_eq!(fx.host.sent().len(), 4);
+}

@@ -257,7 +257,7 @@ pub(super) fn from_slave<D: SlaveIo, M: MasterIo, H: HostIo>(
                 TxAction::Deliver(to) => target(&mut sh, to),
                 TxAction::Transmit { src_mac } => Out::Master(src_mac),
                 TxAction::ToHost => Out::Host { routed: false },
-                TxAction::Route { .. } => Out::Host { routed: true },
+                TxAction::Route { .. } => routed_or_loop(&mut sh, from, &whole[VNET..]),
                 TxAction::Multicast => {
                     let Shared { port, backlog, .. } = &mut *sh;
                     port.queue_multicast(backlog, McOrigin::Slave(from), whole.to_vec());
@@ -312,6 +312,74 @@ pub(super) fn from_sink<D: SlaveIo>(shared: &Mutex<Shared<D>>, me: Me, buf: &mut
 }
 
 // ------------------------------------------------------------ decided: where it goes
+
+/// How many routed packets' fingerprints are kept, and for how long.
+const RECENT: usize = 256;
+const RECENT_FOR: std::time::Duration = std::time::Duration::from_secs(1);
+
+/// Fingerprints of the packets recently handed to the host for routing.
+pub(super) struct RecentPackets {
+    seen: Vec<(u64, std::time::Instant)>,
+    next: usize,
+}
+
+impl Default for RecentPackets {
+    fn default() -> RecentPackets {
+        RecentPackets {
+            seen: Vec::with_capacity(RECENT),
+            next: 0,
+        }
+    }
+}
+
+impl RecentPackets {
+    fn record(&mut self, fp: u64) {
+        let now = std::time::Instant::now();
+        if self.seen.len() < RECENT {
+            self.seen.push((fp, now));
+        } else {
+            self.seen[self.next] = (fp, now);
+            self.next = (self.next + 1) % RECENT;
+        }
+    }
+
+    fn contains(&self, fp: u64) -> bool {
+        self.seen
+            .iter()
+            .any(|(f, at)| *f == fp && at.elapsed() < RECENT_FOR)
+    }
+}
+
+/// FNV-1a over the IP packet inside an Ethernet frame (its first 128 bytes): the same packet
+/// coming back unchanged has the same fingerprint (local output keeps TTL and hop limit).
+fn fingerprint(frame: &[u8]) -> u64 {
+    let packet = frame.get(HEADER_LEN..).unwrap_or(&[]);
+    packet
+        .iter()
+        .take(128)
+        .fold(0xcbf2_9ce4_8422_2325_u64, |h, b| {
+            (h ^ u64::from(*b)).wrapping_mul(0x0100_0000_01b3)
+        })
+}
+
+/// An l3/l3s packet for the master namespace's routing (R-TX-L3-3) — unless it is one the
+/// daemon handed the host a moment ago, back from a slave in that namespace: the host routed
+/// it there, and handing it over again would loop forever (the kernel's nested-transmit limit
+/// ends such a loop). That is dropped on the sender as `routing_loop`. Fingerprints are kept
+/// only while a slave lives in the master's namespace.
+fn routed_or_loop<D>(sh: &mut Shared<D>, from: SlaveId, frame: &[u8]) -> Out<D> {
+    if sh.local.is_empty() {
+        return Out::Host { routed: true };
+    }
+    let fp = fingerprint(frame);
+    if sh.local.contains(&from) && sh.routed.contains(fp) {
+        sh.port
+            .record_tx_drop(from, DropReason::RoutingLoop, frame.len());
+        return Out::None;
+    }
+    sh.routed.record(fp);
+    Out::Host { routed: true }
+}
 
 /// Where a decided frame goes, resolved under the lock, written after it.
 enum Out<D> {

@@ -147,6 +147,7 @@ impl<B: SlaveBackend> PortRuntime<B> {
         })??;
         rt.nsid = nsid;
         rt.ifindex = link.index;
+        self.dp.set_local(id, nsid.is_none());
         if nsid.is_none() {
             rt.pinned = false;
         }

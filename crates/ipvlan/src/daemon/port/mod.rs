@@ -447,6 +447,8 @@ fn bring_up<D: SlaveDevice + crate::dataplane::SlaveIo>(
     }
     dp.add_slave(id, device)
         .map_err(RequestError::system("serving the new slave"))?;
+    // A new device starts in the daemon's namespace; a restored one is placed by its resync.
+    dp.set_local(id, origin == Origin::Created || !rt.pinned);
     slaves.insert(id, rt);
     Ok(())
 }
