@@ -416,3 +416,52 @@ fn l2_slave_to_the_master_itself_r_tx_l2_3() {
         "the master's stack received every datagram"
     );
 }
+
+/// l3, a slave left in the master's namespace holding the slaves' /64 (the usual way to reach
+/// slaves from the host), another slave pinging an unused address of it: the host routes the
+/// packet the daemon handed it back to the local slave. It must not circulate (it did, at
+/// ~220,000 packets/s, with a core busy, until the daemon stopped): it is dropped once as
+/// `routing_loop` (issue 16's l3-v6-loop case, the loop part).
+#[test]
+#[ignore = "needs root, iproute2, nftables, TUN"]
+fn a_routing_loop_through_a_host_side_slave_is_stopped() {
+    require_env!();
+    let mut fx = Fx::new();
+    fx.cli_ok(&[
+        "link", "add", "link", "m0", "name", "gw0", "type", "ipvlan", "mode", "l3",
+    ]);
+    fx.sh(
+        "host",
+        "ip link set gw0 up && ip -6 addr add 2001:db8:2::1/64 dev gw0 nodad",
+    );
+    fx.slave("s1", "mode l3", "ns1", "", "2001:db8:2::11/128");
+    fx.sh("ns1", "ip -6 route add default dev s1");
+    let tx = |fx: &Fx| -> u64 {
+        fx.sh("host", "cat /sys/class/net/gw0/statistics/tx_packets")
+            .trim()
+            .parse()
+            .unwrap()
+    };
+    assert!(
+        fx.ping("ns1", "2001:db8:2::1", 1),
+        "the host-side slave answers"
+    );
+    let before = tx(&fx);
+    assert!(!fx.ping("ns1", "2001:db8:2::99", 1), "nobody has ::99");
+    std::thread::sleep(Duration::from_millis(1000));
+    let after = tx(&fx);
+    assert!(
+        after - before < 10,
+        "gw0 sent {} packets for one echo request",
+        after - before
+    );
+    let drops = fx.link("gw0").unwrap()["stats"]["drops"].clone();
+    assert!(
+        drops
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|d| d["reason"] == "routing_loop"),
+        "{drops}"
+    );
+}
