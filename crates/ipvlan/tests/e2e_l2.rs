@@ -894,3 +894,36 @@ fn address_ownership_survives_re_reports_two_prefixes_dad_failure_and_a_restart(
     );
     assert!(conflict_owner(&fx, "ipvl0", "192.0.2.60").is_some());
 }
+
+/// A runtime moves a slave and renames it at once (CNI: to eth0) — before the daemon has
+/// looked at the new namespace. The daemon still follows it (by its alias) and learns the
+/// addresses configured right after; 10 times in a row.
+#[test]
+#[ignore = "needs root, iproute2, nftables, TUN"]
+fn a_slave_renamed_right_after_its_move_is_still_followed() {
+    require_env!();
+    let mut fx = Fx::new();
+    for n in 0..10 {
+        let name = format!("mv{n}");
+        fx.cli_ok(&[
+            "link", "add", "link", "m0", "name", &name, "type", "ipvlan", "mode", "l2",
+        ]);
+        fx.add_ns(&format!("c{n}"));
+        let ns = fx.ns(&format!("c{n}"));
+        fx.sh(
+            "host",
+            &format!(
+                "ip link set dev {name} netns {ns} && ip -n {ns} link set dev {name} name eth0 && \
+                 ip -n {ns} link set eth0 up && ip -n {ns} addr add 192.0.2.{}/24 dev eth0",
+                60 + n
+            ),
+        );
+        let addr = format!("192.0.2.{}", 60 + n);
+        assert!(
+            wait(Duration::from_secs(3), || serves(&fx, &name, &addr)),
+            "{name}: {:?}",
+            fx.link(&name)
+        );
+        assert_eq!(fx.link(&name).unwrap()["current_name"], "eth0");
+    }
+}

@@ -89,18 +89,26 @@ impl Daemon {
     /// The slave's device left the namespace we knew: find where it went, or notice it is gone.
     pub(super) fn relocate(&mut self, (master, id): SlaveKey) {
         let Some(rt) = self.ports.get(&master).and_then(|p| p.slave(id)) else {
+            self.resync_pending.remove(&(master, id));
             return;
         };
         let name = rt.name.clone();
         match rt.netns() {
-            Ok(ns) => {
-                if let Err(e) = self.resync((master, id), &ns) {
-                    warn!(slave = %name, "following the slave into its new namespace: {e}");
+            Ok(ns) => match self.resync((master, id), &ns) {
+                Ok(()) => {
+                    self.resync_pending.remove(&(master, id));
                 }
-            }
+                Err(e) => {
+                    // Retried by the sweep until it works (the device may be mid-rename).
+                    if self.resync_pending.insert((master, id)) {
+                        warn!(slave = %name, "following the slave into its new namespace (retried every second): {e}");
+                    }
+                }
+            },
             Err(_) => {
                 // R-LIFE-5: the device was deleted, or its namespace and the device with it.
                 warn!(slave = %name, "slave device is gone (the device, or its namespace was deleted): removed from its port");
+                self.resync_pending.remove(&(master, id));
                 if let Some(p) = self.ports.get_mut(&master) {
                     p.remove_slave(id, false);
                 }
@@ -136,6 +144,11 @@ impl Daemon {
     /// Once a second: notice slaves whose device disappeared without an event we could see,
     /// and slaves whose namespace only we keep alive (its owner deleted it: R-LIFE-5).
     pub(super) fn sweep(&mut self) {
+        for key in std::mem::take(&mut self.resync_pending) {
+            // Put back by `relocate` if it fails again.
+            self.resync_pending.insert(key);
+            self.relocate(key);
+        }
         if self.ports.values().any(|p| p.has_pinned_slaves()) {
             let referenced = ipvlan_linux::netns::referenced_elsewhere();
             let ours = self.ns.id();

@@ -63,6 +63,8 @@ pub struct Daemon {
     state_dirty: bool,
     /// Why the last write of the state failed (logged once per distinct error).
     save_error: Option<String>,
+    /// Slaves whose new namespace could not be read yet: the sweep tries again.
+    resync_pending: std::collections::BTreeSet<SlaveKey>,
 }
 
 const TOKEN_CONTROL: u64 = 1;
@@ -114,6 +116,7 @@ pub fn run(cfg: Config) -> Result<()> {
         backend: TapBackend::new(worker_count()),
         state_dirty: false,
         save_error: None,
+        resync_pending: std::collections::BTreeSet::new(),
     };
     d.restore();
     // Requests are taken only once the restored slaves are served.

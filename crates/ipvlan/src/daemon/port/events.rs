@@ -129,9 +129,18 @@ impl<B: SlaveBackend> PortRuntime<B> {
         let alias = rt.alias.clone();
         let (link, addrs) = ns.run(move || -> io::Result<_> {
             let mut r = Rtnl::open()?;
-            let link = r
-                .link_by_name(&name)?
-                .ok_or_else(|| io::Error::new(io::ErrorKind::NotFound, "device not found"))?;
+            // By its alias first: a runtime may rename it (CNI: to eth0) right after the move,
+            // before we look; the alias goes wherever the device goes.
+            let by_alias = r
+                .links()?
+                .into_iter()
+                .find(|l| l.alias.as_deref() == Some(alias.as_str()));
+            let link = match by_alias {
+                Some(l) => l,
+                None => r
+                    .link_by_name(&name)?
+                    .ok_or_else(|| io::Error::new(io::ErrorKind::NotFound, "device not found"))?,
+            };
             // A move resets per-device IPv6 settings: no EUI-64 link-local from the shared MAC.
             r.set_link(
                 link.index,
