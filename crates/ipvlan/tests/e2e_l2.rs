@@ -927,3 +927,56 @@ fn a_slave_renamed_right_after_its_move_is_still_followed() {
         assert_eq!(fx.link(&name).unwrap()["current_name"], "eth0");
     }
 }
+
+/// Python, in `ext`: one router advertisement on e0 for 2001:db8:5::/64 with autoconf (the
+/// kernel fills in the ICMPv6 checksum of a raw ICMPv6 socket).
+const RA: &str = r#"
+import socket, struct
+s = socket.socket(socket.AF_INET6, socket.SOCK_RAW, socket.IPPROTO_ICMPV6)
+s.setsockopt(socket.SOL_SOCKET, socket.SO_BINDTODEVICE, b'e0')
+s.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_MULTICAST_HOPS, 255)
+prefix = socket.inet_pton(socket.AF_INET6, '2001:db8:5::')
+pio = struct.pack('!BBBBIII16s', 3, 4, 64, 0xc0, 600, 300, 0, prefix)
+ra = struct.pack('!BBHBBHII', 134, 0, 0, 64, 0, 1800, 0, 0) + pio
+s.sendto(ra, ('ff02::1', 0, 0, socket.if_nametoindex('e0')))
+"#;
+
+/// R-DEVID-2 for SLAAC: a router advertises a prefix with autoconf; each slave builds its
+/// address from its own dev_id identifier (2001:db8:5::200:0:N00:1, as the kernel's slaves
+/// do), never from the shared MAC's EUI-64 the master uses (issue 16's slaac-per-slave case).
+#[test]
+#[ignore = "needs root, iproute2, nftables, TUN"]
+fn slaac_gives_each_slave_its_own_identifier_r_devid_2() {
+    require_env!();
+    let fx = howto("mode l2");
+    let global =
+        |ns: &str, dev: &str| fx.sh(ns, &format!("ip -6 addr show dev {dev} scope global"));
+    // e0's own link-local (the RA's source) needs its DAD first: advertise once a second.
+    let mut last: Option<std::time::Instant> = None;
+    let ok = wait(Duration::from_secs(10), || {
+        if last.is_none_or(|t| t.elapsed() >= Duration::from_secs(1)) {
+            fx.python("ext", RA, &[]);
+            last = Some(std::time::Instant::now());
+        }
+        global("ns0", "ipvl0").contains("2001:db8:5:0:200:0:100:1")
+            && global("ns1", "ipvl1").contains("2001:db8:5:0:200:0:200:1")
+    });
+    assert!(
+        ok,
+        "{} / {}",
+        global("ns0", "ipvl0"),
+        global("ns1", "ipvl1")
+    );
+    for (ns, dev) in [("ns0", "ipvl0"), ("ns1", "ipvl1")] {
+        assert!(
+            !global(ns, dev).contains("ff:fe00:1"),
+            "{}",
+            global(ns, dev)
+        );
+    }
+    // Each answers for its own (once its DAD is done).
+    fx.sh("ext", "ip -6 addr add 2001:db8:5::fe/64 dev e0 nodad");
+    for a in ["2001:db8:5:0:200:0:100:1", "2001:db8:5:0:200:0:200:1"] {
+        assert!(wait(Duration::from_secs(5), || fx.ping("ext", a, 1)), "{a}");
+    }
+}

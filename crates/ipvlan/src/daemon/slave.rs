@@ -134,7 +134,20 @@ impl<D: SlaveDevice> SlaveRuntime<D> {
     pub fn ensure_link_local(&self, ll: Ipv6Addr, mac: MacAddr) {
         let eui = link_local(mac, 0);
         let index = self.ifindex;
+        // SLAAC builds the slave's global addresses from the same per-slave identifier
+        // (R-DEVID-2: the kernel derives both from dev_id, which a TAP cannot have): the
+        // identifier becomes the device's IPv6 token. The kernel refuses a token on NOARP
+        // (l3) slaves, which take no router advertisements anyway.
+        let iid = u128::from(ll) & u128::from(u64::MAX);
+        let token = Ipv6Addr::from(iid);
         let r = self.in_dev_ns(move |r| {
+            let _ = r.set_link(
+                index,
+                &LinkChange {
+                    token: Some(token),
+                    ..LinkChange::default()
+                },
+            );
             let have = r.addresses(Some(index))?;
             if have.iter().any(|a| a.addr == IpAddr::V6(eui)) {
                 let _ = r.del_address(index, IpAddr::V6(eui), 64);

@@ -132,6 +132,10 @@ pub struct LinkChange {
     pub alias: Option<String>,
     /// `addrgenmode none`: the kernel must not invent an EUI-64 link-local from the shared MAC.
     pub addrgen_none: bool,
+    /// `ip token set`: the interface identifier SLAAC builds addresses from
+    /// (`IFLA_INET6_TOKEN`; the kernel refuses it on NOARP devices and where RAs are not
+    /// accepted).
+    pub token: Option<std::net::Ipv6Addr>,
 }
 
 /// The IP version of `addr`.
@@ -328,10 +332,17 @@ impl Rtnl {
         if let Some(alias) = &change.alias {
             msg.attributes.push(LinkAttribute::IfAlias(alias.clone()));
         }
+        let mut inet6 = Vec::new();
+        if let Some(token) = change.token {
+            inet6.push(AfSpecInet6::Token(token));
+        }
         if change.addrgen_none {
+            inet6.push(AfSpecInet6::AddrGenMode(In6AddrGenMode::None));
+        }
+        if !inet6.is_empty() {
             msg.attributes
                 .push(LinkAttribute::AfSpecUnspec(vec![AfSpecUnspec::Inet6(
-                    vec![AfSpecInet6::AddrGenMode(In6AddrGenMode::None)],
+                    inet6,
                 )]));
         }
         let op = RtnlOp::SetLink { index };
