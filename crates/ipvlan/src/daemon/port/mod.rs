@@ -452,3 +452,20 @@ fn bring_up<D: SlaveDevice + crate::dataplane::SlaveIo>(
     slaves.insert(id, rt);
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::Undo;
+    use std::cell::Cell;
+
+    #[test]
+    fn an_undo_runs_when_dropped_unless_disarmed() {
+        let ran = Cell::new(0);
+        {
+            let _undo = Undo::new(|| ran.set(ran.get() + 1));
+        }
+        assert_eq!(ran.get(), 1, "dropped: undone");
+        Undo::new(|| ran.set(ran.get() + 1)).disarm();
+        assert_eq!(ran.get(), 1, "disarmed: kept");
+    }
+}
