@@ -29,6 +29,9 @@ use crate::proto::{ErrorKind, Request, Response, MAX_REQUEST};
 pub const READ_TIMEOUT: Duration = Duration::from_secs(5);
 /// Connections read at the same time; more wait for a slot.
 pub const MAX_CLIENTS: usize = 64;
+/// How long an existing socket that still accepts connections may take to go away (its
+/// daemon is exiting) before it counts as another daemon's.
+const STALE_GRACE: Duration = Duration::from_secs(3);
 /// After answering, how long a client still sending (an oversized request) is read and
 /// discarded, so that it sees the answer instead of a reset.
 const DRAIN_TIMEOUT: Duration = Duration::from_secs(1);
@@ -45,11 +48,17 @@ pub fn listen(path: &Path) -> Result<UnixListener> {
                 path.display()
             );
         }
-        if UnixStream::connect(path).is_ok() {
-            bail!(
-                "another ipvlan daemon is already listening on {}",
-                path.display()
-            );
+        // A daemon killed a moment ago keeps accepting until the kernel has closed all of
+        // its descriptors (a second or so with many slaves): give it that long to go.
+        let deadline = Instant::now() + STALE_GRACE;
+        while UnixStream::connect(path).is_ok() {
+            if Instant::now() >= deadline {
+                bail!(
+                    "another ipvlan daemon is already listening on {}",
+                    path.display()
+                );
+            }
+            std::thread::sleep(Duration::from_millis(100));
         }
         fs::remove_file(path)
             .with_context(|| format!("removing stale socket {}", path.display()))?;
@@ -423,6 +432,24 @@ mod tests {
             "{resp:?}"
         );
         assert!(took < READ_TIMEOUT + Duration::from_secs(2), "{took:?}");
+        let _ = fs::remove_file(&path);
+    }
+
+    #[test]
+    fn a_live_socket_is_never_taken_and_a_stale_one_is_replaced() {
+        let path = socket_path("live");
+        let live = listen(&path).expect("first");
+        let started = Instant::now();
+        let e = listen(&path).expect_err("a live daemon's socket");
+        assert!(e.to_string().contains("already listening"), "{e}");
+        assert!(
+            started.elapsed() >= STALE_GRACE,
+            "it waited for a dying daemon first"
+        );
+        drop(live); // the daemon is gone; its socket file stays behind
+        let started = Instant::now();
+        let _again = listen(&path).expect("a stale socket is replaced");
+        assert!(started.elapsed() < Duration::from_secs(1));
         let _ = fs::remove_file(&path);
     }
 
