@@ -221,23 +221,10 @@ pub(crate) fn getsockopt_int(
     level: libc::c_int,
     name: libc::c_int,
 ) -> io::Result<libc::c_int> {
-    let mut value: libc::c_int = 0;
-    let mut len = std::mem::size_of::<libc::c_int>() as libc::socklen_t;
-    // SAFETY: the kernel writes at most `len` bytes (one `int`) into `value`, which lives on
-    // our stack for the call, and updates `len`, which does too.
-    cvt(unsafe {
-        libc::getsockopt(
-            fd.as_fd().as_raw_fd(),
-            level,
-            name,
-            std::ptr::from_mut(&mut value).cast(),
-            &mut len,
-        )
-    })?;
-    Ok(value)
+    getsockopt_value(fd, level, name)
 }
 
-/// `getsockopt(2)` of an option whose value is the plain C struct `T` (`PACKET_STATISTICS`).
+/// `getsockopt(2)` of an option whose value is the plain C type `T` (`int`, `PACKET_STATISTICS`).
 pub(crate) fn getsockopt_value<T: Copy + Default>(
     fd: impl AsFd,
     level: libc::c_int,

@@ -541,6 +541,18 @@ fn conflict_owner(fx: &Fx, slave: &str, addr: &str) -> Option<String> {
         .map(|c| c["owner"].as_str().unwrap_or_default().to_owned())
 }
 
+/// `slave` (in `ns`) configures `addr`/24, which another slave owns: waits until the daemon
+/// reports the conflict.
+fn claim(fx: &Fx, ns: &str, slave: &str, addr: &str) {
+    fx.sh(ns, &format!("ip addr add {addr}/24 dev {slave}"));
+    assert!(
+        wait(Duration::from_secs(5), || conflict_owner(fx, slave, addr)
+            .is_some()),
+        "{slave}'s claim of {addr} is not reported: {:?}",
+        fx.link(slave)
+    );
+}
+
 fn serves(fx: &Fx, slave: &str, addr: &str) -> bool {
     fx.link(slave)
         .is_some_and(|l| l["addresses"].as_array().unwrap().iter().any(|a| a == addr))
@@ -559,16 +571,8 @@ fn a_contested_address_passes_to_the_next_claimant_when_the_owner_lets_go() {
     fx.sh("ns0", &format!("ip addr add {addr}/24 dev ipvl0"));
     fx.wait_learned("ipvl0", addr);
     // ipvl1 claims it first, ipvl2 second.
-    fx.sh("ns1", &format!("ip addr add {addr}/24 dev ipvl1"));
-    assert!(wait(Duration::from_secs(5), || conflict_owner(
-        &fx, "ipvl1", addr
-    )
-    .is_some()));
-    fx.sh("ns2", &format!("ip addr add {addr}/24 dev ipvl2"));
-    assert!(wait(Duration::from_secs(5), || conflict_owner(
-        &fx, "ipvl2", addr
-    )
-    .is_some()));
+    claim(&fx, "ns1", "ipvl1", addr);
+    claim(&fx, "ns2", "ipvl2", addr);
 
     // The owner removes it: ipvl1 (the earliest claim) gets it within a second and answers.
     fx.sh("ns0", &format!("ip addr del {addr}/24 dev ipvl0"));
@@ -601,11 +605,7 @@ fn a_contested_address_passes_to_the_next_claimant_when_the_owner_lets_go() {
     assert!(fx.snmp("ns2", "Icmp", "InEchos") >= before + 2);
 
     // ipvl0 claims it again; the owner's namespace is deleted: it passes to ipvl0.
-    fx.sh("ns0", &format!("ip addr add {addr}/24 dev ipvl0"));
-    assert!(wait(Duration::from_secs(5), || conflict_owner(
-        &fx, "ipvl0", addr
-    )
-    .is_some()));
+    claim(&fx, "ns0", "ipvl0", addr);
     fx.del_ns("ns2");
     assert!(
         wait(Duration::from_secs(3), || serves(&fx, "ipvl0", addr)),
@@ -803,20 +803,8 @@ fn address_ownership_survives_re_reports_two_prefixes_dad_failure_and_a_restart(
     // again (new lifetimes); the owner lets go: ipvl1 gets it.
     fx.sh("ns0", "ip addr add 192.0.2.60/24 dev ipvl0");
     fx.wait_learned("ipvl0", "192.0.2.60");
-    fx.sh("ns1", "ip addr add 192.0.2.60/24 dev ipvl1");
-    assert!(wait(Duration::from_secs(5), || conflict_owner(
-        &fx,
-        "ipvl1",
-        "192.0.2.60"
-    )
-    .is_some()));
-    fx.sh("ns2", "ip addr add 192.0.2.60/24 dev ipvl2");
-    assert!(wait(Duration::from_secs(5), || conflict_owner(
-        &fx,
-        "ipvl2",
-        "192.0.2.60"
-    )
-    .is_some()));
+    claim(&fx, "ns1", "ipvl1", "192.0.2.60");
+    claim(&fx, "ns2", "ipvl2", "192.0.2.60");
     fx.sh(
         "ns1",
         "ip addr change 192.0.2.60/24 dev ipvl1 preferred_lft 300 valid_lft 600",
@@ -844,13 +832,7 @@ fn address_ownership_survives_re_reports_two_prefixes_dad_failure_and_a_restart(
         "ip addr add 192.0.2.78/24 dev ipvl0 && ip addr add 192.0.2.78/32 dev ipvl0",
     );
     fx.wait_learned("ipvl0", "192.0.2.78");
-    fx.sh("ns2", "ip addr add 192.0.2.78/24 dev ipvl2");
-    assert!(wait(Duration::from_secs(5), || conflict_owner(
-        &fx,
-        "ipvl2",
-        "192.0.2.78"
-    )
-    .is_some()));
+    claim(&fx, "ns2", "ipvl2", "192.0.2.78");
     fx.sh("ns0", "ip addr del 192.0.2.78/32 dev ipvl0");
     std::thread::sleep(Duration::from_millis(300));
     assert!(serves(&fx, "ipvl0", "192.0.2.78"), "{:?}", fx.link("ipvl0"));
@@ -873,13 +855,7 @@ fn address_ownership_survives_re_reports_two_prefixes_dad_failure_and_a_restart(
     );
 
     // A restart: ipvl1 owns .60 with ipvl2 claiming it; ipvl0 (restored first) claims it too.
-    fx.sh("ns0", "ip addr add 192.0.2.60/24 dev ipvl0");
-    assert!(wait(Duration::from_secs(5), || conflict_owner(
-        &fx,
-        "ipvl0",
-        "192.0.2.60"
-    )
-    .is_some()));
+    claim(&fx, "ns0", "ipvl0", "192.0.2.60");
     fx.stop_daemon(false);
     fx.start_daemon();
     assert!(wait(Duration::from_secs(5), || fx.link("ipvl2").is_some()));
