@@ -541,6 +541,16 @@ fn conflict_owner(fx: &Fx, slave: &str, addr: &str) -> Option<String> {
         .map(|c| c["owner"].as_str().unwrap_or_default().to_owned())
 }
 
+/// A slave's (`link show -j`) tx drops counted under `reason`.
+fn tx_drops(link: &serde_json::Value, reason: &str) -> u64 {
+    link["stats"]["drops"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|d| d["direction"] == "tx" && d["reason"] == reason)
+        .map_or(0, |d| d["count"].as_u64().unwrap())
+}
+
 /// `slave` (in `ns`) configures `addr`/24, which another slave owns: waits until the daemon
 /// reports the conflict.
 fn claim(fx: &Fx, ns: &str, slave: &str, addr: &str) {
@@ -637,16 +647,8 @@ fn frames_too_long_for_the_master_are_the_senders_drops_mtu_exceeded() {
         !o.status.success(),
         "4000-byte frames must not reach the outside"
     );
-    let dropped = |l: &serde_json::Value| {
-        l["stats"]["drops"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .find(|d| d["direction"] == "tx" && d["reason"] == "mtu_exceeded")
-            .map_or(0, |d| d["count"].as_u64().unwrap())
-    };
     let l = fx.link("ipvl0").unwrap();
-    assert!(dropped(&l) >= 3, "{l}");
+    assert!(tx_drops(&l, "mtu_exceeded") >= 3, "{l}");
     let after = l["stats"]["tx_bytes"].as_u64().unwrap();
     assert!(
         after - before < 4000,
@@ -756,14 +758,7 @@ fn spoofchk_on_stops_forged_neighbour_and_router_advertisements() {
     fx.cli_ok(&["link", "set", "dev", "ipvl0", "spoofchk", "on"]);
     assert!(fx.ping("ns1", "2001:db8:1::fe", 1), "ns1 knows the router");
     let ll0 = "fe80::200:0:100:1";
-    let drops = |reason: &str| {
-        fx.link("ipvl0").unwrap()["stats"]["drops"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .find(|d| d["direction"] == "tx" && d["reason"] == reason)
-            .map_or(0, |d| d["count"].as_u64().unwrap())
-    };
+    let drops = |reason: &str| tx_drops(&fx.link("ipvl0").unwrap(), reason);
     std::thread::sleep(Duration::from_millis(1300));
     fx.python("ns0", ND_FORGE, &["ipvl0", ll0, "020000000001"]);
     std::thread::sleep(Duration::from_millis(300));
