@@ -22,6 +22,16 @@ struct TestNs {
 }
 
 impl TestNs {
+    /// An up device `ipvls<i>` standing in for the daemon's l3s sink; its name.
+    fn sink(&self, i: u32) -> String {
+        let sink = format!("ipvls{i}");
+        self.ip(&[
+            "link", "add", &sink, "type", "veth", "peer", "name", "sinkpeer",
+        ]);
+        self.ip(&["link", "set", &sink, "up"]);
+        sink
+    }
+
     /// A namespace with `lo` up and a veth `m0` (the master, up) whose peer is `m1`.
     fn new() -> TestNs {
         static N: AtomicU32 = AtomicU32::new(0);
@@ -245,11 +255,7 @@ fn steal_sets_hold_exactly_the_synced_addresses_and_1000_go_in_one_sync() {
 fn l3s_installs_tables_rules_and_routes_and_teardown_leaves_nothing() {
     let ns = TestNs::new();
     let i = ns.ifindex("m0");
-    let sink = format!("ipvls{i}");
-    ns.ip(&[
-        "link", "add", &sink, "type", "veth", "peer", "name", "sinkpeer",
-    ]);
-    ns.ip(&["link", "set", &sink, "up"]);
+    let sink = ns.sink(i);
     let (steal, l3s, mark) = (steal_table_name(i), l3s_table_name(i), mark_for(i));
     let mut nf = Netfilter::new("m0", i);
     let addrs: BTreeSet<IpAddr> = [ip("203.0.113.5"), ip("2001:db8::5")].into();
@@ -372,11 +378,7 @@ fn a_missing_sink_is_nfts_error_and_nothing_is_applied() {
 fn leftovers_of_an_earlier_run_are_removed_and_a_fresh_namespace_is_fine() {
     let ns = TestNs::new();
     let i = ns.ifindex("m0");
-    let sink = format!("ipvls{i}");
-    ns.ip(&[
-        "link", "add", &sink, "type", "veth", "peer", "name", "sinkpeer",
-    ]);
-    ns.ip(&["link", "set", &sink, "up"]);
+    let sink = ns.sink(i);
     let mark = mark_for(i);
     // Nothing there: removing leftovers is no failure.
     let mut fresh = Netfilter::new("m0", i);
