@@ -80,6 +80,13 @@ pub enum RtnlOp {
     GetLinkByIndex { index: u32 },
     /// `RTM_SETLINK` (flags, MTU, MAC, alias, address generation mode).
     SetLink { index: u32 },
+    /// `RTM_GETLINK` of one link by index in the namespace of id `nsid`
+    /// (`IFLA_TARGET_NETNSID`).
+    GetLinkIn { nsid: i32, index: u32 },
+    /// `RTM_SETLINK` in the namespace of id `nsid` (`IFLA_TARGET_NETNSID`).
+    SetLinkIn { nsid: i32, index: u32 },
+    /// `RTM_NEWLINK` of a veth pair `name` / `peer`.
+    AddVeth { name: String, peer: String },
     /// `RTM_SETLINK` with `IFLA_NET_NS_FD`.
     MoveLink { index: u32, ns: NsId },
     /// `RTM_SETLINK` with `IFLA_IFNAME`.
@@ -140,6 +147,13 @@ impl fmt::Display for RtnlOp {
             RtnlOp::GetLinkByName { name } => write!(f, "reading link {name}"),
             RtnlOp::GetLinkByIndex { index } => write!(f, "reading link {index}"),
             RtnlOp::SetLink { index } => write!(f, "changing link {index}"),
+            RtnlOp::GetLinkIn { nsid, index } => {
+                write!(f, "reading link {index} of namespace id {nsid}")
+            }
+            RtnlOp::SetLinkIn { nsid, index } => {
+                write!(f, "changing link {index} of namespace id {nsid}")
+            }
+            RtnlOp::AddVeth { name, peer } => write!(f, "creating veth pair {name}/{peer}"),
             RtnlOp::MoveLink { index, ns } => write!(f, "moving link {index} to {ns}"),
             RtnlOp::RenameLink { index, name } => write!(f, "renaming link {index} to {name}"),
             RtnlOp::DeleteLink { index } => write!(f, "deleting link {index}"),

@@ -29,7 +29,8 @@ use netlink_packet_route::address::{
     AddressAttribute, AddressFlags, AddressHeaderFlags, AddressMessage, AddressScope,
 };
 use netlink_packet_route::link::{
-    AfSpecInet6, AfSpecUnspec, In6AddrGenMode, LinkAttribute, LinkFlags, LinkMessage,
+    AfSpecInet6, AfSpecUnspec, In6AddrGenMode, InfoData, InfoKind, InfoVeth, LinkAttribute,
+    LinkFlags, LinkInfo, LinkMessage,
 };
 use netlink_packet_route::{AddressFamily, RouteNetlinkMessage};
 use netlink_sys::{protocols::NETLINK_ROUTE, Socket, SocketAddr};
@@ -81,6 +82,12 @@ pub struct Link {
     pub kind: Option<String>,
     /// Index of the bridge/bond the link is enslaved to (`IFLA_MASTER`).
     pub controller: Option<u32>,
+    /// `IFLA_LINK`: the link this one is tied to, when it differs from the link itself (a
+    /// veth's peer, a VLAN's parent), as an index in the namespace [`Link::link_netnsid`] names.
+    pub link: Option<u32>,
+    /// `IFLA_LINK_NETNSID`: the id, in the requesting socket's namespace, of the namespace
+    /// [`Link::link`] lives in; absent when it is the link's own namespace.
+    pub link_netnsid: Option<i32>,
 }
 
 /// An address on a link.
@@ -296,6 +303,25 @@ impl Rtnl {
         self.get_link(RtnlOp::GetLinkByIndex { index }, msg)
     }
 
+    /// One link by index in the namespace whose id here is `nsid` (`None`: this socket's own),
+    /// asked from this namespace (`RTM_GETLINK` with `IFLA_TARGET_NETNSID`, Linux 4.20+; needs
+    /// `CAP_NET_ADMIN` over the target). `None` if there is no such link; an error
+    /// (`EINVAL`/`ENETUNREACH`) if no namespace has that id. In the reply, `link_netnsid` is
+    /// relative to this socket's namespace.
+    pub fn link_by_index_in(
+        &mut self,
+        nsid: Option<i32>,
+        index: u32,
+    ) -> Result<Option<Link>, RtnlError> {
+        let Some(nsid) = nsid else {
+            return self.link_by_index(index);
+        };
+        let mut msg = LinkMessage::default();
+        msg.header.index = index;
+        msg.attributes.push(LinkAttribute::IfNetnsId(nsid));
+        self.get_link(RtnlOp::GetLinkIn { nsid, index }, msg)
+    }
+
     fn get_link(&mut self, op: RtnlOp, msg: LinkMessage) -> Result<Option<Link>, RtnlError> {
         match self.request(op, RouteNetlinkMessage::GetLink(msg), 0) {
             Ok(replies) => Ok(replies.into_iter().find_map(|m| match m {
@@ -309,44 +335,67 @@ impl Rtnl {
 
     /// Applies `change` to link `index` (`RTM_SETLINK`).
     pub fn set_link(&mut self, index: u32, change: &LinkChange) -> Result<(), RtnlError> {
-        let mut msg = LinkMessage::default();
-        msg.header.index = index;
-        if let Some(up) = change.up {
-            msg.header.change_mask |= LinkFlags::Up;
-            if up {
-                msg.header.flags |= LinkFlags::Up;
-            }
-        }
-        if let Some(noarp) = change.noarp {
-            msg.header.change_mask |= LinkFlags::Noarp;
-            if noarp {
-                msg.header.flags |= LinkFlags::Noarp;
-            }
-        }
-        if let Some(mtu) = change.mtu {
-            msg.attributes.push(LinkAttribute::Mtu(mtu));
-        }
-        if let Some(mac) = change.mac {
-            msg.attributes.push(LinkAttribute::Address(mac.0.to_vec()));
-        }
-        if let Some(alias) = &change.alias {
-            msg.attributes.push(LinkAttribute::IfAlias(alias.clone()));
-        }
-        let mut inet6 = Vec::new();
-        if let Some(token) = change.token {
-            inet6.push(AfSpecInet6::Token(token));
-        }
-        if change.addrgen_none {
-            inet6.push(AfSpecInet6::AddrGenMode(In6AddrGenMode::None));
-        }
-        if !inet6.is_empty() {
-            msg.attributes
-                .push(LinkAttribute::AfSpecUnspec(vec![AfSpecUnspec::Inet6(
-                    inet6,
-                )]));
-        }
+        let msg = link_change_message(index, change);
         let op = RtnlOp::SetLink { index };
         self.request(op, RouteNetlinkMessage::SetLink(msg), NLM_F_ACK)?;
+        Ok(())
+    }
+
+    /// Applies `change` to link `index` of the namespace whose id here is `nsid` (`None`: this
+    /// socket's own), from this namespace (`RTM_SETLINK` with `IFLA_TARGET_NETNSID`, Linux
+    /// 4.20+). `ENODEV` if there is no such link.
+    pub fn set_link_in(
+        &mut self,
+        nsid: Option<i32>,
+        index: u32,
+        change: &LinkChange,
+    ) -> Result<(), RtnlError> {
+        let Some(nsid) = nsid else {
+            return self.set_link(index, change);
+        };
+        let mut msg = link_change_message(index, change);
+        msg.attributes.push(LinkAttribute::IfNetnsId(nsid));
+        let op = RtnlOp::SetLinkIn { nsid, index };
+        self.request(op, RouteNetlinkMessage::SetLink(msg), NLM_F_ACK)?;
+        Ok(())
+    }
+
+    /// Creates a veth pair in this namespace in one request (`RTM_NEWLINK` with
+    /// `NLM_F_CREATE | NLM_F_EXCL`, `IFLA_INFO_KIND` `veth` and `VETH_INFO_PEER`, as
+    /// `ip link add NAME type veth peer name PEER` sends it): `name` with `change`'s MTU, MAC
+    /// and flags, its peer `peer` with `peer_change`'s. Without a MAC, the kernel gives an end
+    /// a random locally administered one (`eth_hw_addr_random` in `veth_newlink`). The address
+    /// generation mode and token of the changes are left out (the kernel refuses
+    /// `IFLA_AF_SPEC` in a creating `RTM_NEWLINK`): set them with [`Rtnl::set_link`] before
+    /// bringing the links up. `EEXIST` if either name is taken.
+    pub fn add_veth(
+        &mut self,
+        name: &str,
+        change: &LinkChange,
+        peer: &str,
+        peer_change: &LinkChange,
+    ) -> Result<(), RtnlError> {
+        let mut peer_msg = link_change_message(0, peer_change);
+        strip_af_spec(&mut peer_msg);
+        peer_msg
+            .attributes
+            .push(LinkAttribute::IfName(peer.to_owned()));
+        let mut msg = link_change_message(0, change);
+        strip_af_spec(&mut msg);
+        msg.attributes.push(LinkAttribute::IfName(name.to_owned()));
+        msg.attributes.push(LinkAttribute::LinkInfo(vec![
+            LinkInfo::Kind(InfoKind::Veth),
+            LinkInfo::Data(InfoData::Veth(InfoVeth::Peer(peer_msg))),
+        ]));
+        let op = RtnlOp::AddVeth {
+            name: name.to_owned(),
+            peer: peer.to_owned(),
+        };
+        self.request(
+            op,
+            RouteNetlinkMessage::NewLink(msg),
+            NLM_F_ACK | NLM_F_CREATE | NLM_F_EXCL,
+        )?;
         Ok(())
     }
 
@@ -440,6 +489,55 @@ impl Rtnl {
         self.request(op, RouteNetlinkMessage::DelAddress(msg), NLM_F_ACK)?;
         Ok(())
     }
+}
+
+/// The `RTM_SETLINK` body applying `change` to link `index` (also the attributes of a new
+/// link, with `index` 0).
+fn link_change_message(index: u32, change: &LinkChange) -> LinkMessage {
+    let mut msg = LinkMessage::default();
+    msg.header.index = index;
+    if let Some(up) = change.up {
+        msg.header.change_mask |= LinkFlags::Up;
+        if up {
+            msg.header.flags |= LinkFlags::Up;
+        }
+    }
+    if let Some(noarp) = change.noarp {
+        msg.header.change_mask |= LinkFlags::Noarp;
+        if noarp {
+            msg.header.flags |= LinkFlags::Noarp;
+        }
+    }
+    if let Some(mtu) = change.mtu {
+        msg.attributes.push(LinkAttribute::Mtu(mtu));
+    }
+    if let Some(mac) = change.mac {
+        msg.attributes.push(LinkAttribute::Address(mac.0.to_vec()));
+    }
+    if let Some(alias) = &change.alias {
+        msg.attributes.push(LinkAttribute::IfAlias(alias.clone()));
+    }
+    let mut inet6 = Vec::new();
+    if let Some(token) = change.token {
+        inet6.push(AfSpecInet6::Token(token));
+    }
+    if change.addrgen_none {
+        inet6.push(AfSpecInet6::AddrGenMode(In6AddrGenMode::None));
+    }
+    if !inet6.is_empty() {
+        msg.attributes
+            .push(LinkAttribute::AfSpecUnspec(vec![AfSpecUnspec::Inet6(
+                inet6,
+            )]));
+    }
+    msg
+}
+
+/// Drops `IFLA_AF_SPEC` from a new link's attributes: `RTM_NEWLINK` refuses it for a link that
+/// does not exist yet (`EAFNOSUPPORT` on 6.18, as `ip link add … addrgenmode none` shows).
+fn strip_af_spec(msg: &mut LinkMessage) {
+    msg.attributes
+        .retain(|a| !matches!(a, LinkAttribute::AfSpecUnspec(_)));
 }
 
 /// The `RTM_NEWADDR`/`RTM_DELADDR` body for `addr/prefix_len` on link `index`: link scope for

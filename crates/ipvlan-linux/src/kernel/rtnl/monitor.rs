@@ -70,29 +70,12 @@ impl Rtnl {
     /// The id `ns` has in this socket's namespace (`RTM_GETNSID`), assigning one if it has
     /// none (`RTM_NEWNSID`), so that [`Rtnl::monitor_all`] hears from it.
     pub fn nsid_of(&mut self, ns: &NetNs) -> Result<i32, RtnlError> {
+        if let Some(current) = self.nsid(ns)? {
+            return Ok(current);
+        }
         let id = ns.id();
         // An open descriptor is never negative.
         let fd = ns.as_raw_fd().unsigned_abs();
-        let get = |r: &mut Rtnl| -> Result<i32, RtnlError> {
-            let mut msg = NsidMessage::default();
-            msg.attributes.push(NsidAttribute::Fd(fd));
-            let op = RtnlOp::GetNsId { ns: id };
-            let replies = r.request(op, RouteNetlinkMessage::GetNsId(msg), 0)?;
-            Ok(replies
-                .into_iter()
-                .find_map(|m| match m {
-                    RouteNetlinkMessage::NewNsId(n) => n.attributes.iter().find_map(|a| match a {
-                        NsidAttribute::Id(id) => Some(*id),
-                        _ => None,
-                    }),
-                    _ => None,
-                })
-                .unwrap_or(-1))
-        };
-        let current = get(self)?;
-        if current >= 0 {
-            return Ok(current);
-        }
         let mut msg = NsidMessage::default();
         msg.attributes.push(NsidAttribute::Id(-1));
         msg.attributes.push(NsidAttribute::Fd(fd));
@@ -103,7 +86,29 @@ impl Rtnl {
             Err(e) if e.raw_os_error() == Some(libc::EEXIST) => {}
             Err(e) => return Err(e),
         }
-        get(self)
+        Ok(self.nsid(ns)?.unwrap_or(-1))
+    }
+
+    /// The id `ns` has in this socket's namespace (`RTM_GETNSID` with `NETNSA_FD`), without
+    /// assigning one: `None` if it has none (`NETNSA_NSID_NOT_ASSIGNED`, -1). This socket's own
+    /// namespace has none unless one was assigned to it explicitly.
+    pub fn nsid(&mut self, ns: &NetNs) -> Result<Option<i32>, RtnlError> {
+        // An open descriptor is never negative.
+        let fd = ns.as_raw_fd().unsigned_abs();
+        let mut msg = NsidMessage::default();
+        msg.attributes.push(NsidAttribute::Fd(fd));
+        let op = RtnlOp::GetNsId { ns: ns.id() };
+        let replies = self.request(op, RouteNetlinkMessage::GetNsId(msg), 0)?;
+        Ok(replies
+            .into_iter()
+            .find_map(|m| match m {
+                RouteNetlinkMessage::NewNsId(n) => n.attributes.iter().find_map(|a| match a {
+                    NsidAttribute::Id(id) => Some(*id),
+                    _ => None,
+                }),
+                _ => None,
+            })
+            .filter(|&id| id >= 0))
     }
 
     /// Reads the events waiting on a [`Rtnl::monitor_all`] socket, each with the id of the

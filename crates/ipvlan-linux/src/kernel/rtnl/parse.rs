@@ -77,6 +77,8 @@ pub(crate) fn parse_link(l: &LinkMessage) -> Link {
         alias: None,
         kind: None,
         controller: None,
+        link: None,
+        link_netnsid: None,
     };
     for a in &l.attributes {
         match a {
@@ -91,6 +93,8 @@ pub(crate) fn parse_link(l: &LinkMessage) -> Link {
             LinkAttribute::OperState(s) => link.oper_up = matches!(s, State::Up | State::Unknown),
             LinkAttribute::IfAlias(s) => link.alias = Some(s.clone()),
             LinkAttribute::Controller(c) => link.controller = Some(*c),
+            LinkAttribute::Link(i) => link.link = Some(*i),
+            LinkAttribute::LinkNetNsId(id) => link.link_netnsid = Some(*id),
             LinkAttribute::LinkInfo(infos) => {
                 for i in infos {
                     if let NlLinkInfo::Kind(k) = i {
@@ -178,6 +182,8 @@ mod tests {
             LinkAttribute::OperState(State::Up),
             LinkAttribute::IfAlias("ipvlan:abc".into()),
             LinkAttribute::Controller(3),
+            LinkAttribute::Link(8),
+            LinkAttribute::LinkNetNsId(2),
             LinkAttribute::LinkInfo(vec![NlLinkInfo::Kind(InfoKind::Tun)]),
         ];
         l
@@ -207,6 +213,8 @@ mod tests {
                 alias: Some("ipvlan:abc".into()),
                 kind: Some("tun".into()),
                 controller: Some(3),
+                link: Some(8),
+                link_netnsid: Some(2),
             }
         );
     }
