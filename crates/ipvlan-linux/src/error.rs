@@ -1,4 +1,5 @@
 //! What the typed errors of this crate have in common ([`crate::tap::TapError`],
+//! [`crate::veth::VethError`],
 //! [`crate::packet::PacketError`], [`crate::host::HostError`], [`crate::steer::SteerError`],
 //! [`crate::rtnl::RtnlError`], [`crate::netns::NetNsError`]).
 //!

@@ -5,6 +5,8 @@
 //!
 //! - [`dev`]: where frames enter and leave.
 //!   - [`tap`]: slave devices as TAP interfaces (the `ipvlan` daemon's TAP backend).
+//!   - [`veth`]: slave devices as veth pairs whose host end eBPF programs (or the userspace
+//!     data plane, through a packet socket) switch.
 //!   - [`packet`]: the master through an AF_PACKET socket.
 //!   - [`host`]: handing IP packets to the master namespace's stack.
 //!   - [`vnet`]: the `virtio_net_hdr` in front of every frame.
@@ -19,6 +21,7 @@
 //!   own stack away from frames that belong to slaves, and the l3s hooks.
 //!
 //! Setup and control operations return one typed error per module ([`tap::TapError`],
+//! [`veth::VethError`],
 //! [`packet::PacketError`], [`host::HostError`], [`steer::SteerError`], [`rtnl::RtnlError`],
 //! [`netns::NetNsError`];
 //! see [Errors](#errors) below); the per-frame calls return `io::Result`.
@@ -43,7 +46,7 @@ pub mod kernel;
 pub mod netfilter;
 mod sys;
 
-pub use dev::{host, packet, steer, tap, vnet};
+pub use dev::{host, packet, steer, tap, veth, vnet};
 pub use kernel::{cred, netns, poll, rtnl};
 
 pub use netfilter::{Netfilter, NetfilterError};
@@ -52,6 +55,7 @@ pub use packet::{PacketSocket, PktType};
 pub use poll::{Epoll, EventFd, Ready};
 pub use steer::FlowSteering;
 pub use tap::Tap;
+pub use veth::{Veth, VethIo};
 
 /// The old path of the l3s helpers the data plane uses (`ipvlan_linux::l3s::restore_hop_limit`);
 /// they live in [`netfilter`] now.
