@@ -301,7 +301,8 @@ impl Veth {
             ..LinkChange::default()
         };
         let (nsid, slave) = peer_of(&self.host_name, host_link)?;
-        rtnl.set_link_in(nsid, slave, &addrgen)
+        debug_assert!(nsid.is_none(), "a new pair is in one namespace");
+        rtnl.set_link(slave, &addrgen)
             .map_err(self.rtnl_err("turning address generation off on the slave end"))?;
         rtnl.set_link(self.host_index, &addrgen)
             .map_err(self.rtnl_err("turning address generation off on the host end"))?;
@@ -448,8 +449,10 @@ impl Veth {
         Ok(self.slave_link()?.name)
     }
 
-    /// Sets the slave end's MAC (always the master's, R-MAC-1) wherever it is (`RTM_SETLINK`,
-    /// with `IFLA_TARGET_NETNSID` when it is elsewhere). A veth takes a new MAC while up
+    /// Sets the slave end's MAC (always the master's, R-MAC-1) wherever it is: `RTM_SETLINK`
+    /// from the master's namespace, or from a thread inside the slave end's
+    /// ([`Veth::slave_netns`]) when it has moved (`IFLA_TARGET_NETNSID` is read-only: the
+    /// kernel ignores it on `RTM_SETLINK`). A veth takes a new MAC while up
     /// (`IFF_LIVE_ADDR_CHANGE`).
     pub fn set_mac(&self, mac: MacAddr) -> Result<(), VethError> {
         let (nsid, index) = self.peer()?;
@@ -457,9 +460,20 @@ impl Veth {
             mac: Some(mac),
             ..LinkChange::default()
         };
-        self.rtnl()
-            .set_link_in(nsid, index, &change)
-            .map_err(self.rtnl_err("setting the slave end's MAC"))
+        let doing = "setting the slave end's MAC";
+        if nsid.is_none() {
+            return self
+                .rtnl()
+                .set_link(index, &change)
+                .map_err(self.rtnl_err(doing));
+        }
+        let ns = self.netns_of(nsid)?;
+        ns.run(|| Rtnl::open()?.set_link(index, &change))
+            .map_err(|source| VethError::Netns {
+                host: self.host_name.clone(),
+                source,
+            })?
+            .map_err(self.rtnl_err(doing))
     }
 
     /// Sets the slave end's carrier (it follows the master's, R-LINK-1) by bringing the host
@@ -494,6 +508,15 @@ impl Veth {
             source,
         };
         let (nsid, _) = self.peer()?;
+        self.netns_of(nsid)
+    }
+
+    /// The namespace whose id in the master's is `nsid` (`None`: the master's own).
+    fn netns_of(&self, nsid: Option<i32>) -> Result<NetNs, VethError> {
+        let netns_err = |source| VethError::Netns {
+            host: self.host_name.clone(),
+            source,
+        };
         let Some(nsid) = nsid else {
             return self
                 .home

@@ -83,8 +83,6 @@ pub enum RtnlOp {
     /// `RTM_GETLINK` of one link by index in the namespace of id `nsid`
     /// (`IFLA_TARGET_NETNSID`).
     GetLinkIn { nsid: i32, index: u32 },
-    /// `RTM_SETLINK` in the namespace of id `nsid` (`IFLA_TARGET_NETNSID`).
-    SetLinkIn { nsid: i32, index: u32 },
     /// `RTM_NEWLINK` of a veth pair `name` / `peer`.
     AddVeth { name: String, peer: String },
     /// `RTM_SETLINK` with `IFLA_NET_NS_FD`.
@@ -149,9 +147,6 @@ impl fmt::Display for RtnlOp {
             RtnlOp::SetLink { index } => write!(f, "changing link {index}"),
             RtnlOp::GetLinkIn { nsid, index } => {
                 write!(f, "reading link {index} of namespace id {nsid}")
-            }
-            RtnlOp::SetLinkIn { nsid, index } => {
-                write!(f, "changing link {index} of namespace id {nsid}")
             }
             RtnlOp::AddVeth { name, peer } => write!(f, "creating veth pair {name}/{peer}"),
             RtnlOp::MoveLink { index, ns } => write!(f, "moving link {index} to {ns}"),

@@ -305,7 +305,9 @@ impl Rtnl {
 
     /// One link by index in the namespace whose id here is `nsid` (`None`: this socket's own),
     /// asked from this namespace (`RTM_GETLINK` with `IFLA_TARGET_NETNSID`, Linux 4.20+; needs
-    /// `CAP_NET_ADMIN` over the target). `None` if there is no such link; an error
+    /// `CAP_NET_ADMIN` over the target). Only reads take it: `RTM_SETLINK` and a non-creating
+    /// `RTM_NEWLINK` ignore the attribute (6.18 looks the index up in this namespace, `ENODEV`),
+    /// so changes must be made from inside the target ([`NetNs::run`]). `None` if there is no such link; an error
     /// (`EINVAL`/`ENETUNREACH`) if no namespace has that id. In the reply, `link_netnsid` is
     /// relative to this socket's namespace.
     pub fn link_by_index_in(
@@ -337,25 +339,6 @@ impl Rtnl {
     pub fn set_link(&mut self, index: u32, change: &LinkChange) -> Result<(), RtnlError> {
         let msg = link_change_message(index, change);
         let op = RtnlOp::SetLink { index };
-        self.request(op, RouteNetlinkMessage::SetLink(msg), NLM_F_ACK)?;
-        Ok(())
-    }
-
-    /// Applies `change` to link `index` of the namespace whose id here is `nsid` (`None`: this
-    /// socket's own), from this namespace (`RTM_SETLINK` with `IFLA_TARGET_NETNSID`, Linux
-    /// 4.20+). `ENODEV` if there is no such link.
-    pub fn set_link_in(
-        &mut self,
-        nsid: Option<i32>,
-        index: u32,
-        change: &LinkChange,
-    ) -> Result<(), RtnlError> {
-        let Some(nsid) = nsid else {
-            return self.set_link(index, change);
-        };
-        let mut msg = link_change_message(index, change);
-        msg.attributes.push(LinkAttribute::IfNetnsId(nsid));
-        let op = RtnlOp::SetLinkIn { nsid, index };
         self.request(op, RouteNetlinkMessage::SetLink(msg), NLM_F_ACK)?;
         Ok(())
     }
