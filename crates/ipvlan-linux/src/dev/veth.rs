@@ -503,10 +503,6 @@ impl Veth {
     /// [`VethError::PeerNotFound`] (kind `NotFound`) if no process or bind mount holds it;
     /// [`VethError::NotFound`] once the pair is gone.
     pub fn slave_netns(&self) -> Result<NetNs, VethError> {
-        let netns_err = |source| VethError::Netns {
-            host: self.host_name.clone(),
-            source,
-        };
         let (nsid, _) = self.peer()?;
         self.netns_of(nsid)
     }
