@@ -24,8 +24,10 @@
 //!
 //! The slave end is reached from the master's namespace wherever it is: the host end's
 //! `IFLA_LINK` is its index and `IFLA_LINK_NETNSID` the id of its namespace (absent when it is
-//! the master's), and `RTM_GETLINK`/`RTM_SETLINK` with `IFLA_TARGET_NETNSID` (Linux 4.20+) read
-//! and change it there. Each [`Veth`] keeps an rtnetlink socket and a handle on the namespace
+//! the master's). `RTM_GETLINK` with `IFLA_TARGET_NETNSID` (Linux 4.20+) reads it there from
+//! the master's namespace; changes are made from a thread inside its namespace, because
+//! `RTM_SETLINK` ignores that attribute (checked on 6.18: the index is looked up in the
+//! sender's namespace). Each [`Veth`] keeps an rtnetlink socket and a handle on the namespace
 //! it was made or found in, so its methods work from any thread.
 
 use std::fs::OpenOptions;
