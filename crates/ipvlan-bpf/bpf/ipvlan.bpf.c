@@ -579,34 +579,53 @@ static __always_inline int mc_admit(struct port_cfg *c)
 	return 1;
 }
 
-// One copy per up slave in creation order but `sender` (multicast_fanout); copies of
-// slave-originated frames (sender != 0) must fit the receiver (R-MTU-4).
-static __always_inline void fan_out(struct __sk_buff *skb, struct pkt *p, __u32 sender,
-				    struct trace *t, struct port_ctr *pc)
+// One fan-out copy to slave `id` if it is up; copies of slave-originated frames (`check_mtu`)
+// must fit the receiver (R-MTU-4). A global function: the verifier checks it once, not once per
+// iteration of the fan-out loop (which would exceed its 1M-instruction budget).
+__attribute__((noinline)) int fan_one(struct __sk_buff *skb, __u32 id, __u32 len, __u32 check_mtu)
 {
+	__u32 zero = 0;
+	struct slave *s = bpf_map_lookup_elem(&slaves, &id);
+	struct port_cfg *c = bpf_map_lookup_elem(&config, &zero);
+	struct trace *t = 0;
+	struct port_ctr *pc;
+
+	if (!s || !(s->flags & SLAVE_UP))
+		return 0;
+	if (c && c->trace)
+		t = bpf_map_lookup_elem(&trace, &zero);
+	if (check_mtu && len > s->mtu + MTU_SLACK) {
+		slave_rx_drop(id, R_MTU_EXCEEDED);
+		trace_copy(t, id | COPY_DROPPED);
+		return 0;
+	}
+	count_rx(id, len, 1);
+	trace_copy(t, id);
+	if (bpf_clone_redirect(skb, s->host_ifindex, 0) != 0) {
+		pc = pctr();
+		if (pc)
+			pc->clone_failed++;
+	}
+	return 0;
+}
+
+// One copy per up slave in creation order but `sender` (multicast_fanout).
+static __always_inline void fan_out(struct __sk_buff *skb, struct pkt *p, __u32 sender,
+				    struct port_ctr *pc)
+{
+	__u32 check_mtu = sender && !p->gso;
+	__u32 len = p->len;
+
 	for (__u32 i = 0; i < FANOUT_MAX; i++) {
 		__u32 key = i;
 		__u32 *idp = bpf_map_lookup_elem(&fanout, &key);
 		__u32 id;
-		struct slave *s;
 
 		if (!idp || *idp == 0)
 			return;
 		id = *idp;
-		if (id == sender)
-			continue;
-		s = bpf_map_lookup_elem(&slaves, &id);
-		if (!s || !(s->flags & SLAVE_UP))
-			continue;
-		if (sender && !p->gso && p->len > s->mtu + MTU_SLACK) {
-			slave_rx_drop(id, R_MTU_EXCEEDED);
-			trace_copy(t, id | COPY_DROPPED);
-			continue;
-		}
-		count_rx(id, p->len, 1);
-		trace_copy(t, id);
-		if (bpf_clone_redirect(skb, s->host_ifindex, 0) != 0 && pc)
-			pc->clone_failed++;
+		if (id != sender)
+			fan_one(skb, id, len, check_mtu);
 	}
 	if (pc)
 		pc->fanout_cut++;
@@ -880,7 +899,7 @@ int from_slave(struct __sk_buff *skb)
 			}
 			return TC_ACT_SHOT;
 		}
-		fan_out(skb, &p, from, t, pc);
+		fan_out(skb, &p, from, pc);
 		if (pc) {
 			pc->tx_packets++;
 			pc->tx_bytes += p.len;
@@ -939,7 +958,7 @@ int from_master(struct __sk_buff *skb)
 			pc->rx_multicast_queued++;
 		if (t)
 			t->verdict = V_PASS_MULTICAST;
-		fan_out(skb, &p, 0, t, pc);
+		fan_out(skb, &p, 0, pc);
 		return TCX_NEXT_;
 	}
 	// R-RX-L2-3, R-RX-L3-1: claimed by destination key, whatever the destination MAC

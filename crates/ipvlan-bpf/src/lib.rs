@@ -289,18 +289,19 @@ pub fn available() -> Result<Attach, BpfError> {
         None => return un("cannot read the kernel version".into()),
         _ => {}
     }
-    let veth_builtin = Path::new("/sys/module/veth").exists();
-    let veth_module = fs::read_to_string("/proc/sys/kernel/osrelease")
+    // veth: loaded or built in with parameters (/sys/module/veth), or a module on disk. A
+    // monolithic kernel without a module tree cannot be told apart here: creating the pair says.
+    let modules = fs::read_to_string("/proc/sys/kernel/osrelease")
         .map(|r| Path::new("/lib/modules").join(r.trim()).join("kernel/drivers/net"))
         .ok()
-        .and_then(|d| fs::read_dir(d).ok())
-        .is_some_and(|mut d| {
-            d.any(|e| {
-                e.is_ok_and(|e| e.file_name().to_string_lossy().starts_with("veth.ko"))
-            })
+        .and_then(|d| fs::read_dir(d).ok());
+    if let Some(mut dir) = modules {
+        let on_disk = dir.any(|e| {
+            e.is_ok_and(|e| e.file_name().to_string_lossy().starts_with("veth.ko"))
         });
-    if !veth_builtin && !veth_module {
-        return un("no veth driver (CONFIG_VETH)".into());
+        if !on_disk && !Path::new("/sys/module/veth").exists() {
+            return un("no veth driver (CONFIG_VETH)".into());
+        }
     }
     let mut bpf = Ebpf::load(&OBJECT.0).map_err(|e| {
         let text = e.to_string();
