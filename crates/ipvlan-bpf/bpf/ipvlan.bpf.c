@@ -1,0 +1,995 @@
+// SPDX-License-Identifier: MIT OR Apache-2.0
+//
+// ipvlan-rs eBPF fast path: Linux IPVLAN switching as two TC/tcx classifier programs.
+//
+//   from_slave   on the ingress of every slave's host end (= what the slave transmits);
+//                the decision of ipvlan_core::decide_tx + Port::handle_tx accounting.
+//   from_master  on the master's ingress (= what the wire brings);
+//                ipvlan_core::decide_rx + Port::handle_rx accounting.
+//
+// Multicast fan-out (ipvlan_core::multicast_fanout) is synchronous: one bpf_clone_redirect per
+// receiving slave, bounded by FANOUT_MAX and by a per-CPU token bucket standing in for the
+// kernel's 1000-frame backlog (R-MC-1).
+//
+// The layout of every map value below is mirrored in crates/ipvlan-bpf/src/maps.rs; change both.
+// Build: scripts/build-bpf (checked-in object, byte-identical rebuilds).
+
+#include <linux/bpf.h>
+#include <linux/if_ether.h>
+#include <linux/if_packet.h>
+#include <linux/pkt_cls.h>
+#include <bpf/bpf_helpers.h>
+#include <bpf/bpf_endian.h>
+
+#define FANOUT_MAX 256       // slaves per port (fan-out list length, per-slave map sizes)
+#define ADDR_MAX 4096        // addresses per port
+#define MAX_EXT_HEADERS 8    // IPv6 extension headers walked before ICMPv6 (guard only)
+#define MTU_SLACK 18         // Ethernet header + one VLAN tag (ipvlan_core::port::MTU_SLACK)
+#define TCX_NEXT_ (-1)       // TCX_NEXT == TC_ACT_UNSPEC: let later programs / the stack run
+#define TOHOST_MARK 0x1b7a0001 // marks an l2 ToHost frame re-injected on the master's ingress
+
+// ---- configuration -------------------------------------------------------------------------
+
+enum mode { MODE_L2 = 0, MODE_L3 = 1, MODE_L3S = 2 };
+enum flag { FLAG_BRIDGE = 0, FLAG_PRIVATE = 1, FLAG_VEPA = 2 };
+enum route { ROUTE_STACK = 0, ROUTE_FIB = 1 };
+
+struct port_cfg {
+	__u32 master_ifindex; // 0: not configured, both programs pass everything
+	__u32 master_mtu;
+	__u8 master_mac[6];
+	__u8 mode;
+	__u8 flag;
+	__u8 route_v4;
+	__u8 route_v6;
+	__u8 trace;
+	__u8 pad0;
+	__u32 mc_burst;       // token bucket size, frames per CPU; 0 = unbounded
+	__u32 mc_rate;        // refill, frames per second per CPU
+};
+
+#define SLAVE_UP (1u << 0)
+#define SLAVE_SPOOFCHK (1u << 1)
+#define SLAVE_ROUTER (1u << 2)
+#define SLAVE_SAME_NS (1u << 3)
+
+struct slave {
+	__u32 host_ifindex;
+	__u32 mtu;
+	__u32 flags;
+};
+
+struct addr_key {
+	__u8 family; // 4 or 6
+	__u8 pad[3];
+	__u8 addr[16]; // IPv4 in the first 4 bytes, network order
+};
+
+// ---- counters (mirror ipvlan_core::counters) --------------------------------------------------
+
+#define NREASONS 16
+enum reason {
+	R_RUNT = 0,
+	R_PRIVATE_UNICAST = 1,
+	R_L3_MULTICAST = 2,
+	R_L3_NOT_IP = 3,
+	R_MALFORMED_IP = 4,
+	R_MTU_EXCEEDED = 5,
+	R_RECEIVER_DOWN = 6,
+	R_BACKLOG_FULL = 7,
+	R_PAUSE_FRAME = 8,
+	R_FOREIGN_VLAN = 9,
+	R_SPOOFED_SOURCE = 12,
+	R_ROUTER_MESSAGE = 13,
+};
+
+struct slave_ctr {
+	__u64 rx_packets;
+	__u64 rx_bytes;
+	__u64 rx_multicast;
+	__u64 tx_packets;
+	__u64 tx_bytes;
+	__u64 tx_errors;
+	__u64 tx_dropped[NREASONS];
+	__u64 rx_dropped[NREASONS];
+};
+
+struct port_ctr {
+	__u64 rx_claimed;
+	__u64 rx_passed;
+	__u64 rx_multicast_queued;
+	__u64 tx_packets;
+	__u64 tx_bytes;
+	__u64 to_host_stack;
+	__u64 dropped[NREASONS];
+	// BPF-only diagnostics (not in PortCounters)
+	__u64 clone_failed;   // bpf_clone_redirect refused a fan-out copy
+	__u64 fib_fallback;   // route method FIB found no forwarding route: handed to the stack
+	__u64 fanout_cut;     // a fan-out stopped at FANOUT_MAX
+};
+
+// ---- trace (last decision per CPU) ---------------------------------------------------------
+
+enum verdict {
+	V_NONE = 0,
+	V_DELIVER = 1,
+	V_TRANSMIT = 2,
+	V_TO_HOST = 3,
+	V_ROUTE = 4,
+	V_MULTICAST = 5,   // from_slave: fanned out, then to the wire
+	V_DROP = 6,
+	V_PASS = 7,
+	V_PASS_MULTICAST = 8, // from_master: passed, copies fanned out
+};
+enum site { SITE_NONE = 0, SITE_SENDER = 1, SITE_RECEIVER = 2, SITE_MASTER = 3 };
+
+#define COPY_DROPPED (1u << 16) // in trace.copies: the copy was refused (MTU), not delivered
+
+struct trace {
+	__u64 ts;          // bpf_ktime_get_ns when written (the newest over CPUs is the last frame)
+	__u32 hook;        // 1 from_slave, 2 from_master
+	__u32 verdict;     // enum verdict
+	__u32 target;      // slave id (deliver, receiver drop)
+	__u32 reason;      // enum reason (drop)
+	__u32 site;        // enum site (drop)
+	__u32 family;      // 4 / 6 (route)
+	__u32 ncopies;
+	__u32 pad;
+	__u32 copies[FANOUT_MAX]; // slave id | COPY_DROPPED
+};
+
+// ---- maps ----------------------------------------------------------------------------------
+
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct port_cfg);
+} config SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, FANOUT_MAX);
+	__type(key, __u32); // slave id
+	__type(value, struct slave);
+} slaves SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, FANOUT_MAX);
+	__type(key, __u32); // host-end ifindex
+	__type(value, __u32); // slave id
+} host_slave SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, ADDR_MAX);
+	__type(key, struct addr_key);
+	__type(value, __u32); // slave id
+} addrs SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, FANOUT_MAX);
+	__type(key, __u32);
+	__type(value, __u32); // slave id in creation order; 0 ends the list
+} fanout SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_HASH);
+	__uint(max_entries, FANOUT_MAX);
+	__type(key, __u32); // slave id
+	__type(value, struct slave_ctr);
+} slave_stats SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct port_ctr);
+} port_stats SEC(".maps");
+
+struct bucket {
+	__u64 tokens;
+	__u64 last_ns;
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct bucket);
+} mc_bucket SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct trace);
+} trace SEC(".maps");
+
+// ---- frame classification (ipvlan_core::classify) ------------------------------------------
+
+enum l3 {
+	L3_ARP = 1,
+	L3_IPV4 = 2,
+	L3_IPV6 = 3,
+	L3_PAUSE = 4,
+	L3_OTHER = 5,
+	L3_MALFORMED_IP = 6,    // Malformed::Ipv4 / Ipv6
+	L3_MALFORMED_OTHER = 7, // VlanTruncated, ArpTruncated, NdTruncated
+};
+
+struct pkt {
+	__u32 len;       // frame length as the core counts it (an offloaded VLAN tag included)
+	__u32 gso;
+	__u8 dst[6];
+	__u8 src[6];
+	__u8 has_vlan;
+	__u8 l3;
+	__u8 has_dst;    // dst key present (keys_rx; keys_tx = none when has_vlan)
+	__u8 has_src;
+	__u16 vid;
+	__u8 has_gsrc;   // guard source: ARP sender / IPv4 source / IPv6 source
+	__u8 icmp;       // an unfragmented ICMPv6 upper layer was found
+	__u8 icmp_kind;
+	__u8 has_target; // ND target (NS/NA with >= 24 bytes)
+	__u8 gsrc_unspec;
+	__u8 pad;
+	struct addr_key dkey;
+	struct addr_key skey;
+	struct addr_key gsrc;
+	struct addr_key target;
+};
+
+static __always_inline int is_zero(const __u8 *a, int n)
+{
+	__u8 acc = 0;
+
+	for (int i = 0; i < n; i++)
+		acc |= a[i];
+	return acc == 0;
+}
+
+static __always_inline int mac_eq(const __u8 *a, const __u8 *b)
+{
+	__u8 acc = 0;
+
+	for (int i = 0; i < 6; i++)
+		acc |= a[i] ^ b[i];
+	return acc == 0;
+}
+
+static __always_inline void set_v4(struct addr_key *k, const __u8 *a)
+{
+	__builtin_memset(k, 0, sizeof(*k));
+	k->family = 4;
+	__builtin_memcpy(k->addr, a, 4);
+}
+
+// IPv6 upper layer and ICMPv6 type/ND target, as Ipv6Packet::upper_layer + Icmpv6Info::parse
+// (etherparse's extension-header walk: hop-by-hop first only, then dest-opts/routing/fragment/
+// auth; a malformed chain means no upper layer). `off`: the first byte after the fixed header,
+// `end`: the payload's end (payload length, cut at the bytes present).
+static __always_inline void ipv6_upper(struct __sk_buff *skb, struct pkt *p, __u32 off, __u32 end,
+				       __u8 next)
+{
+	__u8 fragmented = 0;
+	__u8 h[4];
+
+	for (int i = 0; i < MAX_EXT_HEADERS; i++) {
+		__u32 hl;
+
+		if (next == 0 && i != 0)
+			return; // hop-by-hop not at start: no upper layer
+		if (next != 0 && next != 60 && next != 43 && next != 44 && next != 51)
+			goto upper;
+		if (next == 51) {
+			if (off + 12 > end || bpf_skb_load_bytes(skb, off, h, 2) < 0)
+				return;
+			if (h[1] < 1)
+				return;
+			hl = ((__u32)h[1] + 2) * 4;
+		} else if (next == 44) {
+			if (off + 8 > end || bpf_skb_load_bytes(skb, off, h, 4) < 0)
+				return;
+			if (((h[2] << 8 | h[3]) & 0xfff9) != 0)
+				fragmented = 1; // offset != 0 or more-fragments
+			hl = 8;
+		} else {
+			if (off + 8 > end || bpf_skb_load_bytes(skb, off, h, 2) < 0)
+				return;
+			hl = ((__u32)h[1] + 1) * 8;
+		}
+		if (off + hl > end)
+			return;
+		next = h[0];
+		off += hl;
+	}
+	if (next == 0 || next == 60 || next == 43 || next == 44 || next == 51)
+		return; // deeper than MAX_EXT_HEADERS: treated as no upper layer (documented)
+upper:
+	if (next != 58 || fragmented)
+		return;
+	if (off + 8 > end)
+		return;
+	if (bpf_skb_load_bytes(skb, off, h, 1) < 0)
+		return;
+	p->icmp = 1;
+	p->icmp_kind = h[0];
+	if ((h[0] == 135 || h[0] == 136) && off + 24 <= end) {
+		__builtin_memset(&p->target, 0, sizeof(p->target));
+		p->target.family = 6;
+		if (bpf_skb_load_bytes(skb, off + 8, p->target.addr, 16) == 0)
+			p->has_target = 1;
+	}
+}
+
+// Returns 0, or -1 for a runt (< 14 bytes).
+static __always_inline int classify(struct __sk_buff *skb, struct pkt *p)
+{
+	__u32 len = skb->len;
+	__u8 eth[14];
+	__u16 type;
+	__u32 l3off = 14;
+
+	__builtin_memset(p, 0, sizeof(*p));
+	p->gso = skb->gso_size != 0;
+	if (len < 14 || bpf_skb_load_bytes(skb, 0, eth, 14) < 0)
+		return -1;
+	__builtin_memcpy(p->dst, eth, 6);
+	__builtin_memcpy(p->src, eth + 6, 6);
+	type = (__u16)eth[12] << 8 | eth[13];
+	p->len = len;
+	if (skb->vlan_present) {
+		// The tag was taken out of the frame by the receive path: the frame "as sent" had it.
+		p->has_vlan = 1;
+		p->vid = skb->vlan_tci & 0x0fff;
+		p->len = len + 4;
+	} else if (type == ETH_P_8021Q || type == ETH_P_8021AD) {
+		__u8 tag[4];
+
+		if (len < 18 || bpf_skb_load_bytes(skb, 14, tag, 4) < 0) {
+			p->l3 = L3_MALFORMED_OTHER; // VlanTruncated: no tag, no keys
+			return 0;
+		}
+		p->has_vlan = 1;
+		p->vid = ((__u16)tag[0] << 8 | tag[1]) & 0x0fff;
+		type = (__u16)tag[2] << 8 | tag[3];
+		l3off = 18;
+	}
+	__u32 avail = len - l3off;
+
+	if (type == ETH_P_ARP) {
+		__u8 a[28];
+
+		if (avail < 28 || bpf_skb_load_bytes(skb, l3off, a, 28) < 0) {
+			p->l3 = L3_MALFORMED_OTHER;
+			return 0;
+		}
+		p->l3 = L3_ARP;
+		set_v4(&p->dkey, a + 24);
+		set_v4(&p->skey, a + 14);
+		p->gsrc = p->skey;
+		p->has_dst = p->has_src = p->has_gsrc = 1;
+		p->gsrc_unspec = is_zero(a + 14, 4);
+		return 0;
+	}
+	if (type == ETH_P_IP) {
+		__u8 ip[20];
+		__u32 hl, total;
+
+		if (avail < 20 || bpf_skb_load_bytes(skb, l3off, ip, 20) < 0)
+			goto bad_ip;
+		hl = (ip[0] & 0x0f) * 4;
+		total = (__u32)ip[2] << 8 | ip[3];
+		if (ip[0] >> 4 != 4 || hl < 20 || total > avail || total < hl)
+			goto bad_ip;
+		p->l3 = L3_IPV4;
+		set_v4(&p->dkey, ip + 16);
+		set_v4(&p->skey, ip + 12);
+		p->gsrc = p->skey;
+		p->has_dst = p->has_src = p->has_gsrc = 1;
+		p->gsrc_unspec = is_zero(ip + 12, 4);
+		return 0;
+	}
+	if (type == ETH_P_IPV6) {
+		__u8 ip[40];
+		__u32 end;
+
+		if (avail < 40 || bpf_skb_load_bytes(skb, l3off, ip, 40) < 0)
+			goto bad_ip;
+		if (ip[0] >> 4 != 6)
+			goto bad_ip;
+		p->l3 = L3_IPV6;
+		__builtin_memset(&p->gsrc, 0, sizeof(p->gsrc));
+		p->gsrc.family = 6;
+		__builtin_memcpy(p->gsrc.addr, ip + 8, 16);
+		p->has_gsrc = 1;
+		p->gsrc_unspec = is_zero(ip + 8, 16);
+		end = 40 + ((__u32)ip[4] << 8 | ip[5]);
+		if (end > avail)
+			end = avail;
+		ipv6_upper(skb, p, l3off + 40, l3off + end, ip[6]);
+		// R-CLS-3: ICMPv6 from :: right after the fixed header (measured on the bytes present).
+		if (p->gsrc_unspec && ip[6] == 58) {
+			__u8 m[24];
+
+			if (avail < 48 || bpf_skb_load_bytes(skb, l3off + 40, m, 1) < 0) {
+				p->l3 = L3_MALFORMED_OTHER; // NdTruncated
+				p->icmp = p->has_target = p->has_gsrc = 0;
+				return 0;
+			}
+			if (m[0] != 135)
+				return 0; // no keys
+			if (avail < 64 || bpf_skb_load_bytes(skb, l3off + 48, m, 16) < 0) {
+				p->l3 = L3_MALFORMED_OTHER;
+				p->icmp = p->has_target = p->has_gsrc = 0;
+				return 0;
+			}
+			__builtin_memset(&p->dkey, 0, sizeof(p->dkey));
+			p->dkey.family = 6;
+			__builtin_memcpy(p->dkey.addr, m, 16);
+			p->skey = p->dkey;
+			p->has_dst = p->has_src = 1;
+			return 0;
+		}
+		__builtin_memset(&p->dkey, 0, sizeof(p->dkey));
+		p->dkey.family = 6;
+		__builtin_memcpy(p->dkey.addr, ip + 24, 16);
+		p->skey = p->gsrc;
+		p->has_dst = p->has_src = 1;
+		return 0;
+	}
+	p->l3 = type == 0x8808 ? L3_PAUSE : L3_OTHER;
+	return 0;
+bad_ip:
+	p->l3 = L3_MALFORMED_IP;
+	return 0;
+}
+
+// ---- helpers -------------------------------------------------------------------------------
+
+static __always_inline struct port_cfg *get_cfg(void)
+{
+	__u32 zero = 0;
+	struct port_cfg *c = bpf_map_lookup_elem(&config, &zero);
+
+	if (!c || c->master_ifindex == 0)
+		return 0;
+	return c;
+}
+
+static __always_inline struct port_ctr *pctr(void)
+{
+	__u32 zero = 0;
+
+	return bpf_map_lookup_elem(&port_stats, &zero);
+}
+
+static __always_inline struct slave_ctr *sctr(__u32 id)
+{
+	return bpf_map_lookup_elem(&slave_stats, &id);
+}
+
+static __always_inline void count_rx(__u32 id, __u32 len, int mc)
+{
+	struct slave_ctr *s = sctr(id);
+
+	if (s) {
+		s->rx_packets++;
+		s->rx_bytes += len;
+		if (mc)
+			s->rx_multicast++;
+	}
+}
+
+static __always_inline void slave_rx_drop(__u32 id, __u32 reason)
+{
+	struct slave_ctr *s = sctr(id);
+
+	if (s && reason < NREASONS)
+		s->rx_dropped[reason]++;
+}
+
+// The owner of an address, active or not (AddressTable::owner), or 0.
+static __always_inline __u32 owner(struct addr_key *k)
+{
+	__u32 *id = bpf_map_lookup_elem(&addrs, k);
+
+	return id ? *id : 0;
+}
+
+// Port::lookup: the owner, if that slave is up (an address is active while its slave is up).
+static __always_inline __u32 lookup(struct addr_key *k)
+{
+	__u32 id = owner(k);
+	struct slave *s;
+
+	if (!id)
+		return 0;
+	s = bpf_map_lookup_elem(&slaves, &id);
+	if (!s || !(s->flags & SLAVE_UP))
+		return 0;
+	return id;
+}
+
+static __always_inline struct trace *trace_begin(struct port_cfg *c, __u32 hook)
+{
+	__u32 zero = 0;
+	struct trace *t;
+
+	if (!c->trace)
+		return 0;
+	t = bpf_map_lookup_elem(&trace, &zero);
+	if (!t)
+		return 0;
+	t->ts = bpf_ktime_get_ns();
+	t->hook = hook;
+	t->verdict = V_NONE;
+	t->target = t->reason = t->site = t->family = t->ncopies = 0;
+	return t;
+}
+
+static __always_inline void trace_copy(struct trace *t, __u32 v)
+{
+	if (t) {
+		__u32 n = t->ncopies;
+
+		if (n < FANOUT_MAX) {
+			t->copies[n] = v;
+			t->ncopies = n + 1;
+		}
+	}
+}
+
+// Per-CPU token bucket over multicast frames (R-MC-1's bound). 1: admitted.
+static __always_inline int mc_admit(struct port_cfg *c)
+{
+	__u32 zero = 0;
+	struct bucket *b;
+	__u64 now, elapsed, add;
+
+	if (c->mc_burst == 0)
+		return 1;
+	b = bpf_map_lookup_elem(&mc_bucket, &zero);
+	if (!b)
+		return 1;
+	now = bpf_ktime_get_ns();
+	if (b->last_ns == 0) {
+		b->tokens = c->mc_burst;
+		b->last_ns = now;
+	}
+	elapsed = now - b->last_ns;
+	if (elapsed >= 1000000000ull) {
+		b->tokens = c->mc_burst;
+		b->last_ns = now;
+	} else if (c->mc_rate) {
+		add = elapsed * c->mc_rate / 1000000000ull;
+		if (add) {
+			b->tokens += add;
+			if (b->tokens > c->mc_burst)
+				b->tokens = c->mc_burst;
+			b->last_ns += add * 1000000000ull / c->mc_rate;
+		}
+	}
+	if (b->tokens == 0)
+		return 0;
+	b->tokens--;
+	return 1;
+}
+
+// One fan-out copy to slave `id` if it is up; copies of slave-originated frames (`check_mtu`)
+// must fit the receiver (R-MTU-4). A global function: the verifier checks it once, not once per
+// iteration of the fan-out loop (which would exceed its 1M-instruction budget).
+__attribute__((noinline)) int fan_one(struct __sk_buff *skb, __u32 id, __u32 len, __u32 check_mtu)
+{
+	__u32 zero = 0;
+	struct slave *s = bpf_map_lookup_elem(&slaves, &id);
+	struct port_cfg *c = bpf_map_lookup_elem(&config, &zero);
+	struct trace *t = 0;
+	struct port_ctr *pc;
+
+	if (!s || !(s->flags & SLAVE_UP))
+		return 0;
+	if (c && c->trace)
+		t = bpf_map_lookup_elem(&trace, &zero);
+	if (check_mtu && len > s->mtu + MTU_SLACK) {
+		slave_rx_drop(id, R_MTU_EXCEEDED);
+		trace_copy(t, id | COPY_DROPPED);
+		return 0;
+	}
+	count_rx(id, len, 1);
+	trace_copy(t, id);
+	if (bpf_clone_redirect(skb, s->host_ifindex, 0) != 0) {
+		pc = pctr();
+		if (pc)
+			pc->clone_failed++;
+	}
+	return 0;
+}
+
+// One copy per up slave in creation order but `sender` (multicast_fanout).
+static __always_inline void fan_out(struct __sk_buff *skb, struct pkt *p, __u32 sender,
+				    struct port_ctr *pc)
+{
+	__u32 check_mtu = sender && !p->gso;
+	__u32 len = p->len;
+
+	for (__u32 i = 0; i < FANOUT_MAX; i++) {
+		__u32 key = i;
+		__u32 *idp = bpf_map_lookup_elem(&fanout, &key);
+		__u32 id;
+
+		if (!idp || *idp == 0)
+			return;
+		id = *idp;
+		if (id != sender)
+			fan_one(skb, id, len, check_mtu);
+	}
+	if (pc)
+		pc->fanout_cut++;
+}
+
+static __always_inline int to_slave(__u32 id)
+{
+	struct slave *s = bpf_map_lookup_elem(&slaves, &id);
+
+	if (!s)
+		return TC_ACT_SHOT;
+	if (s->flags & SLAVE_SAME_NS)
+		return bpf_redirect(s->host_ifindex, 0); // peer redirect cannot stay in one netns
+	return bpf_redirect_peer(s->host_ifindex, 0);
+}
+
+// ---- from_slave ----------------------------------------------------------------------------
+
+struct tx_dec {
+	__u32 verdict;
+	__u32 target;
+	__u32 reason;
+	__u32 site;
+	__u32 family;
+};
+
+static __always_inline void tx_drop(struct tx_dec *d, __u32 reason, __u32 site, __u32 target)
+{
+	d->verdict = V_DROP;
+	d->reason = reason;
+	d->site = site;
+	d->target = target;
+}
+
+// decide_tx's guard(): 0 or a drop reason + 1.
+static __always_inline __u32 guard(struct pkt *p, __u32 from, struct slave *me)
+{
+	if (!(me->flags & SLAVE_SPOOFCHK))
+		return 0;
+	if (p->l3 == L3_ARP || p->l3 == L3_IPV4 || p->l3 == L3_IPV6) {
+		if (!p->gsrc_unspec && owner(&p->gsrc) != from)
+			return R_SPOOFED_SOURCE + 1;
+		if (p->l3 != L3_IPV6 || !p->icmp)
+			return 0;
+		if ((p->icmp_kind == 134 || p->icmp_kind == 137) && !(me->flags & SLAVE_ROUTER))
+			return R_ROUTER_MESSAGE + 1;
+		if (p->icmp_kind == 136 && p->has_target && owner(&p->target) != from)
+			return R_SPOOFED_SOURCE + 1;
+		if (p->icmp_kind == 135 && p->has_target && p->gsrc_unspec) {
+			__u32 o = owner(&p->target);
+
+			if (o && o != from)
+				return R_SPOOFED_SOURCE + 1;
+		}
+		return 0;
+	}
+	if (p->l3 == L3_OTHER && p->has_vlan)
+		return R_SPOOFED_SOURCE + 1;
+	return 0;
+}
+
+static __always_inline void deliver_local(struct tx_dec *d, struct pkt *p, __u32 to)
+{
+	struct slave *s = bpf_map_lookup_elem(&slaves, &to);
+
+	if (!s) {
+		tx_drop(d, R_RECEIVER_DOWN, SITE_RECEIVER, to);
+		return;
+	}
+	if (!p->gso && p->len > s->mtu + MTU_SLACK) {
+		tx_drop(d, R_MTU_EXCEEDED, SITE_RECEIVER, to);
+		return;
+	}
+	d->verdict = V_DELIVER;
+	d->target = to;
+}
+
+static __always_inline void decide_tx(struct port_cfg *c, struct pkt *p, __u32 from,
+				      struct slave *me, struct tx_dec *d)
+{
+	__u32 g = guard(p, from, me);
+	// keys_tx: none for a tagged frame (R-CLS-4)
+	__u32 to = (p->has_dst && !p->has_vlan) ? lookup(&p->dkey) : 0;
+	int group = p->dst[0] & 1;
+
+	if (g) {
+		tx_drop(d, g - 1, SITE_SENDER, 0);
+		return;
+	}
+	if (c->mode == MODE_L2) {
+		// R-TX-L2-1(1); the source MAC counts as the master's (identity is asserted first)
+		if (c->flag != FLAG_VEPA && mac_eq(p->dst, c->master_mac)) {
+			if (to && c->flag == FLAG_PRIVATE)
+				tx_drop(d, R_PRIVATE_UNICAST, SITE_SENDER, 0);
+			else if (to)
+				deliver_local(d, p, to);
+			else if (p->gso || p->len <= c->master_mtu + MTU_SLACK)
+				d->verdict = V_TO_HOST;
+			else
+				tx_drop(d, R_MTU_EXCEEDED, SITE_MASTER, 0);
+			return;
+		}
+		if (group) {
+			if (p->l3 == L3_PAUSE && !p->has_vlan)
+				tx_drop(d, R_PAUSE_FRAME, SITE_SENDER, 0);
+			else
+				d->verdict = V_MULTICAST;
+			return;
+		}
+		d->verdict = V_TRANSMIT;
+		return;
+	}
+	if (c->flag != FLAG_VEPA && to) {
+		if (c->flag == FLAG_PRIVATE)
+			tx_drop(d, R_PRIVATE_UNICAST, SITE_SENDER, 0);
+		else
+			deliver_local(d, p, to);
+		return;
+	}
+	if (group)
+		tx_drop(d, R_L3_MULTICAST, SITE_SENDER, 0);
+	else if (p->has_vlan)
+		tx_drop(d, R_L3_NOT_IP, SITE_SENDER, 0);
+	else if (p->l3 == L3_IPV4 || p->l3 == L3_IPV6) {
+		d->verdict = V_ROUTE;
+		d->family = p->l3 == L3_IPV4 ? 4 : 6;
+	} else if (p->l3 == L3_MALFORMED_IP)
+		tx_drop(d, R_MALFORMED_IP, SITE_SENDER, 0);
+	else
+		tx_drop(d, R_L3_NOT_IP, SITE_SENDER, 0);
+}
+
+// The slave speaks with the master's link-layer identity only (ipvlan_core::identity): the
+// Ethernet source and the ARP sender hardware address. NDP link-layer options are left alone.
+static __always_inline void assert_identity(struct __sk_buff *skb, struct port_cfg *c,
+					    struct pkt *p)
+{
+	__u8 sha[6];
+
+	if (!mac_eq(p->src, c->master_mac)) {
+		bpf_skb_store_bytes(skb, 6, c->master_mac, 6, 0);
+		__builtin_memcpy(p->src, c->master_mac, 6);
+	}
+	if (p->l3 == L3_ARP && !skb->vlan_present && !p->has_vlan &&
+	    bpf_skb_load_bytes(skb, 14 + 8, sha, 6) == 0 &&
+	    !mac_eq(sha, c->master_mac))
+		bpf_skb_store_bytes(skb, 14 + 8, c->master_mac, 6, 0);
+}
+
+// R-TX-L3-3 by FIB: the master namespace's forwarding table, then the neighbour subsystem.
+// 0: not routable this way (the caller hands the packet to the stack).
+static __always_inline int route_fib(struct __sk_buff *skb, struct pkt *p)
+{
+	struct bpf_fib_lookup f = {};
+	int rc;
+
+	f.ifindex = skb->ingress_ifindex;
+	if (p->l3 == L3_IPV4) {
+		__u8 ip[20];
+
+		if (bpf_skb_load_bytes(skb, 14, ip, 20) < 0)
+			return 0;
+		f.family = 2; // AF_INET
+		f.tos = ip[1];
+		f.l4_protocol = ip[9];
+		f.tot_len = (__u16)ip[2] << 8 | ip[3];
+		__builtin_memcpy(&f.ipv4_src, ip + 12, 4);
+		__builtin_memcpy(&f.ipv4_dst, ip + 16, 4);
+	} else {
+		__u8 ip[40];
+
+		if (bpf_skb_load_bytes(skb, 14, ip, 40) < 0)
+			return 0;
+		f.family = 10; // AF_INET6
+		f.l4_protocol = ip[6];
+		f.tot_len = ((__u16)ip[4] << 8 | ip[5]) + 40;
+		__builtin_memcpy(f.ipv6_src, ip + 8, 16);
+		__builtin_memcpy(f.ipv6_dst, ip + 24, 16);
+	}
+	rc = bpf_fib_lookup(skb, &f, sizeof(f), BPF_FIB_LOOKUP_SKIP_NEIGH);
+	if (rc != BPF_FIB_LKUP_RET_SUCCESS && rc != BPF_FIB_LKUP_RET_NO_NEIGH)
+		return 0;
+	return bpf_redirect_neigh(f.ifindex, 0, 0, 0);
+}
+
+SEC("classifier") // not "tc": aya 0.14 only knows "classifier"
+int from_slave(struct __sk_buff *skb)
+{
+	struct port_cfg *c = get_cfg();
+	struct port_ctr *pc;
+	struct slave *me;
+	struct slave_ctr *mine;
+	struct trace *t;
+	struct tx_dec d = {};
+	struct pkt p;
+	__u32 from, *fromp, ifx = skb->ingress_ifindex;
+
+	if (!c)
+		return TCX_NEXT_;
+	fromp = bpf_map_lookup_elem(&host_slave, &ifx);
+	if (!fromp)
+		return TCX_NEXT_; // not one of ours: count nothing
+	from = *fromp;
+	me = bpf_map_lookup_elem(&slaves, &from);
+	if (!me)
+		return TCX_NEXT_;
+	t = trace_begin(c, 1);
+	pc = pctr();
+	mine = sctr(from);
+	if (classify(skb, &p) < 0) {
+		tx_drop(&d, R_RUNT, SITE_SENDER, 0); // R-TX-0
+	} else {
+		assert_identity(skb, c, &p);
+		decide_tx(c, &p, from, me, &d);
+	}
+	if (t) {
+		t->verdict = d.verdict;
+		t->target = d.target;
+		t->reason = d.reason;
+		t->site = d.site;
+		t->family = d.family;
+	}
+	// Port::handle_tx accounting (R-STAT-1)
+	if (d.verdict == V_DROP && d.site == SITE_SENDER) {
+		if (mine && d.reason < NREASONS)
+			mine->tx_dropped[d.reason]++;
+		return TC_ACT_SHOT;
+	}
+	if (mine) {
+		mine->tx_packets++;
+		mine->tx_bytes += p.len;
+	}
+	switch (d.verdict) {
+	case V_DELIVER:
+		count_rx(d.target, p.len, 0);
+		return to_slave(d.target);
+	case V_TRANSMIT:
+		if (pc) {
+			pc->tx_packets++;
+			pc->tx_bytes += p.len;
+		}
+		return bpf_redirect(c->master_ifindex, 0);
+	case V_TO_HOST:
+		if (pc)
+			pc->to_host_stack++;
+		skb->mark = TOHOST_MARK; // from_master passes it without counting
+		return bpf_redirect(c->master_ifindex, BPF_F_INGRESS);
+	case V_ROUTE:
+		if (pc)
+			pc->to_host_stack++;
+		if ((d.family == 4 ? c->route_v4 : c->route_v6) == ROUTE_FIB) {
+			int rc = route_fib(skb, &p);
+
+			if (rc)
+				return rc;
+			if (pc)
+				pc->fib_fallback++;
+		}
+		bpf_skb_change_type(skb, PACKET_HOST);
+		return TC_ACT_OK; // the master namespace forwards it
+	case V_MULTICAST:
+		if (!mc_admit(c)) {
+			// Port::queue_multicast: backlog full, the sender's rx_dropped (R-STAT-4); the
+			// frame is gone, the wire copy too (the kernel frees it).
+			if (mine)
+				mine->rx_dropped[R_BACKLOG_FULL]++;
+			if (t) {
+				t->verdict = V_DROP;
+				t->reason = R_BACKLOG_FULL;
+				t->site = SITE_SENDER;
+			}
+			return TC_ACT_SHOT;
+		}
+		fan_out(skb, &p, from, pc);
+		if (pc) {
+			pc->tx_packets++;
+			pc->tx_bytes += p.len;
+		}
+		return bpf_redirect(c->master_ifindex, 0);
+	case V_DROP:
+		if (d.site == SITE_RECEIVER)
+			slave_rx_drop(d.target, d.reason);
+		else if (pc && d.reason < NREASONS)
+			pc->dropped[d.reason]++;
+		return TC_ACT_SHOT;
+	}
+	return TC_ACT_SHOT;
+}
+
+// ---- from_master ---------------------------------------------------------------------------
+
+SEC("classifier")
+int from_master(struct __sk_buff *skb)
+{
+	struct port_cfg *c = get_cfg();
+	struct port_ctr *pc;
+	struct trace *t;
+	struct pkt p;
+	__u32 to = 0;
+	int group;
+
+	if (!c)
+		return TCX_NEXT_;
+	if (skb->mark == TOHOST_MARK) {
+		skb->mark = 0; // our own l2 ToHost, already counted
+		return TCX_NEXT_;
+	}
+	t = trace_begin(c, 2);
+	pc = pctr();
+	if (classify(skb, &p) < 0 || c->mode == MODE_L3S)
+		goto pass; // runts are the stack's; l3s keeps its own path (R-RX-L3S-1)
+	group = p.dst[0] & 1;
+	if (c->mode == MODE_L2 && group) {
+		// R-RX-L2-2
+		int own = mac_eq(p.src, c->master_mac) && p.has_src &&
+			  lookup(&p.skey);
+
+		if (own || p.l3 == L3_PAUSE || (p.has_vlan && p.vid != 0))
+			goto pass;
+		if (pc)
+			pc->rx_passed++;
+		if (!mc_admit(c)) {
+			if (pc)
+				pc->dropped[R_BACKLOG_FULL]++;
+			if (t)
+				t->verdict = V_PASS;
+			return TCX_NEXT_;
+		}
+		if (pc)
+			pc->rx_multicast_queued++;
+		if (t)
+			t->verdict = V_PASS_MULTICAST;
+		fan_out(skb, &p, 0, pc);
+		return TCX_NEXT_;
+	}
+	// R-RX-L2-3, R-RX-L3-1: claimed by destination key, whatever the destination MAC
+	if (p.has_dst)
+		to = lookup(&p.dkey);
+	if (!to)
+		goto pass;
+	if (pc)
+		pc->rx_claimed++;
+	if (p.has_vlan && p.vid != 0) {
+		if (pc)
+			pc->dropped[R_FOREIGN_VLAN]++;
+		if (t) {
+			t->verdict = V_DROP;
+			t->reason = R_FOREIGN_VLAN;
+			t->site = SITE_MASTER;
+		}
+		return TC_ACT_SHOT;
+	}
+	count_rx(to, p.len, 0);
+	if (t) {
+		t->verdict = V_DELIVER;
+		t->target = to;
+	}
+	return to_slave(to);
+pass:
+	if (pc)
+		pc->rx_passed++;
+	if (t)
+		t->verdict = V_PASS;
+	return TCX_NEXT_;
+}
+
+char LICENSE[] SEC("license") = "Dual MIT/GPL";
