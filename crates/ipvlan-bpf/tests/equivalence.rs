@@ -484,6 +484,9 @@ fn check_case(
         let Some(t) = got.trace else {
             return Err(format!("no trace for {f:?}"));
         };
+        SEEN.with(|s| {
+            s.borrow_mut().insert(format!("{:?} {:?}", want.verdict, want.drop));
+        });
         if t != want {
             return Err(format!(
                 "{hook:?} {:?}/{:?} frame {f:?}\n bytes {frame:02x?}\n bpf  {t:?}\n core {want:?}",
@@ -528,6 +531,11 @@ fn testable(frame: &[u8]) -> bool {
     }
 }
 
+thread_local! {
+    /// Every (verdict, drop) the core expected in this thread: the generator's coverage.
+    static SEEN: RefCell<std::collections::BTreeSet<String>> = RefCell::default();
+}
+
 fn root_or_skip() {
     // SAFETY: geteuid has no preconditions.
     assert_eq!(
@@ -554,6 +562,29 @@ fn bpf_decides_like_the_core() {
     });
     if let Err(e) = result {
         panic!("{e}");
+    }
+    let seen = SEEN.with(|s| s.borrow().clone());
+    eprintln!("covered: {seen:#?}");
+    for must in [
+        "Deliver None",
+        "Transmit None",
+        "ToHost None",
+        "Route None",
+        "Multicast None",
+        "Pass None",
+        "PassAndMulticast None",
+        "Drop Some((PrivateUnicast, Sender))",
+        "Drop Some((SpoofedSource, Sender))",
+        "Drop Some((RouterMessage, Sender))",
+        "Drop Some((MtuExceeded, Receiver))",
+        "Drop Some((MtuExceeded, Master))",
+        "Drop Some((L3Multicast, Sender))",
+        "Drop Some((L3NotIp, Sender))",
+        "Drop Some((MalformedIp, Sender))",
+        "Drop Some((PauseFrame, Sender))",
+        "Drop Some((ForeignVlan, Master))",
+    ] {
+        assert!(seen.contains(must), "the generator never produced {must}");
     }
 }
 
