@@ -25,8 +25,8 @@ use ipvlan_core::{
 };
 use proptest::prelude::*;
 use proptest::strategy::ValueTree;
-use std::cell::RefCell;
 use proptest::test_runner::{Config, TestCaseError, TestRunner};
+use std::cell::RefCell;
 
 const MASTER_MAC: [u8; 6] = [0x02, 0, 0, 0, 0, 0x01];
 const MASTER_IFINDEX: u32 = 1; // loopback: never a real redirect target in a test run
@@ -111,7 +111,14 @@ struct FrameSpec {
 
 fn frame_spec() -> impl Strategy<Value = FrameSpec> {
     (
-        (0u8..12, 0u8..5, 0u8..3, 0usize..16, 0usize..16, prop::bool::weighted(0.15)),
+        (
+            0u8..12,
+            0u8..5,
+            0u8..3,
+            0usize..16,
+            0usize..16,
+            prop::bool::weighted(0.15),
+        ),
         (
             prop::option::weighted(0.15, prop_oneof![Just(0u16), 1u16..4095, Just(0x2005)]),
             prop_oneof![Just(0usize), 0usize..3200],
@@ -485,7 +492,8 @@ fn check_case(
             return Err(format!("no trace for {f:?}"));
         };
         SEEN.with(|s| {
-            s.borrow_mut().insert(format!("{:?} {:?}", want.verdict, want.drop));
+            s.borrow_mut()
+                .insert(format!("{:?} {:?}", want.verdict, want.drop));
         });
         if t != want {
             return Err(format!(
@@ -538,11 +546,8 @@ thread_local! {
 
 fn root_or_skip() {
     // SAFETY: geteuid has no preconditions.
-    assert_eq!(
-        unsafe { libc::geteuid() },
-        0,
-        "this test loads BPF programs and needs root"
-    );
+    let euid = unsafe { libc::geteuid() };
+    assert_eq!(euid, 0, "this test loads BPF programs and needs root");
 }
 
 #[test]
