@@ -66,16 +66,12 @@ fn in_netns<T>(path: &str, f: impl FnOnce() -> T) -> T {
     let target = std::fs::File::open(path).expect("target netns");
     use std::os::fd::AsRawFd;
     // SAFETY: setns on a valid namespace fd affects this thread only.
-    assert_eq!(
-        unsafe { libc::setns(target.as_raw_fd(), libc::CLONE_NEWNET) },
-        0
-    );
+    let r = unsafe { libc::setns(target.as_raw_fd(), libc::CLONE_NEWNET) };
+    assert_eq!(r, 0);
     let out = f();
     // SAFETY: as above, back to the original namespace.
-    assert_eq!(
-        unsafe { libc::setns(me.as_raw_fd(), libc::CLONE_NEWNET) },
-        0
-    );
+    let r = unsafe { libc::setns(me.as_raw_fd(), libc::CLONE_NEWNET) };
+    assert_eq!(r, 0);
     out
 }
 
