@@ -292,13 +292,16 @@ pub fn available() -> Result<Attach, BpfError> {
     // veth: loaded or built in with parameters (/sys/module/veth), or a module on disk. A
     // monolithic kernel without a module tree cannot be told apart here: creating the pair says.
     let modules = fs::read_to_string("/proc/sys/kernel/osrelease")
-        .map(|r| Path::new("/lib/modules").join(r.trim()).join("kernel/drivers/net"))
+        .map(|r| {
+            Path::new("/lib/modules")
+                .join(r.trim())
+                .join("kernel/drivers/net")
+        })
         .ok()
         .and_then(|d| fs::read_dir(d).ok());
     if let Some(mut dir) = modules {
-        let on_disk = dir.any(|e| {
-            e.is_ok_and(|e| e.file_name().to_string_lossy().starts_with("veth.ko"))
-        });
+        let on_disk =
+            dir.any(|e| e.is_ok_and(|e| e.file_name().to_string_lossy().starts_with("veth.ko")));
         if !on_disk && !Path::new("/sys/module/veth").exists() {
             return un("no veth driver (CONFIG_VETH)".into());
         }
@@ -640,13 +643,12 @@ impl PortProgram {
                 path: PathBuf::from("/sys/devices/system/cpu/possible"),
                 source: e,
             })?;
-            let zeros = PerCpuValues::try_from(vec![SlaveCtr::default(); n]).map_err(|e| {
-                BpfError::Io {
+            let zeros =
+                PerCpuValues::try_from(vec![SlaveCtr::default(); n]).map_err(|e| BpfError::Io {
                     what: "per-CPU values",
                     path: self.pin_dir.clone(),
                     source: e,
-                }
-            })?;
+                })?;
             let mut s: PerCpuHashMap<_, u32, SlaveCtr> =
                 PerCpuHashMap::try_from(&mut self.maps.slave_stats)
                     .map_err(map_err("slave_stats"))?;
