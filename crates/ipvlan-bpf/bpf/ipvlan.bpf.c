@@ -43,7 +43,7 @@ struct port_cfg {
 	__u8 route_v4;
 	__u8 route_v6;
 	__u8 trace;
-	__u8 pad0;
+	__u8 has_local;       // some slave is in the master's namespace: check for routing loops
 	__u32 mc_burst;       // token bucket size, frames per CPU; 0 = unbounded
 	__u32 mc_rate;        // refill, frames per second per CPU
 };
@@ -81,6 +81,7 @@ enum reason {
 	R_FOREIGN_VLAN = 9,
 	R_SPOOFED_SOURCE = 12,
 	R_ROUTER_MESSAGE = 13,
+	R_ROUTING_LOOP = 15,
 };
 
 struct slave_ctr {
@@ -207,6 +208,31 @@ struct {
 	__type(key, __u32);
 	__type(value, struct trace);
 } trace SEC(".maps");
+
+// l3/l3s egress handed to the master namespace recently, by fingerprint (the packet without its
+// TTL / hop limit) -> when (ns): a packet that comes back through a slave in the master's own
+// namespace within LOOP_WINDOW_NS was routed back to it (the kernel's nested-transmit limit
+// stops such a loop; the userspace path's RecentPackets does the same). Only kept while the
+// port has such a slave (config.has_local).
+#define LOOP_WINDOW_NS 1000000000ull
+#define ROUTED_MAX 4096
+
+struct routed_key {
+	__u8 family;
+	__u8 proto;
+	__u16 pad;
+	__u32 id;        // IPv4 identification / IPv6 flow label
+	__u8 src[16];
+	__u8 dst[16];
+	__u8 l4[8];      // the first bytes after the IP header (ports, ICMP id/seq, checksum)
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, ROUTED_MAX);
+	__type(key, struct routed_key);
+	__type(value, __u64);
+} routed SEC(".maps");
 
 // ---- frame classification (ipvlan_core::classify) ------------------------------------------
 
@@ -758,8 +784,57 @@ static __always_inline void decide_tx(struct port_cfg *c, struct pkt *p, __u32 f
 		tx_drop(d, R_L3_NOT_IP, SITE_SENDER, 0);
 }
 
+#define MAX_ND_OPTIONS 8 // NDP options walked per message (RFC 4861 §4.6)
+
+// The source/target link-layer address options of an untagged NDP message sent right after
+// the fixed IPv6 header become the master's MAC, with the ICMPv6 checksum updated
+// (ipvlan_core::identity::rewrite_ndp; messages behind extension headers are left alone).
+static __always_inline void assert_nd_identity(struct __sk_buff *skb, struct port_cfg *c)
+{
+	__u8 ip[7];
+	__u8 kind;
+	__u32 off, end, hdr;
+
+	if (bpf_skb_load_bytes(skb, 14, ip, 7) < 0 || ip[6] != 58)
+		return;
+	end = 14 + 40 + ((__u32)ip[4] << 8 | ip[5]);
+	if (end > skb->len)
+		end = skb->len;
+	if (bpf_skb_load_bytes(skb, 14 + 40, &kind, 1) < 0)
+		return;
+	switch (kind) {
+	case 133: hdr = 8; break;  // router solicitation
+	case 134: hdr = 16; break; // router advertisement
+	case 135:                  // neighbour solicitation
+	case 136: hdr = 24; break; // neighbour advertisement
+	case 137: hdr = 40; break; // redirect
+	default: return;
+	}
+	off = 14 + 40 + hdr;
+	for (int i = 0; i < MAX_ND_OPTIONS; i++) {
+		__u8 opt[8];
+		__u32 olen;
+
+		if (off + 8 > end || bpf_skb_load_bytes(skb, off, opt, 8) < 0)
+			return;
+		olen = (__u32)opt[1] * 8;
+		if (olen == 0)
+			return; // malformed: receivers drop it anyway
+		if ((opt[0] == 1 || opt[0] == 2) && olen == 8 && !mac_eq(opt + 2, c->master_mac)) {
+			__u16 old[3], new[3];
+
+			__builtin_memcpy(old, opt + 2, 6);
+			__builtin_memcpy(new, c->master_mac, 6);
+			for (int w = 0; w < 3; w++)
+				bpf_l4_csum_replace(skb, 14 + 40 + 2, old[w], new[w], 2);
+			bpf_skb_store_bytes(skb, off + 2, c->master_mac, 6, 0);
+		}
+		off += olen;
+	}
+}
+
 // The slave speaks with the master's link-layer identity only (ipvlan_core::identity): the
-// Ethernet source and the ARP sender hardware address. NDP link-layer options are left alone.
+// Ethernet source, the ARP sender hardware address and NDP link-layer address options.
 static __always_inline void assert_identity(struct __sk_buff *skb, struct port_cfg *c,
 					    struct pkt *p)
 {
@@ -773,6 +848,8 @@ static __always_inline void assert_identity(struct __sk_buff *skb, struct port_c
 	    bpf_skb_load_bytes(skb, 14 + 8, sha, 6) == 0 &&
 	    !mac_eq(sha, c->master_mac))
 		bpf_skb_store_bytes(skb, 14 + 8, c->master_mac, 6, 0);
+	if (p->l3 == L3_IPV6 && p->icmp && !skb->vlan_present && !p->has_vlan)
+		assert_nd_identity(skb, c);
 }
 
 // R-TX-L3-3 by FIB: the master namespace's forwarding table, then the neighbour subsystem.
@@ -809,6 +886,65 @@ static __always_inline int route_fib(struct __sk_buff *skb, struct pkt *p)
 	if (rc != BPF_FIB_LKUP_RET_SUCCESS && rc != BPF_FIB_LKUP_RET_NO_NEIGH)
 		return 0;
 	return bpf_redirect_neigh(f.ifindex, 0, 0, 0);
+}
+
+// The fingerprint of an untagged IPv4/IPv6 packet for the routing-loop check. -1: none.
+static __always_inline int routed_fingerprint(struct __sk_buff *skb, struct pkt *p,
+					      struct routed_key *k)
+{
+	if (p->l3 == L3_IPV4) {
+		__u8 ip[20];
+		__u32 hl;
+
+		if (bpf_skb_load_bytes(skb, 14, ip, 20) < 0)
+			return -1;
+		hl = (ip[0] & 0x0f) * 4;
+		k->family = 4;
+		k->proto = ip[9];
+		k->id = (__u32)ip[4] << 8 | ip[5];
+		__builtin_memcpy(k->src, ip + 12, 4);
+		__builtin_memcpy(k->dst, ip + 16, 4);
+		if (hl >= 20 && hl <= 60)
+			bpf_skb_load_bytes(skb, 14 + hl, k->l4, 8);
+		return 0;
+	}
+	if (p->l3 == L3_IPV6) {
+		__u8 ip[40];
+
+		if (bpf_skb_load_bytes(skb, 14, ip, 40) < 0)
+			return -1;
+		k->family = 6;
+		k->proto = ip[6];
+		k->id = ((__u32)ip[1] & 0x0f) << 16 | (__u32)ip[2] << 8 | ip[3];
+		__builtin_memcpy(k->src, ip + 8, 16);
+		__builtin_memcpy(k->dst, ip + 24, 16);
+		bpf_skb_load_bytes(skb, 14 + 40, k->l4, 8);
+		return 0;
+	}
+	return -1;
+}
+
+// Adds one to the TTL / hop limit (below 255) of an untagged IPv4/IPv6 packet about to be
+// forwarded by the master namespace, which takes it off again.
+static __always_inline void restore_hop(struct __sk_buff *skb, struct pkt *p)
+{
+	__u8 h[2];
+
+	if (p->l3 == L3_IPV4) {
+		if (bpf_skb_load_bytes(skb, 14 + 8, h, 2) < 0 || h[0] == 255 || h[0] == 0)
+			return;
+		__u16 old = bpf_htons((__u16)h[0] << 8 | h[1]);
+		__u16 new = bpf_htons((__u16)(h[0] + 1) << 8 | h[1]);
+
+		bpf_l3_csum_replace(skb, 14 + 10, old, new, 2);
+		h[0]++;
+		bpf_skb_store_bytes(skb, 14 + 8, h, 1, 0);
+	} else if (p->l3 == L3_IPV6) {
+		if (bpf_skb_load_bytes(skb, 14 + 7, h, 1) < 0 || h[0] == 255 || h[0] == 0)
+			return;
+		h[0]++;
+		bpf_skb_store_bytes(skb, 14 + 7, h, 1, 0);
+	}
 }
 
 SEC("classifier") // not "tc": aya 0.14 only knows "classifier"
@@ -863,6 +999,17 @@ int from_slave(struct __sk_buff *skb)
 		count_rx(d.target, p.len, 0);
 		return to_slave(d.target);
 	case V_TRANSMIT:
+		if (!p.gso && p.len > c->master_mtu + MTU_SLACK) {
+			// Too long for the master (is_skb_forwardable would drop it unseen): the
+			// sender's drop, not a packet sent (R-STAT-1), as the userspace path counts a
+			// send the master refused.
+			if (mine) {
+				mine->tx_packets--;
+				mine->tx_bytes -= p.len;
+				mine->tx_dropped[R_MTU_EXCEEDED]++;
+			}
+			return TC_ACT_SHOT;
+		}
 		if (pc) {
 			pc->tx_packets++;
 			pc->tx_bytes += p.len;
@@ -874,6 +1021,25 @@ int from_slave(struct __sk_buff *skb)
 		skb->mark = TOHOST_MARK; // from_master passes it without counting
 		return bpf_redirect(c->master_ifindex, BPF_F_INGRESS);
 	case V_ROUTE:
+		if (c->has_local) {
+			struct routed_key k = {};
+			__u64 now = bpf_ktime_get_ns(), *seen;
+
+			if (routed_fingerprint(skb, &p, &k) == 0) {
+				seen = bpf_map_lookup_elem(&routed, &k);
+				if ((me->flags & SLAVE_SAME_NS) && seen && now - *seen < LOOP_WINDOW_NS) {
+					// Routed back to a slave in the master's namespace: dropped once.
+					if (mine) {
+						mine->tx_packets--;
+						mine->tx_bytes -= p.len;
+						mine->tx_dropped[R_ROUTING_LOOP]++;
+					}
+					bpf_map_delete_elem(&routed, &k);
+					return TC_ACT_SHOT;
+				}
+				bpf_map_update_elem(&routed, &k, &now, BPF_ANY);
+			}
+		}
 		if (pc)
 			pc->to_host_stack++;
 		if ((d.family == 4 ? c->route_v4 : c->route_v6) == ROUTE_FIB) {
@@ -884,6 +1050,11 @@ int from_slave(struct __sk_buff *skb)
 			if (pc)
 				pc->fib_fallback++;
 		}
+		// The kernel's l3 egress is the master namespace's local output: the TTL / hop limit
+		// the slave set leaves as it is. The forwarding path takes one off: give it back,
+		// except from a slave in the master's namespace (a loop must still run out of hops).
+		if (!(me->flags & SLAVE_SAME_NS))
+			restore_hop(skb, &p);
 		bpf_skb_change_type(skb, PACKET_HOST);
 		return TC_ACT_OK; // the master namespace forwards it
 	case V_MULTICAST:

@@ -174,7 +174,7 @@ pub struct SlaveEntry {
 }
 
 const PROGRAMS: [&str; 2] = ["from_slave", "from_master"];
-const MAPS: [&str; 9] = [
+const MAPS: [&str; 10] = [
     "config",
     "slaves",
     "host_slave",
@@ -184,6 +184,7 @@ const MAPS: [&str; 9] = [
     "port_stats",
     "mc_bucket",
     "trace",
+    "routed",
 ];
 
 fn prog_pin(dir: &Path, name: &str) -> PathBuf {
@@ -556,7 +557,7 @@ impl PortProgram {
             route_v4: route(cfg.route_v4),
             route_v6: route(cfg.route_v6),
             trace: old.trace,
-            pad0: 0,
+            has_local: old.has_local,
             mc_burst: MC_BURST,
             mc_rate: MC_RATE,
         })
@@ -681,6 +682,23 @@ impl PortProgram {
             list.push(key);
             self.write_fanout(&list)?;
         }
+        self.update_has_local()
+    }
+
+    /// Sets the configuration's `has_local` from the slaves' `SAME_NS` flags.
+    fn update_has_local(&mut self) -> Result<(), BpfError> {
+        let local = {
+            let m: HashMap<_, u32, SlaveV> =
+                HashMap::try_from(&self.maps.slaves).map_err(map_err("slaves"))?;
+            m.iter()
+                .filter_map(Result::ok)
+                .any(|(_, v)| v.flags & maps::SLAVE_SAME_NS != 0)
+        };
+        let mut c = self.cfg()?;
+        if (c.has_local != 0) != local {
+            c.has_local = u8::from(local);
+            self.put_cfg(c)?;
+        }
         Ok(())
     }
 
@@ -710,10 +728,13 @@ impl PortProgram {
                 self.remove_address(a)?;
             }
         }
-        let mut s: PerCpuHashMap<_, u32, SlaveCtr> =
-            PerCpuHashMap::try_from(&mut self.maps.slave_stats).map_err(map_err("slave_stats"))?;
-        let _ = s.remove(&key);
-        Ok(())
+        {
+            let mut s: PerCpuHashMap<_, u32, SlaveCtr> =
+                PerCpuHashMap::try_from(&mut self.maps.slave_stats)
+                    .map_err(map_err("slave_stats"))?;
+            let _ = s.remove(&key);
+        }
+        self.update_has_local()
     }
 
     /// Maps `addr` to slave `id` (replacing an earlier owner: the daemon's address table

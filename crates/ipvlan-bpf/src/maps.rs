@@ -26,7 +26,9 @@ pub struct PortCfg {
     pub route_v4: u8,
     pub route_v6: u8,
     pub trace: u8,
-    pub pad0: u8,
+    /// Some slave's device is in the master's own namespace: l3/l3s egress is checked for
+    /// routing loops (they can only come back through such a slave).
+    pub has_local: u8,
     /// Token bucket size, multicast frames per CPU; 0: unbounded.
     pub mc_burst: u32,
     /// Token refill, frames per second per CPU.

@@ -387,6 +387,14 @@ fn expect_tx(port: &mut Port, from: SlaveId, frame: &[u8], gso: bool) -> Trace {
     // Port::handle_tx and the multicast engine, for the counters.
     let again = port.handle_tx(from, frame, meta);
     assert_eq!(again, action);
+    // The master refuses a frame longer than its MTU allows (the userspace path's send fails
+    // with EMSGSIZE, the kernel's is_skb_forwardable drops it): the sender's drop.
+    if matches!(action, TxAction::Transmit { .. })
+        && !gso
+        && frame.len() > port.master().mtu as usize + ipvlan_core::port::MTU_SLACK
+    {
+        port.record_transmit_drop(from, ipvlan_core::DropReason::MtuExceeded, frame.len());
+    }
     if action == TxAction::Multicast {
         let mut backlog = MulticastBacklog::with_limit(1000);
         port.queue_multicast(&mut backlog, McOrigin::Slave(from), frame.to_vec());

@@ -98,6 +98,7 @@ fn add(conf: &NetConf, env: &Env, raw: &[u8]) -> Result<Value, CniError> {
         flag: None,
         mtu: conf.mtu,
         spoofchk: None,
+        backend: None,
     });
     if let Response::Error { message, .. } = daemon(conf, &req)? {
         return Err(CniError::new(

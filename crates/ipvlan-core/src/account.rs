@@ -161,6 +161,16 @@ impl Port {
         }
     }
 
+    /// A frame of `from` that [`Port::handle_tx`] decided to transmit out of the master
+    /// (`TxAction::Transmit`, counted as the slave's and the port's transmit) but that the
+    /// master refused (too long for it, down): the sender's drop, and neither transmit counts
+    /// (R-STAT-1).
+    pub fn record_transmit_drop(&mut self, from: SlaveId, reason: DropReason, len: usize) {
+        self.counters.tx_packets = self.counters.tx_packets.saturating_sub(1);
+        self.counters.tx_bytes = self.counters.tx_bytes.saturating_sub(len as u64);
+        self.record_tx_drop(from, reason, len);
+    }
+
     /// A frame delivered to a slave outside `handle_rx` (l3s, after the master's INPUT).
     pub fn record_rx(&mut self, to: SlaveId, len: usize) {
         if let Some(s) = self.slave_mut(to) {

@@ -16,6 +16,9 @@ use std::time::{Duration, Instant};
 
 static COUNTER: AtomicU32 = AtomicU32::new(0);
 
+/// What the daemon logs once it serves requests.
+const READY: &str = "ipvlan daemon ready";
+
 /// Why the e2e tests cannot run here, if they cannot.
 pub fn unsupported() -> Option<String> {
     // SAFETY: geteuid has no preconditions.
@@ -54,6 +57,13 @@ pub struct Fx {
     pub open_files: Option<u64>,
     /// A directory put first on the next daemon's `PATH` (to stand in for a system tool).
     pub path_first: Option<PathBuf>,
+    /// `--datapath` for the next daemon start: `IPVLAN_TEST_DATAPATH` (auto, bpf or user),
+    /// else the daemon's default. CI runs the suite once per data path.
+    pub datapath: Option<String>,
+    /// This test's own bpffs (mounted in the host's mount namespace, so pins outlive a daemon
+    /// started by `ip netns exec`, which runs in a mount namespace of its own); unmounted on
+    /// drop, which frees whatever the daemon left pinned.
+    pub bpffs: PathBuf,
 }
 
 pub fn run(cmd: &mut Command) -> Output {
@@ -91,7 +101,14 @@ impl Fx {
             workers: None,
             open_files: None,
             path_first: None,
+            datapath: std::env::var("IPVLAN_TEST_DATAPATH").ok(),
+            bpffs: dir.join("bpffs"),
         };
+        std::fs::create_dir_all(&fx.bpffs).unwrap();
+        let o = run(Command::new("mount")
+            .args(["-t", "bpf", "bpf"])
+            .arg(&fx.bpffs));
+        assert!(o.status.success(), "mounting bpffs: {}", text(&o));
         fx.add_ns("host");
         fx.add_ns("ext");
         let (host, ext) = (fx.ns("host"), fx.ns("ext"));
@@ -161,6 +178,7 @@ impl Fx {
     }
 
     pub fn start_daemon(&mut self) {
+        let ready_before = self.daemon_log().matches(READY).count();
         let log = std::fs::OpenOptions::new()
             .create(true)
             .append(true)
@@ -201,19 +219,51 @@ impl Fx {
             .arg(&self.socket)
             .arg("--state-dir")
             .arg(&self.state_dir)
+            .arg("--bpffs")
+            .arg(&self.bpffs)
+            .args(
+                self.datapath
+                    .as_deref()
+                    .map(|d| vec!["--datapath", d])
+                    .unwrap_or_default(),
+            )
             .stdout(Stdio::null())
             .stderr(log)
             .spawn()
             .unwrap();
         self.daemon = Some(child);
+        // Ready once it says so (restored slaves served): the socket accepts connections
+        // earlier.
         let t = Instant::now();
         while t.elapsed() < Duration::from_secs(10) {
-            if std::os::unix::net::UnixStream::connect(&self.socket).is_ok() {
+            if self.daemon_log().matches(READY).count() > ready_before
+                && std::os::unix::net::UnixStream::connect(&self.socket).is_ok()
+            {
                 return;
             }
             std::thread::sleep(Duration::from_millis(20));
         }
         panic!("daemon did not come up: {}", self.daemon_log());
+    }
+
+    /// Restarts the daemon on the userspace data path, for tests of what only that path has
+    /// (workers, TAP queues, the daemon's own forwarding).
+    pub fn use_userspace(&mut self) {
+        self.stop_daemon(false);
+        self.datapath = Some("user".into());
+        self.start_daemon();
+    }
+
+    /// The data path the daemon gave the port of `m0` (`bpf-tcx`, `bpf-tc`, `user`), as
+    /// `link show` reports it for the first slave; `None` without slaves.
+    pub fn datapath(&self) -> Option<String> {
+        let out = self.cli_ok(&["-j", "link", "show"]);
+        let v: serde_json::Value = serde_json::from_str(&out).ok()?;
+        v.as_array()?
+            .first()?
+            .get("datapath")?
+            .as_str()
+            .map(str::to_owned)
     }
 
     /// Stops the daemon: SIGTERM (clean) or SIGKILL.
@@ -400,6 +450,7 @@ impl Drop for Fx {
         if std::thread::panicking() {
             eprintln!("--- daemon log ({}) ---\n{}", self.tag, self.daemon_log());
         }
+        let _ = Command::new("umount").arg("-l").arg(&self.bpffs).status();
         let _ = std::fs::remove_dir_all(std::env::temp_dir().join(&self.tag));
     }
 }

@@ -7,7 +7,7 @@ use std::process::ExitCode;
 use ipvlan_core::{IfName, LinkArgsError, LinkTypeArgs};
 
 use crate::proto::{
-    LinkAdd, LinkDel, LinkSet, LinkShow, LinkView, Request, Response, DEFAULT_SOCKET,
+    BackendKind, LinkAdd, LinkDel, LinkSet, LinkShow, LinkView, Request, Response, DEFAULT_SOCKET,
     DEFAULT_STATE_DIR,
 };
 use crate::tools::{bench_forward, demo, matrix};
@@ -15,14 +15,15 @@ use crate::{client, daemon};
 
 pub const USAGE: &str = "\
 Usage: ipvlan [ OPTIONS ] OBJECT { COMMAND | help }
-       ipvlan daemon [ --socket PATH ] [ --state-dir DIR ]
+       ipvlan daemon [ --socket PATH ] [ --state-dir DIR ] [ --datapath { auto | bpf | user } ]
+                     [ --bpffs DIR ]
        ipvlan demo
        ipvlan matrix
 where  OBJECT := link
        OPTIONS := { -d[etails] | -s[tatistics] | -j[son] | --socket PATH }
 
 Usage: ipvlan link add link DEVICE [ name ] NAME [ mtu MTU ] [ spoofchk { on | off } ]
-                 type ipvlan [ mode MODE ] [ FLAGS ]
+                 [ backend { veth | tap } ] type ipvlan [ mode MODE ] [ FLAGS ]
        ipvlan link delete [ dev ] NAME
        ipvlan link set [ dev ] NAME [ spoofchk { on | off } ] [ router { on | off } ]
                        [ type ipvlan [ mode MODE ] [ FLAGS ] ]
@@ -135,6 +136,8 @@ fn run(args: Vec<String>) -> Result<ExitCode, CliError> {
 
 fn run_daemon(args: &[String], mut socket: PathBuf) -> Result<ExitCode, CliError> {
     let mut state_dir = PathBuf::from(DEFAULT_STATE_DIR);
+    let mut datapath = daemon::DatapathChoice::Auto;
+    let mut bpffs = PathBuf::from(crate::datapath::DEFAULT_BPFFS);
     let mut it = args.iter();
     while let Some(a) = it.next() {
         match a.as_str() {
@@ -150,15 +153,37 @@ fn run_daemon(args: &[String], mut socket: PathBuf) -> Result<ExitCode, CliError
                     .ok_or_else(|| usage_error("--state-dir needs a directory"))?
                     .into()
             }
+            "--datapath" => {
+                let v = it
+                    .next()
+                    .ok_or_else(|| usage_error("--datapath needs auto, bpf or user"))?;
+                datapath = daemon::DatapathChoice::parse(v).ok_or_else(|| {
+                    usage_error(format!("--datapath: \"{v}\" is not one of auto, bpf, user"))
+                })?;
+            }
+            "--bpffs" => {
+                bpffs = it
+                    .next()
+                    .ok_or_else(|| usage_error("--bpffs needs a directory"))?
+                    .into()
+            }
             "-h" | "--help" | "help" => {
-                println!("Usage: ipvlan daemon [ --socket PATH ] [ --state-dir DIR ]");
+                println!(
+                    "Usage: ipvlan daemon [ --socket PATH ] [ --state-dir DIR ] \
+                     [ --datapath {{ auto | bpf | user }} ] [ --bpffs DIR ]"
+                );
                 return Ok(ExitCode::SUCCESS);
             }
             other => return Err(usage_error(format!("daemon: unknown option \"{other}\""))),
         }
     }
     crate::logging::init();
-    match daemon::run(daemon::Config { socket, state_dir }) {
+    match daemon::run(daemon::Config {
+        socket,
+        state_dir,
+        datapath,
+        bpffs,
+    }) {
         Ok(()) => Ok(ExitCode::SUCCESS),
         Err(e) => Err(CliError(format!("ipvlan daemon: {e:#}"), 1)),
     }
@@ -250,6 +275,7 @@ fn parse_add(words: &[String]) -> Result<Request, CliError> {
     let args =
         args.ok_or_else(|| usage_error("Not enough information: \"type\" argument is required"))?;
     let (mut master, mut name, mut mtu, mut spoofchk) = (None, None, None, None);
+    let mut backend = None;
     let mut it = head.iter();
     while let Some(w) = it.next() {
         let mut value = |what: &str| {
@@ -272,6 +298,15 @@ fn parse_add(words: &[String]) -> Result<Request, CliError> {
                 })?);
             }
             "spoofchk" => spoofchk = Some(on_off("spoofchk", &value("spoofchk")?)?),
+            "backend" => {
+                let v = value("backend")?;
+                backend = Some(BackendKind::parse(&v).ok_or_else(|| {
+                    CliError(
+                        format!("Error: argument \"{v}\" is wrong: \"backend\" is veth or tap"),
+                        EXIT_BAD_ARG,
+                    )
+                })?);
+            }
             "address" => {
                 value("address")?; // R-MAC-1: replaced by the master's MAC anyway.
                 eprintln!("note: a slave always carries its master's MAC; \"address\" is ignored");
@@ -300,6 +335,7 @@ fn parse_add(words: &[String]) -> Result<Request, CliError> {
         flag: args.flag,
         mtu,
         spoofchk,
+        backend,
     }))
 }
 
@@ -451,8 +487,18 @@ fn render(l: &LinkView, opts: &Options) -> String {
             1 => " queues 1".to_string(),
             n => format!(" queues {n} (flows steered over the workers)"),
         };
+        let datapath = if l.datapath.is_empty() {
+            String::new()
+        } else {
+            format!(" datapath {}", l.datapath)
+        };
+        let host_end = l
+            .host_end
+            .as_ref()
+            .map(|h| format!(" host-end {h}"))
+            .unwrap_or_default();
         s.push_str(&format!(
-            "    ipvlan  mode {} {} dev_id {:#x} spoofchk {}{}{backend}{queues}\n",
+            "    ipvlan  mode {} {} dev_id {:#x} spoofchk {}{}{backend}{host_end}{datapath}{queues}\n",
             l.mode,
             l.flag,
             l.id,

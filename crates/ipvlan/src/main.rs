@@ -3,7 +3,9 @@
 mod backend;
 mod cli;
 mod daemon;
+mod datapath;
 mod dataplane;
+mod fastpath;
 mod logging;
 mod tools;
 

@@ -38,6 +38,44 @@ pub struct LinkAdd {
     /// `spoofchk on|off`: the source-address guard.
     #[serde(default)]
     pub spoofchk: Option<bool>,
+    /// `backend veth|tap`: what the slave's device is made of (default: what the port's data
+    /// path uses).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub backend: Option<BackendKind>,
+}
+
+/// What a slave's device is made of (`link add … backend veth|tap`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum BackendKind {
+    /// A TAP (state files from before backends name none: they are TAPs).
+    #[default]
+    Tap,
+    Veth,
+}
+
+impl BackendKind {
+    pub fn name(self) -> &'static str {
+        match self {
+            BackendKind::Tap => "tap",
+            BackendKind::Veth => "veth",
+        }
+    }
+
+    /// Parses `tap` or `veth`.
+    pub fn parse(s: &str) -> Option<BackendKind> {
+        match s {
+            "tap" => Some(BackendKind::Tap),
+            "veth" => Some(BackendKind::Veth),
+            _ => None,
+        }
+    }
+}
+
+impl std::fmt::Display for BackendKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
+    }
 }
 
 /// `link del NAME`.
@@ -141,6 +179,13 @@ pub struct LinkView {
     /// Device queues the data plane reads (more than one: flows steered over the workers).
     #[serde(default)]
     pub queues: u32,
+    /// What switches the port's frames: `bpf-tcx`, `bpf-tc` or `user`; empty from daemons
+    /// before data paths.
+    #[serde(default)]
+    pub datapath: String,
+    /// A veth slave's host end, in the master's namespace (`ipvh<master ifindex>-<id>`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub host_end: Option<String>,
     pub addresses: Vec<String>,
     /// Addresses configured on this slave that another slave of the port already owns: not
     /// served (the kernel would have refused them with EADDRINUSE).

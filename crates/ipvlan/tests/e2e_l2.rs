@@ -261,8 +261,12 @@ fn slave_with_the_master_ip_takes_its_traffic_t_25() {
         host_before,
         "the host stack never sees it"
     );
-    let table = fx.sh("host", "nft list ruleset");
-    assert!(table.contains("192.0.2.1"), "{table}");
+    if fx.datapath().as_deref() == Some("user") {
+        // The userspace path keeps the host stack out with its steal table; the eBPF programs
+        // take the frames before the stack sees them.
+        let table = fx.sh("host", "nft list ruleset");
+        assert!(table.contains("192.0.2.1"), "{table}");
+    }
     // Deleting every slave removes the steal table with the port (R-OBJ-1).
     fx.cli_ok(&["link", "del", "ipvl0"]);
     fx.cli_ok(&["link", "del", "dev", "ipvl1"]);

@@ -16,7 +16,7 @@ use ipvlan_core::MacAddr;
 use ipvlan_linux::{FlowSteering, NetNs, Tap};
 use tracing::{info, warn};
 
-use super::{SlaveBackend, SlaveDevice};
+use super::{BackendKind, SlaveDevice};
 
 /// How many queues each new slave TAP is made or attached with (one per worker, or one), and
 /// the flow steering program attached to multiqueue ones.
@@ -65,12 +65,9 @@ impl TapBackend {
     }
 }
 
-impl SlaveBackend for TapBackend {
-    type Device = Tap;
-    const KIND: &'static str = "tap";
-
+impl TapBackend {
     /// A new persistent TAP with this backend's queue count and flow steering.
-    fn create(&self, name: &str) -> io::Result<Tap> {
+    pub fn create(&self, name: &str) -> io::Result<Tap> {
         let tap = Tap::create(name, self.count)?;
         match self.steer(&tap) {
             Ok(()) => Ok(tap),
@@ -82,14 +79,14 @@ impl SlaveBackend for TapBackend {
     }
 
     /// Attaches to a slave's TAP after a restart (in the device's namespace).
-    fn attach(&self, name: &str) -> io::Result<Tap> {
+    pub fn attach(&self, name: &str) -> io::Result<Tap> {
         let tap = Tap::attach(name, self.count)?;
         self.steer(&tap)?;
         Ok(tap)
     }
 
     /// A single-queue TAP that disappears with its descriptor.
-    fn create_sink(&self, name: &str) -> io::Result<Tap> {
+    pub fn create_sink(&self, name: &str) -> io::Result<Tap> {
         Ok(Tap::create_transient(name)?)
     }
 }
@@ -98,6 +95,9 @@ impl SlaveBackend for TapBackend {
 /// `TUNSETOFFLOAD`, `TUNGETDEVNETNS`, `TUNSETPERSIST`); their `TapError`s travel inside the
 /// `io::Error`.
 impl SlaveDevice for Tap {
+    fn kind(&self) -> BackendKind {
+        BackendKind::Tap
+    }
     fn queues(&self) -> usize {
         Tap::queues(self)
     }

@@ -38,6 +38,9 @@ pub enum RequestError {
     /// The master has no Ethernet address to share.
     #[error("{0} has no MAC address")]
     NoMac(String),
+    /// Asked for something this port or machine cannot do (the message says what instead).
+    #[error("{0}")]
+    Unsupported(String),
     /// Creating the slave's device failed.
     #[error("creating {} device {name}: {source}{}", kind.to_uppercase(), emfile_hint(.source))]
     CreateDevice {
@@ -103,7 +106,8 @@ impl RequestError {
             RequestError::Port(_)
             | RequestError::Config(_)
             | RequestError::NotEthernet(_)
-            | RequestError::NoMac(_) => ErrorKind::Invalid,
+            | RequestError::NoMac(_)
+            | RequestError::Unsupported(_) => ErrorKind::Invalid,
             RequestError::CreateDevice { .. }
             | RequestError::Netfilter(_)
             | RequestError::System { .. } => ErrorKind::System,

@@ -33,7 +33,7 @@ use nix::sys::signal::{SigSet, Signal};
 use nix::sys::signalfd::{SfdFlags, SignalFd};
 use tracing::{info, warn};
 
-use crate::backend::TapBackend;
+use crate::backend::Backends;
 use crate::dataplane::worker_count;
 use crate::proto::Response;
 use control::ControlServer;
@@ -43,6 +43,33 @@ use port::PortRuntime;
 pub struct Config {
     pub socket: PathBuf,
     pub state_dir: PathBuf,
+    /// `--datapath`: which data path new ports get.
+    pub datapath: DatapathChoice,
+    /// Where bpffs is (or is mounted): the eBPF ports pin their programs under
+    /// `BPFFS/ipvlan-rs/<instance>/<master ifindex>`.
+    pub bpffs: PathBuf,
+}
+
+/// `ipvlan daemon --datapath`: which data path new ports get.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DatapathChoice {
+    /// eBPF where the kernel can (veth slaves), else the userspace workers.
+    Auto,
+    /// eBPF or an error.
+    Bpf,
+    /// The userspace workers.
+    User,
+}
+
+impl DatapathChoice {
+    pub fn parse(s: &str) -> Option<DatapathChoice> {
+        match s {
+            "auto" => Some(DatapathChoice::Auto),
+            "bpf" => Some(DatapathChoice::Bpf),
+            "user" => Some(DatapathChoice::User),
+            _ => None,
+        }
+    }
 }
 
 /// (master ifindex, slave id): how the daemon names a slave internally.
@@ -58,7 +85,10 @@ pub struct Daemon {
     monitor: Rtnl,
     ports: BTreeMap<u32, PortRuntime>,
     /// Makes and finds the slaves' devices.
-    backend: TapBackend,
+    backend: Backends,
+    /// Whether this kernel runs the eBPF data path: `Err` says why not (probed at start
+    /// unless `--datapath user`).
+    bpf: Result<(), String>,
     /// The configuration changed since it was last written.
     state_dirty: bool,
     /// Why the last write of the state failed (logged once per distinct error).
@@ -113,11 +143,22 @@ pub fn run(cfg: Config) -> Result<()> {
         rtnl,
         monitor,
         ports: BTreeMap::new(),
-        backend: TapBackend::new(worker_count()),
+        backend: Backends::new(worker_count()),
+        bpf: Err("--datapath user".into()),
         state_dirty: false,
         save_error: None,
         resync_pending: std::collections::BTreeSet::new(),
     };
+    if d.cfg.datapath != DatapathChoice::User {
+        d.bpf = port::probe_bpf(&d.cfg.bpffs);
+        match (&d.bpf, d.cfg.datapath) {
+            (Ok(()), _) => info!("data path: eBPF (veth slaves switched in the kernel)"),
+            (Err(e), DatapathChoice::Bpf) => bail!("--datapath bpf: {e}"),
+            (Err(e), _) => {
+                warn!("data path: userspace workers, the eBPF path is not available: {e}")
+            }
+        }
+    }
     d.restore();
     // Requests are taken only once the restored slaves are served.
     let control = ControlServer::spawn(listener).context("starting the control socket")?;
@@ -199,6 +240,7 @@ impl Daemon {
             }
         }
         for p in self.ports.values_mut() {
+            p.resync_datapath();
             if let Err(e) = p.sync_netfilter(&self.backend) {
                 problems.push(e);
             }

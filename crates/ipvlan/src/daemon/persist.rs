@@ -21,9 +21,9 @@ use serde::{Deserialize, Serialize};
 use tracing::{info, warn};
 
 use super::error::RequestError;
-use super::port::PortRuntime;
+use super::port::{PortPlan, PortRuntime};
 use super::Daemon;
-use crate::backend::{SlaveBackend, SlaveDevice};
+use crate::backend::{BackendKind, FoundDevice, SlaveBackend, SlaveDevice};
 
 pub const STATE_FILE: &str = "state.json";
 const VERSION: u32 = 1;
@@ -61,6 +61,9 @@ pub struct PortState {
     pub master_ifindex: u32,
     pub mode: Mode,
     pub flag: Flag,
+    /// The port ran the eBPF data path (its programs are pinned and still forward).
+    #[serde(default)]
+    pub bpf: bool,
     pub slaves: Vec<SlaveState>,
 }
 
@@ -80,6 +83,9 @@ pub struct SlaveState {
     /// theirs first (while it still has them).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub owned: Vec<std::net::IpAddr>,
+    /// What its device is made of (`tap` in state files from before backends).
+    #[serde(default)]
+    pub backend: BackendKind,
 }
 
 /// What loading found.
@@ -321,8 +327,14 @@ impl Daemon {
             .link_by_index(master)
             .map_err(RequestError::system("looking up the master"))?
             .ok_or_else(|| RequestError::NoDevice(format!("ifindex {master}")))?;
+        let kind = if link.kind.as_deref() == Some("veth") {
+            BackendKind::Veth
+        } else {
+            BackendKind::Tap
+        };
+        let plan = self.plan_port(None, Some(kind), master);
         if let std::collections::btree_map::Entry::Vacant(e) = self.ports.entry(master) {
-            e.insert(PortRuntime::create(&master_link)?);
+            e.insert(PortRuntime::create(&master_link, &plan)?);
             warn!(master = %master_link.name, "port re-created for a slave missing from the state file: it is in the default mode (l3 bridge) until `ipvlan link set` changes it");
         }
         let saved = SlaveState {
@@ -333,15 +345,26 @@ impl Daemon {
             spoofchk: false,
             router: false,
             owned: Vec::new(),
+            backend: kind,
         };
-        let backend = &self.backend;
-        let name = link.name.clone();
-        let device = ns
-            .run(move || backend.attach(&name))
-            .map_err(RequestError::system("entering the slave's namespace"))?
+        let userspace = !self
+            .ports
+            .get(&master)
+            .is_some_and(|p| p.datapath().is_bpf());
+        let device = self
+            .backend
+            .attach(&FoundDevice {
+                kind,
+                ns,
+                name: &link.name,
+                master_ifindex: master,
+                id: SlaveId::from_raw(id),
+                userspace,
+            })
             .map_err(RequestError::system("re-attaching the slave's device"))?;
         let carrier = master_link.up && master_link.carrier.unwrap_or(true);
-        let pinned = ns.id() != self.ns.id();
+        // Only a TAP's descriptor, opened inside the namespace, keeps it alive.
+        let pinned = kind == BackendKind::Tap && ns.id() != self.ns.id();
         let port = self
             .ports
             .get_mut(&master)
@@ -369,15 +392,31 @@ impl Daemon {
             warn!(master = %ps.master, "master is gone: its slaves are deleted (R-LIFE-1)");
             for s in &ps.slaves {
                 if let Some((ns, name)) = locate(namespaces, &s.alias) {
-                    let backend = &self.backend;
-                    let _ = ns
-                        .run(move || backend.attach(&name).and_then(|d| SlaveDevice::destroy(&d)));
+                    let found = FoundDevice {
+                        kind: s.backend,
+                        ns: &ns,
+                        name: &name,
+                        master_ifindex: ps.master_ifindex,
+                        id: SlaveId::from_raw(s.id),
+                        userspace: true,
+                    };
+                    let _ = self
+                        .backend
+                        .attach(&found)
+                        .and_then(|d| SlaveDevice::destroy(&d));
                 }
             }
             return Ok(());
         };
-        let mut port = PortRuntime::create(&link)?;
+        let kind = ps.slaves.first().map(|s| s.backend);
+        let plan = if ps.bpf || kind == Some(BackendKind::Veth) {
+            self.plan_port(Some(ps.mode), kind, link.index)
+        } else {
+            PortPlan::User
+        };
+        let mut port = PortRuntime::create(&link, &plan)?;
         port.set_mode_flag(ps.mode, ps.flag);
+        let userspace = !port.datapath().is_bpf();
         let carrier = link.up && link.carrier.unwrap_or(true);
         let mut restored = Vec::new();
         for s in &ps.slaves {
@@ -385,19 +424,22 @@ impl Daemon {
                 warn!(slave = %s.name, "slave no longer exists (its namespace was deleted?): dropped");
                 continue;
             };
-            let backend = &self.backend;
-            let device = match ns.run(move || backend.attach(&name)) {
-                Ok(Ok(t)) => t,
-                Ok(Err(e)) => {
-                    warn!(slave = %s.name, "cannot re-attach: {e}");
-                    continue;
-                }
+            let found = FoundDevice {
+                kind: s.backend,
+                ns: &ns,
+                name: &name,
+                master_ifindex: link.index,
+                id: SlaveId::from_raw(s.id),
+                userspace,
+            };
+            let device = match self.backend.attach(&found) {
+                Ok(d) => d,
                 Err(e) => {
                     warn!(slave = %s.name, "cannot re-attach: {e}");
                     continue;
                 }
             };
-            let pinned = ns.id() != self.ns.id();
+            let pinned = s.backend == BackendKind::Tap && ns.id() != self.ns.id();
             match port.restore_slave(s, device, pinned, carrier) {
                 Ok(id) => restored.push((id, ns, s.name.clone())),
                 Err(e) => warn!(slave = %s.name, "cannot restore: {e}"),
@@ -410,6 +452,9 @@ impl Daemon {
                 warn!(slave = %name, "resynchronising: {e}");
             }
             info!(slave = %name, "slave restored");
+        }
+        if let Some(p) = self.ports.get(&index) {
+            p.restored();
         }
         Ok(())
     }
@@ -451,6 +496,7 @@ mod tests {
                 master_ifindex: 4,
                 mode: Mode::L2,
                 flag: Flag::Bridge,
+                bpf: true,
                 slaves: vec![SlaveState {
                     name: "ipvl0".into(),
                     id: 1,
@@ -459,6 +505,7 @@ mod tests {
                     spoofchk: true,
                     router: false,
                     owned: vec!["192.0.2.11".parse().unwrap()],
+                    backend: crate::backend::BackendKind::Veth,
                 }],
             }],
         };

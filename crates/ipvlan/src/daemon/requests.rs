@@ -8,8 +8,10 @@ use ipvlan_core::{IfName, LinkTypeArgs};
 use ipvlan_linux::rtnl::{Link, LINK_TYPE_ETHER};
 
 use super::error::RequestError;
-use super::port::{PortRuntime, SlaveSpec};
+use super::port::{PortPlan, PortRuntime, SlaveSpec};
+use super::DatapathChoice;
 use super::{Daemon, SlaveKey};
+use crate::backend::BackendKind;
 use crate::proto::{LinkAdd, LinkDel, LinkSet, LinkShow, Request, Response};
 
 fn ok(notes: Vec<String>) -> Response {
@@ -76,12 +78,14 @@ impl Daemon {
             },
             mtu: req.mtu,
             spoofchk: req.spoofchk.unwrap_or(false),
+            backend: req.backend,
         };
+        let plan = self.plan_port(req.mode, req.backend, master.index);
         let port = match self.ports.entry(master.index) {
             Entry::Occupied(e) => e.into_mut(),
             Entry::Vacant(e) => {
                 check_master(&master)?;
-                e.insert(PortRuntime::create(&master)?)
+                e.insert(PortRuntime::create(&master, &plan)?)
             }
         };
         // A port created for this slave and left empty by a failure goes at the next settle.
@@ -133,6 +137,30 @@ impl Daemon {
 }
 
 /// What makes a device unusable as a master (R-CRT-3, R-CRT-4).
+impl Daemon {
+    /// The data path a new port for master `master_ifindex` gets: eBPF unless the daemon runs
+    /// `--datapath user`, the kernel cannot, the port starts in l3s (whose master-namespace
+    /// INPUT hooks only the userspace path gives) or its first slave asks for a TAP.
+    pub(super) fn plan_port(
+        &self,
+        mode: Option<ipvlan_core::Mode>,
+        backend: Option<BackendKind>,
+        master_ifindex: u32,
+    ) -> PortPlan {
+        let bpf = self.cfg.datapath != DatapathChoice::User
+            && self.bpf.is_ok()
+            && mode != Some(ipvlan_core::Mode::L3s)
+            && backend != Some(BackendKind::Tap);
+        if bpf {
+            PortPlan::Bpf {
+                pin_dir: crate::datapath::pin_dir(&self.cfg.bpffs, &self.instance, master_ifindex),
+            }
+        } else {
+            PortPlan::User
+        }
+    }
+}
+
 fn check_master(link: &Link) -> Result<(), RequestError> {
     if link.loopback || link.link_type != LINK_TYPE_ETHER {
         return Err(RequestError::NotEthernet(link.name.clone()));

@@ -94,6 +94,16 @@ impl<D: SlaveDevice> SlaveRuntime<D> {
         self.device.current_name()
     }
 
+    /// What the device is made of.
+    pub fn kind(&self) -> crate::backend::BackendKind {
+        self.device.kind()
+    }
+
+    /// A veth slave's host end's name (`None` for TAP slaves).
+    pub fn host_end(&self) -> Option<String> {
+        self.device.host_end().map(|(name, _)| name)
+    }
+
     /// Queues the data plane reads.
     pub fn queues(&self) -> usize {
         self.device.queues()

@@ -441,7 +441,7 @@ pub(super) fn transmit<D, M: MasterIo, H>(
         match from {
             Some(from) => {
                 let len = frame.len().saturating_sub(VNET);
-                lock(shared).port.record_tx_drop(from, reason, len);
+                lock(shared).port.record_transmit_drop(from, reason, len);
             }
             None => count_drop(shared, reason),
         }

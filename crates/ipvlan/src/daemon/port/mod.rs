@@ -28,7 +28,8 @@ use tracing::{info, warn};
 use super::error::{RequestError, TeardownErrors};
 use super::persist::SlaveState;
 use super::slave::{alias_for, SlaveRuntime};
-use crate::backend::{SlaveBackend, SlaveDevice, TapBackend};
+use crate::backend::{BackendKind, Backends, NewDevice, SlaveBackend, SlaveDevice};
+use crate::datapath::Forwarder;
 use crate::dataplane::{worker_count, DataPlane};
 
 /// Runs a rollback step when dropped, unless disarmed: the undo of a bring-up step that later
@@ -64,6 +65,17 @@ pub struct SlaveSpec {
     pub mtu: Option<u32>,
     /// The source-address guard, on from the first frame.
     pub spoofchk: bool,
+    /// What the device is made of; `None`: what the port's data path uses.
+    pub backend: Option<BackendKind>,
+}
+
+/// Which data path a new port gets (the daemon decides, `Daemon::plan_port`).
+#[derive(Debug, Clone)]
+pub enum PortPlan {
+    /// The userspace workers.
+    User,
+    /// The eBPF programs, pinned under this directory.
+    Bpf { pin_dir: std::path::PathBuf },
 }
 
 /// How a slave came to be served.
@@ -76,10 +88,10 @@ enum Origin {
 }
 
 /// One master's port, whose slaves are devices of backend `B`.
-pub struct PortRuntime<B: SlaveBackend = TapBackend> {
+pub struct PortRuntime<B: SlaveBackend = Backends> {
     master: String,
     index: u32,
-    dp: DataPlane<B::Device>,
+    dp: Forwarder<B::Device>,
     netfilter: Netfilter,
     /// The port's addresses or mode changed since the last successful netfilter sync.
     netfilter_dirty: bool,
@@ -96,15 +108,10 @@ pub struct PortRuntime<B: SlaveBackend = TapBackend> {
 
 impl<B: SlaveBackend> PortRuntime<B> {
     /// Opens the master's sockets, installs its (empty) steal table and starts the data plane.
-    pub fn create(link: &Link) -> Result<PortRuntime<B>, RequestError> {
+    pub fn create(link: &Link, plan: &PortPlan) -> Result<PortRuntime<B>, RequestError> {
         let mac = link
             .mac
             .ok_or_else(|| RequestError::NoMac(link.name.clone()))?;
-        let packet = PacketSocket::open_fanout(link.index, worker_count())
-            .map_err(RequestError::system("opening the master's packet sockets"))?;
-        let host = HostStack::open(&link.name).map_err(RequestError::system(
-            "opening raw sockets to the host stack",
-        ))?;
         let mut netfilter = Netfilter::new(&link.name, link.index);
         // An earlier run may have left this master's tables and rules (killed in l3s, or the
         // port went away while the daemon was down): start from a clean namespace.
@@ -120,10 +127,9 @@ impl<B: SlaveBackend> PortRuntime<B> {
             mac,
             mtu: link.mtu,
         });
-        let dp = DataPlane::start(port, packet, host)
-            .map_err(RequestError::system("starting the data plane"))?;
+        let dp = start_datapath(link, port, plan)?;
         undo_netfilter.disarm();
-        info!(master = %link.name, workers = dp.workers(), "port created");
+        info!(master = %link.name, datapath = %dp.kind(), workers = dp.workers(), "port created");
         Ok(PortRuntime {
             master: link.name.clone(),
             index: link.index,
@@ -187,6 +193,7 @@ impl<B: SlaveBackend> PortRuntime<B> {
         instance: &str,
         carrier: bool,
     ) -> Result<Vec<String>, RequestError> {
+        self.check_mode(spec.args.mode)?;
         let dp = &self.dp;
         let others: Vec<String> = dp.port().slaves().map(|s| s.name().to_string()).collect();
         let (added, mac, mtu) = {
@@ -206,14 +213,22 @@ impl<B: SlaveBackend> PortRuntime<B> {
         });
         // Guarded from its first frame: set before the device exists.
         dp.port().set_source_guard(id, spec.spoofchk)?;
-        let device =
-            backend
-                .create(spec.name.as_str())
-                .map_err(|source| RequestError::CreateDevice {
-                    kind: B::KIND,
-                    name: spec.name.clone(),
-                    source,
-                })?;
+        let kind = self.backend_for(spec.backend, backend)?;
+        let device = backend
+            .create(&NewDevice {
+                kind,
+                name: spec.name.as_str(),
+                master_ifindex: self.index,
+                id,
+                mac,
+                mtu,
+                userspace: !dp.kind().is_bpf(),
+            })
+            .map_err(|source| RequestError::CreateDevice {
+                kind: kind.name(),
+                name: spec.name.clone(),
+                source,
+            })?;
         let device = Arc::new(device);
         let undo_device = Undo::new(|| {
             let _ = device.destroy();
@@ -251,6 +266,72 @@ impl<B: SlaveBackend> PortRuntime<B> {
         }
         self.netfilter_dirty = true;
         Ok(notes)
+    }
+
+    /// The backend a new slave's device is made of: the one asked for, if this port's data
+    /// path can switch it, else the port's default (veth for eBPF; TAP, or veth where there
+    /// is no TUN, for the userspace workers).
+    fn backend_for(
+        &self,
+        asked: Option<BackendKind>,
+        backend: &B,
+    ) -> Result<BackendKind, RequestError> {
+        let bpf = self.dp.kind().is_bpf();
+        let kind = asked.unwrap_or(if bpf || !backend.can_make(BackendKind::Tap) {
+            BackendKind::Veth
+        } else {
+            BackendKind::Tap
+        });
+        if bpf && kind == BackendKind::Tap {
+            return Err(RequestError::Unsupported(format!(
+                "master {}'s port runs the eBPF data path ({}), which switches veth slaves only: \
+                 use backend veth, or run the daemon with --datapath user",
+                self.master,
+                self.dp.kind()
+            )));
+        }
+        if !backend.can_make(kind) {
+            return Err(RequestError::Unsupported(format!(
+                "this machine cannot make {kind} slaves{}",
+                if kind == BackendKind::Tap {
+                    " (no /dev/net/tun): use backend veth"
+                } else {
+                    ""
+                }
+            )));
+        }
+        Ok(kind)
+    }
+
+    /// Refuses l3s on an eBPF port: its master-namespace INPUT semantics (R-RX-L3S-1) cannot be
+    /// had from TC hooks, and only the userspace data path gives them.
+    fn check_mode(&self, mode: Option<Mode>) -> Result<(), RequestError> {
+        if mode == Some(Mode::L3s) && self.dp.kind().is_bpf() {
+            return Err(RequestError::Unsupported(format!(
+                "master {}'s port runs the eBPF data path ({}), which has no l3s (the master \
+                 namespace's INPUT hooks cannot be run from TC): delete its slaves and add them \
+                 again with mode l3s (a new l3s port gets the userspace data path), or run the \
+                 daemon with --datapath user",
+                self.master,
+                self.dp.kind()
+            )));
+        }
+        Ok(())
+    }
+
+    /// The port's slaves are all restored (see `crate::fastpath::BpfPlane::restored`).
+    pub fn restored(&self) {
+        self.dp.restored();
+    }
+
+    /// Writes into the data path what an earlier sync could not (eBPF maps).
+    pub fn resync_datapath(&self) {
+        self.dp.resync();
+    }
+
+    /// Which data path switches this port's frames.
+    pub fn datapath(&self) -> crate::datapath::DatapathKind {
+        self.dp.kind()
     }
 
     /// Serves again a slave of the saved state whose device was re-attached (in its
@@ -326,6 +407,7 @@ impl<B: SlaveBackend> PortRuntime<B> {
         spoofchk: Option<bool>,
         router: Option<bool>,
     ) -> Result<Vec<String>, RequestError> {
+        self.check_mode(args.mode)?;
         let (change, names) = {
             let mut port = self.dp.port();
             if let Some(on) = spoofchk {
@@ -390,12 +472,44 @@ impl<B: SlaveBackend> PortRuntime<B> {
         if self.sink.take().is_some() {
             errors.note("removing the l3s sink", self.dp.set_sink(None));
         }
-        self.dp.stop();
+        errors.note("stopping the data path", self.dp.teardown());
         if let Err(e) = self.netfilter.teardown() {
             errors.0.extend(e.0.iter().map(ToString::to_string));
         }
         info!(master = %self.master, "port removed");
         errors
+    }
+}
+
+/// Whether this kernel can run the eBPF data path, with bpffs at (or mountable at) `bpffs`;
+/// `Err` says why not.
+pub fn probe_bpf(bpffs: &std::path::Path) -> Result<(), String> {
+    ipvlan_bpf::available().map_err(|e| e.to_string())?;
+    ipvlan_bpf::ensure_bpffs(bpffs).map_err(|e| format!("bpffs at {}: {e}", bpffs.display()))
+}
+
+/// Starts the data path `plan` asks for, on `port`.
+fn start_datapath<D: SlaveDevice + crate::dataplane::SlaveIo + 'static>(
+    link: &Link,
+    port: Port,
+    plan: &PortPlan,
+) -> Result<Forwarder<D>, RequestError> {
+    match plan {
+        PortPlan::User => {
+            let packet = PacketSocket::open_fanout(link.index, worker_count())
+                .map_err(RequestError::system("opening the master's packet sockets"))?;
+            let host = HostStack::open(&link.name).map_err(RequestError::system(
+                "opening raw sockets to the host stack",
+            ))?;
+            Ok(Forwarder::User(
+                DataPlane::start(port, packet, host)
+                    .map_err(RequestError::system("starting the data plane"))?,
+            ))
+        }
+        PortPlan::Bpf { pin_dir } => Ok(Forwarder::Bpf(Box::new(
+            crate::fastpath::BpfPlane::create(port, link.index, pin_dir)
+                .map_err(RequestError::system("starting the eBPF data path"))?,
+        ))),
     }
 }
 
@@ -423,8 +537,8 @@ fn name_new_device(name: &IfName, mtu: u32, alias: &str) -> Result<u32, RequestE
 
 /// The bring-up every served slave goes through, new or restored: offloads, the master's MAC,
 /// the carrier, then the data plane serves it and the port records it.
-fn bring_up<D: SlaveDevice + crate::dataplane::SlaveIo>(
-    dp: &DataPlane<D>,
+fn bring_up<D: SlaveDevice + crate::dataplane::SlaveIo + 'static>(
+    dp: &Forwarder<D>,
     slaves: &mut BTreeMap<SlaveId, SlaveRuntime<D>>,
     id: SlaveId,
     mut rt: SlaveRuntime<D>,

@@ -49,11 +49,14 @@ impl<B: SlaveBackend> PortRuntime<B> {
     }
 
     fn try_sync_netfilter(&mut self, backend: &B) -> Result<(), String> {
+        // The eBPF programs take a slave's frames before the master's stack sees them: there
+        // is nothing to steal from it.
+        let bpf = self.dp.kind().is_bpf();
         let (l3s, addresses): (bool, BTreeSet<IpAddr>) = {
             let port = self.dp.port();
             let active = port
                 .slaves()
-                .filter(|s| s.is_up())
+                .filter(|s| s.is_up() && !bpf)
                 .flat_map(|s| port.addresses(s.id()).to_vec())
                 .collect();
             (port.mode() == Mode::L3s, active)

@@ -15,7 +15,12 @@ impl<B: SlaveBackend> PortRuntime<B> {
         port.slaves()
             .filter_map(|s| Some((s, self.slaves.get(&s.id())?)))
             .filter(|(_, rt)| name.is_none_or(|n| n == rt.name.as_str()))
-            .map(|(s, rt)| link_view(&self.master, B::KIND, &port, s, rt))
+            .map(|(s, rt)| {
+                let mut v = link_view(&self.master, rt.kind().name(), &port, s, rt);
+                v.datapath = self.dp.kind().to_string();
+                v.stats = stats(&self.dp.slave_counters(&port, s.id()), rt.conflict_count);
+                v
+            })
             .collect()
     }
 
@@ -24,8 +29,9 @@ impl<B: SlaveBackend> PortRuntime<B> {
         let port = self.dp.port();
         PortView {
             master: self.master.clone(),
-            drops: port
-                .counters
+            drops: self
+                .dp
+                .port_counters(&port)
                 .dropped
                 .nonzero()
                 .map(|(r, count)| Drop {
@@ -45,6 +51,7 @@ impl<B: SlaveBackend> PortRuntime<B> {
             master_ifindex: self.index,
             mode: port.mode(),
             flag: port.flag(),
+            bpf: self.dp.kind().is_bpf(),
             slaves: port
                 .slaves()
                 .filter_map(|s| {
@@ -56,6 +63,7 @@ impl<B: SlaveBackend> PortRuntime<B> {
                         spoofchk: s.source_guard(),
                         router: s.router(),
                         owned: port.addresses(s.id()).to_vec(),
+                        backend: rt.kind(),
                     })
                 })
                 .collect(),
@@ -100,6 +108,8 @@ fn link_view<D: SlaveDevice>(
         router: s.router(),
         backend: backend.to_owned(),
         queues: u32::try_from(rt.queues()).unwrap_or(u32::MAX),
+        datapath: String::new(),
+        host_end: rt.host_end(),
         addresses,
         conflicts: rt
             .conflicts
