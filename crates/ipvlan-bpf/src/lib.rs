@@ -27,6 +27,7 @@ use std::path::{Path, PathBuf};
 
 use aya::maps::{Array, HashMap, Map, MapData, MapError, PerCpuArray, PerCpuHashMap, PerCpuValues};
 use aya::programs::links::{FdLink, PinnedLink};
+use aya::programs::tc::{NlOptions, SchedClassifierLink, TcAttachOptions, TcHandle};
 use aya::programs::{ProgramError, SchedClassifier, TcAttachType};
 use aya::{Ebpf, EbpfError};
 use ipvlan_core::{Flag, Mode, PortCounters, SlaveCounters};
@@ -360,6 +361,28 @@ pub struct PortProgram {
     from_slave: SchedClassifier,
     from_master: SchedClassifier,
     maps: Maps,
+    /// Attach as clsact filters even where tcx exists ([`Self::prefer_clsact`]).
+    clsact: bool,
+    /// The master's ifindex once attached (a clsact filter on it is removed by [`Self::remove`]).
+    master: Option<u32>,
+}
+
+/// The tc priority of our clsact filters: one per device, found again by it (so attaching
+/// twice replaces the program instead of adding a second filter, and removing finds it).
+const TC_PRIORITY: u16 = 0x1b7a;
+/// Their handle at that priority.
+const TC_HANDLE: TcHandle = TcHandle::new(0, 1);
+
+/// Removes our clsact filter from `ifindex`'s ingress, if there is one.
+fn detach_clsact(ifindex: u32) {
+    if let Ok(dev) = ifname(ifindex) {
+        // Dropping a link made for a known filter deletes the filter.
+        if let Ok(link) =
+            SchedClassifierLink::attached(&dev, TcAttachType::Ingress, TC_PRIORITY, TC_HANDLE, None)
+        {
+            drop(link);
+        }
+    }
 }
 
 impl PortProgram {
@@ -442,6 +465,8 @@ impl PortProgram {
                 port_stats: map("port_stats")?,
                 trace: map("trace")?,
             },
+            clsact: false,
+            master: None,
         })
     }
 
@@ -462,14 +487,37 @@ impl PortProgram {
         } else {
             &mut self.from_slave
         };
-        if !tcx_capable() {
-            // clsact: the qdisc holds the filter; it outlives the process without a pin.
+        if self.clsact || !tcx_capable() {
+            // clsact: the qdisc holds the filter; it outlives the process without a pin. One
+            // filter of ours per device, at a fixed priority and handle: one left by an earlier
+            // run gets this program in place (no gap, no second filter).
             let _ = aya::programs::tc::qdisc_add_clsact(&dev);
-            let id = prog
-                .attach(&dev, TcAttachType::Ingress)
-                .map_err(prog_err(name))?;
+            let opts = TcAttachOptions::Netlink(NlOptions {
+                priority: TC_PRIORITY,
+                handle: TC_HANDLE,
+                classid: None,
+            });
+            let id = match prog.attach_with_options(&dev, TcAttachType::Ingress, opts) {
+                Ok(id) => id,
+                Err(first) => {
+                    // Most likely ours from an earlier run (EEXIST): replace its program.
+                    let Ok(existing) = SchedClassifierLink::attached(
+                        &dev,
+                        TcAttachType::Ingress,
+                        TC_PRIORITY,
+                        TC_HANDLE,
+                        None,
+                    ) else {
+                        return Err(prog_err(name)(first));
+                    };
+                    prog.attach_to_link(existing).map_err(prog_err(name))?
+                }
+            };
             let link = prog.take_link(id).map_err(prog_err(name))?;
             std::mem::forget(link); // dropping it would detach the filter
+            if master {
+                self.master = Some(ifindex);
+            }
             return Ok(Attach::Clsact);
         }
         let id = prog
@@ -484,7 +532,17 @@ impl PortProgram {
             path: pin.clone(),
             detail: e.to_string(),
         })?;
+        if master {
+            self.master = Some(ifindex);
+        }
         Ok(Attach::Tcx)
+    }
+
+    /// Attaches with clsact filters (`cls_bpf` on the clsact qdisc) even where the kernel has
+    /// tcx, as on kernels before 6.6 (`ipvlan daemon --datapath bpf-tc`; tests of that path).
+    /// Applies to later attachments.
+    pub fn prefer_clsact(&mut self, on: bool) {
+        self.clsact = on;
     }
 
     /// Attaches `from_master` to the ingress of `ifindex` (in the calling thread's namespace).
@@ -507,6 +565,9 @@ impl PortProgram {
     ///
     /// Errors: [`BpfError::Io`] when the pin cannot be removed.
     pub fn detach_slave(&mut self, host_ifindex: u32) -> Result<(), BpfError> {
+        if self.clsact || !tcx_capable() {
+            detach_clsact(host_ifindex);
+        }
         let pin = link_pin(&self.pin_dir, host_ifindex);
         match fs::remove_file(&pin) {
             Ok(()) => Ok(()),
@@ -842,6 +903,12 @@ impl PortProgram {
     ///
     /// Errors: [`BpfError::Io`].
     pub fn remove(self, pin_dir: &Path) -> Result<(), BpfError> {
+        // A clsact filter is not pinned: it stays on the master until deleted.
+        if let Some(m) = self.master {
+            if self.clsact || !tcx_capable() {
+                detach_clsact(m);
+            }
+        }
         drop(self);
         let mut first = None;
         match fs::read_dir(pin_dir) {

@@ -60,6 +60,9 @@ pub struct Fx {
     /// `--datapath` for the next daemon start: `IPVLAN_TEST_DATAPATH` (auto, bpf or user),
     /// else the daemon's default. CI runs the suite once per data path.
     pub datapath: Option<String>,
+    /// `backend` for the slaves [`Fx::slave`] adds: `IPVLAN_TEST_BACKEND` (veth or tap), else
+    /// the port's default.
+    pub backend: Option<String>,
     /// This test's own bpffs (mounted in the host's mount namespace, so pins outlive a daemon
     /// started by `ip netns exec`, which runs in a mount namespace of its own); unmounted on
     /// drop, which frees whatever the daemon left pinned.
@@ -102,6 +105,7 @@ impl Fx {
             open_files: None,
             path_first: None,
             datapath: std::env::var("IPVLAN_TEST_DATAPATH").ok(),
+            backend: std::env::var("IPVLAN_TEST_BACKEND").ok(),
             bpffs: dir.join("bpffs"),
         };
         std::fs::create_dir_all(&fx.bpffs).unwrap();
@@ -322,7 +326,11 @@ impl Fx {
     /// needed), brings it up with `v4`/`v6` addresses (prefix given), and waits until the
     /// daemon has learned them.
     pub fn slave(&mut self, name: &str, args: &str, ns: &str, v4: &str, v6: &str) {
-        let mut words = vec!["link", "add", "link", "m0", name, "type", "ipvlan"];
+        let mut words = vec!["link", "add", "link", "m0", name];
+        if let Some(b) = &self.backend {
+            words.extend(["backend", b.as_str()]);
+        }
+        words.extend(["type", "ipvlan"]);
         words.extend(args.split_whitespace());
         self.cli_ok(&words);
         if !self.namespaces.contains(&self.ns(ns)) {

@@ -15,8 +15,8 @@ use crate::{client, daemon};
 
 pub const USAGE: &str = "\
 Usage: ipvlan [ OPTIONS ] OBJECT { COMMAND | help }
-       ipvlan daemon [ --socket PATH ] [ --state-dir DIR ] [ --datapath { auto | bpf | user } ]
-                     [ --bpffs DIR ]
+       ipvlan daemon [ --socket PATH ] [ --state-dir DIR ]
+                     [ --datapath { auto | bpf | bpf-tc | user } ] [ --bpffs DIR ]
        ipvlan demo
        ipvlan matrix
 where  OBJECT := link
@@ -156,9 +156,11 @@ fn run_daemon(args: &[String], mut socket: PathBuf) -> Result<ExitCode, CliError
             "--datapath" => {
                 let v = it
                     .next()
-                    .ok_or_else(|| usage_error("--datapath needs auto, bpf or user"))?;
+                    .ok_or_else(|| usage_error("--datapath needs auto, bpf, bpf-tc or user"))?;
                 datapath = daemon::DatapathChoice::parse(v).ok_or_else(|| {
-                    usage_error(format!("--datapath: \"{v}\" is not one of auto, bpf, user"))
+                    usage_error(format!(
+                        "--datapath: \"{v}\" is not one of auto, bpf, bpf-tc, user"
+                    ))
                 })?;
             }
             "--bpffs" => {
@@ -170,7 +172,7 @@ fn run_daemon(args: &[String], mut socket: PathBuf) -> Result<ExitCode, CliError
             "-h" | "--help" | "help" => {
                 println!(
                     "Usage: ipvlan daemon [ --socket PATH ] [ --state-dir DIR ] \
-                     [ --datapath {{ auto | bpf | user }} ] [ --bpffs DIR ]"
+                     [ --datapath {{ auto | bpf | bpf-tc | user }} ] [ --bpffs DIR ]"
                 );
                 return Ok(ExitCode::SUCCESS);
             }

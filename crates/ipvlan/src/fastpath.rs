@@ -235,7 +235,14 @@ impl BpfPlane {
     /// `pin_dir` (then forwarding never stopped, and the maps keep their contents until
     /// [`BpfPlane::restored`]). Errors: bpffs cannot be mounted, the object does not load or
     /// attach (the message says why: no BPF, EPERM, verifier).
-    pub fn create(port: Port, master_ifindex: u32, pin_dir: &Path) -> io::Result<BpfPlane> {
+    ///
+    /// `clsact`: attach as clsact filters even where the kernel has tcx.
+    pub fn create(
+        port: Port,
+        master_ifindex: u32,
+        pin_dir: &Path,
+        clsact: bool,
+    ) -> io::Result<BpfPlane> {
         if let Some(root) = pin_dir.ancestors().nth(3) {
             ipvlan_bpf::ensure_bpffs(root).map_err(bpf_io("mounting bpffs"))?;
         }
@@ -249,6 +256,7 @@ impl BpfPlane {
                 false,
             ),
         };
+        prog.prefer_clsact(clsact);
         let attach = prog
             .attach_master(master_ifindex)
             .map_err(bpf_io("attaching to the master"))?;

@@ -458,6 +458,7 @@ fn flows_spread_over_the_workers_and_stay_in_order() {
     fx.stop_daemon(false);
     fx.workers = Some(3);
     fx.datapath = Some("user".into()); // workers and TAP queues: the userspace path's
+    fx.backend = Some("tap".into());
     fx.start_daemon();
     fx.slave(
         "ipvl0",
@@ -540,6 +541,7 @@ fn a_single_queue_slave_from_an_older_version_is_served_after_an_upgrade() {
     require_env!();
     let mut fx = Fx::new();
     fx.use_userspace(); // older versions had TAP slaves only
+    fx.backend = Some("tap".into());
     fx.slave(
         "ipvl0",
         "mode l2",

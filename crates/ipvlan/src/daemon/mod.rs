@@ -57,6 +57,8 @@ pub enum DatapathChoice {
     Auto,
     /// eBPF or an error.
     Bpf,
+    /// eBPF attached as clsact filters even where tcx exists (as on kernels before 6.6).
+    BpfTc,
     /// The userspace workers.
     User,
 }
@@ -66,6 +68,7 @@ impl DatapathChoice {
         match s {
             "auto" => Some(DatapathChoice::Auto),
             "bpf" => Some(DatapathChoice::Bpf),
+            "bpf-tc" => Some(DatapathChoice::BpfTc),
             "user" => Some(DatapathChoice::User),
             _ => None,
         }
@@ -153,7 +156,7 @@ pub fn run(cfg: Config) -> Result<()> {
         d.bpf = port::probe_bpf(&d.cfg.bpffs);
         match (&d.bpf, d.cfg.datapath) {
             (Ok(()), _) => info!("data path: eBPF (veth slaves switched in the kernel)"),
-            (Err(e), DatapathChoice::Bpf) => bail!("--datapath bpf: {e}"),
+            (Err(e), DatapathChoice::Bpf | DatapathChoice::BpfTc) => bail!("--datapath bpf: {e}"),
             (Err(e), _) => {
                 warn!("data path: userspace workers, the eBPF path is not available: {e}")
             }

@@ -154,6 +154,7 @@ impl Daemon {
         if bpf {
             PortPlan::Bpf {
                 pin_dir: crate::datapath::pin_dir(&self.cfg.bpffs, &self.instance, master_ifindex),
+                clsact: self.cfg.datapath == DatapathChoice::BpfTc,
             }
         } else {
             PortPlan::User

@@ -230,8 +230,10 @@ pub(super) fn from_slave<D: SlaveIo, M: MasterIo, H: HostIo>(
             Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
             Err(e) => {
                 // The device is gone (its namespace was deleted): stop polling it; the control
-                // thread notices and removes the slave.
-                if error || e.raw_os_error() == Some(libc::EBADFD) {
+                // thread notices and removes the slave. A veth host end that went down reports
+                // ENETDOWN once on its packet socket, which reads again once it is up.
+                let down = e.raw_os_error() == Some(libc::ENETDOWN);
+                if (error || e.raw_os_error() == Some(libc::EBADFD)) && !down {
                     debug!("slave {from}: device gone ({e})");
                     epoll.delete(dev.poll_fd(queue));
                 }

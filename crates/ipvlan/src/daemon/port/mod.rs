@@ -74,8 +74,12 @@ pub struct SlaveSpec {
 pub enum PortPlan {
     /// The userspace workers.
     User,
-    /// The eBPF programs, pinned under this directory.
-    Bpf { pin_dir: std::path::PathBuf },
+    /// The eBPF programs, pinned under `pin_dir`, attached as clsact filters if `clsact`
+    /// (else by tcx where the kernel has it).
+    Bpf {
+        pin_dir: std::path::PathBuf,
+        clsact: bool,
+    },
 }
 
 /// How a slave came to be served.
@@ -506,8 +510,8 @@ fn start_datapath<D: SlaveDevice + crate::dataplane::SlaveIo + 'static>(
                     .map_err(RequestError::system("starting the data plane"))?,
             ))
         }
-        PortPlan::Bpf { pin_dir } => Ok(Forwarder::Bpf(Box::new(
-            crate::fastpath::BpfPlane::create(port, link.index, pin_dir)
+        PortPlan::Bpf { pin_dir, clsact } => Ok(Forwarder::Bpf(Box::new(
+            crate::fastpath::BpfPlane::create(port, link.index, pin_dir, *clsact)
                 .map_err(RequestError::system("starting the eBPF data path"))?,
         ))),
     }
