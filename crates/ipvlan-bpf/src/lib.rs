@@ -479,6 +479,9 @@ impl PortProgram {
                 path: pin.clone(),
                 detail: e.to_string(),
             })?;
+            if master {
+                self.master = Some(ifindex);
+            }
             return Ok(Attach::Tcx);
         }
         let dev = ifname(ifindex)?;
@@ -903,11 +906,10 @@ impl PortProgram {
     ///
     /// Errors: [`BpfError::Io`].
     pub fn remove(self, pin_dir: &Path) -> Result<(), BpfError> {
-        // A clsact filter is not pinned: it stays on the master until deleted.
+        // A clsact filter is not pinned: it stays on the master until deleted (whichever way
+        // this run attached, an earlier one may have used clsact).
         if let Some(m) = self.master {
-            if self.clsact || !tcx_capable() {
-                detach_clsact(m);
-            }
+            detach_clsact(m);
         }
         drop(self);
         let mut first = None;

@@ -40,6 +40,27 @@ pub fn route_methods() -> (RouteMethod, RouteMethod) {
     (RouteMethod::Stack, v6)
 }
 
+/// Removes what an earlier run pinned for master `master_ifindex` under `pin_dir` (its port now
+/// gets the userspace path, which must not run beside the programs): detaches them from the
+/// master and unpins everything. Errors are logged; nothing there is not an error.
+pub fn remove_stale(pin_dir: &Path, master_ifindex: u32) {
+    if !pin_dir.exists() {
+        return;
+    }
+    let removed = PortProgram::open_pinned(pin_dir).and_then(|mut p| {
+        // Recorded as the master (attached already: nothing changes), so that removing
+        // detaches it whatever attached it.
+        p.attach_master(master_ifindex)?;
+        p.remove(pin_dir)
+    });
+    match removed {
+        Ok(()) => {
+            info!(pins = %pin_dir.display(), "an earlier run's BPF programs removed: this port now runs the userspace data path")
+        }
+        Err(e) => warn!(pins = %pin_dir.display(), "removing an earlier run's BPF programs: {e}"),
+    }
+}
+
 /// What the maps hold, as last written.
 #[derive(Default)]
 struct Mirror {
@@ -267,6 +288,16 @@ impl BpfPlane {
             if let Ok(a) = prog.addresses() {
                 mirror.addresses = a.into_iter().collect();
             }
+        }
+        if std::fs::read_to_string("/proc/sys/net/ipv4/conf/all/rp_filter")
+            .is_ok_and(|v| v.trim() == "1")
+        {
+            warn!(
+                master_ifindex,
+                "net.ipv4.conf.all.rp_filter is 1 (strict) in the master's namespace: l3/l3s \
+                 egress of this port's slaves, forwarded from their host ends, will be dropped \
+                 by reverse-path filtering (set it to 2, loose, or 0)"
+            );
         }
         let kind = match attach {
             Attach::Tcx => DatapathKind::BpfTcx,

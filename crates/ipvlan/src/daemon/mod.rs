@@ -89,9 +89,11 @@ pub struct Daemon {
     ports: BTreeMap<u32, PortRuntime>,
     /// Makes and finds the slaves' devices.
     backend: Backends,
-    /// Whether this kernel runs the eBPF data path: `Err` says why not (probed at start
-    /// unless `--datapath user`).
-    bpf: Result<(), String>,
+    /// Whether this kernel runs the eBPF data path: `Err` says why not. Probed (the verifier
+    /// checks both programs, up to a second on a busy machine) when a port first needs to know,
+    /// or at start with `--datapath bpf`; a port whose programs are pinned already re-adopts
+    /// them without it, so a restart does not wait for it.
+    bpf: std::cell::OnceCell<Result<(), String>>,
     /// The configuration changed since it was last written.
     state_dirty: bool,
     /// Why the last write of the state failed (logged once per distinct error).
@@ -147,19 +149,14 @@ pub fn run(cfg: Config) -> Result<()> {
         monitor,
         ports: BTreeMap::new(),
         backend: Backends::new(worker_count()),
-        bpf: Err("--datapath user".into()),
+        bpf: std::cell::OnceCell::new(),
         state_dirty: false,
         save_error: None,
         resync_pending: std::collections::BTreeSet::new(),
     };
-    if d.cfg.datapath != DatapathChoice::User {
-        d.bpf = port::probe_bpf(&d.cfg.bpffs);
-        match (&d.bpf, d.cfg.datapath) {
-            (Ok(()), _) => info!("data path: eBPF (veth slaves switched in the kernel)"),
-            (Err(e), DatapathChoice::Bpf | DatapathChoice::BpfTc) => bail!("--datapath bpf: {e}"),
-            (Err(e), _) => {
-                warn!("data path: userspace workers, the eBPF path is not available: {e}")
-            }
+    if matches!(d.cfg.datapath, DatapathChoice::Bpf | DatapathChoice::BpfTc) {
+        if let Err(e) = d.bpf_available() {
+            bail!("--datapath bpf: {e}");
         }
     }
     d.restore();
@@ -173,6 +170,25 @@ pub fn run(cfg: Config) -> Result<()> {
 }
 
 impl Daemon {
+    /// Whether new ports may get the eBPF data path (probed once, see `Daemon::bpf`).
+    fn bpf_available(&self) -> Result<(), String> {
+        if self.cfg.datapath == DatapathChoice::User {
+            return Err("--datapath user".into());
+        }
+        self.bpf
+            .get_or_init(|| {
+                let r = port::probe_bpf(&self.cfg.bpffs);
+                match &r {
+                    Ok(()) => info!("data path: eBPF (veth slaves switched in the kernel)"),
+                    Err(e) => {
+                        warn!("data path: userspace workers, the eBPF path is not available: {e}")
+                    }
+                }
+                r
+            })
+            .clone()
+    }
+
     fn serve(&mut self, control: &ControlServer, signals: &SignalFd) -> Result<()> {
         let epoll = Epoll::new()?;
         epoll.add(control.fd(), TOKEN_CONTROL)?;

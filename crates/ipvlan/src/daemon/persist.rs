@@ -21,7 +21,7 @@ use serde::{Deserialize, Serialize};
 use tracing::{info, warn};
 
 use super::error::RequestError;
-use super::port::{PortPlan, PortRuntime};
+use super::port::PortRuntime;
 use super::Daemon;
 use crate::backend::{BackendKind, FoundDevice, SlaveBackend, SlaveDevice};
 
@@ -408,12 +408,10 @@ impl Daemon {
             }
             return Ok(());
         };
+        // As for a new port: TAP slaves keep the userspace path, veth slaves get the eBPF one
+        // where the daemon may use it (re-adopting what an earlier run pinned).
         let kind = ps.slaves.first().map(|s| s.backend);
-        let plan = if ps.bpf || kind == Some(BackendKind::Veth) {
-            self.plan_port(Some(ps.mode), kind, link.index)
-        } else {
-            PortPlan::User
-        };
+        let plan = self.plan_port(Some(ps.mode), kind, link.index);
         let mut port = PortRuntime::create(&link, &plan)?;
         port.set_mode_flag(ps.mode, ps.flag);
         let userspace = !port.datapath().is_bpf();

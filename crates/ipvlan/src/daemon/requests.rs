@@ -147,16 +147,21 @@ impl Daemon {
         backend: Option<BackendKind>,
         master_ifindex: u32,
     ) -> PortPlan {
+        let pin_dir = crate::datapath::pin_dir(&self.cfg.bpffs, &self.instance, master_ifindex);
         let bpf = self.cfg.datapath != DatapathChoice::User
-            && self.bpf.is_ok()
             && mode != Some(ipvlan_core::Mode::L3s)
-            && backend != Some(BackendKind::Tap);
+            && backend != Some(BackendKind::Tap)
+            // Programs pinned by an earlier run are re-adopted without probing again.
+            && (pin_dir.exists() || self.bpf_available().is_ok());
         if bpf {
             PortPlan::Bpf {
-                pin_dir: crate::datapath::pin_dir(&self.cfg.bpffs, &self.instance, master_ifindex),
+                pin_dir,
                 clsact: self.cfg.datapath == DatapathChoice::BpfTc,
+                fallback: self.cfg.datapath == DatapathChoice::Auto,
             }
         } else {
+            // An earlier run's programs for this master must not switch beside the workers.
+            crate::fastpath::remove_stale(&pin_dir, master_ifindex);
             PortPlan::User
         }
     }

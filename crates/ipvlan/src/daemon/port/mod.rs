@@ -79,6 +79,9 @@ pub enum PortPlan {
     Bpf {
         pin_dir: std::path::PathBuf,
         clsact: bool,
+        /// If the programs cannot be loaded or attached for this master, the port gets the
+        /// userspace path (`--datapath auto`) instead of an error.
+        fallback: bool,
     },
 }
 
@@ -510,10 +513,19 @@ fn start_datapath<D: SlaveDevice + crate::dataplane::SlaveIo + 'static>(
                     .map_err(RequestError::system("starting the data plane"))?,
             ))
         }
-        PortPlan::Bpf { pin_dir, clsact } => Ok(Forwarder::Bpf(Box::new(
-            crate::fastpath::BpfPlane::create(port, link.index, pin_dir, *clsact)
-                .map_err(RequestError::system("starting the eBPF data path"))?,
-        ))),
+        PortPlan::Bpf {
+            pin_dir,
+            clsact,
+            fallback,
+        } => match crate::fastpath::BpfPlane::create(port.clone(), link.index, pin_dir, *clsact) {
+            Ok(b) => Ok(Forwarder::Bpf(Box::new(b))),
+            Err(e) if *fallback => {
+                warn!(master = %link.name, "the eBPF data path cannot serve this master, the userspace workers do: {e}");
+                crate::fastpath::remove_stale(pin_dir, link.index);
+                start_datapath(link, port, &PortPlan::User)
+            }
+            Err(e) => Err(RequestError::system("starting the eBPF data path")(e)),
+        },
     }
 }
 
