@@ -647,6 +647,18 @@ impl PortProgram {
         self.put_cfg(c)
     }
 
+    /// The slaves in the maps, in creation order (for a restarted daemon to find those it no
+    /// longer has).
+    ///
+    /// Errors: [`BpfError::Map`].
+    pub fn slave_ids(&self) -> Result<Vec<u16>, BpfError> {
+        Ok(self
+            .fanout_list()?
+            .into_iter()
+            .filter_map(|id| u16::try_from(id).ok())
+            .collect())
+    }
+
     fn fanout_list(&self) -> Result<Vec<u32>, BpfError> {
         let a: Array<_, u32> = Array::try_from(&self.maps.fanout).map_err(map_err("fanout"))?;
         let mut out = Vec::new();

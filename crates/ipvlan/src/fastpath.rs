@@ -142,7 +142,8 @@ impl Shared {
                 addresses.insert(*a, s.id().get());
             }
         }
-        // Addresses go before the slaves they point to, and come after them.
+        // Addresses that moved or went are taken out before the slaves change; new ones go in
+        // once their slave is there.
         let stale: Vec<IpAddr> = self
             .mirror
             .addresses
@@ -287,6 +288,24 @@ impl BpfPlane {
             // restored slave has it.
             if let Ok(a) = prog.addresses() {
                 mirror.addresses = a.into_iter().collect();
+            }
+            // Entries no restored slave matches (host_ifindex 0 never does): rewritten for
+            // the restored slaves, removed for the others.
+            if let Ok(ids) = prog.slave_ids() {
+                mirror.slaves = ids
+                    .into_iter()
+                    .map(|id| {
+                        let stale = SlaveEntry {
+                            host_ifindex: 0,
+                            mtu: 0,
+                            up: false,
+                            source_guard: false,
+                            router: false,
+                            same_ns: false,
+                        };
+                        (id, stale)
+                    })
+                    .collect();
             }
         }
         if std::fs::read_to_string("/proc/sys/net/ipv4/conf/all/rp_filter")
