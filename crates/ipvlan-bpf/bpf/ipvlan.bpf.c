@@ -947,6 +947,55 @@ static __always_inline void restore_hop(struct __sk_buff *skb, struct pkt *p)
 	}
 }
 
+// Fills a FIB lookup from the IPv4 header of an untagged packet. -1: no header.
+static __always_inline int fib_v4(struct __sk_buff *skb, struct bpf_fib_lookup *f)
+{
+	__u8 ip[20];
+
+	if (bpf_skb_load_bytes(skb, 14, ip, 20) < 0)
+		return -1;
+	f->family = 2; // AF_INET
+	f->tos = ip[1];
+	f->l4_protocol = ip[9];
+	f->tot_len = (__u16)ip[2] << 8 | ip[3];
+	__builtin_memcpy(&f->ipv4_src, ip + 12, 4);
+	__builtin_memcpy(&f->ipv4_dst, ip + 16, 4);
+	return 0;
+}
+
+// IPv4 l3 egress leaves through the master, as the kernel's does (ipvlan_process_v4_outbound
+// looks the route up with flowi4_oif = the master). 0: the master namespace's forwarding
+// would send it out of the master (or keep it: a local destination), go on with it. Else the
+// verdict that sends it out of the master directly: by the master namespace's route through
+// the master, or with the destination taken as on-link there when it has none (as
+// ip_route_output_key does for an output interface without a route) — netfilter does not see
+// these.
+static __always_inline int pin_v4_to_master(struct __sk_buff *skb, struct port_cfg *c)
+{
+	struct bpf_fib_lookup f = {};
+	struct bpf_redir_neigh nh = {};
+	int rc;
+
+	if (fib_v4(skb, &f) < 0)
+		return 0;
+	f.ifindex = skb->ingress_ifindex;
+	rc = bpf_fib_lookup(skb, &f, sizeof(f), BPF_FIB_LOOKUP_SKIP_NEIGH);
+	if ((rc == BPF_FIB_LKUP_RET_SUCCESS && f.ifindex == c->master_ifindex) ||
+	    rc == BPF_FIB_LKUP_RET_NOT_FWDED)
+		return 0;
+	__builtin_memset(&f, 0, sizeof(f));
+	if (fib_v4(skb, &f) < 0)
+		return 0;
+	f.ifindex = c->master_ifindex;
+	rc = bpf_fib_lookup(skb, &f, sizeof(f), BPF_FIB_LOOKUP_OUTPUT | BPF_FIB_LOOKUP_SKIP_NEIGH);
+	if (rc == BPF_FIB_LKUP_RET_SUCCESS && f.ifindex == c->master_ifindex) {
+		nh.nh_family = 2;
+		nh.ipv4_nh = f.ipv4_dst; // the gateway, or the destination itself
+		return bpf_redirect_neigh(c->master_ifindex, &nh, sizeof(nh), 0);
+	}
+	return bpf_redirect_neigh(c->master_ifindex, 0, 0, 0);
+}
+
 SEC("classifier") // not "tc": aya 0.14 only knows "classifier"
 int from_slave(struct __sk_buff *skb)
 {
@@ -959,15 +1008,18 @@ int from_slave(struct __sk_buff *skb)
 	struct pkt p;
 	__u32 from, *fromp, ifx = skb->ingress_ifindex;
 
+	// Only attached to our host ends: a frame from one the maps do not (or no longer) know, or
+	// of an unconfigured port, is dropped uncounted — passing it would let the master
+	// namespace forward it (the host end forwards) past every rule of the port.
 	if (!c)
-		return TCX_NEXT_;
+		return TC_ACT_SHOT;
 	fromp = bpf_map_lookup_elem(&host_slave, &ifx);
 	if (!fromp)
-		return TCX_NEXT_; // not one of ours: count nothing
+		return TC_ACT_SHOT;
 	from = *fromp;
 	me = bpf_map_lookup_elem(&slaves, &from);
 	if (!me)
-		return TCX_NEXT_;
+		return TC_ACT_SHOT;
 	t = trace_begin(c, 1);
 	pc = pctr();
 	mine = sctr(from);
@@ -1042,6 +1094,12 @@ int from_slave(struct __sk_buff *skb)
 		}
 		if (pc)
 			pc->to_host_stack++;
+		if (d.family == 4) {
+			int rc = pin_v4_to_master(skb, c);
+
+			if (rc)
+				return rc;
+		}
 		if ((d.family == 4 ? c->route_v4 : c->route_v6) == ROUTE_FIB) {
 			int rc = route_fib(skb, &p);
 

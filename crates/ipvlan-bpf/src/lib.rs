@@ -647,6 +647,37 @@ impl PortProgram {
         self.put_cfg(c)
     }
 
+    /// Unpins the tcx links of every device but those in `keep` (ifindexes): after a restart,
+    /// the links of host ends that went away while no daemon ran (a later device with the same
+    /// ifindex must be attached afresh, not taken for attached).
+    ///
+    /// Errors: [`BpfError::Io`] listing or unpinning.
+    pub fn prune_links(&mut self, keep: &[u32]) -> Result<(), BpfError> {
+        let entries = fs::read_dir(&self.pin_dir).map_err(|source| BpfError::Io {
+            what: "list",
+            path: self.pin_dir.clone(),
+            source,
+        })?;
+        for e in entries.flatten() {
+            let name = e.file_name();
+            let Some(ifindex) = name
+                .to_str()
+                .and_then(|n| n.strip_prefix("link_"))
+                .and_then(|i| i.parse::<u32>().ok())
+            else {
+                continue;
+            };
+            if !keep.contains(&ifindex) {
+                fs::remove_file(e.path()).map_err(|source| BpfError::Io {
+                    what: "unpin link",
+                    path: e.path(),
+                    source,
+                })?;
+            }
+        }
+        Ok(())
+    }
+
     /// The slaves in the maps, in creation order (for a restarted daemon to find those it no
     /// longer has).
     ///

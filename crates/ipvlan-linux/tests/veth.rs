@@ -150,6 +150,7 @@ fn create_sets_names_macs_mtus_sysctls_and_the_host_end_up() {
     assert_eq!(m.sysctl("ipv6/conf/ipvh3-1/accept_ra"), "0");
     assert_eq!(m.sysctl("ipv6/conf/ipvh3-1/router_solicitations"), "0");
     assert_eq!(m.sysctl("ipv4/conf/ipvh3-1/forwarding"), "1");
+    assert_eq!(m.sysctl("ipv6/conf/ipvh3-1/forwarding"), "1");
     assert_eq!(m.sysctl("ipv4/conf/ipvh3-1/rp_filter"), "0");
     if Path::new("/proc/sys/net/ipv6/conf/all/force_forwarding").exists() {
         assert_eq!(m.sysctl("ipv6/conf/ipvh3-1/force_forwarding"), "1");

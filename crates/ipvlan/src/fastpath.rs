@@ -40,17 +40,22 @@ pub fn route_methods() -> (RouteMethod, RouteMethod) {
     (RouteMethod::Stack, v6)
 }
 
-/// Removes what an earlier run pinned for master `master_ifindex` under `pin_dir` (its port now
-/// gets the userspace path, which must not run beside the programs): detaches them from the
-/// master and unpins everything. Errors are logged; nothing there is not an error.
-pub fn remove_stale(pin_dir: &Path, master_ifindex: u32) {
+/// Removes what an earlier run pinned under `pin_dir` for a master: one whose port now gets
+/// the userspace path, which must not run beside the programs (`Some(its ifindex)`: detached
+/// from it), or one that is gone (`None`: its attachments went with it). Errors are logged;
+/// nothing there is not an error.
+pub fn remove_stale(pin_dir: &Path, master: Option<u32>) {
     if !pin_dir.exists() {
         return;
     }
     let removed = PortProgram::open_pinned(pin_dir).and_then(|mut p| {
         // Recorded as the master (attached already: nothing changes), so that removing
-        // detaches it whatever attached it.
-        p.attach_master(master_ifindex)?;
+        // detaches it whatever attached it. A master that is gone took its attachments along.
+        if let Some(m) = master {
+            if let Err(e) = p.attach_master(m) {
+                tracing::debug!("re-attaching to the master before removing: {e}");
+            }
+        }
         p.remove(pin_dir)
     });
     match removed {
@@ -398,11 +403,20 @@ impl BpfPlane {
     }
 
     /// The port's slaves are all restored: what the earlier run left in the maps and no
-    /// restored slave has is removed now.
+    /// restored slave has is removed now, and so are the pinned links to host ends no restored
+    /// slave has (their devices are gone; a new device may get their ifindex).
     pub fn restored(&self) {
         let mut sh = self.lock();
         sh.restoring = false;
         sh.sync_logged();
+        let mut keep: Vec<u32> = sh.hosts.values().copied().collect();
+        keep.push(sh.master_ifindex);
+        if let Err(e) = lock_prog(&self.prog).prune_links(&keep) {
+            warn!(
+                master_ifindex = sh.master_ifindex,
+                "removing stale BPF links: {e}"
+            );
+        }
     }
 
     /// Writes what changed into the maps (the daemon's settle).

@@ -417,6 +417,52 @@ fn l2_slave_to_the_master_itself_r_tx_l2_3() {
     );
 }
 
+/// l3 IPv4 egress leaves through the master even where the master's namespace routes the
+/// destination elsewhere (the kernel looks the route up with the master as output interface:
+/// `ipvlan_process_v4_outbound`): a slave left in the master's namespace holds 198.51.100.0/24,
+/// another slave pings an unused address of it, and the ARP request for it goes out of the
+/// master, as the kernel's does (issue 16's l3-v6-loop case, its IPv4 contrast).
+#[test]
+#[ignore = "needs root, iproute2, nftables, TUN"]
+fn l3_ipv4_egress_leaves_through_the_master_whatever_the_host_routes() {
+    require_env!();
+    let mut fx = Fx::new();
+    fx.cli_ok(&[
+        "link", "add", "link", "m0", "name", "gw0", "type", "ipvlan", "mode", "l3",
+    ]);
+    fx.sh(
+        "host",
+        "ip link set gw0 up && ip addr add 198.51.100.1/24 dev gw0",
+    );
+    fx.slave("s1", "mode l3", "ns1", "198.51.100.11/32", "");
+    fx.sh("ns1", "ip route add default dev s1");
+    let arp = fx.python_bg(
+        "ext",
+        "import socket\n\
+         s=socket.socket(socket.AF_PACKET,socket.SOCK_RAW,socket.htons(0x0806))\n\
+         s.settimeout(5)\n\
+         while True:\n\
+         \x20d=s.recv(2000)\n\
+         \x20if d[38:42]==bytes([198,51,100,99]):\n\
+         \x20\x20print('who-has', '.'.join(map(str,d[28:32]))); break",
+        &[],
+    );
+    let tx = |fx: &Fx| -> u64 {
+        fx.sh("host", "cat /sys/class/net/gw0/statistics/tx_packets")
+            .trim()
+            .parse()
+            .unwrap()
+    };
+    let before = tx(&fx);
+    assert!(!fx.ping("ns1", "198.51.100.99", 1), "nobody has .99");
+    assert_eq!(
+        arp.output(),
+        "who-has 192.0.2.1",
+        "the master asks for it on the wire"
+    );
+    assert!(tx(&fx) - before < 3, "not sent through gw0");
+}
+
 /// l3, a slave left in the master's namespace holding the slaves' /64 (the usual way to reach
 /// slaves from the host), another slave pinging an unused address of it: the host routes the
 /// packet the daemon handed it back to the local slave. It must not circulate (it did, at

@@ -12,7 +12,7 @@
 //!   as on a TAP, so the data plane treats both alike.
 //!
 //! The pair is made by one `RTM_NEWLINK` ([`Rtnl::add_veth`]); the host end then gets IPv6
-//! address generation off, `accept_ra=0`, `router_solicitations=0`, IPv4 `forwarding=1`,
+//! address generation off, `accept_ra=0`, `router_solicitations=0`, IPv4 and IPv6 `forwarding=1`,
 //! `rp_filter=0` and IPv6 `force_forwarding=1` (where the kernel has it, 6.17+), and is brought
 //! up. Its MTU is 65535 (`ETH_MAX_MTU`, a veth's maximum): what the slave sends is checked
 //! against the host end's MTU when it arrives there (`__dev_forward_skb` →
@@ -174,10 +174,14 @@ fn check_name(name: &str) -> Result<(), VethError> {
 /// `/proc/sys/net`, `{}` standing for the device's name: no SLAAC or router solicitation on a
 /// device that has no addresses; forwarding on (the eBPF programs hand its frames to the
 /// master namespace's stack to be routed), and no reverse-path filter that would drop them (the
-/// effective `rp_filter` is the maximum of `all` and the device's).
+/// effective `rp_filter` is the maximum of `all` and the device's). The device's own IPv6
+/// `forwarding` does not make the namespace forward IPv6 (that is `all`'s, or
+/// `force_forwarding`), but the programs' FIB lookup (`bpf_ipv6_fib_lookup`) requires it of the
+/// device the packet came in on, and only changes how this address-less device treats RAs.
 const HOST_SYSCTLS: &[(&str, &str)] = &[
     ("ipv6/conf/{}/accept_ra", "0"),
     ("ipv6/conf/{}/router_solicitations", "0"),
+    ("ipv6/conf/{}/forwarding", "1"),
     ("ipv4/conf/{}/forwarding", "1"),
     ("ipv4/conf/{}/rp_filter", "0"),
 ];

@@ -219,10 +219,18 @@ impl Daemon {
                 for call in control.pending() {
                     let mut response = match self.request(call.request.clone()) {
                         Ok(r) => r,
-                        Err(e) => Response::Error {
-                            kind: e.kind(),
-                            message: e.to_string(),
-                        },
+                        Err(e) => {
+                            // The user sees it; the log keeps what the system refused.
+                            if e.kind() == crate::proto::ErrorKind::System {
+                                warn!("request failed: {e}");
+                            } else {
+                                info!("request refused: {e}");
+                            }
+                            Response::Error {
+                                kind: e.kind(),
+                                message: e.to_string(),
+                            }
+                        }
                     };
                     // Done means applied and saved: what was not is said in the answer.
                     let problems = self.settle();

@@ -390,6 +390,7 @@ impl Daemon {
             .or_else(|| self.rtnl.link_by_name(&ps.master).ok().flatten());
         let Some(link) = link else {
             warn!(master = %ps.master, "master is gone: its slaves are deleted (R-LIFE-1)");
+            crate::fastpath::remove_stale(&self.pin_dir(ps.master_ifindex), None);
             for s in &ps.slaves {
                 if let Some((ns, name)) = locate(namespaces, &s.alias) {
                     let found = FoundDevice {
@@ -408,6 +409,10 @@ impl Daemon {
             }
             return Ok(());
         };
+        if link.index != ps.master_ifindex {
+            // The master came back under another ifindex: the old one's pins are stale.
+            crate::fastpath::remove_stale(&self.pin_dir(ps.master_ifindex), None);
+        }
         // As for a new port: TAP slaves keep the userspace path, veth slaves get the eBPF one
         // where the daemon may use it (re-adopting what an earlier run pinned).
         let kind = ps.slaves.first().map(|s| s.backend);

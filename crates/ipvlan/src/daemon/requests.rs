@@ -138,6 +138,11 @@ impl Daemon {
 
 /// What makes a device unusable as a master (R-CRT-3, R-CRT-4).
 impl Daemon {
+    /// Where this daemon pins the eBPF programs of master `master_ifindex`'s port.
+    pub(super) fn pin_dir(&self, master_ifindex: u32) -> std::path::PathBuf {
+        crate::datapath::pin_dir(&self.cfg.bpffs, &self.instance, master_ifindex)
+    }
+
     /// The data path a new port for master `master_ifindex` gets: eBPF unless the daemon runs
     /// `--datapath user`, the kernel cannot, the port starts in l3s (whose master-namespace
     /// INPUT hooks only the userspace path gives) or its first slave asks for a TAP.
@@ -147,7 +152,7 @@ impl Daemon {
         backend: Option<BackendKind>,
         master_ifindex: u32,
     ) -> PortPlan {
-        let pin_dir = crate::datapath::pin_dir(&self.cfg.bpffs, &self.instance, master_ifindex);
+        let pin_dir = self.pin_dir(master_ifindex);
         let bpf = self.cfg.datapath != DatapathChoice::User
             && mode != Some(ipvlan_core::Mode::L3s)
             && backend != Some(BackendKind::Tap)
@@ -161,7 +166,7 @@ impl Daemon {
             }
         } else {
             // An earlier run's programs for this master must not switch beside the workers.
-            crate::fastpath::remove_stale(&pin_dir, master_ifindex);
+            crate::fastpath::remove_stale(&pin_dir, Some(master_ifindex));
             PortPlan::User
         }
     }

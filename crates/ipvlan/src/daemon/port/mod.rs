@@ -521,7 +521,7 @@ fn start_datapath<D: SlaveDevice + crate::dataplane::SlaveIo + 'static>(
             Ok(b) => Ok(Forwarder::Bpf(Box::new(b))),
             Err(e) if *fallback => {
                 warn!(master = %link.name, "the eBPF data path cannot serve this master, the userspace workers do: {e}");
-                crate::fastpath::remove_stale(pin_dir, link.index);
+                crate::fastpath::remove_stale(pin_dir, Some(link.index));
                 start_datapath(link, port, &PortPlan::User)
             }
             Err(e) => Err(RequestError::system("starting the eBPF data path")(e)),
