@@ -526,18 +526,28 @@ static __always_inline __u32 owner(struct addr_key *k)
 	return id ? *id : 0;
 }
 
-// Port::lookup: the owner, if that slave is up (an address is active while its slave is up).
-static __always_inline __u32 lookup(struct addr_key *k)
+// Port::lookup: the owner, if that slave is up (an address is active while its slave is up);
+// its entry in `*entry` (looked up once per frame).
+static __always_inline __u32 lookup_slave(struct addr_key *k, struct slave **entry)
 {
 	__u32 id = owner(k);
 	struct slave *s;
 
+	*entry = 0;
 	if (!id)
 		return 0;
 	s = bpf_map_lookup_elem(&slaves, &id);
 	if (!s || !(s->flags & SLAVE_UP))
 		return 0;
+	*entry = s;
 	return id;
+}
+
+static __always_inline __u32 lookup(struct addr_key *k)
+{
+	struct slave *s;
+
+	return lookup_slave(k, &s);
 }
 
 static __always_inline struct trace *trace_begin(struct port_cfg *c, __u32 hook)
@@ -657,10 +667,8 @@ static __always_inline void fan_out(struct __sk_buff *skb, struct pkt *p, __u32 
 		pc->fanout_cut++;
 }
 
-static __always_inline int to_slave(__u32 id)
+static __always_inline int to_slave(struct slave *s)
 {
-	struct slave *s = bpf_map_lookup_elem(&slaves, &id);
-
 	if (!s)
 		return TC_ACT_SHOT;
 	if (s->flags & SLAVE_SAME_NS)
@@ -676,6 +684,7 @@ struct tx_dec {
 	__u32 reason;
 	__u32 site;
 	__u32 family;
+	struct slave *to; // the target's entry (deliver)
 };
 
 static __always_inline void tx_drop(struct tx_dec *d, __u32 reason, __u32 site, __u32 target)
@@ -713,10 +722,9 @@ static __always_inline __u32 guard(struct pkt *p, __u32 from, struct slave *me)
 	return 0;
 }
 
-static __always_inline void deliver_local(struct tx_dec *d, struct pkt *p, __u32 to)
+static __always_inline void deliver_local(struct tx_dec *d, struct pkt *p, __u32 to,
+					  struct slave *s)
 {
-	struct slave *s = bpf_map_lookup_elem(&slaves, &to);
-
 	if (!s) {
 		tx_drop(d, R_RECEIVER_DOWN, SITE_RECEIVER, to);
 		return;
@@ -727,6 +735,7 @@ static __always_inline void deliver_local(struct tx_dec *d, struct pkt *p, __u32
 	}
 	d->verdict = V_DELIVER;
 	d->target = to;
+	d->to = s;
 }
 
 static __always_inline void decide_tx(struct port_cfg *c, struct pkt *p, __u32 from,
@@ -734,7 +743,8 @@ static __always_inline void decide_tx(struct port_cfg *c, struct pkt *p, __u32 f
 {
 	__u32 g = guard(p, from, me);
 	// keys_tx: none for a tagged frame (R-CLS-4)
-	__u32 to = (p->has_dst && !p->has_vlan) ? lookup(&p->dkey) : 0;
+	struct slave *ts = 0;
+	__u32 to = (p->has_dst && !p->has_vlan) ? lookup_slave(&p->dkey, &ts) : 0;
 	int group = p->dst[0] & 1;
 
 	if (g) {
@@ -747,7 +757,7 @@ static __always_inline void decide_tx(struct port_cfg *c, struct pkt *p, __u32 f
 			if (to && c->flag == FLAG_PRIVATE)
 				tx_drop(d, R_PRIVATE_UNICAST, SITE_SENDER, 0);
 			else if (to)
-				deliver_local(d, p, to);
+				deliver_local(d, p, to, ts);
 			else if (p->gso || p->len <= c->master_mtu + MTU_SLACK)
 				d->verdict = V_TO_HOST;
 			else
@@ -768,7 +778,7 @@ static __always_inline void decide_tx(struct port_cfg *c, struct pkt *p, __u32 f
 		if (c->flag == FLAG_PRIVATE)
 			tx_drop(d, R_PRIVATE_UNICAST, SITE_SENDER, 0);
 		else
-			deliver_local(d, p, to);
+			deliver_local(d, p, to, ts);
 		return;
 	}
 	if (group)
@@ -1049,7 +1059,7 @@ int from_slave(struct __sk_buff *skb)
 	switch (d.verdict) {
 	case V_DELIVER:
 		count_rx(d.target, p.len, 0);
-		return to_slave(d.target);
+		return to_slave(d.to);
 	case V_TRANSMIT:
 		if (!p.gso && p.len > c->master_mtu + MTU_SLACK) {
 			// Too long for the master (is_skb_forwardable would drop it unseen): the
@@ -1153,6 +1163,7 @@ int from_master(struct __sk_buff *skb)
 	struct port_ctr *pc;
 	struct trace *t;
 	struct pkt p;
+	struct slave *ts = 0;
 	__u32 to = 0;
 	int group;
 
@@ -1192,7 +1203,7 @@ int from_master(struct __sk_buff *skb)
 	}
 	// R-RX-L2-3, R-RX-L3-1: claimed by destination key, whatever the destination MAC
 	if (p.has_dst)
-		to = lookup(&p.dkey);
+		to = lookup_slave(&p.dkey, &ts);
 	if (!to)
 		goto pass;
 	if (pc)
@@ -1212,7 +1223,7 @@ int from_master(struct __sk_buff *skb)
 		t->verdict = V_DELIVER;
 		t->target = to;
 	}
-	return to_slave(to);
+	return to_slave(ts);
 pass:
 	if (pc)
 		pc->rx_passed++;

@@ -134,6 +134,41 @@ impl PortProgram {
         ingress_ifindex: u32,
         gso_size: u32,
     ) -> Result<TestOutcome, BpfError> {
+        let start = monotonic_ns();
+        let (retval, out, _) = self.run_raw(hook, frame, ingress_ifindex, gso_size, 1)?;
+        Ok(TestOutcome {
+            retval,
+            frame: out,
+            trace: self.last_trace(start)?,
+        })
+    }
+
+    /// The time one run of `hook` on `frame` takes, in nanoseconds, averaged by the kernel
+    /// over `repeat` runs (`BPF_PROG_TEST_RUN`'s `duration`; the program only, without the
+    /// redirect it asks for). For `examples/cost.rs`; counters move `repeat` times.
+    ///
+    /// Errors: as [`Self::test_run`].
+    pub fn time_run(
+        &self,
+        hook: Hook,
+        frame: &[u8],
+        ingress_ifindex: u32,
+        repeat: u32,
+    ) -> Result<u32, BpfError> {
+        Ok(self
+            .run_raw(hook, frame, ingress_ifindex, 0, repeat.max(1))?
+            .2)
+    }
+
+    /// One `BPF_PROG_TEST_RUN`: (return value, frame out, average duration in ns).
+    fn run_raw(
+        &self,
+        hook: Hook,
+        frame: &[u8],
+        ingress_ifindex: u32,
+        gso_size: u32,
+        repeat: u32,
+    ) -> Result<(i32, Vec<u8>, u32), BpfError> {
         let prog = match hook {
             Hook::FromSlave => &self.from_slave,
             Hook::FromMaster => &self.from_master,
@@ -153,12 +188,11 @@ impl PortProgram {
             data_size_out: out.len() as u32,
             data_in: frame.as_ptr() as u64,
             data_out: out.as_mut_ptr() as u64,
-            repeat: 1,
+            repeat,
             ctx_size_in: SKB_CTX_LEN as u32,
             ctx_in: ctx.as_ptr() as u64,
             ..TestAttr::default()
         };
-        let start = monotonic_ns();
         // SAFETY: `attr` is a valid bpf_attr prefix of the size passed; the buffers it points
         // to (`frame`, `out`, `ctx`) live across the call and have the sizes given.
         let r = unsafe {
@@ -173,11 +207,7 @@ impl PortProgram {
             return Err(BpfError::TestRun(io::Error::last_os_error()));
         }
         out.truncate(attr.data_size_out as usize);
-        Ok(TestOutcome {
-            retval: attr.retval as i32,
-            frame: out,
-            trace: self.last_trace(start)?,
-        })
+        Ok((attr.retval as i32, out, attr.duration))
     }
 
     /// The newest trace over all CPUs, if written at or after `since` (CLOCK_MONOTONIC ns).
