@@ -12,6 +12,7 @@ use std::io;
 use std::os::fd::RawFd;
 
 use ipvlan_core::MacAddr;
+use ipvlan_linux::rtnl::{LinkChange, Rtnl};
 use ipvlan_linux::veth::{self, Veth, VethIo};
 use ipvlan_linux::NetNs;
 
@@ -35,6 +36,26 @@ impl VethDevice {
     pub fn create(req: &NewDevice<'_>) -> io::Result<VethDevice> {
         let host = host_name(req.master_ifindex, req.id)?;
         let veth = Veth::create(req.name, &host, req.mac, req.mtu)?;
+        // What it is, for whoever lists the master's namespace (`ip -d link`).
+        let alias = format!(
+            "ipvlan-rs host end of slave {} (id {}) on master ifindex {}",
+            req.name,
+            req.id.get(),
+            req.master_ifindex
+        );
+        let labelled = Rtnl::open().and_then(|mut r| {
+            r.set_link(
+                veth.host_ifindex(),
+                &LinkChange {
+                    alias: Some(alias),
+                    ..LinkChange::default()
+                },
+            )
+        });
+        if let Err(e) = labelled {
+            let _ = veth.destroy();
+            return Err(e.into());
+        }
         VethDevice::serve(veth, req.userspace)
     }
 
