@@ -490,7 +490,11 @@ impl PortProgram {
         } else {
             &mut self.from_slave
         };
-        if self.clsact || !tcx_capable() {
+        // Host ends always get a clsact filter: a tcx attachment waits for an RCU grace period
+        // (tcx_entry_sync, ~10 ms here), which made adding 256 slaves take 5-8 s; nothing else
+        // attaches to our own host ends, so tcx's ordering among programs buys nothing there.
+        // The master gets tcx where the kernel has it (other programs may share its hook).
+        if !master || self.clsact || !tcx_capable() {
             // clsact: the qdisc holds the filter; it outlives the process without a pin. One
             // filter of ours per device, at a fixed priority and handle: one left by an earlier
             // run gets this program in place (no gap, no second filter).
@@ -557,7 +561,12 @@ impl PortProgram {
         self.attach(true, ifindex)
     }
 
-    /// Attaches `from_slave` to the ingress of a slave's host end; as [`Self::attach_master`].
+    /// Attaches `from_slave` to the ingress of a slave's host end, always as a clsact filter
+    /// (one per device, at a fixed priority: attaching again replaces its program in place;
+    /// kept by the qdisc, so it outlives the process). A tcx attachment would cost an RCU
+    /// grace period per slave.
+    ///
+    /// Errors: [`BpfError::NoSuchInterface`], [`BpfError::Program`] (attach).
     pub fn attach_slave(&mut self, host_ifindex: u32) -> Result<Attach, BpfError> {
         self.attach(false, host_ifindex)
     }
@@ -568,9 +577,7 @@ impl PortProgram {
     ///
     /// Errors: [`BpfError::Io`] when the pin cannot be removed.
     pub fn detach_slave(&mut self, host_ifindex: u32) -> Result<(), BpfError> {
-        if self.clsact || !tcx_capable() {
-            detach_clsact(host_ifindex);
-        }
+        detach_clsact(host_ifindex);
         let pin = link_pin(&self.pin_dir, host_ifindex);
         match fs::remove_file(&pin) {
             Ok(()) => Ok(()),
@@ -949,10 +956,17 @@ impl PortProgram {
     ///
     /// Errors: [`BpfError::Io`].
     pub fn remove(self, pin_dir: &Path) -> Result<(), BpfError> {
-        // A clsact filter is not pinned: it stays on the master until deleted (whichever way
-        // this run attached, an earlier one may have used clsact).
+        // A clsact filter is not pinned: it stays on its device until deleted — on the master
+        // (whichever way this run attached, an earlier one may have used clsact) and on every
+        // host end still in the maps.
         if let Some(m) = self.master {
             detach_clsact(m);
+        }
+        let hosts: Vec<u32> = HashMap::<_, u32, u32>::try_from(&self.maps.host_slave)
+            .map(|h| h.keys().filter_map(Result::ok).collect())
+            .unwrap_or_default();
+        for h in hosts {
+            detach_clsact(h);
         }
         drop(self);
         let mut first = None;
