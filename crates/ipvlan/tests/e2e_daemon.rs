@@ -11,9 +11,14 @@ use common::{text, wait, Fx};
 
 fn two_slaves(args: &str) -> Fx {
     let mut fx = Fx::new();
+    add_two_slaves(&mut fx, args);
+    fx
+}
+
+/// ipvl0 in ns0 (.11) and ipvl1 in ns1 (.12), IPv4 and IPv6.
+fn add_two_slaves(fx: &mut Fx, args: &str) {
     fx.slave("ipvl0", args, "ns0", "192.0.2.11/24", "2001:db8:1::11/64");
     fx.slave("ipvl1", args, "ns1", "192.0.2.12/24", "2001:db8:1::12/64");
-    fx
 }
 
 #[test]
@@ -460,20 +465,7 @@ fn flows_spread_over_the_workers_and_stay_in_order() {
     fx.datapath = Some("user".into()); // workers and TAP queues: the userspace path's
     fx.backend = Some("tap".into());
     fx.start_daemon();
-    fx.slave(
-        "ipvl0",
-        "mode l2",
-        "ns0",
-        "192.0.2.11/24",
-        "2001:db8:1::11/64",
-    );
-    fx.slave(
-        "ipvl1",
-        "mode l2",
-        "ns1",
-        "192.0.2.12/24",
-        "2001:db8:1::12/64",
-    );
+    add_two_slaves(&mut fx, "mode l2");
     // A queue per worker, each flow kept on one by the steering program; `-d` says so.
     assert_eq!(tx_queues(&fx, "ns0", "ipvl0"), 3);
     let details = fx.cli_ok(&["-d", "link", "show", "ipvl0"]);
@@ -542,20 +534,7 @@ fn a_single_queue_slave_from_an_older_version_is_served_after_an_upgrade() {
     let mut fx = Fx::new();
     fx.use_userspace(); // older versions had TAP slaves only
     fx.backend = Some("tap".into());
-    fx.slave(
-        "ipvl0",
-        "mode l2",
-        "ns0",
-        "192.0.2.11/24",
-        "2001:db8:1::11/64",
-    );
-    fx.slave(
-        "ipvl1",
-        "mode l2",
-        "ns1",
-        "192.0.2.12/24",
-        "2001:db8:1::12/64",
-    );
+    add_two_slaves(&mut fx, "mode l2");
     let alias = fx.sh("ns0", "cat /sys/class/net/ipvl0/ifalias");
     fx.stop_daemon(false);
     // What earlier versions left behind: the same device, not multiqueue-capable.

@@ -417,6 +417,26 @@ fn l2_slave_to_the_master_itself_r_tx_l2_3() {
     );
 }
 
+/// An l3 slave `gw0` left in the master's namespace, up, holding `prefix` (the usual way to
+/// reach slaves from the host).
+fn host_side_slave(fx: &Fx, prefix: &str) {
+    fx.cli_ok(&[
+        "link", "add", "link", "m0", "name", "gw0", "type", "ipvlan", "mode", "l3",
+    ]);
+    fx.sh(
+        "host",
+        &format!("ip link set gw0 up && ip addr add {prefix} dev gw0 nodad"),
+    );
+}
+
+/// Packets gw0 has sent.
+fn gw0_tx(fx: &Fx) -> u64 {
+    fx.sh("host", "cat /sys/class/net/gw0/statistics/tx_packets")
+        .trim()
+        .parse()
+        .unwrap()
+}
+
 /// l3 IPv4 egress leaves through the master even where the master's namespace routes the
 /// destination elsewhere (the kernel looks the route up with the master as output interface:
 /// `ipvlan_process_v4_outbound`): a slave left in the master's namespace holds 198.51.100.0/24,
@@ -427,13 +447,7 @@ fn l2_slave_to_the_master_itself_r_tx_l2_3() {
 fn l3_ipv4_egress_leaves_through_the_master_whatever_the_host_routes() {
     require_env!();
     let mut fx = Fx::new();
-    fx.cli_ok(&[
-        "link", "add", "link", "m0", "name", "gw0", "type", "ipvlan", "mode", "l3",
-    ]);
-    fx.sh(
-        "host",
-        "ip link set gw0 up && ip addr add 198.51.100.1/24 dev gw0",
-    );
+    host_side_slave(&fx, "198.51.100.1/24");
     fx.slave("s1", "mode l3", "ns1", "198.51.100.11/32", "");
     fx.sh("ns1", "ip route add default dev s1");
     let arp = fx.python_bg(
@@ -447,20 +461,14 @@ fn l3_ipv4_egress_leaves_through_the_master_whatever_the_host_routes() {
          \x20\x20print('who-has', '.'.join(map(str,d[28:32]))); break",
         &[],
     );
-    let tx = |fx: &Fx| -> u64 {
-        fx.sh("host", "cat /sys/class/net/gw0/statistics/tx_packets")
-            .trim()
-            .parse()
-            .unwrap()
-    };
-    let before = tx(&fx);
+    let before = gw0_tx(&fx);
     assert!(!fx.ping("ns1", "198.51.100.99", 1), "nobody has .99");
     assert_eq!(
         arp.output(),
         "who-has 192.0.2.1",
         "the master asks for it on the wire"
     );
-    assert!(tx(&fx) - before < 3, "not sent through gw0");
+    assert!(gw0_tx(&fx) - before < 3, "not sent through gw0");
 }
 
 /// l3, a slave left in the master's namespace holding the slaves' /64 (the usual way to reach
@@ -473,29 +481,17 @@ fn l3_ipv4_egress_leaves_through_the_master_whatever_the_host_routes() {
 fn a_routing_loop_through_a_host_side_slave_is_stopped() {
     require_env!();
     let mut fx = Fx::new();
-    fx.cli_ok(&[
-        "link", "add", "link", "m0", "name", "gw0", "type", "ipvlan", "mode", "l3",
-    ]);
-    fx.sh(
-        "host",
-        "ip link set gw0 up && ip -6 addr add 2001:db8:2::1/64 dev gw0 nodad",
-    );
+    host_side_slave(&fx, "2001:db8:2::1/64");
     fx.slave("s1", "mode l3", "ns1", "", "2001:db8:2::11/128");
     fx.sh("ns1", "ip -6 route add default dev s1");
-    let tx = |fx: &Fx| -> u64 {
-        fx.sh("host", "cat /sys/class/net/gw0/statistics/tx_packets")
-            .trim()
-            .parse()
-            .unwrap()
-    };
     assert!(
         fx.ping("ns1", "2001:db8:2::1", 1),
         "the host-side slave answers"
     );
-    let before = tx(&fx);
+    let before = gw0_tx(&fx);
     assert!(!fx.ping("ns1", "2001:db8:2::99", 1), "nobody has ::99");
     std::thread::sleep(Duration::from_millis(1000));
-    let after = tx(&fx);
+    let after = gw0_tx(&fx);
     assert!(
         after - before < 10,
         "gw0 sent {} packets for one echo request",
