@@ -8,6 +8,14 @@
 #   --datapath is passed to the daemon (default: the daemon's own default, auto). After the
 #   table the script prints the data path each ipvlan-rs port took (`ipvlan -d link show`)
 #   and the daemon's warnings (why a port fell back, failed requests), timestamps cut.
+#
+# The eBPF clsact path on the oracle's 6.1 kernel (no tcx) needs sch_ingress and cls_bpf loaded
+# in the guest; its last output is differential-bpf-tc.out (separate cache directory):
+#   ORACLE_CACHE=/var/cache/ipvlan-oracle-bpf \
+#   ORACLE_MODULES_LOAD="dummy veth macvlan ipvlan tun sch_ingress cls_bpf" \
+#   ORACLE_MODULES_EXTRA="<as in the README>" \
+#     ../shared/oracle/run-kernel.sh --timeout 1500 --mem 1G \
+#     --add target/release/ipvlan:/usr/local/bin/ipvlan scripts/oracle/differential.sh -- --datapath bpf-tc
 q() { "$@" >/dev/null 2>&1; }
 [ -e /dev/net/tun ] || { mkdir -p /dev/net; mknod /dev/net/tun c 10 200; }
 SOCK=/run/ipvlan-diff.sock
@@ -115,7 +123,7 @@ done
 
 if command -v ipvlan >/dev/null; then
   echo
-  echo "ipvlan-rs daemon: ${DATAPATH:+--datapath $DATAPATH}${DATAPATH:-default --datapath}; data path per port (ipvlan -d link show):"
+  echo "ipvlan-rs daemon: --datapath ${DATAPATH:-auto (default)}; data path per port (ipvlan -d link show; l3s ports always take the userspace path):"
   for mode in l2 l3 l3s; do
     for flag in bridge private vepa; do
       [ -n "$ONLY" ] && [ "$ONLY" != "$mode" ] && continue
