@@ -3,11 +3,29 @@
 # run twice in one VM — on the kernel's ipvlan driver and on ipvlan-rs — printing what a user
 # observes, side by side. See README "Kernel oracle" for the command line (tun and the nft dup
 # modules are added to the stock oracle kernel).
+#
+# usage: differential.sh [--datapath auto|bpf|bpf-tc|user] [l2|l3|l3s]
+#   --datapath is passed to the daemon (default: the daemon's own default, auto). After the
+#   table the script prints the data path each ipvlan-rs port took (`ipvlan -d link show`)
+#   and the daemon's warnings (why a port fell back, failed requests), timestamps cut.
+#
+# The eBPF clsact path on the oracle's 6.1 kernel (no tcx) needs sch_ingress and cls_bpf loaded
+# in the guest; its last output is differential-bpf-tc.out (separate cache directory):
+#   ORACLE_CACHE=/var/cache/ipvlan-oracle-bpf \
+#   ORACLE_MODULES_LOAD="dummy veth macvlan ipvlan tun sch_ingress cls_bpf" \
+#   ORACLE_MODULES_EXTRA="<as in the README>" \
+#     ../shared/oracle/run-kernel.sh --timeout 1500 --mem 1G \
+#     --add target/release/ipvlan:/usr/local/bin/ipvlan scripts/oracle/differential.sh -- --datapath bpf-tc
 q() { "$@" >/dev/null 2>&1; }
 [ -e /dev/net/tun ] || { mkdir -p /dev/net; mknod /dev/net/tun c 10 200; }
 SOCK=/run/ipvlan-diff.sock
+DLOG=/run/ipvlan-diff-daemon.log
 DPID=
+DATAPATH=
+if [ "${1:-}" = --datapath ]; then DATAPATH=$2; shift 2; fi
 ONLY=${1:-}
+: >"$DLOG"
+declare -A DP
 
 teardown() {
   [ -n "$DPID" ] && { kill "$DPID"; wait "$DPID" 2>/dev/null; DPID=; }
@@ -29,12 +47,13 @@ setup() {
   ip -n ext addr add 192.0.2.254/24 dev e0; ip -n ext addr add 2001:db8:1::fe/64 dev e0 nodad
   sysctl -qw net.ipv4.icmp_echo_ignore_broadcasts=0
   if [ "$impl" = rs ]; then
-    ipvlan daemon --socket $SOCK --state-dir /run/ipvlan-diff-state 2>/dev/null & DPID=$!
+    echo "== $mode $flag" >>"$DLOG"
+    ipvlan daemon --socket $SOCK --state-dir /run/ipvlan-diff-state ${DATAPATH:+--datapath $DATAPATH} 2>>"$DLOG" & DPID=$!
     for _ in $(seq 50); do [ -S $SOCK ] && break; sleep 0.1; done
   fi
   for n in 1 2; do
     if [ "$impl" = kernel ]; then ip link add link m0 name s$n type ipvlan mode $mode $flag
-    else ipvlan --socket $SOCK link add link m0 s$n type ipvlan mode $mode $flag 2>/dev/null; fi
+    else ipvlan --socket $SOCK link add link m0 s$n type ipvlan mode $mode $flag 2>>"$DLOG"; fi
     ip link set s$n netns ns$n
     ip -n ns$n link set lo up; ip -n ns$n link set s$n up
     ip netns exec ns$n sysctl -qw net.ipv4.icmp_echo_ignore_broadcasts=0
@@ -62,6 +81,7 @@ SCEN="s1-s2-v4 s1-s2-v6 s1-ext-v4 ext-s2-v6 s1-bcast-to-s2 ext-bcast-to-s2 ext-b
 run() { # impl mode flag
   local impl=$1 mode=$2 flag=$3 k="$2 $3" a1 a2 b6 bc
   setup "$impl" "$mode" "$flag"
+  [ "$impl" = rs ] && DP[$k]=$(ipvlan --socket $SOCK -d link show 2>&1 | grep -o 'datapath [a-z-]*' | sort -u | awk '{print $2}' | paste -sd, -)
   if [ "$mode" = l2 ]; then a1=192.0.2.11; a2=192.0.2.12; b6=2001:db8:1::12; bc=192.0.2.255
   else a1=198.51.100.11; a2=198.51.100.12; b6=2001:db8:2::12; bc=255.255.255.255; fi
   R[$k,s1-s2-v4,$impl]=$(yn ping1 ns1 $a2)
@@ -100,3 +120,16 @@ for mode in l2 l3 l3s; do
     done
   done
 done
+
+if command -v ipvlan >/dev/null; then
+  echo
+  echo "ipvlan-rs daemon: --datapath ${DATAPATH:-auto (default)}; data path per port (ipvlan -d link show; l3s ports always take the userspace path):"
+  for mode in l2 l3 l3s; do
+    for flag in bridge private vepa; do
+      [ -n "$ONLY" ] && [ "$ONLY" != "$mode" ] && continue
+      printf '  %s %s: %s\n' $mode $flag "${DP[$mode $flag]:-none}"
+    done
+  done
+  echo "daemon warnings and errors (timestamps cut, '== mode flag' starts each daemon):"
+  sed -e 's/\x1b\[[0-9;]*m//g' "$DLOG" | grep -E '^==|WARN|ERROR|Error' | sed -E 's/^[0-9T:.Z-]+ +//' | sed 's/^/  /'
+fi
