@@ -221,7 +221,7 @@ fn ifname(ifindex: u32) -> Result<String, BpfError> {
 ///
 /// Errors: [`BpfError::Io`] when the directory cannot be created or `mount(2)` fails (EPERM
 /// without CAP_SYS_ADMIN; ENODEV without `CONFIG_BPF_SYSCALL`).
-pub fn ensure_bpffs(root: &Path) -> Result<(), BpfError> {
+pub fn ensure_bpffs(root: &Path) -> Result<bool, BpfError> {
     let io_err = |what, source| BpfError::Io {
         what,
         path: root.to_path_buf(),
@@ -229,7 +229,7 @@ pub fn ensure_bpffs(root: &Path) -> Result<(), BpfError> {
     };
     fs::create_dir_all(root).map_err(|e| io_err("create", e))?;
     if is_bpffs(root).map_err(|e| io_err("statfs", e))? {
-        return Ok(());
+        return Ok(false);
     }
     let c = |s: &str| CString::new(s).map_err(|e| io_err("path", io::Error::other(e)));
     let target = c(&root.to_string_lossy())?;
@@ -247,7 +247,7 @@ pub fn ensure_bpffs(root: &Path) -> Result<(), BpfError> {
     if r != 0 {
         return Err(io_err("mount bpffs on", io::Error::last_os_error()));
     }
-    Ok(())
+    Ok(true)
 }
 
 const BPF_FS_MAGIC: i64 = 0xcafe_4a11;

@@ -485,7 +485,9 @@ fn render(l: &LinkView, opts: &Options) -> String {
             format!(" backend {}", l.backend)
         };
         let queues = match l.queues {
-            0 => String::new(), // a daemon from before queues were reported
+            // veth slaves have no queues of ours; 0: a daemon from before queues were reported
+            _ if l.backend == "veth" => String::new(),
+            0 => String::new(),
             1 => " queues 1".to_string(),
             n => format!(" queues {n} (flows steered over the workers)"),
         };

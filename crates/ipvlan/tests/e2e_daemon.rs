@@ -653,3 +653,46 @@ fn a_corrupt_state_file_loses_no_slave() {
         1
     )));
 }
+
+/// A refused request changes nothing: a TAP slave or an l3s slave refused on an eBPF port, and
+/// a veth slave's host end refused as a master, leave the port's slaves forwarding (each once
+/// tore the eBPF port's programs down).
+#[test]
+#[ignore = "needs root, iproute2, nftables, TUN"]
+fn refused_requests_leave_the_port_forwarding() {
+    require_env!();
+    let fx = two_slaves("mode l2");
+    let refused = |args: &[&str], why: &str| {
+        let o = fx.cli(args);
+        assert_eq!(o.status.code(), Some(2), "{}", text(&o));
+        assert!(text(&o).contains(why), "{}", text(&o));
+        assert!(
+            fx.ping("ns0", "192.0.2.12", 1),
+            "still forwarding after {args:?}\n{}",
+            fx.daemon_log()
+        );
+    };
+    if fx.datapath().is_some_and(|d| d.starts_with("bpf")) {
+        refused(
+            &[
+                "link", "add", "link", "m0", "x1", "backend", "tap", "type", "ipvlan", "mode", "l2",
+            ],
+            "veth slaves only",
+        );
+        refused(
+            &[
+                "link", "add", "link", "m0", "x2", "type", "ipvlan", "mode", "l3s",
+            ],
+            "no l3s",
+        );
+    }
+    if let Some(host_end) = fx.link("ipvl0").unwrap()["host_end"].as_str() {
+        refused(
+            &[
+                "link", "add", "link", host_end, "x3", "type", "ipvlan", "mode", "l2",
+            ],
+            "host end",
+        );
+    }
+    assert_eq!(fx.links().len(), 2, "nothing was added");
+}

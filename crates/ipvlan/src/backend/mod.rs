@@ -29,7 +29,7 @@ use ipvlan_linux::{NetNs, Tap};
 use crate::dataplane::SlaveIo;
 
 pub use tap::TapBackend;
-pub use veth::VethDevice;
+pub use veth::{VethDevice, HOST_END_ALIAS};
 
 /// A new slave's device, as the port asks for it.
 #[derive(Debug, Clone, Copy)]

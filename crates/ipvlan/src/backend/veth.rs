@@ -19,6 +19,9 @@ use ipvlan_linux::NetNs;
 use super::{BackendKind, FoundDevice, NewDevice, SlaveDevice};
 use crate::dataplane::SlaveIo;
 
+/// How every host end's ifalias starts (the daemon refuses such a device as a master).
+pub const HOST_END_ALIAS: &str = "ipvlan-rs host end of";
+
 /// A veth slave: the pair, and the packet socket on its host end when the userspace data
 /// path serves it.
 #[derive(Debug)]
@@ -38,7 +41,7 @@ impl VethDevice {
         let veth = Veth::create(req.name, &host, req.mac, req.mtu)?;
         // What it is, for whoever lists the master's namespace (`ip -d link`).
         let alias = format!(
-            "ipvlan-rs host end of slave {} (id {}) on master ifindex {}",
+            "{HOST_END_ALIAS} slave {} (id {}) on master ifindex {}",
             req.name,
             req.id.get(),
             req.master_ifindex

@@ -137,6 +137,24 @@ pub fn run(cfg: Config) -> Result<()> {
     raise_open_file_limit();
     let _state_lock = persist::lock(&cfg.state_dir)?;
     let signals = signal_fd()?;
+    // Refused before the socket exists, so a daemon that cannot start leaves nothing behind.
+    if cfg.datapath != DatapathChoice::User && cfg.bpffs.exists() && !cfg.bpffs.is_dir() {
+        bail!(
+            "--bpffs {}: not a directory (it is where bpffs is, or is to be, mounted)",
+            cfg.bpffs.display()
+        );
+    }
+    let early_bpf = if matches!(cfg.datapath, DatapathChoice::Bpf | DatapathChoice::BpfTc) {
+        match port::probe_bpf(&cfg.bpffs) {
+            Ok(()) => {
+                info!("data path: eBPF (veth slaves switched in the kernel)");
+                Some(Ok(()))
+            }
+            Err(e) => bail!("--datapath bpf: {e}"),
+        }
+    } else {
+        None
+    };
     let listener = control::listen(&cfg.socket)?;
     let ns = NetNs::current().context("opening the daemon's network namespace")?;
     let rtnl = Rtnl::open().context("opening rtnetlink")?;
@@ -154,15 +172,13 @@ pub fn run(cfg: Config) -> Result<()> {
         save_error: None,
         resync_pending: std::collections::BTreeSet::new(),
     };
-    if matches!(d.cfg.datapath, DatapathChoice::Bpf | DatapathChoice::BpfTc) {
-        if let Err(e) = d.bpf_available() {
-            bail!("--datapath bpf: {e}");
-        }
+    if let Some(r) = early_bpf {
+        let _ = d.bpf.set(r);
     }
     d.restore();
     // Requests are taken only once the restored slaves are served.
     let control = ControlServer::spawn(listener).context("starting the control socket")?;
-    info!(socket = %d.cfg.socket.display(), state = %d.cfg.state_dir.display(), "ipvlan daemon ready");
+    info!(socket = %d.cfg.socket.display(), state = %d.cfg.state_dir.display(), datapath = ?d.cfg.datapath, "ipvlan daemon ready");
     let result = d.serve(&control, &signals);
     d.shutdown();
     let _ = std::fs::remove_file(&d.cfg.socket);

@@ -11,7 +11,7 @@ use super::error::RequestError;
 use super::port::{PortPlan, PortRuntime, SlaveSpec};
 use super::DatapathChoice;
 use super::{Daemon, SlaveKey};
-use crate::backend::BackendKind;
+use crate::backend::{BackendKind, HOST_END_ALIAS};
 use crate::proto::{LinkAdd, LinkDel, LinkSet, LinkShow, Request, Response};
 
 fn ok(notes: Vec<String>) -> Response {
@@ -80,16 +80,28 @@ impl Daemon {
             spoofchk: req.spoofchk.unwrap_or(false),
             backend: req.backend,
         };
-        let plan = self.plan_port(req.mode, req.backend, master.index);
+        let mut fell_back = false;
         let port = match self.ports.entry(master.index) {
             Entry::Occupied(e) => e.into_mut(),
-            Entry::Vacant(e) => {
+            Entry::Vacant(_) => {
                 check_master(&master)?;
-                e.insert(PortRuntime::create(&master, &plan)?)
+                self.check_not_ours(&master)?;
+                // Planned only for a new port: planning the userspace path clears stale pins.
+                let plan = self.plan_port(req.mode, req.backend, master.index);
+                let created = PortRuntime::create(&master, &plan)?;
+                fell_back = matches!(plan, PortPlan::Bpf { .. }) && !created.datapath().is_bpf();
+                self.ports.entry(master.index).or_insert(created)
             }
         };
         // A port created for this slave and left empty by a failure goes at the next settle.
-        let notes = port.add_slave(spec, &self.backend, &self.instance, carrier)?;
+        let mut notes = port.add_slave(spec, &self.backend, &self.instance, carrier)?;
+        if fell_back {
+            notes.push(format!(
+                "the eBPF data path cannot serve master {} (the daemon's log says why): its \
+                 port runs the userspace workers",
+                master.name
+            ));
+        }
         self.state_dirty = true;
         Ok(ok(notes))
     }
@@ -138,6 +150,34 @@ impl Daemon {
 
 /// What makes a device unusable as a master (R-CRT-3, R-CRT-4).
 impl Daemon {
+    /// Refuses a device ipvlan-rs made as a master: a veth slave's host end (this daemon's or
+    /// another instance's, known by its ifalias) or an l3s sink. A port on one would switch the
+    /// slave's own frames a second time, and deleting it would detach the slave's program.
+    fn check_not_ours(&self, link: &Link) -> Result<(), RequestError> {
+        if let Some(alias) = link
+            .alias
+            .as_deref()
+            .filter(|a| a.starts_with(HOST_END_ALIAS))
+        {
+            return Err(RequestError::Unsupported(format!(
+                "{} is an ipvlan-rs slave's host end ({alias}): it cannot be a master; give \
+                 the master the slave is on",
+                link.name
+            )));
+        }
+        if self
+            .ports
+            .values()
+            .any(|p| p.sink_name() == Some(link.name.as_str()))
+        {
+            return Err(RequestError::Unsupported(format!(
+                "{} is an ipvlan-rs l3s sink: it cannot be a master",
+                link.name
+            )));
+        }
+        Ok(())
+    }
+
     /// Where this daemon pins the eBPF programs of master `master_ifindex`'s port.
     pub(super) fn pin_dir(&self, master_ifindex: u32) -> std::path::PathBuf {
         crate::datapath::pin_dir(&self.cfg.bpffs, &self.instance, master_ifindex)

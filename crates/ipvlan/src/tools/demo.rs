@@ -12,6 +12,8 @@ struct Demo {
     dir: PathBuf,
     namespaces: Vec<String>,
     daemon: Option<Child>,
+    /// The demo's own bpffs mount, unmounted at the end.
+    bpffs: Option<PathBuf>,
 }
 
 fn show(o: &Output) -> String {
@@ -92,7 +94,24 @@ impl Demo {
         let exe = std::env::current_exe().map_err(|e| e.to_string())?;
         let sock = self.dir.join("ipvlan.sock");
         let log = std::fs::File::create(self.dir.join("daemon.log")).map_err(|e| e.to_string())?;
-        println!("  [host] $ ipvlan daemon --socket {} &", sock.display());
+        // Its own bpffs, mounted here, outside the mount namespace `ip netns exec` gives the
+        // daemon: the eBPF data path's pins live there (and go when the demo unmounts it).
+        let bpffs = self.dir.join("bpffs");
+        std::fs::create_dir_all(&bpffs).map_err(|e| e.to_string())?;
+        let mounted = Command::new("mount")
+            .args(["-t", "bpf", "bpf"])
+            .arg(&bpffs)
+            .status()
+            .map_err(|e| e.to_string())?;
+        if !mounted.success() {
+            return Err(format!("cannot mount bpffs on {}", bpffs.display()));
+        }
+        self.bpffs = Some(bpffs.clone());
+        println!(
+            "  [host] $ mount -t bpf bpf {0} && ipvlan daemon --socket {1} --bpffs {0} &",
+            bpffs.display(),
+            sock.display()
+        );
         let child = Command::new("ip")
             .args(["netns", "exec", &self.ns("host")])
             .arg(&exe)
@@ -101,6 +120,8 @@ impl Demo {
             .arg(&sock)
             .arg("--state-dir")
             .arg(self.dir.join("state"))
+            .arg("--bpffs")
+            .arg(&bpffs)
             .stdout(Stdio::null())
             .stderr(log)
             .spawn()
@@ -129,6 +150,9 @@ impl Drop for Demo {
         for ns in self.namespaces.drain(..).rev() {
             let _ = Command::new("ip").args(["netns", "del", &ns]).status();
         }
+        if let Some(b) = self.bpffs.take() {
+            let _ = Command::new("umount").arg("-l").arg(&b).status();
+        }
         let _ = std::fs::remove_dir_all(&self.dir);
         println!("  removed the demo's namespaces, devices and daemon");
     }
@@ -150,6 +174,7 @@ pub fn main() -> ExitCode {
         dir,
         namespaces: Vec::new(),
         daemon: None,
+        bpffs: None,
     };
     match run(&mut demo) {
         Ok(true) => ExitCode::SUCCESS,
@@ -166,7 +191,7 @@ pub fn main() -> ExitCode {
 
 fn run(d: &mut Demo) -> Result<bool, String> {
     println!(
-        "ipvlan-rs demo — the HOWTO's example (Documentation/networking/ipvlan, §6), in userspace."
+        "ipvlan-rs demo — the HOWTO's example (Documentation/networking/ipvlan, §6), without the kernel's ipvlan driver."
     );
     println!(
         "Namespaces: {0}-host (master m0, daemon), {0}-ext (external host/router),",
@@ -272,7 +297,21 @@ fn run(d: &mut Demo) -> Result<bool, String> {
     }
 
     println!("\n== the slaves as the daemon sees them, with per-slave counters");
-    d.ipvlan("-d -s link show")?;
+    let shown = d.ipvlan("-d -s link show")?;
+    if let Some(dp) = shown
+        .split_whitespace()
+        .skip_while(|w| *w != "datapath")
+        .nth(1)
+    {
+        println!(
+            "\n  data path: {dp} ({})",
+            if dp.starts_with("bpf") {
+                "eBPF programs in the kernel switch the frames; the daemon only fills their maps"
+            } else {
+                "the daemon's userspace workers switch the frames"
+            }
+        );
+    }
 
     println!(
         "\n{}",

@@ -151,6 +151,11 @@ impl<B: SlaveBackend> PortRuntime<B> {
         })
     }
 
+    /// The l3s sink's name while there is one.
+    pub fn sink_name(&self) -> Option<&str> {
+        self.sink.as_deref()
+    }
+
     /// The master's name.
     pub fn master(&self) -> &str {
         &self.master
@@ -492,7 +497,18 @@ impl<B: SlaveBackend> PortRuntime<B> {
 /// `Err` says why not.
 pub fn probe_bpf(bpffs: &std::path::Path) -> Result<(), String> {
     ipvlan_bpf::available().map_err(|e| e.to_string())?;
-    ipvlan_bpf::ensure_bpffs(bpffs).map_err(|e| format!("bpffs at {}: {e}", bpffs.display()))
+    let mounted = ipvlan_bpf::ensure_bpffs(bpffs)
+        .map_err(|e| format!("bpffs at {}: {e}", bpffs.display()))?;
+    if mounted {
+        let own_mounts = std::fs::read_link("/proc/self/ns/mnt").ok()
+            != std::fs::read_link("/proc/1/ns/mnt").ok();
+        if own_mounts {
+            warn!(bpffs = %bpffs.display(), "mounted bpffs in this daemon's own mount namespace (as `ip netns exec` makes one): the pinned programs go with it, so forwarding stops when this daemon exits; give --bpffs a bpffs mounted outside it");
+        } else {
+            info!(bpffs = %bpffs.display(), "mounted bpffs");
+        }
+    }
+    Ok(())
 }
 
 /// Starts the data path `plan` asks for, on `port`.
