@@ -1,11 +1,10 @@
 //! What one run of each program costs on this kernel, per kind of frame: `BPF_PROG_TEST_RUN`
 //! with `repeat`, the kernel's own average (the program alone, not the redirect it asks for).
-//! A benchmark, printed, never asserted. Root; loads a port under /sys/fs/bpf (mounted if it is
-//! not) and removes it again.
+//! A benchmark, printed, never asserted. Root; loads a port on a bpffs of its own (mounted in a
+//! temporary directory) and removes both again.
 //!
 //!   cargo run --release -p ipvlan-bpf --example cost [REPEAT]
 use std::net::{IpAddr, Ipv4Addr};
-use std::path::PathBuf;
 
 use ipvlan_bpf::{Hook, PortConfig, PortProgram, RouteMethod, SlaveEntry};
 use ipvlan_core::frames::{arp_request, ipv4_frame, ipv6_frame, v6};
@@ -20,12 +19,21 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         .nth(1)
         .and_then(|r| r.parse().ok())
         .unwrap_or(1_000_000);
-    let root = PathBuf::from("/sys/fs/bpf");
+    let root = std::env::temp_dir().join(format!("ipvlan-cost-{}-bpffs", std::process::id()));
     ipvlan_bpf::ensure_bpffs(&root)?;
-    let dir = root.join(format!("ipvlan-cost-{}", std::process::id()));
-    let mut prog = PortProgram::load(&dir)?;
-    let result = run(&mut prog, repeat);
-    prog.remove(&dir)?;
+    let dir = root.join("port");
+    let result = PortProgram::load(&dir)
+        .map_err(Into::into)
+        .and_then(|mut prog| {
+            let r = run(&mut prog, repeat);
+            prog.remove(&dir)?;
+            r
+        });
+    let _ = std::process::Command::new("umount")
+        .arg("-l")
+        .arg(&root)
+        .status();
+    let _ = std::fs::remove_dir(&root);
     result
 }
 

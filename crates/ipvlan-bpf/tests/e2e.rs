@@ -14,6 +14,8 @@ const MAC: &str = "02:00:00:00:00:01";
 struct Ns {
     tag: String,
     pin: PathBuf,
+    /// The test's own bpffs mount (unmounted on drop).
+    root: PathBuf,
 }
 
 impl Ns {
@@ -50,6 +52,8 @@ impl Drop for Ns {
             let _ = std::fs::remove_file(e.path());
         }
         let _ = std::fs::remove_dir(&self.pin);
+        let _ = Command::new("umount").arg("-l").arg(&self.root).status();
+        let _ = std::fs::remove_dir(&self.root);
     }
 }
 
@@ -77,11 +81,13 @@ fn in_netns<T>(path: &str, f: impl FnOnce() -> T) -> T {
 
 fn build() -> Ns {
     let tag = format!("ebt{}", std::process::id());
-    let root = PathBuf::from("/sys/fs/bpf");
+    // A bpffs of the test's own, not the system's /sys/fs/bpf.
+    let root = std::env::temp_dir().join(format!("{tag}-bpffs"));
     ensure_bpffs(&root).expect("bpffs");
     let ns = Ns {
-        pin: root.join(format!("ipvlan-e2e-{}", std::process::id())),
+        pin: root.join("port"),
         tag,
+        root,
     };
     for n in ["h", "x", "1", "2"] {
         let st = Command::new("ip")

@@ -242,17 +242,20 @@ fn build(f: &FrameSpec) -> Vec<u8> {
 struct Fixture {
     prog: PortProgram,
     dir: PathBuf,
+    /// The test's own bpffs mount (unmounted on drop).
+    root: PathBuf,
 }
 
 impl Fixture {
     fn new(tag: &str) -> Fixture {
-        let root = PathBuf::from("/sys/fs/bpf");
+        // A bpffs of the test's own, not the system's /sys/fs/bpf.
+        let root =
+            std::env::temp_dir().join(format!("ipvlan-eq-{}-{tag}-bpffs", std::process::id()));
         ensure_bpffs(&root).expect("bpffs");
-        let dir = root.join(format!("ipvlan-test-{}-{tag}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
+        let dir = root.join("port");
         let mut prog = PortProgram::load(&dir).expect("load");
         prog.set_trace(true).expect("trace");
-        Fixture { prog, dir }
+        Fixture { prog, dir, root }
     }
 }
 
@@ -262,6 +265,11 @@ impl Drop for Fixture {
             let _ = std::fs::remove_file(e.path());
         }
         let _ = std::fs::remove_dir(&self.dir);
+        let _ = std::process::Command::new("umount")
+            .arg("-l")
+            .arg(&self.root)
+            .status();
+        let _ = std::fs::remove_dir(&self.root);
     }
 }
 
