@@ -33,6 +33,22 @@ FLAGS: bridge | private | vepa
 
 The control socket is --socket PATH, else $IPVLAN_SOCKET, else /run/ipvlan/ipvlan.sock.";
 
+const DAEMON_USAGE: &str = "\
+Usage: ipvlan daemon [ --socket PATH ] [ --state-dir DIR ]
+                     [ --datapath { auto | bpf | bpf-tc | user } ] [ --bpffs DIR ]
+  --socket PATH    the control socket (default /run/ipvlan/ipvlan.sock, or $IPVLAN_SOCKET)
+  --state-dir DIR  the saved configuration (default /var/lib/ipvlan)
+  --datapath       what switches new ports' frames: auto (default) = eBPF programs in the
+                   kernel where it can load and attach them (veth slaves; tcx on the master
+                   from Linux 6.6), else the daemon's userspace workers; bpf = eBPF or refuse
+                   to start; bpf-tc = eBPF attached as clsact filters everywhere; user = the
+                   userspace workers (TAP slaves, or veth where there is no /dev/net/tun).
+                   A port that starts in l3s always gets the userspace workers.
+  --bpffs DIR      where bpffs is mounted, or is to be (default /sys/fs/bpf); the eBPF
+                   ports pin their programs under DIR/ipvlan-rs, so they forward on while
+                   the daemon is down. Under `ip netns exec` (a mount namespace of its own)
+                   give a bpffs mounted outside it.";
+
 /// Exit codes as iproute2 uses them: 255 for command-line errors, 2 when the request is refused.
 const EXIT_USAGE: u8 = 255;
 const EXIT_BAD_ARG: u8 = 1;
@@ -170,10 +186,7 @@ fn run_daemon(args: &[String], mut socket: PathBuf) -> Result<ExitCode, CliError
                     .into()
             }
             "-h" | "--help" | "help" => {
-                println!(
-                    "Usage: ipvlan daemon [ --socket PATH ] [ --state-dir DIR ] \
-                     [ --datapath {{ auto | bpf | bpf-tc | user }} ] [ --bpffs DIR ]"
-                );
+                println!("{DAEMON_USAGE}");
                 return Ok(ExitCode::SUCCESS);
             }
             other => return Err(usage_error(format!("daemon: unknown option \"{other}\""))),

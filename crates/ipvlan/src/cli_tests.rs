@@ -123,6 +123,16 @@ fn accepted() -> Vec<(&'static str, Value)> {
             json!({"cmd": "link_add", "master": "m0", "name": "s1", "mtu": 9000,
                    "spoofchk": false}),
         ),
+        // `backend veth|tap` (before `type`, as spoofchk): what the slave's device is made of.
+        (
+            "add link m0 s1 backend veth type ipvlan mode l2",
+            json!({"cmd": "link_add", "master": "m0", "name": "s1", "mode": "l2",
+                   "flag": "bridge", "backend": "veth"}),
+        ),
+        (
+            "add backend tap link m0 s1 type ipvlan",
+            json!({"cmd": "link_add", "master": "m0", "name": "s1", "backend": "tap"}),
+        ),
         // A zero MTU parses, as in iproute2; the daemon refuses it with the range (exit 2, the
         // e2e case `mtu 67`).
         (
@@ -168,6 +178,16 @@ fn accepted() -> Vec<(&'static str, Value)> {
 
 /// Words after `ipvlan link` that are refused: exit code and a piece of the message.
 const REFUSED: &[(&str, u8, &str)] = &[
+    (
+        "add link m0 s1 backend foo type ipvlan",
+        1,
+        "\"backend\" is veth or tap",
+    ),
+    (
+        "add link m0 s1 backend type ipvlan",
+        255,
+        "\"backend\" needs a value",
+    ),
     // The first seven cases of e2e_daemon's bad_input_gets_clear_errors_and_creates_nothing.
     (
         "add link m0 s1 type ipvlan mode l4",
@@ -401,6 +421,13 @@ fn the_command_line_around_link_refuses_what_it_does_not_know() {
             255,
             "--state-dir needs a directory",
         ),
+        (
+            &["daemon", "--datapath", "kernel"],
+            255,
+            "--datapath: \"kernel\" is not one of auto, bpf, bpf-tc, user",
+        ),
+        (&["daemon", "--datapath"], 255, "--datapath needs auto"),
+        (&["daemon", "--bpffs"], 255, "--bpffs needs a directory"),
     ];
     for &(words, code, needle) in cases {
         let (got, msg) = whole(words);
