@@ -696,3 +696,48 @@ fn refused_requests_leave_the_port_forwarding() {
     }
     assert_eq!(fx.links().len(), 2, "nothing was added");
 }
+
+/// A restart with another `--datapath` moves the ports with it and loses nothing: veth slaves of
+/// an eBPF port are served by the userspace workers after a restart with `--datapath user` (the
+/// programs and their pins removed first, so the two never switch side by side), and by eBPF
+/// again after a restart with the default.
+#[test]
+#[ignore = "needs root, iproute2, nftables, TUN"]
+fn a_restart_with_another_data_path_moves_the_ports() {
+    require_env!();
+    let mut fx = two_slaves("mode l2");
+    if !fx.datapath().is_some_and(|d| d.starts_with("bpf")) {
+        return; // the eBPF path is not the default here (IPVLAN_TEST_DATAPATH)
+    }
+    let pins = |fx: &Fx| {
+        std::fs::read_dir(fx.bpffs.join("ipvlan-rs"))
+            .into_iter()
+            .flatten()
+            .flatten()
+            .flat_map(|i| std::fs::read_dir(i.path()).into_iter().flatten().flatten())
+            .count()
+    };
+    assert_eq!(pins(&fx), 1, "one port pinned");
+    for (datapath, want) in [(Some("user"), "user"), (None, "bpf")] {
+        fx.stop_daemon(false);
+        fx.datapath = datapath.map(str::to_owned);
+        fx.start_daemon();
+        assert!(
+            wait(Duration::from_secs(5), || fx.ping("ns0", "192.0.2.12", 1)),
+            "slave↔slave after the restart on {want}\n{}",
+            fx.daemon_log()
+        );
+        assert!(fx.ping("ns1", "192.0.2.254", 1), "to the wire on {want}");
+        let links = fx.links();
+        assert_eq!(links.len(), 2);
+        for l in &links {
+            assert!(l["datapath"].as_str().unwrap().starts_with(want), "{l}");
+            assert_eq!(l["backend"], "veth");
+        }
+        assert_eq!(
+            pins(&fx),
+            usize::from(want == "bpf"),
+            "pins follow the data path"
+        );
+    }
+}
