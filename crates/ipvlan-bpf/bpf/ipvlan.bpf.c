@@ -967,7 +967,10 @@ static __always_inline int fib_v4(struct __sk_buff *skb, struct bpf_fib_lookup *
 	f->family = 2; // AF_INET
 	f->tos = ip[1];
 	f->l4_protocol = ip[9];
-	f->tot_len = (__u16)ip[2] << 8 | ip[3];
+	// tot_len 0: no MTU check. Where the packet goes is the question here; a packet too big
+	// for the route (a GSO super-frame always is) is the master namespace's to fragment or
+	// answer with "fragmentation needed", as the kernel's local output does.
+	f->tot_len = 0;
 	__builtin_memcpy(&f->ipv4_src, ip + 12, 4);
 	__builtin_memcpy(&f->ipv4_dst, ip + 16, 4);
 	return 0;

@@ -9,7 +9,7 @@ mod common;
 
 use std::time::Duration;
 
-use common::{wait, Background, Fx};
+use common::{text, wait, Background, Fx};
 
 fn l3(args: &str) -> Fx {
     let mut fx = Fx::new();
@@ -435,6 +435,66 @@ fn gw0_tx(fx: &Fx) -> u64 {
         .trim()
         .parse()
         .unwrap()
+}
+
+/// l3 egress too big for the master namespace's route, as the kernel's local output treats it
+/// (`scripts/oracle/l3-egress-sizes.out`, its `hostroute` variant: the master namespace routes
+/// the slaves' prefix to a slave of its own, so errors reach them): IPv4 without DF is
+/// fragmented there and answered; IPv4 with DF is not sent, and the slave learns the path MTU
+/// from the "fragmentation needed" it gets; IPv6 gets a Packet Too Big, after which the slave's
+/// own stack fragments and the ping is answered.
+#[test]
+#[ignore = "needs root, iproute2, nftables, TUN"]
+fn l3_egress_too_big_is_fragmented_or_answered_as_the_kernel_does() {
+    require_env!();
+    let mut fx = Fx::new();
+    host_side_slave(&fx, "198.51.100.1/24");
+    fx.sh("host", "ip -6 addr add 2001:db8:2::1/64 dev gw0 nodad");
+    fx.slave(
+        "s1",
+        "mode l3",
+        "ns1",
+        "198.51.100.11/32",
+        "2001:db8:2::11/128",
+    );
+    fx.sh(
+        "ns1",
+        "ip route add default dev s1 && ip -6 route add default dev s1",
+    );
+    fx.sh("ext", "ip route add 198.51.100.0/24 via 192.0.2.1 && ip -6 route add 2001:db8:2::/64 via 2001:db8:1::1");
+    fx.sh("host", "ip route add 192.0.2.254/32 dev m0 mtu lock 1280 && ip -6 route add 2001:db8:1::fe/128 dev m0 mtu 1280");
+    assert!(fx.ping("ns1", "192.0.2.254", 1), "small packets pass");
+    assert!(
+        fx.try_sh(
+            "ns1",
+            "ping -4 -M dont -s 1400 -c 2 -i 0.3 -W 1 192.0.2.254"
+        )
+        .status
+        .success(),
+        "IPv4 without DF: fragmented in the master's namespace"
+    );
+    let df = fx.try_sh("ns1", "ping -4 -M do -s 1400 -c 2 -i 0.3 -W 1 192.0.2.254");
+    assert!(
+        !df.status.success(),
+        "IPv4 with DF: not sent: {}",
+        text(&df)
+    );
+    let route = fx.sh("ns1", "ip -4 route get 192.0.2.254");
+    assert!(
+        route.contains("mtu 1280"),
+        "the slave learned the path MTU: {route}"
+    );
+    let v6 = fx.try_sh("ns1", "ping -6 -s 1400 -c 4 -i 0.3 -W 1 2001:db8:1::fe");
+    let route6 = fx.sh("ns1", "ip -6 route get 2001:db8:1::fe");
+    assert!(
+        route6.contains("mtu 1280"),
+        "Packet Too Big reached the slave: {route6}"
+    );
+    assert!(
+        v6.status.success(),
+        "answered once the slave fragments: {}",
+        text(&v6)
+    );
 }
 
 /// l3 IPv4 egress leaves through the master even where the master's namespace routes the
