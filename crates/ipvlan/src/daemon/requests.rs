@@ -148,7 +148,6 @@ impl Daemon {
     }
 }
 
-/// What makes a device unusable as a master (R-CRT-3, R-CRT-4).
 impl Daemon {
     /// Refuses a device ipvlan-rs made as a master: a veth slave's host end (this daemon's or
     /// another instance's, known by its ifalias) or an l3s sink. A port on one would switch the
@@ -212,6 +211,7 @@ impl Daemon {
     }
 }
 
+/// What makes a device unusable as a master (R-CRT-3, R-CRT-4).
 fn check_master(link: &Link) -> Result<(), RequestError> {
     if link.loopback || link.link_type != LINK_TYPE_ETHER {
         return Err(RequestError::NotEthernet(link.name.clone()));
