@@ -332,9 +332,11 @@ impl Daemon {
         } else {
             BackendKind::Tap
         };
-        let plan = self.plan_port(None, Some(kind), master);
-        if let std::collections::btree_map::Entry::Vacant(e) = self.ports.entry(master) {
-            e.insert(PortRuntime::create(&master_link, &plan)?);
+        if !self.ports.contains_key(&master) {
+            // Planned only for a new port: planning the userspace path clears stale pins.
+            let plan = self.plan_port(None, Some(kind), master);
+            let created = PortRuntime::create(&master_link, &plan)?;
+            self.ports.insert(master, created);
             warn!(master = %master_link.name, "port re-created for a slave missing from the state file: it is in the default mode (l3 bridge) until `ipvlan link set` changes it");
         }
         let saved = SlaveState {
