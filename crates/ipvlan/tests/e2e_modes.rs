@@ -463,7 +463,10 @@ fn l3_egress_too_big_is_fragmented_or_answered_as_the_kernel_does() {
     );
     fx.sh("ext", "ip route add 198.51.100.0/24 via 192.0.2.1 && ip -6 route add 2001:db8:2::/64 via 2001:db8:1::1");
     fx.sh("host", "ip route add 192.0.2.254/32 dev m0 mtu lock 1280 && ip -6 route add 2001:db8:1::fe/128 dev m0 mtu 1280");
-    assert!(fx.ping("ns1", "192.0.2.254", 1), "small packets pass");
+    assert!(
+        wait(Duration::from_secs(5), || fx.ping("ns1", "192.0.2.254", 1)),
+        "small packets pass"
+    );
     assert!(
         fx.try_sh(
             "ns1",
@@ -544,8 +547,13 @@ fn a_routing_loop_through_a_host_side_slave_is_stopped() {
     host_side_slave(&fx, "2001:db8:2::1/64");
     fx.slave("s1", "mode l3", "ns1", "", "2001:db8:2::11/128");
     fx.sh("ns1", "ip -6 route add default dev s1");
+    // Once the daemon has caught up with gw0 (a loaded machine delays its events).
     assert!(
-        fx.ping("ns1", "2001:db8:2::1", 1),
+        wait(Duration::from_secs(5), || fx.ping(
+            "ns1",
+            "2001:db8:2::1",
+            1
+        )),
         "the host-side slave answers"
     );
     let before = gw0_tx(&fx);
