@@ -796,7 +796,12 @@ impl PortProgram {
             list.push(key);
             self.write_fanout(&list)?;
         }
-        self.update_has_local()
+        // Only a change of this slave's SAME_NS can change whether any slave has it.
+        let was_local = old.is_some_and(|o| o.flags & maps::SLAVE_SAME_NS != 0);
+        if was_local != e.same_ns {
+            self.update_has_local()?;
+        }
+        Ok(())
     }
 
     /// Sets the configuration's `has_local` from the slaves' `SAME_NS` flags.
@@ -848,7 +853,10 @@ impl PortProgram {
                     .map_err(map_err("slave_stats"))?;
             let _ = s.remove(&key);
         }
-        self.update_has_local()
+        if old.flags & maps::SLAVE_SAME_NS != 0 {
+            self.update_has_local()?;
+        }
+        Ok(())
     }
 
     /// Maps `addr` to slave `id` (replacing an earlier owner: the daemon's address table
