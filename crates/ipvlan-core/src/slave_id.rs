@@ -136,9 +136,39 @@ pub fn link_local(mac: MacAddr, dev_id: u16) -> Ipv6Addr {
     Ipv6Addr::from(o)
 }
 
+/// Whether `addr`'s interface identifier (its low 64 bits) is the one the kernel builds from
+/// `mac` for a device without a `dev_id` (modified EUI-64, RFC 4291 appendix A: `ff:fe` in the
+/// middle, the universal/local bit flipped) — the master's own identity. An ipvlan slave never
+/// generates it (R-DEVID-2: its identifier carries its `dev_id` instead), whatever the prefix:
+/// link-local, SLAAC (RFC 4862) or a stable address the user configured.
+pub fn is_shared_identity(addr: Ipv6Addr, mac: MacAddr) -> bool {
+    addr.octets()[8..] == interface_id(mac, 0)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn r_devid_2_the_shared_identity_is_the_masters_eui_64_under_any_prefix() {
+        let mac = MacAddr([0x02, 0, 0, 0, 0, 0x01]);
+        for a in [
+            "fe80::ff:fe00:1",
+            "2001:db8:5::ff:fe00:1",
+            "2001:db8::ff:fe00:1",
+        ] {
+            assert!(is_shared_identity(a.parse().unwrap(), mac), "{a}");
+        }
+        for a in [
+            "fe80::200:0:100:1",
+            "2001:db8:5::200:0:200:1",
+            "2001:db8:5::1",
+        ] {
+            assert!(!is_shared_identity(a.parse().unwrap(), mac), "{a}");
+        }
+        assert!(!is_shared_identity(link_local(mac, 1), mac));
+        assert!(is_shared_identity(link_local(mac, 0), mac));
+    }
 
     #[test]
     fn r_devid_1_t_20_ids_are_round_robin() {

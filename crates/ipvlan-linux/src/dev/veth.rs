@@ -711,6 +711,8 @@ mod tests {
             controller: None,
             link: Some(8),
             link_netnsid: None,
+            addrgen: None,
+            ipv6_token: None,
         };
         assert_eq!(peer_of("h", &l).expect("peer"), (None, 8));
         l.link = None;

@@ -142,8 +142,12 @@ impl Daemon {
     }
 
     /// Once a second: notice slaves whose device disappeared without an event we could see,
-    /// and slaves whose namespace only we keep alive (its owner deleted it: R-LIFE-5).
+    /// slaves whose namespace only we keep alive (its owner deleted it: R-LIFE-5), and slaves
+    /// whose IPv6 was turned back on (no event says so).
     pub(super) fn sweep(&mut self) {
+        for p in self.ports.values_mut() {
+            p.retry_ipv6_identity();
+        }
         for key in std::mem::take(&mut self.resync_pending) {
             // Put back by `relocate` if it fails again.
             self.resync_pending.insert(key);

@@ -14,9 +14,9 @@ use std::net::{IpAddr, Ipv6Addr};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use ipvlan_core::slave_id::link_local;
+use ipvlan_core::slave_id::is_shared_identity;
 use ipvlan_core::{IfName, MacAddr, SlaveId};
-use ipvlan_linux::rtnl::{LinkChange, Rtnl};
+use ipvlan_linux::rtnl::{AddrGenMode, LinkChange, Rtnl};
 use ipvlan_linux::{NetNs, Tap};
 use tracing::warn;
 
@@ -61,6 +61,9 @@ pub struct SlaveRuntime<D = Tap> {
     /// The (address, prefix length) pairs configured on the device: the same IP may be there
     /// twice, and the slave holds it until the last one goes.
     pub configured: BTreeSet<(IpAddr, u8)>,
+    /// IPv6 was turned off on the up device (its link-local went with it): the sweep gives it
+    /// its identity back once IPv6 is on again.
+    pub ipv6_pending: bool,
 }
 
 impl<D: SlaveDevice> SlaveRuntime<D> {
@@ -76,6 +79,7 @@ impl<D: SlaveDevice> SlaveRuntime<D> {
             conflicts: BTreeMap::new(),
             conflict_count: 0,
             configured: BTreeSet::new(),
+            ipv6_pending: false,
         }
     }
 
@@ -139,30 +143,68 @@ impl<D: SlaveDevice> SlaveRuntime<D> {
         Ok(())
     }
 
-    /// Gives an up slave its per-slave link-local address (R-DEVID-2) and removes the EUI-64
-    /// one of the shared MAC if the kernel made it before address generation was turned off.
-    pub fn ensure_link_local(&self, ll: Ipv6Addr, mac: MacAddr) {
-        let eui = link_local(mac, 0);
+    /// Gives an up slave its own IPv6 identity (R-DEVID-2), as the kernel derives it from
+    /// `dev_id`, which a TAP or veth cannot have, unless the user chose RFC 7217 identifiers
+    /// (`addrgenmode stable_secret|random`): address generation off (`addrgenmode none`),
+    /// the per-slave interface identifier as the IPv6 token (SLAAC builds its addresses from it,
+    /// RFC 4862; temporary addresses, RFC 8981, stay random), the per-slave link-local `ll`; and
+    /// removes what the kernel made from the shared MAC meanwhile (the master's identity: its
+    /// EUI-64 link-local, and SLAAC addresses made before the token was there).
+    ///
+    /// Called when the slave comes up or arrives in a namespace, and whenever the kernel resets
+    /// the slave's IPv6 settings or regenerates its addresses (IPv6 re-enabled, MTU back above
+    /// 1280, `addr_gen_mode` changed): each of these starts a fresh `inet6_dev` with the
+    /// namespace's defaults. Errors are logged; the kernel refuses a token on NOARP (l3)
+    /// slaves, which take no router advertisements anyway, and where RAs are not accepted.
+    pub fn ensure_ipv6_identity(&self, ll: Ipv6Addr, mac: MacAddr) {
         let index = self.ifindex;
-        // SLAAC builds the slave's global addresses from the same per-slave identifier
-        // (R-DEVID-2: the kernel derives both from dev_id, which a TAP cannot have): the
-        // identifier becomes the device's IPv6 token. The kernel refuses a token on NOARP
-        // (l3) slaves, which take no router advertisements anyway.
         let iid = u128::from(ll) & u128::from(u64::MAX);
         let token = Ipv6Addr::from(iid);
         let r = self.in_dev_ns(move |r| {
-            let _ = r.set_link(
-                index,
-                &LinkChange {
-                    token: Some(token),
-                    ..LinkChange::default()
-                },
-            );
-            let have = r.addresses(Some(index))?;
-            if have.iter().any(|a| a.addr == IpAddr::V6(eui)) {
-                let _ = r.del_address(index, IpAddr::V6(eui), 64);
+            let link = r.link_by_index(index)?;
+            let mode = link.as_ref().and_then(|l| l.addrgen);
+            let own = match mode {
+                // The user chose RFC 7217 identifiers: the kernel makes them from a secret,
+                // never from the MAC, on a slave as on any device.
+                Some(AddrGenMode::StablePrivacy | AddrGenMode::Random) => false,
+                Some(AddrGenMode::None) => true,
+                _ => {
+                    let _ = r.set_link(
+                        index,
+                        &LinkChange {
+                            addrgen_none: true,
+                            ..LinkChange::default()
+                        },
+                    );
+                    true
+                }
+            };
+            // Setting a token expires the addresses made from the old one and solicits a
+            // router advertisement (`inet6_set_iftoken`): only when it differs.
+            // RFC 7217 modes: no token (the kernel would build SLAAC addresses from it).
+            let want = if own { token } else { Ipv6Addr::UNSPECIFIED };
+            let have = link.as_ref().and_then(|l| l.ipv6_token);
+            if have.is_some_and(|t| t != want) || (own && have.is_none()) {
+                let _ = r.set_link(
+                    index,
+                    &LinkChange {
+                        token: Some(want),
+                        ..LinkChange::default()
+                    },
+                );
             }
-            if !have.iter().any(|a| a.addr == IpAddr::V6(ll)) {
+            let have = r.addresses(Some(index))?;
+            for a in &have {
+                if let IpAddr::V6(v6) = a.addr {
+                    // A configured global address with the master's identifier stays (the
+                    // kernel lets a slave hold any address, T-25); what SLAAC made goes.
+                    let link_scope = v6.is_unicast_link_local();
+                    if is_shared_identity(v6, mac) && (link_scope || !a.permanent) {
+                        let _ = r.del_address(index, a.addr, a.prefix_len);
+                    }
+                }
+            }
+            if own && !have.iter().any(|a| a.addr == IpAddr::V6(ll)) {
                 match r.add_address(index, IpAddr::V6(ll), 64, false) {
                     Ok(()) => {}
                     Err(e) if e.raw_os_error() == Some(libc::EEXIST) => {}
@@ -172,8 +214,22 @@ impl<D: SlaveDevice> SlaveRuntime<D> {
             Ok(())
         });
         if let Err(e) = r {
-            warn!(slave = %self.name, "adding the slave's link-local address: {e}");
+            warn!(slave = %self.name, "giving the slave its IPv6 identity: {e}");
         }
+    }
+
+    /// Whether IPv6 is off on the device (`disable_ipv6`, or no IPv6 state at all: an MTU
+    /// below 1280). Then the kernel has removed its addresses and makes none until it is on
+    /// again, which no rtnetlink event reports.
+    pub fn ipv6_disabled(&self) -> io::Result<bool> {
+        let name = self.current_name()?;
+        self.in_dev_ns(move |_| -> io::Result<bool> {
+            match std::fs::read_to_string(format!("/proc/sys/net/ipv6/conf/{name}/disable_ipv6")) {
+                Ok(v) => Ok(v.trim() != "0"),
+                Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(true),
+                Err(e) => Err(e),
+            }
+        })
     }
 
     /// Deletes the device. Call after the data plane dropped its handle: waits (at most a

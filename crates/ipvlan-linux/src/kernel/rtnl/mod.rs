@@ -88,6 +88,28 @@ pub struct Link {
     /// `IFLA_LINK_NETNSID`: the id, in the requesting socket's namespace, of the namespace
     /// [`Link::link`] lives in; absent when it is the link's own namespace.
     pub link_netnsid: Option<i32>,
+    /// How the kernel makes the device's own IPv6 addresses (`IFLA_INET6_ADDR_GEN_MODE`);
+    /// `None` where the device has no IPv6 state (IPv6 off by an MTU below 1280, or not
+    /// reported).
+    pub addrgen: Option<AddrGenMode>,
+    /// The device's IPv6 token (`IFLA_INET6_TOKEN`, `ip token`): `Some(::)` when unset.
+    pub ipv6_token: Option<std::net::Ipv6Addr>,
+}
+
+/// `IN6_ADDR_GEN_MODE_*` (`<linux/if_link.h>`): how the kernel makes a device's link-local
+/// and SLAAC interface identifiers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AddrGenMode {
+    /// EUI-64 from the MAC (RFC 4291), the default.
+    Eui64,
+    /// None: no link-local; SLAAC from the token if one is set.
+    None,
+    /// Stable private identifiers from `stable_secret` (RFC 7217).
+    StablePrivacy,
+    /// RFC 7217 identifiers from a random secret.
+    Random,
+    /// A value this build does not know.
+    Other(u8),
 }
 
 /// An address on a link.
@@ -103,6 +125,9 @@ pub struct LinkAddr {
     pub tentative: bool,
     /// Duplicate address detection failed: the stack will not use it (`IFA_F_DADFAILED`).
     pub dad_failed: bool,
+    /// Configured, or the kernel's own link-local (`IFA_F_PERMANENT`); `false` for what SLAAC
+    /// made from a router advertisement (RFC 4862) and for temporary addresses (RFC 8981).
+    pub permanent: bool,
 }
 
 /// A change seen on a monitoring socket.

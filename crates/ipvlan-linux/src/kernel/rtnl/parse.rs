@@ -7,13 +7,14 @@ use netlink_packet_route::address::{
     AddressAttribute, AddressFlags, AddressHeaderFlags, AddressMessage,
 };
 use netlink_packet_route::link::{
-    LinkAttribute, LinkFlags, LinkInfo as NlLinkInfo, LinkLayerType, LinkMessage, State,
+    AfSpecInet6, AfSpecUnspec, In6AddrGenMode, LinkAttribute, LinkFlags, LinkInfo as NlLinkInfo,
+    LinkLayerType, LinkMessage, State,
 };
 use netlink_packet_route::RouteNetlinkMessage;
 
 use ipvlan_core::MacAddr;
 
-use super::{Event, Link, LinkAddr};
+use super::{AddrGenMode, Event, Link, LinkAddr};
 
 /// `NLMSG_HDRLEN`: the size of `struct nlmsghdr` (`<linux/netlink.h>`).
 const NLMSG_HDRLEN: usize = 16;
@@ -79,6 +80,8 @@ pub(crate) fn parse_link(l: &LinkMessage) -> Link {
         controller: None,
         link: None,
         link_netnsid: None,
+        addrgen: None,
+        ipv6_token: None,
     };
     for a in &l.attributes {
         match a {
@@ -95,6 +98,29 @@ pub(crate) fn parse_link(l: &LinkMessage) -> Link {
             LinkAttribute::Controller(c) => link.controller = Some(*c),
             LinkAttribute::Link(i) => link.link = Some(*i),
             LinkAttribute::LinkNetNsId(id) => link.link_netnsid = Some(*id),
+            LinkAttribute::AfSpecUnspec(specs) => {
+                for spec in specs {
+                    let AfSpecUnspec::Inet6(inet6) = spec else {
+                        continue;
+                    };
+                    for i in inet6 {
+                        match i {
+                            AfSpecInet6::AddrGenMode(m) => {
+                                link.addrgen = Some(match m {
+                                    In6AddrGenMode::Eui64 => AddrGenMode::Eui64,
+                                    In6AddrGenMode::None => AddrGenMode::None,
+                                    In6AddrGenMode::StablePrivacy => AddrGenMode::StablePrivacy,
+                                    In6AddrGenMode::Random => AddrGenMode::Random,
+                                    In6AddrGenMode::Other(v) => AddrGenMode::Other(*v),
+                                    _ => AddrGenMode::Other(u8::MAX),
+                                });
+                            }
+                            AfSpecInet6::Token(t) => link.ipv6_token = Some(*t),
+                            _ => {}
+                        }
+                    }
+                }
+            }
             LinkAttribute::LinkInfo(infos) => {
                 for i in infos {
                     if let NlLinkInfo::Kind(k) = i {
@@ -128,12 +154,15 @@ pub(crate) fn parse_addr(a: &AddressMessage) -> Option<LinkAddr> {
         || a.header.flags.contains(AddressHeaderFlags::Tentative);
     let dad_failed = flags.is_some_and(|f| f.contains(AddressFlags::Dadfailed))
         || a.header.flags.contains(AddressHeaderFlags::Dadfailed);
+    let permanent = flags.is_some_and(|f| f.contains(AddressFlags::Permanent))
+        || a.header.flags.contains(AddressHeaderFlags::Permanent);
     Some(LinkAddr {
         index: a.header.index,
         addr: local.or(address)?,
         prefix_len: a.header.prefix_len,
         tentative,
         dad_failed,
+        permanent,
     })
 }
 
@@ -185,6 +214,10 @@ mod tests {
             LinkAttribute::Link(8),
             LinkAttribute::LinkNetNsId(2),
             LinkAttribute::LinkInfo(vec![NlLinkInfo::Kind(InfoKind::Tun)]),
+            LinkAttribute::AfSpecUnspec(vec![AfSpecUnspec::Inet6(vec![
+                AfSpecInet6::Token("::200:0:100:1".parse().expect("literal")),
+                AfSpecInet6::AddrGenMode(In6AddrGenMode::None),
+            ])]),
         ];
         l
     }
@@ -215,6 +248,8 @@ mod tests {
                 controller: Some(3),
                 link: Some(8),
                 link_netnsid: Some(2),
+                addrgen: Some(AddrGenMode::None),
+                ipv6_token: Some("::200:0:100:1".parse().expect("literal")),
             }
         );
     }
@@ -248,6 +283,7 @@ mod tests {
                 prefix_len: 64,
                 tentative: true,
                 dad_failed: false,
+                permanent: false,
             })
         );
 
@@ -286,6 +322,7 @@ mod tests {
             prefix_len: 24,
             tentative: false,
             dad_failed: false,
+            permanent: false,
         };
         let got: Vec<_> = cases
             .into_iter()

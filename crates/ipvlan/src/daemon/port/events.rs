@@ -5,13 +5,16 @@
 use std::io;
 use std::net::IpAddr;
 
-use ipvlan_core::slave_id::link_local;
+use ipvlan_core::slave_id::is_shared_identity;
 use ipvlan_core::{Claim, PortError, SlaveId};
-use ipvlan_linux::rtnl::{Link, LinkAddr, LinkChange, Rtnl};
+use ipvlan_linux::rtnl::{AddrGenMode, Link, LinkAddr, LinkChange, Rtnl};
 use ipvlan_linux::{NetNs, NsId};
 use tracing::{debug, info, warn};
 
 use super::PortRuntime;
+
+/// The smallest MTU IPv6 runs on (RFC 8200 §5).
+const IPV6_MIN_MTU: u32 = 1280;
 use crate::backend::SlaveBackend;
 use crate::daemon::slave::AddrConflict;
 
@@ -78,16 +81,23 @@ impl<B: SlaveBackend> PortRuntime<B> {
         let Some(rt) = self.slaves.get(&id) else {
             return;
         };
-        let (was_up, mode, mac, ll) = {
+        let (was_up, old_mtu, mode, mac, ll) = {
             let mut port = self.dp.port();
             let was_up = port.slave(id).is_some_and(|s| s.is_up());
+            let old_mtu = port.slave(id).map_or(0, |s| s.mtu());
             if was_up != link.up {
                 let _ = port.set_slave_up(id, link.up);
             }
-            if port.slave(id).is_some_and(|s| s.mtu() != link.mtu) && link.mtu > 0 {
+            if old_mtu != link.mtu && link.mtu > 0 {
                 let _ = port.set_slave_mtu(id, link.mtu);
             }
-            (was_up, port.mode(), port.master().mac, port.link_local(id))
+            (
+                was_up,
+                old_mtu,
+                port.mode(),
+                port.master().mac,
+                port.link_local(id),
+            )
         };
         if link.mac.is_some_and(|m| m != mac) {
             // R-MAC-2: a slave's MAC is the master's; undo the change (events may also be stale
@@ -101,8 +111,11 @@ impl<B: SlaveBackend> PortRuntime<B> {
                 ..LinkChange::default()
             });
         }
-        if link.up && !was_up {
-            rt.ensure_link_local(ll, mac);
+        // IPv6 needs an MTU of 1280 (RFC 8200 §5): below it the kernel drops the device's IPv6
+        // state, and back above it starts afresh with the namespace's defaults.
+        let ipv6_back = old_mtu < IPV6_MIN_MTU && link.mtu >= IPV6_MIN_MTU;
+        if link.up && (!was_up || ipv6_back) {
+            rt.ensure_ipv6_identity(ll, mac);
         }
         if was_up != link.up {
             self.netfilter_dirty = true;
@@ -141,11 +154,17 @@ impl<B: SlaveBackend> PortRuntime<B> {
                     .link_by_name(&name)?
                     .ok_or_else(|| io::Error::new(io::ErrorKind::NotFound, "device not found"))?,
             };
-            // A move resets per-device IPv6 settings: no EUI-64 link-local from the shared MAC.
+            // A move resets per-device IPv6 settings to the namespace's defaults: no EUI-64
+            // link-local from the shared MAC (RFC 7217 modes stay: they never use the MAC; and
+            // a device without IPv6 state would refuse the whole change).
+            let eui64 = matches!(
+                link.addrgen,
+                Some(AddrGenMode::Eui64 | AddrGenMode::Other(_))
+            );
             r.set_link(
                 link.index,
                 &LinkChange {
-                    addrgen_none: true,
+                    addrgen_none: eui64,
                     alias: Some(alias),
                     mac: link.mac.filter(|m| *m != mac).map(|_| mac),
                     ..LinkChange::default()
@@ -187,7 +206,7 @@ impl<B: SlaveBackend> PortRuntime<B> {
         self.pass_on(&released);
         if link.up {
             if let Some(rt) = self.slaves.get(&id) {
-                rt.ensure_link_local(ll, mac);
+                rt.ensure_ipv6_identity(ll, mac);
             }
         }
         self.netfilter_dirty = true;
@@ -212,13 +231,18 @@ impl<B: SlaveBackend> PortRuntime<B> {
         let result = {
             let mut port = self.dp.port();
             let mac = port.master().mac;
-            if addr == IpAddr::V6(link_local(mac, 0)) {
-                // The kernel's EUI-64 link-local of the shared MAC: every slave and the master
-                // would share it. Replace it with the per-slave one (R-DEVID-2).
-                drop(port);
-                let index = rt.ifindex;
-                let _ = rt.in_dev_ns(move |r| r.del_address(index, addr, 64));
-                return;
+            if let IpAddr::V6(v6) = addr {
+                if is_shared_identity(v6, mac) && (v6.is_unicast_link_local() || !a.permanent) {
+                    // The kernel made it from the shared MAC: the master's own identity, which
+                    // every slave would share. Its IPv6 state was reset (or address generation
+                    // turned back on): give it its per-slave identity again (R-DEVID-2).
+                    let ll = port.link_local(id);
+                    drop(port);
+                    rt.configured.remove(&(addr, a.prefix_len));
+                    info!(slave = %rt.name, %addr, "the kernel made the shared MAC's IPv6 address: replacing it with the slave's own");
+                    rt.ensure_ipv6_identity(ll, mac);
+                    return;
+                }
             }
             port.add_address(id, addr)
         };
@@ -253,6 +277,18 @@ impl<B: SlaveBackend> PortRuntime<B> {
             return;
         };
         rt.configured.remove(&(addr, a.prefix_len));
+        let (up, ll) = {
+            let port = self.dp.port();
+            (
+                port.slave(id).is_some_and(|s| s.is_up()),
+                port.link_local(id),
+            )
+        };
+        if up && addr == IpAddr::V6(ll) && rt.ipv6_disabled().unwrap_or(false) {
+            // `disable_ipv6` took it; turning IPv6 back on makes the kernel regenerate
+            // addresses, and nothing tells us when: the sweep watches.
+            rt.ipv6_pending = true;
+        }
         if rt.configured.iter().any(|(other, _)| *other == addr) {
             return;
         }
@@ -316,6 +352,44 @@ impl<B: SlaveBackend> PortRuntime<B> {
             })
             .map(|(id, _)| *id)
             .collect()
+    }
+
+    /// Up slaves whose IPv6 was turned off get their identity back once it is on again (the
+    /// kernel regenerates a device's addresses then, R-DEVID-2, and sends no event).
+    pub fn retry_ipv6_identity(&mut self) {
+        let (mac, lls): (_, Vec<_>) = {
+            let port = self.dp.port();
+            let lls = self
+                .slaves
+                .iter()
+                .filter(|(_, rt)| rt.ipv6_pending)
+                .map(|(id, _)| {
+                    (
+                        *id,
+                        port.link_local(*id),
+                        port.slave(*id).is_some_and(|s| s.is_up()),
+                    )
+                })
+                .collect();
+            (port.master().mac, lls)
+        };
+        for (id, ll, up) in lls {
+            let Some(rt) = self.slaves.get_mut(&id) else {
+                continue;
+            };
+            match rt.ipv6_disabled() {
+                Ok(true) if up => continue,
+                Ok(_) => {
+                    rt.ipv6_pending = false;
+                    if up {
+                        info!(slave = %rt.name, "IPv6 is on again: the slave's own identity is back");
+                        rt.ensure_ipv6_identity(ll, mac);
+                    }
+                }
+                // Gone, or its namespace is: the sweep handles that.
+                Err(_) => rt.ipv6_pending = false,
+            }
+        }
     }
 
     /// Whether any slave was re-attached inside another namespace (see `orphaned_slaves`).
