@@ -983,7 +983,7 @@ static __always_inline int fib_v4(struct __sk_buff *skb, struct bpf_fib_lookup *
 // the master, or with the destination taken as on-link there when it has none (as
 // ip_route_output_key does for an output interface without a route) — netfilter does not see
 // these.
-static __always_inline int pin_v4_to_master(struct __sk_buff *skb, struct port_cfg *c)
+static __always_inline int pin_v4_to_master(struct __sk_buff *skb, struct port_cfg *c, __u32 gso)
 {
 	struct bpf_fib_lookup f = {};
 	struct bpf_redir_neigh nh = {};
@@ -993,7 +993,11 @@ static __always_inline int pin_v4_to_master(struct __sk_buff *skb, struct port_c
 		return 0;
 	f.ifindex = skb->ingress_ifindex;
 	rc = bpf_fib_lookup(skb, &f, sizeof(f), BPF_FIB_LOOKUP_SKIP_NEIGH);
-	if ((rc == BPF_FIB_LKUP_RET_SUCCESS && f.ifindex == c->master_ifindex) ||
+	// With tot_len 0 the skb's own length is checked against the route's device
+	// (is_skb_forwardable): FRAG_NEEDED means "through that device, but too big". Through the
+	// master, the forwarding path fragments it or answers "fragmentation needed".
+	if (((rc == BPF_FIB_LKUP_RET_SUCCESS || rc == BPF_FIB_LKUP_RET_FRAG_NEEDED) &&
+	     f.ifindex == c->master_ifindex) ||
 	    rc == BPF_FIB_LKUP_RET_NOT_FWDED)
 		return 0;
 	__builtin_memset(&f, 0, sizeof(f));
@@ -1001,6 +1005,10 @@ static __always_inline int pin_v4_to_master(struct __sk_buff *skb, struct port_c
 		return 0;
 	f.ifindex = c->master_ifindex;
 	rc = bpf_fib_lookup(skb, &f, sizeof(f), BPF_FIB_LOOKUP_OUTPUT | BPF_FIB_LOOKUP_SKIP_NEIGH);
+	// Too big for the master: a redirect would be dropped unseen; the forwarding path can
+	// fragment or answer it (by the host's route, the one approximation left).
+	if (rc == BPF_FIB_LKUP_RET_FRAG_NEEDED || (!gso && skb->len > c->master_mtu + 14))
+		return 0;
 	if (rc == BPF_FIB_LKUP_RET_SUCCESS && f.ifindex == c->master_ifindex) {
 		nh.nh_family = 2;
 		nh.ipv4_nh = f.ipv4_dst; // the gateway, or the destination itself
@@ -1108,7 +1116,7 @@ int from_slave(struct __sk_buff *skb)
 		if (pc)
 			pc->to_host_stack++;
 		if (d.family == 4) {
-			int rc = pin_v4_to_master(skb, c);
+			int rc = pin_v4_to_master(skb, c, p.gso);
 
 			if (rc)
 				return rc;

@@ -21,6 +21,7 @@ pub mod link_args;
 pub mod mode;
 pub mod multicast;
 pub mod offload;
+pub mod pmtu;
 pub mod port;
 pub mod slave_id;
 pub mod wire;

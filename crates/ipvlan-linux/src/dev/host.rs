@@ -4,8 +4,9 @@
 
 use std::ffi::OsString;
 use std::io;
-use std::net::{IpAddr, SocketAddrV4, SocketAddrV6};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddrV4, SocketAddrV6, UdpSocket};
 use std::os::fd::{AsRawFd, OwnedFd};
+use std::sync::Mutex;
 
 use nix::sys::socket::{self, sockopt, MsgFlags, SockaddrIn, SockaddrIn6, SockaddrLike};
 
@@ -63,6 +64,13 @@ io_like_error!(HostError);
 pub struct HostStack {
     v4: OwnedFd,
     v6: OwnedFd,
+    /// IPv4, not bound to the master: for what the namespace itself sends anywhere
+    /// ([`HostStack::send_unpinned`]).
+    v4_any: OwnedFd,
+    /// Unconnected UDP sockets of the same namespace, connected only to ask the stack which
+    /// source address it picks towards a destination ([`HostStack::source_for`]); `None` for a
+    /// family the namespace has no stack for.
+    probe: Mutex<(Option<UdpSocket>, Option<UdpSocket>)>,
 }
 
 impl HostStack {
@@ -111,7 +119,59 @@ impl HostStack {
         let _ = setsockopt(&v6, libc::SOL_IPV6, libc::IPV6_TRANSPARENT, &one);
         setsockopt(&v6, libc::SOL_IPV6, libc::IPV6_HDRINCL, &one)
             .map_err(option("IPV6_HDRINCL"))?;
-        Ok(HostStack { v4, v6 })
+        let v4_any =
+            raw_socket(libc::AF_INET, libc::SOCK_RAW, libc::IPPROTO_RAW).map_err(|source| {
+                HostError::Socket {
+                    family: "IPv4",
+                    source,
+                }
+            })?;
+        setsockopt(&v4_any, libc::SOL_IP, libc::IP_FREEBIND, &one)
+            .map_err(option("IP_FREEBIND"))?;
+        let probe = (
+            UdpSocket::bind((Ipv4Addr::UNSPECIFIED, 0)).ok(),
+            UdpSocket::bind((Ipv6Addr::UNSPECIFIED, 0)).ok(),
+        );
+        Ok(HostStack {
+            v4,
+            v6,
+            v4_any,
+            probe: Mutex::new(probe),
+        })
+    }
+
+    /// The source address this namespace's stack picks for a packet to `to` (its route and
+    /// source address selection, RFC 6724 for IPv6), as it would for an ICMP error it sends
+    /// there. Nothing is sent: a UDP socket is connected, read back, and left connected until
+    /// the next call. `ENETUNREACH`/`EHOSTUNREACH` when there is no route; `Unsupported` when
+    /// the namespace has no stack of that family.
+    pub fn source_for(&self, to: IpAddr) -> io::Result<IpAddr> {
+        let probe = self
+            .probe
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let socket = match to {
+            IpAddr::V4(_) => probe.0.as_ref(),
+            IpAddr::V6(_) => probe.1.as_ref(),
+        }
+        .ok_or_else(|| io::Error::from(io::ErrorKind::Unsupported))?;
+        socket.connect((to, 9))?;
+        Ok(socket.local_addr()?.ip())
+    }
+
+    /// [`HostStack::send`], routed wherever the namespace routes `dst` (IPv4 too: not pinned
+    /// to the master), as a packet the namespace itself originates (an ICMP error to a slave,
+    /// which may be routed back through a slave of its own).
+    pub fn send_unpinned(&self, packet: &[u8], dst: IpAddr) -> io::Result<usize> {
+        match dst {
+            IpAddr::V4(a) => Ok(socket::sendto(
+                self.v4_any.as_raw_fd(),
+                packet,
+                &SockaddrIn::from(SocketAddrV4::new(a, 0)),
+                MsgFlags::empty(),
+            )?),
+            IpAddr::V6(_) => self.send(packet, dst),
+        }
     }
 
     /// Sends one complete IPv4 or IPv6 packet (header included) into the stack, addressed to

@@ -107,11 +107,24 @@ pub trait HostIo: Send + Sync {
     /// Hands one complete IPv4 or IPv6 packet (header included, no Ethernet header, at most
     /// the MTU) to the stack, addressed to `dst`; returns the bytes written.
     fn send(&self, packet: &[u8], dst: IpAddr) -> io::Result<usize>;
+    /// The source address the stack picks towards `to` (see [`HostStack::source_for`]);
+    /// `None` when it has no route there.
+    fn source_for(&self, to: IpAddr) -> Option<IpAddr>;
+    /// Sends a packet the master's namespace originates (see [`HostStack::send_unpinned`]).
+    fn send_answer(&self, packet: &[u8], to: IpAddr) -> io::Result<usize>;
 }
 
 impl HostIo for HostStack {
     fn send(&self, packet: &[u8], dst: IpAddr) -> io::Result<usize> {
         HostStack::send(self, packet, dst)
+    }
+
+    fn source_for(&self, to: IpAddr) -> Option<IpAddr> {
+        HostStack::source_for(self, to).ok()
+    }
+
+    fn send_answer(&self, packet: &[u8], to: IpAddr) -> io::Result<usize> {
+        HostStack::send_unpinned(self, packet, to)
     }
 }
 
@@ -129,6 +142,8 @@ struct Shared<D> {
     /// Fingerprints of the packets recently handed to the host for routing (l3/l3s), kept
     /// while a local slave exists.
     routed: worker::RecentPackets,
+    /// Bounds the ICMP errors sent for l3/l3s egress too big for the master.
+    answers: ipvlan_core::pmtu::AnswerLimiter,
 }
 
 impl<D> Shared<D> {
@@ -140,6 +155,7 @@ impl<D> Shared<D> {
             sink: None,
             local: std::collections::HashSet::new(),
             routed: worker::RecentPackets::default(),
+            answers: ipvlan_core::pmtu::AnswerLimiter::default(),
         }
     }
 }

@@ -201,12 +201,20 @@ struct HostInner {
     sent: Mutex<Vec<HostPacket>>,
     /// Sends fail with this errno (no route, say).
     refuse: Mutex<Option<i32>>,
+    /// Packets longer than this fail with `EMSGSIZE`, as a raw socket refuses what exceeds
+    /// the device MTU.
+    mtu: Mutex<Option<usize>>,
 }
 
 impl MemHost {
     /// From now on sends fail with `errno`.
     pub(super) fn refuse(&self, errno: i32) {
         *self.0.refuse.lock().unwrap() = Some(errno);
+    }
+
+    /// From now on packets longer than `mtu` fail with `EMSGSIZE`.
+    pub(super) fn set_mtu(&self, mtu: usize) {
+        *self.0.mtu.lock().unwrap() = Some(mtu);
     }
 
     /// Every packet handed to the stack so far, with its destination.
@@ -220,7 +228,22 @@ impl HostIo for MemHost {
         if let Some(errno) = *self.0.refuse.lock().unwrap() {
             return Err(io::Error::from_raw_os_error(errno));
         }
+        if self.0.mtu.lock().unwrap().is_some_and(|m| packet.len() > m) {
+            return Err(io::Error::from_raw_os_error(libc::EMSGSIZE));
+        }
         self.0.sent.lock().unwrap().push((packet.to_vec(), dst));
         Ok(packet.len())
+    }
+
+    fn send_answer(&self, packet: &[u8], to: IpAddr) -> io::Result<usize> {
+        self.send(packet, to)
+    }
+
+    fn source_for(&self, to: IpAddr) -> Option<IpAddr> {
+        // The master namespace's addresses of `frames`' test topology.
+        match to {
+            IpAddr::V4(_) => Some(IpAddr::V4(std::net::Ipv4Addr::new(192, 0, 2, 1))),
+            IpAddr::V6(_) => "2001:db8:1::1".parse().ok(),
+        }
     }
 }

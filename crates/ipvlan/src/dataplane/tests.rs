@@ -431,6 +431,43 @@ fn a_packet_the_host_refuses_is_the_senders_tx_error_when_routed_else_queue_full
     assert_eq!(l3.port_drops(DropReason::QueueFull), 0);
 }
 
+/// l3 egress longer than the master's MTU (a slave whose MTU is above it): the raw socket
+/// refuses it (`EMSGSIZE`), and the data plane does what the master namespace's local output
+/// would (`ipvlan_core::pmtu`): IPv4 without DF leaves in fragments that fit; with DF it is
+/// answered with "fragmentation needed" (next-hop MTU 1500) from the address the namespace
+/// routes back to the sender with, and counted as the sender's tx_errors.
+#[test]
+fn l3_egress_above_the_master_mtu_is_fragmented_or_answered() {
+    let mut fx = Fx::in_mode(Mode::L3, 2);
+    fx.host.set_mtu(1500);
+    let mut nodf = ipvlan_core::frames::ipv4_packet(slave_addr(1), HOST_ADDR, 17, 3980);
+    nodf[6] = 0;
+    fx.slave_sends(0, &to_host_frame(&vnet_hdr(0, 0, 0, 0, 0), &nodf));
+    let sent = fx.host.sent();
+    assert_eq!(
+        sent.iter().map(|(p, _)| p.len()).collect::<Vec<_>>(),
+        [1500, 1500, 1040]
+    );
+    assert!(sent.iter().all(|(_, dst)| *dst == IpAddr::V4(HOST_ADDR)));
+    assert_eq!(fx.counters(0).tx_errors, 0);
+
+    let df = ipvlan_core::frames::ipv4_packet(slave_addr(1), HOST_ADDR, 17, 3980);
+    fx.slave_sends(0, &to_host_frame(&vnet_hdr(0, 0, 0, 0, 0), &df));
+    let sent = fx.host.sent();
+    assert_eq!(sent.len(), 4, "one answer, nothing else");
+    let (answer, to) = &sent[3];
+    assert_eq!(*to, IpAddr::V4(slave_addr(1)));
+    assert!(answer.len() <= 576);
+    assert_eq!(
+        &answer[12..16],
+        &[192, 0, 2, 1],
+        "from the route back's source"
+    );
+    assert_eq!((answer[20], answer[21]), (3, 4), "fragmentation needed");
+    assert_eq!(u16::from_be_bytes([answer[26], answer[27]]), 1500);
+    assert_eq!(fx.counters(0).tx_errors, 1);
+}
+
 /// A frame the master refuses is the sender's drop, with the reason the kernel gave: too long
 /// for the master (a slave whose MTU is above the master's) is `mtu_exceeded`; a full buffer
 /// `queue_full`; a master that is down `receiver_down`. Nothing lands on the port's counters,

@@ -13,6 +13,7 @@ use std::sync::{Arc, Mutex};
 use ipvlan_core::decide::McCopy;
 use ipvlan_core::identity::assert_master_identity;
 use ipvlan_core::offload::{complete_checksum, segment_tcp};
+use ipvlan_core::pmtu::{self, TooBig};
 use ipvlan_core::wire::ethernet::HEADER_LEN;
 use ipvlan_core::wire::{EthernetFrame, MacAddr};
 use ipvlan_core::{
@@ -489,8 +490,14 @@ pub(super) fn to_host<D, M, H: HostIo>(
     };
     let packet = &mut frame[HEADER_LEN..];
     let mut failed = None;
+    // The longest packet refused as too long (EMSGSIZE): by the raw socket itself when it
+    // exceeds the device MTU, or by the stack's output, which then answered the sender itself.
+    let mut refused = 0;
     let mut send = |p: &[u8]| {
         if let Err(e) = io.host.send(p, dst) {
+            if routed && e.raw_os_error() == Some(libc::EMSGSIZE) {
+                refused = refused.max(p.len());
+            }
             debug!("handing a packet to the host stack failed: {e}");
             failed = Some(send_failure(&e));
         }
@@ -512,6 +519,14 @@ pub(super) fn to_host<D, M, H: HostIo>(
         }
         send(packet);
     }
+    if refused > 0 {
+        let mtu = lock(shared).port.master().mtu;
+        // Longer than the master's MTU: the raw socket refused what the kernel's local output
+        // would fragment or answer.
+        if refused > mtu as usize && local_output_too_big(shared, io, packet, dst, mtu) {
+            failed = None;
+        }
+    }
     if let Some(reason) = failed {
         if routed {
             lock(shared).port.record_tx_error(from);
@@ -521,6 +536,57 @@ pub(super) fn to_host<D, M, H: HostIo>(
         }
     }
 }
+
+/// l3/l3s egress longer than the master's MTU, done as the master namespace's local output
+/// does it (`ipvlan_core::pmtu`, R-TX-L3-3): IPv4 without DF is sent in fragments that fit;
+/// IPv4 with DF and IPv6 get an ICMP "fragmentation needed" / "Packet Too Big" with the
+/// master's MTU, sent into the master's namespace towards the sender (so it reaches the slave
+/// only where that namespace routes back to it, as the kernel's does), at most
+/// [`AnswerLimiter::RATE`](ipvlan_core::pmtu::AnswerLimiter::RATE) a second per port.
+/// `packet` is the IP packet (a TCP super-frame's segments are each answered alike). Returns
+/// whether the packet went out (fragmented); an answered or dropped one is the sender's
+/// `tx_errors`, as the kernel counts a failed `ip_local_out`.
+fn local_output_too_big<D, M, H: HostIo>(
+    shared: &Mutex<Shared<D>>,
+    io: &Io<M, H>,
+    packet: &[u8],
+    dst: IpAddr,
+    mtu: u32,
+) -> bool {
+    match pmtu::too_big(packet) {
+        TooBig::Fragment => {
+            let mut ok = true;
+            let r = pmtu::fragment_ipv4(packet, mtu as usize, |f| {
+                if let Err(e) = io.host.send(f, dst) {
+                    debug!("handing a fragment to the host stack failed: {e}");
+                    ok = false;
+                }
+            });
+            r.is_ok() && ok
+        }
+        TooBig::Answer { to } => {
+            let now = CLOCK.elapsed().as_nanos() as u64;
+            if !lock(shared).answers.admit(now) {
+                return false;
+            }
+            let answer = io
+                .host
+                .source_for(to)
+                .and_then(|src| pmtu::too_big_answer(packet, mtu, src));
+            if let Some(a) = answer {
+                if let Err(e) = io.host.send_answer(&a, to) {
+                    debug!("sending a too-big answer to {to} failed: {e}");
+                }
+            }
+            false
+        }
+        TooBig::Drop => false,
+    }
+}
+
+/// The monotonic origin of [`local_output_too_big`]'s rate limit.
+static CLOCK: std::sync::LazyLock<std::time::Instant> =
+    std::sync::LazyLock::new(std::time::Instant::now);
 
 /// Distributes up to `MC_BURST` queued multicast frames, one at a time: who gets a copy is
 /// decided under the lock, the copies are written after it (`copies` is scratch space).

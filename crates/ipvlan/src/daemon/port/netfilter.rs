@@ -81,7 +81,7 @@ impl<B: SlaveBackend> PortRuntime<B> {
         Ok(())
     }
 
-    /// The l3s sink (`ipvls<ifindex>`, up, NOARP), created and handed to the data plane if
+    /// The l3s sink (`ipvls<ifindex>`, up, NOARP, MTU [`SINK_MTU`]), created and handed to the data plane if
     /// it does not exist yet.
     fn ensure_sink(&mut self, backend: &B) -> std::io::Result<String> {
         if let Some(s) = &self.sink {
@@ -99,6 +99,10 @@ impl<B: SlaveBackend> PortRuntime<B> {
                 up: Some(true),
                 noarp: Some(true),
                 addrgen_none: true,
+                // Conntrack hands INPUT reassembled packets (a slave's MTU may be above the
+                // master's): the copy must reach the sink whole, as the kernel's l3s hands
+                // the reassembled packet to the slave.
+                mtu: Some(SINK_MTU),
                 ..LinkChange::default()
             },
         )?;
@@ -107,3 +111,7 @@ impl<B: SlaveBackend> PortRuntime<B> {
         Ok(name)
     }
 }
+
+/// The l3s sink's MTU: the largest a TAP takes (`MAX_MTU` less the Ethernet header), which
+/// holds any IP packet conntrack reassembles from Ethernet-sized fragments.
+const SINK_MTU: u32 = 65521;
