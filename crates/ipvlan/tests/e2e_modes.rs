@@ -611,10 +611,33 @@ fn l3_ipv4_egress_leaves_through_the_master_whatever_the_host_routes() {
 #[ignore = "needs root, iproute2, nftables, TUN"]
 fn a_routing_loop_through_a_host_side_slave_is_stopped() {
     require_env!();
+    routing_loop("l3");
+}
+
+/// The same in l3s, and for IPv4 in both modes (`scripts/oracle/l3-egress-edges.out`, loop
+/// rows: the kernel sends the one echo request at most once through the host-side slave).
+#[test]
+#[ignore = "needs root, iproute2, nftables, TUN"]
+fn a_routing_loop_through_a_host_side_slave_is_stopped_in_l3s_too() {
+    require_env!();
+    routing_loop("l3s");
+}
+
+fn routing_loop(mode: &str) {
     let mut fx = Fx::new();
-    host_side_slave(&fx, "2001:db8:2::1/64");
-    fx.slave("s1", "mode l3", "ns1", "", "2001:db8:2::11/128");
-    fx.sh("ns1", "ip -6 route add default dev s1");
+    host_side_slave_in(&fx, "2001:db8:2::1/64", mode);
+    fx.sh("host", "ip addr add 198.51.100.1/24 dev gw0");
+    fx.slave(
+        "s1",
+        &format!("mode {mode}"),
+        "ns1",
+        "198.51.100.11/32",
+        "2001:db8:2::11/128",
+    );
+    fx.sh(
+        "ns1",
+        "ip route add default dev s1 && ip -6 route add default dev s1",
+    );
     // Once the daemon has caught up with gw0 (a loaded machine delays its events).
     assert!(
         wait(Duration::from_secs(5), || fx.ping(
@@ -622,17 +645,19 @@ fn a_routing_loop_through_a_host_side_slave_is_stopped() {
             "2001:db8:2::1",
             1
         )),
-        "the host-side slave answers"
+        "{mode}: the host-side slave answers"
     );
-    let before = gw0_tx(&fx);
-    assert!(!fx.ping("ns1", "2001:db8:2::99", 1), "nobody has ::99");
-    std::thread::sleep(Duration::from_millis(1000));
-    let after = gw0_tx(&fx);
-    assert!(
-        after - before < 10,
-        "gw0 sent {} packets for one echo request",
-        after - before
-    );
+    for unused in ["2001:db8:2::99", "198.51.100.99"] {
+        let before = gw0_tx(&fx);
+        assert!(!fx.ping("ns1", unused, 1), "nobody has {unused}");
+        std::thread::sleep(Duration::from_millis(1000));
+        let after = gw0_tx(&fx);
+        assert!(
+            after - before < 10,
+            "{mode}: gw0 sent {} packets for one echo request to {unused}",
+            after - before
+        );
+    }
     let drops = fx.link("gw0").unwrap()["stats"]["drops"].clone();
     assert!(
         drops
@@ -640,6 +665,64 @@ fn a_routing_loop_through_a_host_side_slave_is_stopped() {
             .unwrap()
             .iter()
             .any(|d| d["reason"] == "routing_loop"),
-        "{drops}"
+        "{mode}: {drops}"
     );
+}
+
+/// A slave's packet with TTL / hop limit 1 leaves the master as the kernel's local output sends
+/// it (no hop taken off: it reaches the external host on the master's link), and one routed a
+/// hop beyond comes back as "time exceeded" from that router, in l3 and l3s, IPv4 and IPv6
+/// (`scripts/oracle/l3-egress-edges.out`, ttl1 rows).
+#[test]
+#[ignore = "needs root, iproute2, nftables, TUN"]
+fn hop_limit_one_leaves_the_master_as_the_kernels_does() {
+    require_env!();
+    for mode in ["l3", "l3s"] {
+        let mut fx = Fx::new();
+        host_side_slave_in(&fx, "198.51.100.1/24", mode);
+        fx.sh("host", "ip -6 addr add 2001:db8:2::1/64 dev gw0 nodad");
+        fx.slave(
+            "s1",
+            &format!("mode {mode}"),
+            "ns1",
+            "198.51.100.11/32",
+            "2001:db8:2::11/128",
+        );
+        fx.sh(
+            "ns1",
+            "ip route add default dev s1 && ip -6 route add default dev s1",
+        );
+        fx.sh("ext", "sysctl -qw net.ipv4.ip_forward=1 net.ipv6.conf.all.forwarding=1 && ip link add d0 type veth peer name d1 && ip link set d0 up && ip link set d1 up && ip route add 203.0.113.0/24 dev d0 && ip -6 route add 2001:db8:9::/64 dev d0 && ip route add 198.51.100.0/24 via 192.0.2.1 && ip -6 route add 2001:db8:2::/64 via 2001:db8:1::1");
+        fx.sh("host", "ip route add 203.0.113.0/24 via 192.0.2.254 && ip -6 route add 2001:db8:9::/64 via 2001:db8:1::fe");
+        // Small packets first, so the master namespace knows the external host's MACs.
+        assert!(
+            wait(Duration::from_secs(5), || fx.ping("ns1", "192.0.2.254", 1)
+                && fx.ping("ns1", "2001:db8:1::fe", 1)),
+            "{mode}: small packets pass"
+        );
+        for (cmd, what) in [
+            ("ping -4 -t 1 -c 2 -i 0.3 -W 2 192.0.2.254", "IPv4"),
+            ("ping -6 -t 1 -c 2 -i 0.3 -W 2 2001:db8:1::fe", "IPv6"),
+        ] {
+            let out = fx.try_sh("ns1", cmd);
+            assert!(
+                out.status.success(),
+                "{mode} {what}: hop limit 1 reaches the master's link: {}",
+                text(&out)
+            );
+        }
+        for (cmd, said) in [
+            (
+                "ping -4 -t 1 -c 1 -W 2 203.0.113.1",
+                "From 192.0.2.254 icmp_seq=1 Time to live exceeded",
+            ),
+            (
+                "ping -6 -t 1 -c 1 -W 2 2001:db8:9::1",
+                "From 2001:db8:1::fe icmp_seq=1 Time exceeded: Hop limit",
+            ),
+        ] {
+            let out = text(&fx.try_sh("ns1", cmd));
+            assert!(out.contains(said), "{mode}: {cmd}: {out}");
+        }
+    }
 }
