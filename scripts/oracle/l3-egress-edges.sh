@@ -15,7 +15,11 @@
 # which forwards them to a dummy device.
 #
 # usage: l3-egress-edges.sh [--datapaths "user bpf-tc"] [l3|l3s]
-# Last run (l3-egress-edges.out), from the repository root, as l3-egress-sizes.sh's.
+# Last run (l3-egress-edges.out), from the repository root, as l3-egress-sizes.sh's (6.1 guest,
+# so "rs-bpf-tc" ports in l3s run the userspace path with veth slaves). What differs there, and
+# why: README "Differences from the kernel" (the loop counts are all bounded; FragCreates is the
+# kernel's counter, which userspace fragmentation does not bump; IPv6 too big on the eBPF path
+# needs force_forwarding (Linux >= 6.17); l3s on the user path with veth slaves on 6.1 is open).
 q() { "$@" >/dev/null 2>&1; }
 [ -e /dev/net/tun ] || { mkdir -p /dev/net; mknod /dev/net/tun c 10 200; }
 SOCK=/run/ipvlan-edges.sock
