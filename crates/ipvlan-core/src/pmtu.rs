@@ -74,10 +74,15 @@ pub fn too_big(packet: &[u8]) -> TooBig {
 }
 
 /// Whether an ICMP error may answer this IPv4 packet (RFC 1122 §3.2.2): not a non-first
-/// fragment, not from an unspecified, broadcast or multicast source, not itself an ICMP error.
+/// fragment, not from an unspecified, broadcast or multicast source nor to a broadcast or
+/// multicast destination, not itself an ICMP error.
 fn answerable_v4(h: &Ipv4Header, packet: &[u8]) -> bool {
     let src = Ipv4Addr::from(h.source);
     if src.is_unspecified() || src.is_broadcast() || src.is_multicast() {
+        return false;
+    }
+    let dst = Ipv4Addr::from(h.destination);
+    if dst.is_broadcast() || dst.is_multicast() {
         return false;
     }
     if h.fragment_offset.value() != 0 {
@@ -85,8 +90,12 @@ fn answerable_v4(h: &Ipv4Header, packet: &[u8]) -> bool {
     }
     if h.protocol == IpNumber::ICMP {
         let icmp_type = packet.get(h.header_len()).copied();
-        // Echo reply/request, timestamp, info, address mask: queries; the rest are errors.
-        return matches!(icmp_type, Some(0 | 8 | 13 | 14 | 15 | 16 | 17 | 18));
+        // Echo reply/request, router advertisement/solicitation, timestamp, info, address
+        // mask: queries (the kernel's `icmp_pointers[].error`); the rest are errors.
+        return matches!(
+            icmp_type,
+            Some(0 | 8 | 9 | 10 | 13 | 14 | 15 | 16 | 17 | 18)
+        );
     }
     true
 }

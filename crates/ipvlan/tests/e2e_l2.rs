@@ -1041,6 +1041,25 @@ fn every_regeneration_keeps_the_slaves_own_ipv6_identity_r_devid_2() {
     std::thread::sleep(Duration::from_millis(500));
     fx.sh("ns0", "sysctl -qw net.ipv6.conf.ipvl0.disable_ipv6=0");
     advertise_until("IPv6 off and on", &own0);
+    // ... and off and on again at once, before the daemon looks.
+    fx.sh(
+        "ns0",
+        "echo 1 > /proc/sys/net/ipv6/conf/ipvl0/disable_ipv6; echo 0 > /proc/sys/net/ipv6/conf/ipvl0/disable_ipv6",
+    );
+    advertise_until("IPv6 off and on at once", &own0);
+    // A configured address is the user's, even with the master's identifier and a lifetime
+    // (the kernel lets a slave hold any address, T-25).
+    fx.sh(
+        "ns1",
+        "ip -6 addr add 2001:db8:7::ff:fe00:1/64 dev ipvl1 valid_lft 3600 preferred_lft 3600",
+    );
+    std::thread::sleep(Duration::from_millis(1500));
+    assert!(
+        addrs("ns1", "ipvl1").contains("2001:db8:7::ff:fe00:1/64"),
+        "{}",
+        addrs("ns1", "ipvl1")
+    );
+    fx.sh("ns1", "ip -6 addr del 2001:db8:7::ff:fe00:1/64 dev ipvl1");
 
     // An MTU below IPv6's minimum drops the device's IPv6 state; back above it, the kernel
     // starts afresh from the shared MAC unless the daemon steps in.

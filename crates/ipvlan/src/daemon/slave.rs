@@ -199,7 +199,7 @@ impl<D: SlaveDevice> SlaveRuntime<D> {
                     // A configured global address with the master's identifier stays (the
                     // kernel lets a slave hold any address, T-25); what SLAAC made goes.
                     let link_scope = v6.is_unicast_link_local();
-                    if is_shared_identity(v6, mac) && (link_scope || !a.permanent) {
+                    if is_shared_identity(v6, mac) && (link_scope || a.kernel_made()) {
                         let _ = r.del_address(index, a.addr, a.prefix_len);
                     }
                 }
@@ -216,6 +216,19 @@ impl<D: SlaveDevice> SlaveRuntime<D> {
         if let Err(e) = r {
             warn!(slave = %self.name, "giving the slave its IPv6 identity: {e}");
         }
+    }
+
+    /// Whether the slave's link-local went because its IPv6 was turned off — it is off now
+    /// ([`SlaveRuntime::ipv6_disabled`]), or the device has no IPv6 address left at all (it was
+    /// off and on again before this was asked: `disable_ipv6` removes every address) — rather
+    /// than by a user's `ip addr del` (which the kernel does not undo, nor do we).
+    pub fn ipv6_restarting(&self) -> bool {
+        if self.ipv6_disabled().unwrap_or(false) {
+            return true;
+        }
+        let index = self.ifindex;
+        self.in_dev_ns(move |r| r.addresses(Some(index)))
+            .is_ok_and(|have| !have.iter().any(|a| a.addr.is_ipv6()))
     }
 
     /// Whether IPv6 is off on the device (`disable_ipv6`, or no IPv6 state at all: an MTU

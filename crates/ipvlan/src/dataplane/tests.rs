@@ -468,6 +468,28 @@ fn l3_egress_above_the_master_mtu_is_fragmented_or_answered() {
     assert_eq!(fx.counters(0).tx_errors, 1);
 }
 
+/// A TCP super-frame (l3) whose segments are longer than the master's MTU and carry no DF:
+/// each refused segment — not the super-frame — is fragmented, so the host gets every byte
+/// once, in packets that fit.
+#[test]
+fn l3_super_frame_segments_above_the_master_mtu_are_each_fragmented() {
+    let mut fx = Fx::in_mode(Mode::L3, 2);
+    fx.host.set_mtu(1500);
+    let mut packet = tcp_to_host(3000);
+    packet[6] = 0; // no DF
+    let whole = to_host_frame(&vnet_hdr(1, GSO_TCPV4, 2000, 34, 16), &packet);
+    fx.slave_sends(0, &whole);
+    let sent = fx.host.sent();
+    assert!(sent.iter().all(|(p, _)| p.len() <= 1500), "{sent:?}");
+    let data: usize = sent.iter().map(|(p, _)| p.len() - 20).sum();
+    assert_eq!(
+        data,
+        2 * 20 + 3000,
+        "two segments' TCP headers and the payload, once"
+    );
+    assert_eq!(fx.counters(0).tx_errors, 0);
+}
+
 /// A frame the master refuses is the sender's drop, with the reason the kernel gave: too long
 /// for the master (a slave whose MTU is above the master's) is `mtu_exceeded`; a full buffer
 /// `queue_full`; a master that is down `receiver_down`. Nothing lands on the port's counters,

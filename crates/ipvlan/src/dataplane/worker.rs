@@ -490,13 +490,15 @@ pub(super) fn to_host<D, M, H: HostIo>(
     };
     let packet = &mut frame[HEADER_LEN..];
     let mut failed = None;
-    // The longest packet refused as too long (EMSGSIZE): by the raw socket itself when it
-    // exceeds the device MTU, or by the stack's output, which then answered the sender itself.
-    let mut refused = 0;
+    // Packets (a super-frame's segments, each) refused as too long (EMSGSIZE): by the raw
+    // socket itself when longer than the device MTU, or by the stack's output, which then
+    // answered the sender itself. Rare: copied.
+    let mut refused: Vec<Vec<u8>> = Vec::new();
     let mut send = |p: &[u8]| {
         if let Err(e) = io.host.send(p, dst) {
             if routed && e.raw_os_error() == Some(libc::EMSGSIZE) {
-                refused = refused.max(p.len());
+                refused.push(p.to_vec());
+                return;
             }
             debug!("handing a packet to the host stack failed: {e}");
             failed = Some(send_failure(&e));
@@ -519,12 +521,15 @@ pub(super) fn to_host<D, M, H: HostIo>(
         }
         send(packet);
     }
-    if refused > 0 {
+    if !refused.is_empty() {
         let mtu = lock(shared).port.master().mtu;
-        // Longer than the master's MTU: the raw socket refused what the kernel's local output
-        // would fragment or answer.
-        if refused > mtu as usize && local_output_too_big(shared, io, packet, dst, mtu) {
-            failed = None;
+        for p in &refused {
+            // Longer than the master's MTU: the raw socket refused what the kernel's local
+            // output would fragment or answer. Shorter: the stack refused and answered it.
+            let sent = p.len() > mtu as usize && local_output_too_big(shared, io, p, dst, mtu);
+            if !sent {
+                failed = Some(DropReason::MtuExceeded);
+            }
         }
     }
     if let Some(reason) = failed {

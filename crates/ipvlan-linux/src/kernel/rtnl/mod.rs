@@ -125,9 +125,40 @@ pub struct LinkAddr {
     pub tentative: bool,
     /// Duplicate address detection failed: the stack will not use it (`IFA_F_DADFAILED`).
     pub dad_failed: bool,
-    /// Configured, or the kernel's own link-local (`IFA_F_PERMANENT`); `false` for what SLAAC
-    /// made from a router advertisement (RFC 4862) and for temporary addresses (RFC 8981).
+    /// `IFA_F_PERMANENT`: an infinite lifetime.
     pub permanent: bool,
+    /// `IFA_PROTO` (Linux ≥ 5.18): `Some(true)` for `kernel_ll`/`kernel_ra` (the kernel's own
+    /// link-local, SLAAC from a router advertisement, RFC 4862, and its RFC 8981 temporary
+    /// addresses), `Some(false)` for another origin, `None` when absent.
+    pub proto_kernel: Option<bool>,
+}
+
+impl LinkAddr {
+    /// Whether the kernel made the address itself (see [`LinkAddr::proto_kernel`]). A kernel
+    /// that reports `IFA_PROTO` leaves it out for configured addresses; an older one says
+    /// nothing, and then only an address without `IFA_F_PERMANENT` (a finite lifetime) is
+    /// taken as the kernel's, which a configured one with a lifetime may also be.
+    pub fn kernel_made(&self) -> bool {
+        match self.proto_kernel {
+            Some(k) => k,
+            None => !kernel_reports_proto() && !self.permanent,
+        }
+    }
+}
+
+/// Whether the running kernel reports `IFA_PROTO` (Linux ≥ 5.18), read once from `uname`.
+fn kernel_reports_proto() -> bool {
+    static REPORTS: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+    *REPORTS.get_or_init(|| {
+        let Ok(u) = nix::sys::utsname::uname() else {
+            return false;
+        };
+        let release = u.release().to_string_lossy().into_owned();
+        let mut parts = release.split(|c: char| !c.is_ascii_digit());
+        let major: u32 = parts.next().and_then(|v| v.parse().ok()).unwrap_or(0);
+        let minor: u32 = parts.next().and_then(|v| v.parse().ok()).unwrap_or(0);
+        (major, minor) >= (5, 18)
+    })
 }
 
 /// A change seen on a monitoring socket.

@@ -4,7 +4,7 @@
 
 use netlink_packet_core::NetlinkMessage;
 use netlink_packet_route::address::{
-    AddressAttribute, AddressFlags, AddressHeaderFlags, AddressMessage,
+    AddressAttribute, AddressFlags, AddressHeaderFlags, AddressMessage, AddressProtocol,
 };
 use netlink_packet_route::link::{
     AfSpecInet6, AfSpecUnspec, In6AddrGenMode, LinkAttribute, LinkFlags, LinkInfo as NlLinkInfo,
@@ -156,6 +156,16 @@ pub(crate) fn parse_addr(a: &AddressMessage) -> Option<LinkAddr> {
         || a.header.flags.contains(AddressHeaderFlags::Dadfailed);
     let permanent = flags.is_some_and(|f| f.contains(AddressFlags::Permanent))
         || a.header.flags.contains(AddressHeaderFlags::Permanent);
+    let proto = a.attributes.iter().find_map(|x| match x {
+        AddressAttribute::Protocol(p) => Some(*p),
+        _ => None,
+    });
+    let proto_kernel = proto.map(|p| {
+        matches!(
+            p,
+            AddressProtocol::RouterAnnouncement | AddressProtocol::LinkLocal
+        )
+    });
     Some(LinkAddr {
         index: a.header.index,
         addr: local.or(address)?,
@@ -163,6 +173,7 @@ pub(crate) fn parse_addr(a: &AddressMessage) -> Option<LinkAddr> {
         tentative,
         dad_failed,
         permanent,
+        proto_kernel,
     })
 }
 
@@ -284,6 +295,7 @@ mod tests {
                 tentative: true,
                 dad_failed: false,
                 permanent: false,
+                proto_kernel: None,
             })
         );
 
@@ -323,6 +335,7 @@ mod tests {
             tentative: false,
             dad_failed: false,
             permanent: false,
+            proto_kernel: None,
         };
         let got: Vec<_> = cases
             .into_iter()

@@ -232,7 +232,7 @@ impl<B: SlaveBackend> PortRuntime<B> {
             let mut port = self.dp.port();
             let mac = port.master().mac;
             if let IpAddr::V6(v6) = addr {
-                if is_shared_identity(v6, mac) && (v6.is_unicast_link_local() || !a.permanent) {
+                if is_shared_identity(v6, mac) && (v6.is_unicast_link_local() || a.kernel_made()) {
                     // The kernel made it from the shared MAC: the master's own identity, which
                     // every slave would share. Its IPv6 state was reset (or address generation
                     // turned back on): give it its per-slave identity again (R-DEVID-2).
@@ -284,9 +284,10 @@ impl<B: SlaveBackend> PortRuntime<B> {
                 port.link_local(id),
             )
         };
-        if up && addr == IpAddr::V6(ll) && rt.ipv6_disabled().unwrap_or(false) {
-            // `disable_ipv6` took it; turning IPv6 back on makes the kernel regenerate
-            // addresses, and nothing tells us when: the sweep watches.
+        if up && addr == IpAddr::V6(ll) && rt.ipv6_restarting() {
+            // `disable_ipv6` took it (and may already be off again): turning IPv6 back on
+            // makes the kernel regenerate addresses, and nothing tells us when: the sweep
+            // watches.
             rt.ipv6_pending = true;
         }
         if rt.configured.iter().any(|(other, _)| *other == addr) {
