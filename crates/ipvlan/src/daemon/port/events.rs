@@ -12,11 +12,11 @@ use ipvlan_linux::{NetNs, NsId};
 use tracing::{debug, info, warn};
 
 use super::PortRuntime;
+use crate::backend::SlaveBackend;
+use crate::daemon::slave::AddrConflict;
 
 /// The smallest MTU IPv6 runs on (RFC 8200 §5).
 const IPV6_MIN_MTU: u32 = 1280;
-use crate::backend::SlaveBackend;
-use crate::daemon::slave::AddrConflict;
 
 impl<B: SlaveBackend> PortRuntime<B> {
     /// The master changed: slaves follow its MAC, MTU and carrier; a rename is remembered.
