@@ -434,6 +434,28 @@ fn host_side_slave_in(fx: &Fx, prefix: &str, mode: &str) {
     );
 }
 
+/// The usual l3/l3s set-up with a way back: the host-side slave gw0 (port in `mode`) holds
+/// 198.51.100.1/24 and 2001:db8:2::1/64, so the master's namespace routes the slaves' prefixes
+/// to it; slave s1 in ns1 holds 198.51.100.11/32 and 2001:db8:2::11/128 with default routes
+/// through itself.
+fn slave_with_a_way_back(mode: &str) -> Fx {
+    let mut fx = Fx::new();
+    host_side_slave_in(&fx, "198.51.100.1/24", mode);
+    fx.sh("host", "ip -6 addr add 2001:db8:2::1/64 dev gw0 nodad");
+    fx.slave(
+        "s1",
+        &format!("mode {mode}"),
+        "ns1",
+        "198.51.100.11/32",
+        "2001:db8:2::11/128",
+    );
+    fx.sh(
+        "ns1",
+        "ip route add default dev s1 && ip -6 route add default dev s1",
+    );
+    fx
+}
+
 /// Packets gw0 has sent.
 fn gw0_tx(fx: &Fx) -> u64 {
     fx.sh("host", "cat /sys/class/net/gw0/statistics/tx_packets")
@@ -493,14 +515,7 @@ enum Narrow {
 /// slave learns the path MTU from the "fragmentation needed" it gets; IPv6 gets a Packet Too
 /// Big, after which the slave's own stack fragments and the ping is answered.
 fn too_big(args: &str, narrow: Narrow) {
-    let mut fx = Fx::new();
-    host_side_slave_in(&fx, "198.51.100.1/24", args.trim_start_matches("mode "));
-    fx.sh("host", "ip -6 addr add 2001:db8:2::1/64 dev gw0 nodad");
-    fx.slave("s1", args, "ns1", "198.51.100.11/32", "2001:db8:2::11/128");
-    fx.sh(
-        "ns1",
-        "ip route add default dev s1 && ip -6 route add default dev s1",
-    );
+    let fx = slave_with_a_way_back(args.trim_start_matches("mode "));
     fx.sh("ext", "ip route add 198.51.100.0/24 via 192.0.2.1 && ip -6 route add 2001:db8:2::/64 via 2001:db8:1::1");
     let (size, mtu) = match narrow {
         Narrow::Route => {
@@ -624,20 +639,7 @@ fn a_routing_loop_through_a_host_side_slave_is_stopped_in_l3s_too() {
 }
 
 fn routing_loop(mode: &str) {
-    let mut fx = Fx::new();
-    host_side_slave_in(&fx, "2001:db8:2::1/64", mode);
-    fx.sh("host", "ip addr add 198.51.100.1/24 dev gw0");
-    fx.slave(
-        "s1",
-        &format!("mode {mode}"),
-        "ns1",
-        "198.51.100.11/32",
-        "2001:db8:2::11/128",
-    );
-    fx.sh(
-        "ns1",
-        "ip route add default dev s1 && ip -6 route add default dev s1",
-    );
+    let fx = slave_with_a_way_back(mode);
     // Once the daemon has caught up with gw0 (a loaded machine delays its events).
     assert!(
         wait(Duration::from_secs(5), || fx.ping(
@@ -678,20 +680,7 @@ fn routing_loop(mode: &str) {
 fn hop_limit_one_leaves_the_master_as_the_kernels_does() {
     require_env!();
     for mode in ["l3", "l3s"] {
-        let mut fx = Fx::new();
-        host_side_slave_in(&fx, "198.51.100.1/24", mode);
-        fx.sh("host", "ip -6 addr add 2001:db8:2::1/64 dev gw0 nodad");
-        fx.slave(
-            "s1",
-            &format!("mode {mode}"),
-            "ns1",
-            "198.51.100.11/32",
-            "2001:db8:2::11/128",
-        );
-        fx.sh(
-            "ns1",
-            "ip route add default dev s1 && ip -6 route add default dev s1",
-        );
+        let fx = slave_with_a_way_back(mode);
         fx.sh("ext", "sysctl -qw net.ipv4.ip_forward=1 net.ipv6.conf.all.forwarding=1 && ip link add d0 type veth peer name d1 && ip link set d0 up && ip link set d1 up && ip route add 203.0.113.0/24 dev d0 && ip -6 route add 2001:db8:9::/64 dev d0 && ip route add 198.51.100.0/24 via 192.0.2.1 && ip -6 route add 2001:db8:2::/64 via 2001:db8:1::1");
         fx.sh("host", "ip route add 203.0.113.0/24 via 192.0.2.254 && ip -6 route add 2001:db8:9::/64 via 2001:db8:1::fe");
         // Small packets first, so the master namespace knows the external host's MACs.
