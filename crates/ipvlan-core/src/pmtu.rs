@@ -38,7 +38,6 @@ pub const ANSWER_HOP_LIMIT: u8 = 64;
 const ICMPV4_ERROR_MAX: usize = 576;
 /// IPv6: as much as fits in the minimum MTU (RFC 4443 §2.4 (c)).
 const ICMPV6_ERROR_MAX: usize = 1280;
-const IPV4_DF: u8 = 0x40;
 
 /// Decides [`TooBig`] for the IP packet `packet` (no Ethernet header).
 pub fn too_big(packet: &[u8]) -> TooBig {
@@ -47,7 +46,7 @@ pub fn too_big(packet: &[u8]) -> TooBig {
             let Ok((h, _)) = Ipv4Header::from_slice(packet) else {
                 return TooBig::Drop;
             };
-            if packet.get(6).is_some_and(|b| b & IPV4_DF == 0) {
+            if !h.dont_fragment {
                 return TooBig::Fragment;
             }
             if !answerable_v4(&h, packet) {

@@ -2,6 +2,9 @@ use super::*;
 
 use etherparse::{Icmpv4Slice, Icmpv6Slice, Ipv4HeaderSlice, Ipv6HeaderSlice, PacketBuilder};
 
+/// The DF bit in the IPv4 header's flags byte (offset 6).
+const IPV4_DF: u8 = 0x40;
+
 /// An ICMP echo request of `size` data bytes from 198.51.100.11 to 192.0.2.254, DF as given.
 fn echo_v4(size: usize, df: bool) -> Vec<u8> {
     let payload: Vec<u8> = (0..size).map(|i| i as u8).collect();

@@ -86,20 +86,12 @@ impl HostStack {
                 device: device.to_owned(),
             });
         }
-        let v4 =
-            raw_socket(libc::AF_INET, libc::SOCK_RAW, libc::IPPROTO_RAW).map_err(|source| {
-                HostError::Socket {
-                    family: "IPv4",
-                    source,
-                }
-            })?;
-        let v6 =
-            raw_socket(libc::AF_INET6, libc::SOCK_RAW, libc::IPPROTO_RAW).map_err(|source| {
-                HostError::Socket {
-                    family: "IPv6",
-                    source,
-                }
-            })?;
+        let raw = |domain: libc::c_int, family: &'static str| {
+            raw_socket(domain, libc::SOCK_RAW, libc::IPPROTO_RAW)
+                .map_err(|source| HostError::Socket { family, source })
+        };
+        let v4 = raw(libc::AF_INET, "IPv4")?;
+        let v6 = raw(libc::AF_INET6, "IPv6")?;
         let option = |option: &'static str| {
             move |source: io::Error| HostError::SetOption {
                 device: device.to_owned(),
@@ -119,13 +111,7 @@ impl HostStack {
         let _ = setsockopt(&v6, libc::SOL_IPV6, libc::IPV6_TRANSPARENT, &one);
         setsockopt(&v6, libc::SOL_IPV6, libc::IPV6_HDRINCL, &one)
             .map_err(option("IPV6_HDRINCL"))?;
-        let v4_any =
-            raw_socket(libc::AF_INET, libc::SOCK_RAW, libc::IPPROTO_RAW).map_err(|source| {
-                HostError::Socket {
-                    family: "IPv4",
-                    source,
-                }
-            })?;
+        let v4_any = raw(libc::AF_INET, "IPv4")?;
         setsockopt(&v4_any, libc::SOL_IP, libc::IP_FREEBIND, &one)
             .map_err(option("IP_FREEBIND"))?;
         let probe = (

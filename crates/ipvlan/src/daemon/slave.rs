@@ -16,7 +16,7 @@ use std::time::{Duration, Instant};
 
 use ipvlan_core::slave_id::is_shared_identity;
 use ipvlan_core::{IfName, MacAddr, SlaveId};
-use ipvlan_linux::rtnl::{AddrGenMode, LinkChange, Rtnl};
+use ipvlan_linux::rtnl::{AddrGenMode, LinkAddr, LinkChange, Rtnl};
 use ipvlan_linux::{NetNs, Tap};
 use tracing::warn;
 
@@ -26,6 +26,29 @@ use crate::backend::SlaveDevice;
 /// a restarted daemon finds its slaves (and only its own) in any namespace.
 pub fn alias_for(instance: &str, master_index: u32, id: SlaveId) -> String {
     format!("ipvlan-rs:{instance}:{master_index}:{}", id.get())
+}
+
+/// Whether IPv6 is off on the device `name` of the calling thread's namespace: its
+/// `disable_ipv6` is set, or it has no IPv6 state at all (no `conf` entry: an MTU below 1280).
+fn ipv6_off(name: &str) -> io::Result<bool> {
+    match std::fs::read_to_string(format!("/proc/sys/net/ipv6/conf/{name}/disable_ipv6")) {
+        Ok(v) => Ok(v.trim() != "0"),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(true),
+        Err(e) => Err(e),
+    }
+}
+
+/// Whether the kernel made `a` from the shared MAC (R-DEVID-2): the master's own identity
+/// under any prefix — the EUI-64 link-local (whoever added it), or a global one the kernel
+/// made itself ([`LinkAddr::kernel_made`]: SLAAC). A global one the user configured stays
+/// (the kernel lets a slave hold any address, T-25).
+pub fn kernel_made_shared_identity(a: &LinkAddr, mac: MacAddr) -> bool {
+    match a.addr {
+        IpAddr::V6(v6) => {
+            is_shared_identity(v6, mac) && (v6.is_unicast_link_local() || a.kernel_made())
+        }
+        IpAddr::V4(_) => false,
+    }
 }
 
 /// An address a slave configured while another slave of the port owned it.
@@ -194,15 +217,8 @@ impl<D: SlaveDevice> SlaveRuntime<D> {
                 );
             }
             let have = r.addresses(Some(index))?;
-            for a in &have {
-                if let IpAddr::V6(v6) = a.addr {
-                    // A configured global address with the master's identifier stays (the
-                    // kernel lets a slave hold any address, T-25); what SLAAC made goes.
-                    let link_scope = v6.is_unicast_link_local();
-                    if is_shared_identity(v6, mac) && (link_scope || a.kernel_made()) {
-                        let _ = r.del_address(index, a.addr, a.prefix_len);
-                    }
-                }
+            for a in have.iter().filter(|a| kernel_made_shared_identity(a, mac)) {
+                let _ = r.del_address(index, a.addr, a.prefix_len);
             }
             if own && !have.iter().any(|a| a.addr == IpAddr::V6(ll)) {
                 match r.add_address(index, IpAddr::V6(ll), 64, false) {
@@ -223,12 +239,17 @@ impl<D: SlaveDevice> SlaveRuntime<D> {
     /// off and on again before this was asked: `disable_ipv6` removes every address) — rather
     /// than by a user's `ip addr del` (which the kernel does not undo, nor do we).
     pub fn ipv6_restarting(&self) -> bool {
-        if self.ipv6_disabled().unwrap_or(false) {
-            return true;
-        }
+        let Ok(name) = self.current_name() else {
+            return false;
+        };
         let index = self.ifindex;
-        self.in_dev_ns(move |r| r.addresses(Some(index)))
-            .is_ok_and(|have| !have.iter().any(|a| a.addr.is_ipv6()))
+        self.in_dev_ns(move |r| -> io::Result<bool> {
+            if ipv6_off(&name)? {
+                return Ok(true);
+            }
+            Ok(!r.addresses(Some(index))?.iter().any(|a| a.addr.is_ipv6()))
+        })
+        .unwrap_or(false)
     }
 
     /// Whether IPv6 is off on the device (`disable_ipv6`, or no IPv6 state at all: an MTU
@@ -236,13 +257,7 @@ impl<D: SlaveDevice> SlaveRuntime<D> {
     /// again, which no rtnetlink event reports.
     pub fn ipv6_disabled(&self) -> io::Result<bool> {
         let name = self.current_name()?;
-        self.in_dev_ns(move |_| -> io::Result<bool> {
-            match std::fs::read_to_string(format!("/proc/sys/net/ipv6/conf/{name}/disable_ipv6")) {
-                Ok(v) => Ok(v.trim() != "0"),
-                Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(true),
-                Err(e) => Err(e),
-            }
-        })
+        self.in_dev_ns(move |_| ipv6_off(&name))
     }
 
     /// Deletes the device. Call after the data plane dropped its handle: waits (at most a

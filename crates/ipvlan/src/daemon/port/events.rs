@@ -5,7 +5,6 @@
 use std::io;
 use std::net::IpAddr;
 
-use ipvlan_core::slave_id::is_shared_identity;
 use ipvlan_core::{Claim, PortError, SlaveId};
 use ipvlan_linux::rtnl::{AddrGenMode, Link, LinkAddr, LinkChange, Rtnl};
 use ipvlan_linux::{NetNs, NsId};
@@ -13,7 +12,7 @@ use tracing::{debug, info, warn};
 
 use super::PortRuntime;
 use crate::backend::SlaveBackend;
-use crate::daemon::slave::AddrConflict;
+use crate::daemon::slave::{kernel_made_shared_identity, AddrConflict};
 
 /// The smallest MTU IPv6 runs on (RFC 8200 §5).
 const IPV6_MIN_MTU: u32 = 1280;
@@ -231,18 +230,16 @@ impl<B: SlaveBackend> PortRuntime<B> {
         let result = {
             let mut port = self.dp.port();
             let mac = port.master().mac;
-            if let IpAddr::V6(v6) = addr {
-                if is_shared_identity(v6, mac) && (v6.is_unicast_link_local() || a.kernel_made()) {
-                    // The kernel made it from the shared MAC: the master's own identity, which
-                    // every slave would share. Its IPv6 state was reset (or address generation
-                    // turned back on): give it its per-slave identity again (R-DEVID-2).
-                    let ll = port.link_local(id);
-                    drop(port);
-                    rt.configured.remove(&(addr, a.prefix_len));
-                    info!(slave = %rt.name, %addr, "the kernel made the shared MAC's IPv6 address: replacing it with the slave's own");
-                    rt.ensure_ipv6_identity(ll, mac);
-                    return;
-                }
+            if kernel_made_shared_identity(a, mac) {
+                // The master's own identity, which every slave would share. Its IPv6 state was
+                // reset (or address generation turned back on): give it its per-slave
+                // identity again (R-DEVID-2).
+                let ll = port.link_local(id);
+                drop(port);
+                rt.configured.remove(&(addr, a.prefix_len));
+                info!(slave = %rt.name, %addr, "the kernel made the shared MAC's IPv6 address: replacing it with the slave's own");
+                rt.ensure_ipv6_identity(ll, mac);
+                return;
             }
             port.add_address(id, addr)
         };
