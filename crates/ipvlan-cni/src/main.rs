@@ -5,11 +5,6 @@
 //! `IPVLAN_SOCKET`, else the daemon's default), moved into the container's namespace under
 //! `CNI_IFNAME`, and addressed by the configured IPAM plugin.
 
-mod conf;
-mod error;
-mod ipam;
-mod netcfg;
-
 use std::io::{IsTerminal, Read};
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -19,8 +14,9 @@ use ipvlan::client;
 use ipvlan::proto::{ErrorKind, LinkAdd, LinkDel, LinkShow, Request, Response};
 use serde_json::{json, Value};
 
-use conf::{Env, NetConf, SUPPORTED_VERSIONS};
-use error::{CniError, Code};
+use ipvlan_cni::conf::{self, Env, NetConf, SUPPORTED_VERSIONS};
+use ipvlan_cni::error::{CniError, Code};
+use ipvlan_cni::{ipam, netcfg};
 
 fn main() -> ExitCode {
     let command = std::env::var("CNI_COMMAND").unwrap_or_default();
@@ -99,6 +95,7 @@ fn add(conf: &NetConf, env: &Env, raw: &[u8]) -> Result<Value, CniError> {
         mtu: conf.mtu,
         spoofchk: None,
         backend: None,
+        attachment: None,
     });
     if let Response::Error { message, .. } = daemon(conf, &req)? {
         return Err(CniError::new(

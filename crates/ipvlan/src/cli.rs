@@ -351,6 +351,7 @@ fn parse_add(words: &[String]) -> Result<Request, CliError> {
         mtu,
         spoofchk,
         backend,
+        attachment: None,
     }))
 }
 

@@ -42,6 +42,23 @@ pub struct LinkAdd {
     /// path uses).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub backend: Option<BackendKind>,
+    /// The container attachment the slave is made for (by the CNI or netavark plugin): kept
+    /// with the slave, persisted, and shown, so that CNI GC can find a network's stale slaves.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub attachment: Option<Attachment>,
+}
+
+/// A container's attachment to a network, as the CNI spec names it (section 2, `GC`:
+/// `cni.dev/valid-attachments`): the network's `name`, `CNI_CONTAINERID` and `CNI_IFNAME`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Attachment {
+    /// The network configuration's `name`.
+    pub network: String,
+    /// `CNI_CONTAINERID` (netavark: the container id).
+    #[serde(rename = "containerID")]
+    pub container_id: String,
+    /// `CNI_IFNAME` (netavark: the interface name in the container).
+    pub ifname: String,
 }
 
 /// What a slave's device is made of (`link add … backend veth|tap`).
@@ -187,6 +204,9 @@ pub struct LinkView {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub host_end: Option<String>,
     pub addresses: Vec<String>,
+    /// The container attachment the slave was made for, if a plugin made it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub attachment: Option<Attachment>,
     /// Addresses configured on this slave that another slave of the port already owns: not
     /// served (the kernel would have refused them with EADDRINUSE).
     pub conflicts: Vec<Conflict>,

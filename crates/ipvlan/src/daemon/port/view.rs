@@ -111,6 +111,8 @@ fn link_view<D: SlaveDevice>(
         datapath: String::new(),
         host_end: rt.host_end(),
         addresses,
+        // Recorded by the daemon's request handling (issue 17): not yet kept.
+        attachment: None,
         conflicts: rt
             .conflicts
             .iter()
