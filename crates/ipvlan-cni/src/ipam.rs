@@ -1,5 +1,11 @@
-//! Delegating addresses to the configured IPAM plugin, as the CNI rules say: the same
-//! environment and configuration, the plugin found on CNI_PATH.
+//! Delegating addresses to the configured IPAM plugin (CNI spec, section 4 "Plugin
+//! Delegation"): the same environment and configuration, `CNI_COMMAND` set to the command
+//! delegated, the plugin found on `CNI_PATH`; its error passed on with its own code.
+//!
+//! Beyond libcni's delegation: an IPAM plugin older than the configuration (Debian 12's
+//! host-local speaks CNI up to 1.0.0, and refuses a 1.1.0 configuration with code 1) is
+//! given the configuration in the newest version it speaks, and its result read in that
+//! version; STATUS and GC go only to plugins that speak 1.1.0.
 
 use std::io::Write;
 use std::path::PathBuf;
@@ -7,7 +13,7 @@ use std::process::{Command, Stdio};
 
 use serde_json::Value;
 
-use crate::conf::{Env, NetConf};
+use crate::conf::Env;
 use crate::error::{CniError, Code};
 
 fn find(kind: &str, path: &str) -> Result<PathBuf, CniError> {
@@ -29,16 +35,24 @@ fn find(kind: &str, path: &str) -> Result<PathBuf, CniError> {
         })
 }
 
-/// Runs the IPAM plugin with `command`; returns its result (ADD) or `Null`.
-pub fn exec(command: &str, conf: &NetConf, env: &Env, raw: &[u8]) -> Result<Value, CniError> {
-    let kind = conf
-        .ipam
-        .as_ref()
-        .and_then(|i| i["type"].as_str())
-        .unwrap_or_default();
+/// Runs IPAM plugin `kind` with `command` and the configuration `raw`; returns what it
+/// printed (ADD's result) or `Null`. Its error object's code and message are passed on.
+pub fn exec(command: &str, kind: &str, env: &Env, raw: &[u8]) -> Result<Value, CniError> {
     let plugin = find(kind, &env.path)?;
-    let mut child = Command::new(&plugin)
-        .env("CNI_COMMAND", command)
+    let mut cmd = Command::new(&plugin);
+    cmd.env("CNI_COMMAND", command);
+    // The attachment's parameters as this invocation has them (GC's IPAM DEL of a stale
+    // attachment sets its own; the others are the runtime's, inherited unchanged).
+    for (k, v) in [
+        ("CNI_CONTAINERID", &env.container_id),
+        ("CNI_IFNAME", &env.ifname),
+        ("CNI_NETNS", &env.netns),
+    ] {
+        if !v.is_empty() {
+            cmd.env(k, v);
+        }
+    }
+    let mut child = cmd
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
@@ -56,10 +70,84 @@ pub fn exec(command: &str, conf: &NetConf, env: &Env, raw: &[u8]) -> Result<Valu
             .as_ref()
             .and_then(|v| v["msg"].as_str().map(str::to_owned))
             .unwrap_or_else(|| String::from_utf8_lossy(&out.stderr).trim().to_owned());
-        return Err(CniError::new(
-            Code::Plugin,
-            format!("IPAM plugin {kind} {command} failed: {msg}"),
-        ));
+        let code = parsed
+            .as_ref()
+            .and_then(|v| v["code"].as_u64())
+            .and_then(|c| u32::try_from(c).ok())
+            .map_or(Code::Plugin, Code::Delegated);
+        let details = parsed
+            .as_ref()
+            .and_then(|v| v["details"].as_str())
+            .unwrap_or_default()
+            .to_owned();
+        return Err(
+            CniError::new(code, format!("IPAM plugin {kind} {command} failed: {msg}"))
+                .with_details(details),
+        );
     }
     Ok(parsed.unwrap_or(Value::Null))
+}
+
+/// Every CNI version IPAM plugin `kind` speaks (its VERSION answer's `supportedVersions`).
+pub fn versions(kind: &str, env: &Env) -> Result<Vec<String>, CniError> {
+    let answer = exec("VERSION", kind, env, br#"{"cniVersion":"1.1.0"}"#)?;
+    Ok(answer["supportedVersions"]
+        .as_array()
+        .map(|v| {
+            v.iter()
+                .filter_map(|x| x.as_str().map(str::to_owned))
+                .collect()
+        })
+        .unwrap_or_default())
+}
+
+/// Whether IPAM plugin `kind` speaks CNI `version`.
+pub fn supports(kind: &str, env: &Env, version: &str) -> Result<bool, CniError> {
+    Ok(versions(kind, env)?.iter().any(|v| v == version))
+}
+
+/// Runs `command` of IPAM plugin `kind` (ADD, DEL, CHECK) with configuration `raw` of CNI
+/// `version`: as is if the plugin speaks that version, else with `cniVersion` lowered to the
+/// newest version it speaks below it (0.4.0 at least for CHECK). An error naming both when
+/// there is none.
+pub fn delegate(
+    command: &str,
+    kind: &str,
+    env: &Env,
+    raw: &[u8],
+    version: &str,
+) -> Result<Value, CniError> {
+    let speaks = versions(kind, env)?;
+    if speaks.iter().any(|v| v == version) {
+        return exec(command, kind, env, raw);
+    }
+    let want = crate::conf::version_tuple(version);
+    let floor = if command == "CHECK" {
+        (0, 4, 0)
+    } else {
+        (0, 3, 0)
+    };
+    let best = speaks
+        .iter()
+        .filter_map(|v| crate::conf::version_tuple(v).map(|t| (t, v)))
+        .filter(|(t, _)| Some(*t) < want && *t >= floor)
+        .max()
+        .map(|(_, v)| v.clone())
+        .ok_or_else(|| {
+            CniError::new(
+                Code::IncompatibleVersion,
+                format!(
+                    "IPAM plugin {kind} speaks CNI {} and none of them can serve a {version} configuration",
+                    speaks.join(", ")
+                ),
+            )
+        })?;
+    let mut conf: Value = serde_json::from_slice(raw).map_err(|e| {
+        CniError::new(
+            Code::Decoding,
+            format!("cannot decode the network configuration: {e}"),
+        )
+    })?;
+    conf["cniVersion"] = Value::String(best);
+    exec(command, kind, env, conf.to_string().as_bytes())
 }

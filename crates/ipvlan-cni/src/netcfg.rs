@@ -1,13 +1,15 @@
-//! What happens inside the container's namespace: the move, the name, addresses, routes — and
-//! CHECK's verification of them.
+//! What happens inside the container's namespace: the move, the name, the announcements,
+//! addresses, duplicate address detection, routes — CHECK's verification of them, and DEL's
+//! removal when the daemon cannot do it. Modelled on the reference plugins' `ipvlan` and
+//! `pkg/ipam.ConfigureIface` (containernetworking/plugins).
 
-use std::net::IpAddr;
+use std::time::{Duration, Instant};
 
-use ipvlan_linux::rtnl::{IpFamily, LinkChange, Rtnl};
+use ipvlan_linux::rtnl::{IpFamily, LinkChange, Rtnl, TABLE_MAIN};
 use ipvlan_linux::NetNs;
-use serde_json::Value;
 
 use crate::error::{CniError, Code};
+use crate::result::{IpConfig, Route};
 
 fn plugin(what: &str, e: impl std::fmt::Display) -> CniError {
     CniError::new(Code::Plugin, format!("{what}: {e}"))
@@ -73,21 +75,39 @@ pub fn move_into(name: &str, from: &NetNs, netns: &NetNs) -> Result<(), CniError
         .map_err(|e| plugin("moving the slave into the container", e))
 }
 
-pub fn parse_cidr(s: &str) -> Option<(IpAddr, u8)> {
-    let (a, p) = s.split_once('/')?;
-    Some((a.parse().ok()?, p.parse().ok()?))
+/// How long ADD waits for IPv6 duplicate address detection (the reference's
+/// `dadSettleTimeout`).
+pub const DAD_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Writes a sysctl under `/proc/sys/net` of the calling thread's namespace (`/proc/sys/net`
+/// follows the task that looks it up).
+fn sysctl(rel: &str, value: &str) -> std::io::Result<()> {
+    std::fs::write(format!("/proc/sys/net/{rel}"), value)
 }
 
-/// Inside `netns`: renames `temp` to `ifname`, brings it up, adds the IPAM addresses and
-/// routes. Returns the interface's MAC.
+fn sysctl_get(rel: &str) -> std::io::Result<String> {
+    Ok(std::fs::read_to_string(format!("/proc/sys/net/{rel}"))?
+        .trim()
+        .to_owned())
+}
+
+/// Inside `netns`, as the reference plugin does it: renames `temp` to `ifname` (an error if
+/// the container has one already); sets `arp_notify` and `ndisc_notify` so that bringing the
+/// link up announces the addresses (gratuitous ARP, unsolicited NA: stale neighbour entries
+/// on the LAN are fixed at once); with IPv6 addresses, turns IPv6 on for `lo` and the link
+/// and sets `keep_addr_on_down`; adds the addresses before the link goes up, with duplicate
+/// address detection; brings it up; waits up to [`DAD_TIMEOUT`] for IPv6 DAD and fails on a
+/// `dadfailed` address (the address is someone else's on the LAN); adds the routes, each
+/// through the gateway of its family when it names none. Returns the interface's MAC.
 pub fn configure(
     netns: &NetNs,
     temp: &str,
     ifname: &str,
-    ipam: Option<&Value>,
+    ips: &[IpConfig],
+    routes: &[Route],
 ) -> Result<String, CniError> {
     let (temp, ifname) = (temp.to_owned(), ifname.to_owned());
-    let ipam = ipam.cloned();
+    let (ips, routes) = (ips.to_vec(), routes.to_vec());
     netns
         .run(move || -> Result<String, CniError> {
             let mut r = Rtnl::open().map_err(|e| plugin("rtnetlink in the container", e))?;
@@ -98,8 +118,34 @@ pub fn configure(
                     CniError::new(Code::Plugin, "the slave did not arrive in the container")
                 })?;
             if temp != ifname {
+                if r.link_by_name(&ifname).ok().flatten().is_some() {
+                    return Err(CniError::new(
+                        Code::Plugin,
+                        format!("the container already has an interface named {ifname}"),
+                    ));
+                }
                 r.rename(link.index, &ifname)
                     .map_err(|e| plugin(&format!("renaming the slave to {ifname}"), e))?;
+            }
+            // Best effort, as the reference: IPv6 may be off in the container.
+            let _ = sysctl(&format!("ipv4/conf/{ifname}/arp_notify"), "1");
+            let _ = sysctl(&format!("ipv6/conf/{ifname}/ndisc_notify"), "1");
+            let v6 = ips.iter().any(|ip| ip.address.addr.is_ipv6());
+            if v6 {
+                for dev in ["lo", ifname.as_str()] {
+                    let rel = format!("ipv6/conf/{dev}/disable_ipv6");
+                    if sysctl_get(&rel).is_ok_and(|v| v != "0") {
+                        sysctl(&rel, "0")
+                            .map_err(|e| plugin(&format!("enabling IPv6 on {dev}"), e))?;
+                    }
+                }
+                sysctl(&format!("ipv6/conf/{ifname}/keep_addr_on_down"), "1")
+                    .map_err(|e| plugin(&format!("keep_addr_on_down on {ifname}"), e))?;
+            }
+            for ip in &ips {
+                let a = ip.address;
+                r.add_address(link.index, a.addr, a.prefix_len, false)
+                    .map_err(|e| plugin(&format!("adding {a} to {ifname}"), e))?;
             }
             r.set_link(
                 link.index,
@@ -108,65 +154,98 @@ pub fn configure(
                     ..LinkChange::default()
                 },
             )
-            .map_err(|e| plugin("bringing the slave up", e))?;
-            let ips = ipam
-                .as_ref()
-                .and_then(|v| v["ips"].as_array().cloned())
-                .unwrap_or_default();
-            let mut gateways = Vec::new();
-            for ip in &ips {
-                let (addr, plen) =
-                    ip["address"].as_str().and_then(parse_cidr).ok_or_else(|| {
-                        CniError::new(
-                            Code::Plugin,
-                            format!("IPAM returned a bad address {}", ip["address"]),
-                        )
-                    })?;
-                r.add_address(link.index, addr, plen, addr.is_ipv6())
-                    .map_err(|e| plugin(&format!("adding {addr}/{plen}"), e))?;
-                if let Some(gw) = ip["gateway"]
-                    .as_str()
-                    .and_then(|g| g.parse::<IpAddr>().ok())
-                {
-                    gateways.push(gw);
-                }
+            .map_err(|e| plugin(&format!("bringing {ifname} up"), e))?;
+            if v6 {
+                settle(&mut r, link.index, &ifname)?;
             }
-            let routes = ipam
-                .as_ref()
-                .and_then(|v| v["routes"].as_array().cloned())
-                .unwrap_or_default();
+            let gateway = |v4: bool| {
+                ips.iter()
+                    .filter_map(|ip| ip.gateway)
+                    .find(|g| g.is_ipv4() == v4)
+            };
             for route in &routes {
-                let Some((dst, plen)) = route["dst"].as_str().and_then(parse_cidr) else {
-                    continue;
+                let d = route.dst;
+                let gw = route.gw.or_else(|| gateway(d.addr.is_ipv4()));
+                let rt = ipvlan_linux::rtnl::Route {
+                    dst: d.addr,
+                    prefix_len: d.prefix_len,
+                    gateway: gw,
+                    oif: Some(link.index),
+                    priority: route.priority.unwrap_or(0),
+                    table: route.table.unwrap_or(TABLE_MAIN),
+                    scope: route.scope,
                 };
-                let gw = route["gw"]
-                    .as_str()
-                    .and_then(|g| g.parse::<IpAddr>().ok())
-                    .or_else(|| {
-                        gateways
-                            .iter()
-                            .copied()
-                            .find(|g| g.is_ipv4() == dst.is_ipv4())
-                    });
-                r.add_route(dst, plen, gw, link.index)
-                    .map_err(|e| plugin(&format!("adding the route to {dst}/{plen}"), e))?;
+                r.add_route_full(&rt).map_err(|e| {
+                    let via = gw.map(|g| format!(" via {g}")).unwrap_or_default();
+                    plugin(&format!("adding the route to {d}{via} dev {ifname}"), e)
+                })?;
             }
             Ok(link.mac.map(|m| m.to_string()).unwrap_or_default())
         })
         .map_err(|e| plugin("entering the container's namespace", e))?
 }
 
-/// CHECK: the interface exists in the container with every address of `prev`.
-pub fn verify(netns: &NetNs, ifname: &str, prev: &Value) -> Result<(), CniError> {
+/// Waits until no IPv6 address of link `index` is tentative (the reference's
+/// `ip.SettleAddresses`): an error at once for a `dadfailed` one, and after [`DAD_TIMEOUT`]
+/// if one is still tentative on a link that is up. On an l3/l3s slave (NOARP) the kernel does
+/// no DAD and this returns at once.
+fn settle(r: &mut Rtnl, index: u32, ifname: &str) -> Result<(), CniError> {
+    let deadline = Instant::now() + DAD_TIMEOUT;
+    loop {
+        let addrs = r
+            .addresses(Some(index))
+            .map_err(|e| plugin("reading the addresses", e))?;
+        let v6 = addrs.iter().filter(|a| a.addr.is_ipv6());
+        if let Some(a) = v6.clone().find(|a| a.dad_failed) {
+            return Err(CniError::new(
+                Code::Plugin,
+                format!(
+                    "{}/{} on {ifname} is in use on the LAN: duplicate address detection failed",
+                    a.addr, a.prefix_len
+                ),
+            ));
+        }
+        let Some(tentative) = v6.clone().find(|a| a.tentative) else {
+            return Ok(());
+        };
+        if Instant::now() >= deadline {
+            let up = r
+                .link_by_index(index)
+                .ok()
+                .flatten()
+                .is_some_and(|l| l.oper_up);
+            if !up {
+                return Ok(());
+            }
+            return Err(CniError::new(
+                Code::Plugin,
+                format!(
+                    "{} on {ifname} is still tentative after {} s of duplicate address detection",
+                    tentative.addr,
+                    DAD_TIMEOUT.as_secs()
+                ),
+            ));
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// What CHECK expects of the container's interface (from the `prevResult`).
+#[derive(Debug, Clone, Default)]
+pub struct Expected {
+    /// Empty: not checked.
+    pub mac: String,
+    pub ips: Vec<IpConfig>,
+    pub routes: Vec<Route>,
+}
+
+/// CHECK, in `netns`: interface `ifname` exists, has `want.mac` (if given), every address of
+/// `want.ips`, and every route of `want.routes` is in the namespace (destination and, when
+/// given, gateway), as the reference's `ValidateExpectedInterfaceIPs` and
+/// `ValidateExpectedRoute` check.
+pub fn verify(netns: &NetNs, ifname: &str, want: &Expected) -> Result<(), CniError> {
     let ifname = ifname.to_owned();
-    let want: Vec<(IpAddr, u8)> = prev["ips"]
-        .as_array()
-        .map(|ips| {
-            ips.iter()
-                .filter_map(|ip| ip["address"].as_str().and_then(parse_cidr))
-                .collect()
-        })
-        .unwrap_or_default();
+    let want = want.clone();
     netns
         .run(move || -> Result<(), CniError> {
             let mut r = Rtnl::open().map_err(|e| plugin("rtnetlink in the container", e))?;
@@ -179,18 +258,85 @@ pub fn verify(netns: &NetNs, ifname: &str, prev: &Value) -> Result<(), CniError>
                         format!("interface {ifname} is missing in the container"),
                     )
                 })?;
+            let mac = link.mac.map(|m| m.to_string()).unwrap_or_default();
+            if !want.mac.is_empty() && !want.mac.eq_ignore_ascii_case(&mac) {
+                return Err(CniError::new(
+                    Code::Plugin,
+                    format!(
+                        "interface {ifname} has MAC {mac}, the result says {}",
+                        want.mac
+                    ),
+                ));
+            }
             let have = r
                 .addresses(Some(link.index))
                 .map_err(|e| plugin("reading addresses", e))?;
-            for (addr, plen) in want {
-                if !have.iter().any(|a| a.addr == addr && a.prefix_len == plen) {
+            for ip in &want.ips {
+                let a = ip.address;
+                if !have
+                    .iter()
+                    .any(|h| h.addr == a.addr && h.prefix_len == a.prefix_len)
+                {
                     return Err(CniError::new(
                         Code::Plugin,
-                        format!("address {addr}/{plen} is missing on {ifname}"),
+                        format!("address {a} is missing on {ifname}"),
+                    ));
+                }
+            }
+            let mut routes = Vec::new();
+            for family in [IpFamily::V4, IpFamily::V6] {
+                if want
+                    .routes
+                    .iter()
+                    .any(|rt| rt.dst.addr.is_ipv4() == (family == IpFamily::V4))
+                {
+                    routes.extend(
+                        r.unicast_routes(family)
+                            .map_err(|e| plugin("reading routes", e))?,
+                    );
+                }
+            }
+            for rt in &want.routes {
+                let d = rt.dst;
+                let found = routes.iter().any(|h| {
+                    h.dst == d.addr
+                        && h.prefix_len == d.prefix_len
+                        && rt.gw.is_none_or(|g| h.gateway == Some(g))
+                });
+                if !found {
+                    let via = rt.gw.map(|g| format!(" via {g}")).unwrap_or_default();
+                    return Err(CniError::new(
+                        Code::Plugin,
+                        format!("route to {d}{via} is missing in the container"),
                     ));
                 }
             }
             Ok(())
+        })
+        .map_err(|e| plugin("entering the container's namespace", e))?
+}
+
+/// DEL without the daemon: deletes `ifname` in the namespace at `netns_path`, as the reference
+/// plugin does. `Ok(false)` when there is nothing to delete (no such namespace any more, or
+/// no such interface): DEL is best effort and idempotent.
+pub fn delete_in(netns_path: &str, ifname: &str) -> Result<bool, CniError> {
+    if netns_path.is_empty() || !std::path::Path::new(netns_path).exists() {
+        return Ok(false);
+    }
+    let Ok(netns) = NetNs::open(netns_path) else {
+        return Ok(false);
+    };
+    let ifname = ifname.to_owned();
+    netns
+        .run(move || -> Result<bool, CniError> {
+            let mut r = Rtnl::open().map_err(|e| plugin("rtnetlink in the container", e))?;
+            match r.link_by_name(&ifname) {
+                Ok(Some(link)) => r
+                    .del_link(link.index)
+                    .map(|()| true)
+                    .map_err(|e| plugin(&format!("deleting {ifname} in the container"), e)),
+                _ => Ok(false),
+            }
         })
         .map_err(|e| plugin("entering the container's namespace", e))?
 }

@@ -47,6 +47,13 @@ fn require_env() {
     }
 }
 
+/// One run of the plugin: exit code, stdout as JSON (`Null` if none), stderr.
+struct Run {
+    code: i32,
+    out: Value,
+    err: String,
+}
+
 /// The shared fixture (daemon in `host`, external host in `ext`) plus two container
 /// namespaces `c1` and `c2`.
 struct Fx(ipvlan_testkit::Fx);
@@ -91,13 +98,28 @@ impl Fx {
     /// Runs the plugin as a runtime would, from the test's own namespace (the daemon lives in
     /// `host`; the plugin finds it through the socket): (exit code, stdout JSON).
     fn plugin(&self, command: &str, container: &str, conf: &Value) -> (i32, Value) {
+        let r = self.run(command, container, conf, &[]);
+        (r.code, r.out)
+    }
+
+    /// As [`Fx::plugin`], with some `CNI_*` variables replaced (an empty value removes one),
+    /// and stderr kept.
+    fn run(&self, command: &str, container: &str, conf: &Value, vars: &[(&str, &str)]) -> Run {
         let netns = format!("/run/netns/{}", self.ns(container));
-        let mut child = Command::new(PLUGIN)
-            .env("CNI_COMMAND", command)
+        let mut cmd = Command::new(PLUGIN);
+        cmd.env("CNI_COMMAND", command)
             .env("CNI_CONTAINERID", format!("id-{container}"))
             .env("CNI_NETNS", netns)
             .env("CNI_IFNAME", "eth0")
-            .env("CNI_PATH", CNI_PATH)
+            .env("CNI_PATH", CNI_PATH);
+        for (k, v) in vars {
+            if v.is_empty() {
+                cmd.env_remove(k);
+            } else {
+                cmd.env(k, v);
+            }
+        }
+        let mut child = cmd
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
@@ -110,8 +132,11 @@ impl Fx {
             .write_all(conf.to_string().as_bytes())
             .unwrap();
         let out = child.wait_with_output().unwrap();
-        let v = serde_json::from_slice(&out.stdout).unwrap_or(Value::Null);
-        (out.status.code().unwrap_or(-1), v)
+        Run {
+            code: out.status.code().unwrap_or(-1),
+            out: serde_json::from_slice(&out.stdout).unwrap_or(Value::Null),
+            err: String::from_utf8_lossy(&out.stderr).into_owned(),
+        }
     }
 
     fn ping(&self, ns: &str, ip: &str) -> bool {
@@ -172,7 +197,13 @@ fn add_check_del_two_containers() {
     );
     let (code, err) = fx.plugin("CHECK", "c2", &chk);
     assert_ne!(code, 0);
-    assert!(err["msg"].as_str().unwrap().contains("missing"), "{err}");
+    let gone = r2["ips"][0]["address"]
+        .as_str()
+        .unwrap()
+        .split('/')
+        .next()
+        .unwrap();
+    assert!(err["msg"].as_str().unwrap().contains(gone), "{err}");
     // DEL removes everything; a second DEL succeeds too.
     assert_eq!(fx.plugin("DEL", "c1", &conf).0, 0);
     assert!(
@@ -204,8 +235,14 @@ fn version_and_bad_configs_give_cni_errors() {
         (fx.conf(json!({"mode": "l4"})), 7, "unknown ipvlan mode"),
         (
             fx.conf(json!({"linkInContainer": true})),
+            2,
+            "linkInContainer=true",
+        ),
+        (fx.conf(json!({"name": "bad name"})), 7, "network name"),
+        (
+            fx.conf(json!({"flag": "hairpin"})),
             7,
-            "linkInContainer",
+            "unknown ipvlan flag",
         ),
         (
             fx.conf(json!({"master": "nosuch"})),
@@ -293,4 +330,415 @@ fn concurrent_adds_return_once_served_so_the_first_packet_gets_through() {
     for n in 1..=N {
         assert_eq!(fx.plugin("DEL", &format!("c{n}"), &conf).0, 0);
     }
+}
+
+/// The first address of a result, without its prefix length.
+fn first_ip(r: &Value) -> String {
+    r["ips"][0]["address"]
+        .as_str()
+        .unwrap_or_default()
+        .split('/')
+        .next()
+        .unwrap_or_default()
+        .to_owned()
+}
+
+/// libcni's parameter checks and version gates, through the binary: invalid container ids and
+/// interface names are code 4 naming the variable; CHECK below 0.4.0 and STATUS/GC below
+/// 1.1.0 are code 1; a runtime's unknown command is code 4; no command at all prints what the
+/// plugin is and succeeds.
+#[test]
+#[ignore = "needs root, iproute2, nftables, TUN, the host-local IPAM plugin"]
+fn parameters_and_version_gates_as_libcni() {
+    require_env();
+    let fx = Fx::new();
+    let conf = fx.conf(json!({}));
+    for (vars, needle) in [
+        (vec![("CNI_CONTAINERID", "-x")], "CNI_CONTAINERID"),
+        (vec![("CNI_CONTAINERID", "a b")], "CNI_CONTAINERID"),
+        (vec![("CNI_IFNAME", "abcdefghijklmnop")], "too long"),
+        (vec![("CNI_IFNAME", "et/h0")], "contains /"),
+        (vec![("CNI_NETNS", "")], "[CNI_NETNS]"),
+        (vec![("CNI_PATH", "")], "[CNI_PATH]"),
+    ] {
+        let r = fx.run("ADD", "c1", &conf, &vars);
+        assert_eq!(
+            (r.code, r.out["code"].clone()),
+            (1, json!(4)),
+            "{vars:?}: {}",
+            r.out
+        );
+        assert!(r.out["msg"].as_str().unwrap().contains(needle), "{}", r.out);
+    }
+    assert!(!sh(&fx.ns("c1"), "ip link show eth0").status.success());
+    for (cmd, version) in [("CHECK", "0.3.1"), ("STATUS", "1.0.0"), ("GC", "1.0.0")] {
+        let mut c = fx.conf(json!({"cniVersion": version}));
+        c["prevResult"] = json!({});
+        let r = fx.run(cmd, "c1", &c, &[]);
+        assert_eq!(r.out["code"], 1, "{cmd} {version}: {}", r.out);
+        assert!(r.out["msg"]
+            .as_str()
+            .unwrap()
+            .contains(&format!("does not allow {cmd}")));
+    }
+    let r = fx.run("FROB", "c1", &conf, &[]);
+    assert_eq!(r.out["code"], 4, "{}", r.out);
+    let r = fx.run("", "c1", &conf, &[("CNI_COMMAND", "")]);
+    assert_eq!(r.code, 0);
+    assert!(
+        r.err
+            .contains("CNI protocol versions supported: 0.3.0, 0.3.1, 0.4.0, 1.0.0, 1.1.0"),
+        "{}",
+        r.err
+    );
+}
+
+/// CNI 1.1 STATUS: ready while the daemon answers and the master exists (code 50 otherwise,
+/// saying which); GC removes the slaves of this network whose attachment the runtime no
+/// longer lists, releases their addresses (host-local here predates GC: through its DEL), and
+/// leaves the valid ones and other networks' alone.
+#[test]
+#[ignore = "needs root, iproute2, nftables, TUN, the host-local IPAM plugin"]
+fn status_and_gc_as_cni_1_1() {
+    require_env();
+    let mut fx = Fx::new();
+    fx.0.add_ns("c3");
+    let conf = fx.conf(json!({"cniVersion": "1.1.0"}));
+    let r = fx.run("STATUS", "c1", &conf, &[]);
+    assert_eq!(r.code, 0, "{} {}", r.out, r.err);
+    let r = fx.run(
+        "STATUS",
+        "c1",
+        &fx.conf(json!({"cniVersion": "1.1.0", "master": "nosuch"})),
+        &[],
+    );
+    assert_eq!(r.out["code"], 50, "{}", r.out);
+    assert!(
+        r.out["msg"]
+            .as_str()
+            .unwrap()
+            .contains("master nosuch does not exist"),
+        "{}",
+        r.out
+    );
+
+    let mut results = Vec::new();
+    for c in ["c1", "c2"] {
+        let (code, r) = fx.plugin("ADD", c, &conf);
+        assert_eq!(code, 0, "{r}");
+        results.push(r);
+    }
+    // Another network's slave in c3: GC of ours must not touch it.
+    let other = fx.conf(json!({
+        "cniVersion": "1.1.0",
+        "name": "other-net",
+        "ipam": {"type": "static", "addresses": [{"address": "192.0.2.140/24"}]},
+    }));
+    let (code, r3) = fx.plugin("ADD", "c3", &other);
+    assert_eq!(code, 0, "{r3}");
+    let shown = fx.0.cli_ok(&["-j", "link", "show"]);
+    assert!(
+        shown.contains("\"containerID\":\"id-c2\""),
+        "attachment recorded: {shown}"
+    );
+
+    let mut gc = conf.clone();
+    gc["cni.dev/valid-attachments"] = json!([{"containerID": "id-c1", "ifname": "eth0"}]);
+    let r = fx.run(
+        "GC",
+        "c1",
+        &gc,
+        &[
+            ("CNI_CONTAINERID", ""),
+            ("CNI_IFNAME", ""),
+            ("CNI_NETNS", ""),
+        ],
+    );
+    assert_eq!(r.code, 0, "{} {}", r.out, r.err);
+    assert!(
+        !sh(&fx.ns("c2"), "ip link show eth0").status.success(),
+        "c2's slave removed"
+    );
+    assert!(
+        sh(&fx.ns("c1"), "ip link show eth0").status.success(),
+        "c1's slave kept"
+    );
+    assert!(
+        sh(&fx.ns("c3"), "ip link show eth0").status.success(),
+        "other network's kept"
+    );
+    assert!(fx.ping("c1", "192.0.2.254"), "c1 still works");
+    // c2's address is free again: host-local hands it to the next container.
+    let ipam_dir = fx.0.dir().join("ipam");
+    let leases = std::fs::read_dir(ipam_dir.join("ipvl-test")).unwrap();
+    let held: Vec<String> = leases
+        .filter_map(|e| e.ok())
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .collect();
+    assert!(
+        !held.contains(&first_ip(&results[1])),
+        "c2's lease released: {held:?}"
+    );
+    assert!(
+        held.contains(&first_ip(&results[0])),
+        "c1's lease kept: {held:?}"
+    );
+
+    // With the daemon gone, STATUS says ADD cannot be served.
+    fx.0.stop_daemon(false);
+    let r = fx.run("STATUS", "c1", &conf, &[]);
+    assert_eq!(r.out["code"], 50, "{}", r.out);
+    assert!(
+        r.out["msg"].as_str().unwrap().contains("ipvlan"),
+        "{}",
+        r.out
+    );
+}
+
+/// Chained after a plugin whose result names one interface, without `ipam` or `master`: the
+/// slave is made on that interface and given the prevResult's IPs and routes; the result
+/// replaces the interfaces and passes the DNS through (a configured `dns` wins). Errors when
+/// the prevResult names several interfaces, or when there is neither ipam nor an IP.
+#[test]
+#[ignore = "needs root, iproute2, nftables, TUN, the host-local IPAM plugin"]
+fn chained_from_a_prev_result_as_the_reference_plugin() {
+    require_env();
+    let fx = Fx::new();
+    let mut conf = fx.conf(json!({}));
+    let o = conf.as_object_mut().unwrap();
+    o.remove("master");
+    o.remove("ipam");
+    conf["prevResult"] = json!({
+        "cniVersion": "1.0.0",
+        "interfaces": [{"name": "m0"}],
+        "ips": [{"address": "192.0.2.77/24", "gateway": "192.0.2.254", "interface": 0}],
+        "routes": [{"dst": "198.51.100.0/24"}],
+        "dns": {"nameservers": ["192.0.2.53"]}
+    });
+    let (code, r) = fx.plugin("ADD", "c1", &conf);
+    assert_eq!(code, 0, "{r}");
+    assert_eq!(r["interfaces"].as_array().unwrap().len(), 1, "{r}");
+    assert_eq!(r["interfaces"][0]["name"], "eth0");
+    assert_eq!(r["ips"][0]["address"], "192.0.2.77/24");
+    assert_eq!(r["ips"][0]["interface"], 0);
+    assert_eq!(r["dns"]["nameservers"][0], "192.0.2.53", "{r}");
+    let shown = fx.0.cli_ok(&["-j", "link", "show"]);
+    assert!(shown.contains("\"master\":\"m0\""), "{shown}");
+    assert!(
+        fx.ping("c1", "192.0.2.254"),
+        "the prevResult's address works"
+    );
+    let routes = sh(&fx.ns("c1"), "ip route show 198.51.100.0/24");
+    assert!(
+        String::from_utf8_lossy(&routes.stdout).contains("via 192.0.2.254 dev eth0"),
+        "the prevResult's route, through its gateway: {routes:?}"
+    );
+    // A configured dns replaces the prevResult's.
+    let mut with_dns = conf.clone();
+    with_dns["prevResult"]["ips"][0]["address"] = json!("192.0.2.78/24");
+    with_dns["dns"] = json!({"nameservers": ["198.51.100.53"], "search": ["example.test"]});
+    let (code, r2) = fx.plugin("ADD", "c2", &with_dns);
+    assert_eq!(code, 0, "{r2}");
+    assert_eq!(r2["dns"]["search"][0], "example.test", "{r2}");
+    assert_eq!(r2["dns"]["nameservers"][0], "198.51.100.53");
+    assert_eq!(fx.plugin("DEL", "c2", &with_dns).0, 0);
+    // Several interfaces and no master: no guess.
+    let mut two = conf.clone();
+    two["prevResult"]["interfaces"] = json!([{"name": "m0"}, {"name": "e9"}]);
+    let (code, e) = fx.plugin("ADD", "c2", &two);
+    assert_ne!(code, 0);
+    assert!(
+        e["msg"]
+            .as_str()
+            .unwrap()
+            .contains("single named interface"),
+        "{e}"
+    );
+    // No ipam and no prevResult: nothing to address it with.
+    let mut bare = conf.clone();
+    bare.as_object_mut().unwrap().remove("prevResult");
+    bare["master"] = json!("m0");
+    let (code, e) = fx.plugin("ADD", "c2", &bare);
+    assert_eq!((code, e["code"].clone()), (1, json!(7)), "{e}");
+    assert!(!sh(&fx.ns("c2"), "ip link show eth0").status.success());
+    // CHECK with the ADD's own result passes; DEL removes it.
+    let mut chk = conf.clone();
+    chk["prevResult"] = r.clone();
+    assert_eq!(fx.plugin("CHECK", "c1", &chk).0, 0);
+    assert_eq!(fx.plugin("DEL", "c1", &conf).0, 0);
+}
+
+/// CHECK compares what the reference compares: the sandbox of the prevResult's interface, its
+/// MAC, and its routes, beside the addresses.
+#[test]
+#[ignore = "needs root, iproute2, nftables, TUN, the host-local IPAM plugin"]
+fn check_compares_sandbox_mac_and_routes() {
+    require_env();
+    let fx = Fx::new();
+    let conf = fx.conf(json!({}));
+    let (code, r) = fx.plugin("ADD", "c1", &conf);
+    assert_eq!(code, 0, "{r}");
+    let check = |prev: &Value| {
+        let mut c = conf.clone();
+        c["prevResult"] = prev.clone();
+        fx.plugin("CHECK", "c1", &c)
+    };
+    assert_eq!(check(&r).0, 0, "its own result");
+    for (field, value, needle) in [
+        ("sandbox", json!("/run/netns/elsewhere"), "sandbox"),
+        ("mac", json!("02:00:00:00:00:99"), "MAC"),
+    ] {
+        let mut bad = r.clone();
+        bad["interfaces"][0][field] = value;
+        let (code, e) = check(&bad);
+        assert_ne!(code, 0, "{field}");
+        assert!(e["msg"].as_str().unwrap().contains(needle), "{e}");
+    }
+    sh(&fx.ns("c1"), "ip route del default");
+    let (code, e) = check(&r);
+    assert_ne!(code, 0);
+    assert!(
+        e["msg"].as_str().unwrap().contains("route to 0.0.0.0/0"),
+        "{e}"
+    );
+}
+
+/// ipvlan-rs's own keys and the well-known ones: `flag` and `spoofchk` reach the daemon (a
+/// private port keeps two containers apart), `dns` is returned, and an unknown key is named on
+/// stderr without failing ADD.
+#[test]
+#[ignore = "needs root, iproute2, nftables, TUN, the host-local IPAM plugin"]
+fn flag_spoofchk_dns_and_unknown_keys() {
+    require_env();
+    let fx = Fx::new();
+    let conf = fx.conf(json!({
+        "flag": "private",
+        "spoofchk": true,
+        "dns": {"nameservers": ["192.0.2.53"]},
+        "mdoe": "l3",
+    }));
+    let r1 = fx.run("ADD", "c1", &conf, &[]);
+    assert_eq!(r1.code, 0, "{}", r1.out);
+    assert!(r1.err.contains("\"mdoe\" is not used"), "{}", r1.err);
+    assert_eq!(r1.out["dns"]["nameservers"][0], "192.0.2.53");
+    let (code, r2) = fx.plugin("ADD", "c2", &conf);
+    assert_eq!(code, 0, "{r2}");
+    let shown: Value = serde_json::from_str(&fx.0.cli_ok(&["-j", "link", "show"])).unwrap();
+    let links = shown.as_array().cloned().unwrap_or_default();
+    assert_eq!(links.len(), 2, "{shown}");
+    for l in &links {
+        assert_eq!(l["flag"], "private", "{l}");
+        assert_eq!(l["spoofchk"], true, "{l}");
+    }
+    assert!(
+        fx.ping("c1", "192.0.2.254"),
+        "private: the wire is reachable"
+    );
+    assert!(
+        !fx.ping("c1", &first_ip(&r2)),
+        "private: no unicast between slaves"
+    );
+    assert_eq!(fx.plugin("DEL", "c2", &conf).0, 0);
+}
+
+/// As the reference plugin: the address is on the interface before it comes up with
+/// `arp_notify`, so the LAN hears a gratuitous ARP and a stale neighbour entry is fixed at
+/// once; IPv6 addresses go through duplicate address detection and ADD waits for it: an
+/// address the LAN already has fails ADD (and leaves nothing behind), another is usable (not
+/// tentative) when ADD returns.
+#[test]
+#[ignore = "needs root, iproute2, nftables, TUN, the host-local IPAM plugin"]
+fn addresses_are_announced_and_ipv6_waits_for_dad() {
+    require_env();
+    let fx = Fx::new();
+    // The external host believes 192.0.2.100 (host-local's first) is elsewhere.
+    fx.0.sh(
+        "ext",
+        "ip neigh replace 192.0.2.100 lladdr 02:aa:bb:cc:dd:ee dev e0 nud stale",
+    );
+    let (code, r) = fx.plugin("ADD", "c1", &fx.conf(json!({})));
+    assert_eq!(code, 0, "{r}");
+    assert_eq!(first_ip(&r), "192.0.2.100");
+    assert!(
+        ipvlan_testkit::wait(Duration::from_secs(3), || {
+            fx.0.sh("ext", "ip neigh show 192.0.2.100")
+                .contains("02:00:00:00:00:01")
+        }),
+        "the gratuitous ARP fixed the external host's entry: {}",
+        fx.0.sh("ext", "ip neigh show 192.0.2.100")
+    );
+    let v6 =
+        |addr: &str| fx.conf(json!({"ipam": {"type": "static", "addresses": [{"address": addr}]}}));
+    // e0 on the external host has 2001:db8:1::fe.
+    let t = Instant::now();
+    let (code, e) = fx.plugin("ADD", "c2", &v6("2001:db8:1::fe/64"));
+    assert_ne!(code, 0, "{e}");
+    assert!(
+        e["msg"]
+            .as_str()
+            .unwrap()
+            .contains("duplicate address detection failed"),
+        "{e}"
+    );
+    assert!(t.elapsed() < Duration::from_secs(6), "{:?}", t.elapsed());
+    assert!(
+        !sh(&fx.ns("c2"), "ip link show eth0").status.success(),
+        "nothing left"
+    );
+    assert!(
+        !fx.0.cli_ok(&["link", "show"]).contains("c2"),
+        "no slave left"
+    );
+    let (code, r) = fx.plugin("ADD", "c2", &v6("2001:db8:1::77/64"));
+    assert_eq!(code, 0, "{r}");
+    let addrs = sh(&fx.ns("c2"), "ip -6 addr show dev eth0");
+    let addrs = String::from_utf8_lossy(&addrs.stdout);
+    assert!(
+        addrs.contains("2001:db8:1::77/64") && !addrs.contains("tentative"),
+        "{addrs}"
+    );
+    let keep = sh(
+        &fx.ns("c2"),
+        "cat /proc/sys/net/ipv6/conf/eth0/keep_addr_on_down",
+    );
+    assert_eq!(String::from_utf8_lossy(&keep.stdout).trim(), "1");
+    assert!(fx.ping("c2", "2001:db8:1::fe"), "usable at once");
+}
+
+/// DEL with the daemon down still removes the container's interface (and the IPAM lease),
+/// and succeeds; the daemon, started again, no longer has the slave and the address can be
+/// taken again.
+#[test]
+#[ignore = "needs root, iproute2, nftables, TUN, the host-local IPAM plugin"]
+fn del_without_the_daemon_succeeds_and_the_daemon_reconciles() {
+    require_env();
+    let mut fx = Fx::new();
+    let conf = fx.conf(json!({}));
+    let (code, r) = fx.plugin("ADD", "c1", &conf);
+    assert_eq!(code, 0, "{r}");
+    fx.0.stop_daemon(false);
+    let d = fx.run("DEL", "c1", &conf, &[]);
+    assert_eq!(d.code, 0, "{} {}", d.out, d.err);
+    assert!(d.err.contains("directly"), "{}", d.err);
+    assert!(
+        !sh(&fx.ns("c1"), "ip link show eth0").status.success(),
+        "removed"
+    );
+    fx.0.start_daemon();
+    assert!(
+        ipvlan_testkit::wait(Duration::from_secs(5), || fx.0.links().is_empty()),
+        "the daemon dropped the slave: {:?}",
+        fx.0.links()
+    );
+    let lease = fx.0.dir().join("ipam").join("ipvl-test").join(first_ip(&r));
+    assert!(
+        !lease.exists(),
+        "the lease was released: {}",
+        lease.display()
+    );
+    // The address is free for another slave: a static one takes it and works.
+    let same = fx.conf(json!({"ipam": {"type": "static", "addresses": [{"address": format!("{}/24", first_ip(&r))}]}}));
+    let (code, again) = fx.plugin("ADD", "c2", &same);
+    assert_eq!(code, 0, "{again}");
+    assert!(fx.ping("c2", "192.0.2.254"));
 }

@@ -46,7 +46,7 @@ mod route;
 pub use ipvlan_core::IpFamily;
 
 pub use error::{RtnlError, RtnlOp};
-pub use route::TABLE_MAIN;
+pub use route::{Route, TABLE_MAIN};
 
 use parse::{messages, parse_addr, parse_link};
 

@@ -124,6 +124,98 @@ pub(crate) fn default_route_oif(routes: &[RouteMessage]) -> Option<u32> {
         .map(|(_, oif)| oif)
 }
 
+/// A unicast route as `ip route add` takes it and a dump reports it: `dst/prefix_len` (the
+/// default route with 0) via `gateway` or directly on link `oif`, with its metric
+/// (`RTA_PRIORITY`), table (`RTA_TABLE`) and scope (`rtm_scope`, `RT_SCOPE_*`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Route {
+    pub dst: IpAddr,
+    pub prefix_len: u8,
+    pub gateway: Option<IpAddr>,
+    /// Output device; `None` in a dump for a route without `RTA_OIF` (a multipath route's
+    /// first next hop's device is reported).
+    pub oif: Option<u32>,
+    /// Metric; 0 when absent.
+    pub priority: u32,
+    /// Table; [`TABLE_MAIN`] by default.
+    pub table: u32,
+    /// `RT_SCOPE_*`; `None`: universe with a gateway, link without, as `ip route` picks.
+    pub scope: Option<u8>,
+}
+
+/// The `RTM_NEWROUTE` for `r` (protocol static, as `ip route add` sends).
+pub(crate) fn new_route(r: &Route) -> RouteMessage {
+    let mut msg = RouteMessage::default();
+    msg.header.address_family = address_family(family_of(r.dst));
+    msg.header.destination_prefix_length = r.prefix_len;
+    msg.header.table = header_table(r.table);
+    msg.header.protocol = RouteProtocol::Static;
+    msg.header.kind = RouteType::Unicast;
+    msg.header.scope = match (r.scope, r.gateway) {
+        (Some(s), _) => RouteScope::from(s),
+        (None, Some(_)) => RouteScope::Universe,
+        (None, None) => RouteScope::Link,
+    };
+    if r.prefix_len > 0 {
+        msg.attributes
+            .push(RouteAttribute::Destination(RouteAddress::from(r.dst)));
+    }
+    if let Some(gw) = r.gateway {
+        msg.attributes
+            .push(RouteAttribute::Gateway(RouteAddress::from(gw)));
+    }
+    if let Some(oif) = r.oif {
+        msg.attributes.push(RouteAttribute::Oif(oif));
+    }
+    if r.priority != 0 {
+        msg.attributes.push(RouteAttribute::Priority(r.priority));
+    }
+    msg.attributes.push(RouteAttribute::Table(r.table));
+    msg
+}
+
+fn route_addr(a: &RouteAddress) -> Option<IpAddr> {
+    match a {
+        RouteAddress::Inet(v4) => Some(IpAddr::V4(*v4)),
+        RouteAddress::Inet6(v6) => Some(IpAddr::V6(*v6)),
+        _ => None,
+    }
+}
+
+/// A dumped unicast route as a [`Route`]; `None` for other kinds (local, broadcast…).
+pub(crate) fn parse_route(r: &RouteMessage) -> Option<Route> {
+    if r.header.kind != RouteType::Unicast {
+        return None;
+    }
+    let mut out = Route {
+        dst: match r.header.address_family {
+            netlink_packet_route::AddressFamily::Inet6 => {
+                IpAddr::V6(std::net::Ipv6Addr::UNSPECIFIED)
+            }
+            _ => IpAddr::V4(std::net::Ipv4Addr::UNSPECIFIED),
+        },
+        prefix_len: r.header.destination_prefix_length,
+        gateway: None,
+        oif: None,
+        priority: 0,
+        table: route_table(r),
+        scope: Some(u8::from(r.header.scope)),
+    };
+    for a in &r.attributes {
+        match a {
+            RouteAttribute::Destination(d) => out.dst = route_addr(d)?,
+            RouteAttribute::Gateway(g) => out.gateway = route_addr(g),
+            RouteAttribute::Oif(i) => out.oif = Some(*i),
+            RouteAttribute::Priority(p) => out.priority = *p,
+            RouteAttribute::MultiPath(hops) if out.oif.is_none() => {
+                out.oif = hops.first().map(|h| h.interface_index);
+            }
+            _ => {}
+        }
+    }
+    Some(out)
+}
+
 impl Rtnl {
     /// Adds a route in the main table to `dst`/`prefix_len` (the default route with 0) via
     /// `gateway` or directly on link `oif` (`RTM_NEWROUTE`, `EEXIST` if there is one).
@@ -134,30 +226,24 @@ impl Rtnl {
         gateway: Option<IpAddr>,
         oif: u32,
     ) -> Result<(), RtnlError> {
-        let mut msg = RouteMessage::default();
-        msg.header.address_family = address_family(family_of(dst));
-        msg.header.destination_prefix_length = prefix_len;
-        msg.header.table = RouteHeader::RT_TABLE_MAIN;
-        msg.header.protocol = RouteProtocol::Static;
-        msg.header.kind = RouteType::Unicast;
-        msg.header.scope = if gateway.is_some() {
-            RouteScope::Universe
-        } else {
-            RouteScope::Link
-        };
-        if prefix_len > 0 {
-            msg.attributes
-                .push(RouteAttribute::Destination(RouteAddress::from(dst)));
-        }
-        if let Some(gw) = gateway {
-            msg.attributes
-                .push(RouteAttribute::Gateway(RouteAddress::from(gw)));
-        }
-        msg.attributes.push(RouteAttribute::Oif(oif));
-        let op = RtnlOp::AddRoute {
+        self.add_route_full(&Route {
             dst,
             prefix_len,
-            oif,
+            gateway,
+            oif: Some(oif),
+            priority: 0,
+            table: TABLE_MAIN,
+            scope: None,
+        })
+    }
+
+    /// Adds route `r` (`RTM_NEWROUTE` with `NLM_F_EXCL`: `EEXIST` if that route is there).
+    pub fn add_route_full(&mut self, r: &Route) -> Result<(), RtnlError> {
+        let msg = new_route(r);
+        let op = RtnlOp::AddRoute {
+            dst: r.dst,
+            prefix_len: r.prefix_len,
+            oif: r.oif.unwrap_or(0),
         };
         self.request(
             op,
@@ -261,6 +347,16 @@ impl Rtnl {
     /// route); `None` without a default route.
     pub fn default_route_device(&mut self, family: IpFamily) -> Result<Option<u32>, RtnlError> {
         Ok(default_route_oif(&self.routes(family)?))
+    }
+
+    /// Every unicast route of `family`, in every table (`RTM_GETROUTE` dump), as `ip route
+    /// show table all type unicast` lists them.
+    pub fn unicast_routes(&mut self, family: IpFamily) -> Result<Vec<Route>, RtnlError> {
+        Ok(self
+            .routes(family)?
+            .iter()
+            .filter_map(parse_route)
+            .collect())
     }
 
     /// Every route of `family`, in every table (`RTM_GETROUTE` dump).
@@ -428,6 +524,47 @@ mod tests {
                 RouteAttribute::Priority(1024),
                 RouteAttribute::Table(200),
             ]
+        );
+    }
+
+    #[test]
+    fn a_route_reads_back_as_it_was_built() {
+        let r = Route {
+            dst: "2001:db8::".parse().unwrap(),
+            prefix_len: 32,
+            gateway: Some("2001:db8::1".parse().unwrap()),
+            oif: Some(7),
+            priority: 100,
+            table: TABLE_MAIN,
+            scope: Some(0),
+        };
+        let RouteNetlinkMessage::NewRoute(m) =
+            round_trip(RouteNetlinkMessage::NewRoute(new_route(&r)))
+        else {
+            panic!("not a route")
+        };
+        assert_eq!(parse_route(&m), Some(r));
+        let v4 = Route {
+            dst: "0.0.0.0".parse().unwrap(),
+            prefix_len: 0,
+            gateway: None,
+            oif: Some(3),
+            priority: 0,
+            table: 1000,
+            scope: None,
+        };
+        let RouteNetlinkMessage::NewRoute(m) =
+            round_trip(RouteNetlinkMessage::NewRoute(new_route(&v4)))
+        else {
+            panic!("not a route")
+        };
+        // Read back, the scope is the one `ip route` picks without a gateway: link (253).
+        assert_eq!(
+            parse_route(&m),
+            Some(Route {
+                scope: Some(253),
+                ..v4
+            })
         );
     }
 }
