@@ -386,7 +386,7 @@ impl Daemon {
         if let Err(e) = self.resync((master, id), &ns) {
             warn!(slave = %saved.name, "resynchronising: {e}");
         }
-        warn!(slave = %saved.name, master = %master_link.name, "slave missing from the state file found by its alias: served again (spoofchk off)");
+        warn!(slave = %saved.name, master = %master_link.name, "slave missing from the state file found by its alias: served again (spoofchk off; the container attachment it may have been made for is not known)");
         Ok(())
     }
 
@@ -460,17 +460,23 @@ impl Daemon {
             };
             let pinned = s.backend == BackendKind::Tap && ns.id() != self.ns.id();
             match port.restore_slave(s, device, pinned, carrier) {
-                Ok(id) => restored.push((id, ns, s.name.clone())),
+                Ok(id) => restored.push((id, ns, s)),
                 Err(e) => warn!(slave = %s.name, "cannot restore: {e}"),
             }
         }
         let index = link.index;
         self.ports.insert(index, port);
-        for (id, ns, name) in restored {
+        for (id, ns, s) in restored {
             if let Err(e) = self.resync((index, id), &ns) {
-                warn!(slave = %name, "resynchronising: {e}");
+                warn!(slave = %s.name, "resynchronising: {e}");
             }
-            info!(slave = %name, "slave restored");
+            match &s.attachment {
+                Some(a) => info!(
+                    slave = %s.name, network = %a.network, container = %a.container_id,
+                    ifname = %a.ifname, "slave restored"
+                ),
+                None => info!(slave = %s.name, "slave restored"),
+            }
         }
         if let Some(p) = self.ports.get(&index) {
             p.restored();
