@@ -515,8 +515,14 @@ fn render(l: &LinkView, opts: &Options) -> String {
             .as_ref()
             .map(|h| format!(" host-end {h}"))
             .unwrap_or_default();
+        // Made by a container plugin: which network, container and interface it is for.
+        let attachment = l
+            .attachment
+            .as_ref()
+            .map(|a| format!(" attachment {}/{}/{}", a.network, a.container_id, a.ifname))
+            .unwrap_or_default();
         s.push_str(&format!(
-            "    ipvlan  mode {} {} dev_id {:#x} spoofchk {}{}{backend}{host_end}{datapath}{queues}\n",
+            "    ipvlan  mode {} {} dev_id {:#x} spoofchk {}{}{backend}{host_end}{datapath}{queues}{attachment}\n",
             l.mode,
             l.flag,
             l.id,

@@ -13,6 +13,7 @@ use std::path::PathBuf;
 use serde_json::{json, Value};
 
 use super::*;
+use crate::proto::Attachment;
 
 /// The request `ipvlan link WORDS` makes, as JSON without its `null` fields, or the exit code
 /// and message it is refused with.
@@ -461,4 +462,37 @@ fn a_command_that_parses_goes_to_the_socket() {
             words.join(" ")
         );
     }
+}
+
+/// A slave as a daemon shows it, with `attachment`.
+fn shown(attachment: Option<Attachment>) -> LinkView {
+    serde_json::from_value(json!({
+        "name": "ipvl0", "current_name": "eth0", "master": "m0", "mode": "l2",
+        "flag": "bridge", "id": 1, "mtu": 1500, "mac": "02:00:00:00:00:01",
+        "netns": "c0", "ifindex": 7, "up": true, "noarp": false, "carrier": true,
+        "spoofchk": false, "backend": "veth", "datapath": "bpf-tcx",
+        "addresses": ["192.0.2.11"], "attachment": attachment, "conflicts": [],
+        "stats": {"rx_packets": 0, "rx_bytes": 0, "rx_multicast": 0, "tx_packets": 0,
+                  "tx_bytes": 0, "tx_errors": 0, "rx_dropped": 0, "tx_dropped": 0,
+                  "drops": [], "address_conflicts": 0}
+    }))
+    .unwrap()
+}
+
+#[test]
+fn details_name_the_container_a_plugin_made_the_slave_for() {
+    let a = Attachment {
+        network: "net1".into(),
+        container_id: "c0ffee".into(),
+        ifname: "eth0".into(),
+    };
+    let details = Options {
+        details: true,
+        ..Options::default()
+    };
+    let out = render(&shown(Some(a.clone())), &details);
+    let line = out.lines().find(|l| l.contains("ipvlan  mode")).unwrap();
+    assert!(line.ends_with(" attachment net1/c0ffee/eth0"), "{out}");
+    assert!(!render(&shown(Some(a)), &Options::default()).contains("attachment"));
+    assert!(!render(&shown(None), &details).contains("attachment"));
 }

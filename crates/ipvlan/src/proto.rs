@@ -33,7 +33,8 @@ pub struct LinkAdd {
     pub name: String,
     pub mode: Option<Mode>,
     pub flag: Option<Flag>,
-    /// Bytes; at most the master's (R-MTU-1).
+    /// Bytes, 68…65535 (R-MTU-2); `None`: the master's (R-MTU-1). One above the master's is
+    /// accepted, as the kernel accepts it, with a note saying what it means.
     pub mtu: Option<u32>,
     /// `spoofchk on|off`: the source-address guard.
     #[serde(default)]

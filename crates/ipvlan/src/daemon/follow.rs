@@ -8,6 +8,7 @@ use ipvlan_linux::rtnl::Event;
 use ipvlan_linux::NetNs;
 use tracing::warn;
 
+use super::slave::log_gone;
 use super::{Daemon, SlaveKey};
 
 impl Daemon {
@@ -107,7 +108,12 @@ impl Daemon {
             },
             Err(_) => {
                 // R-LIFE-5: the device was deleted, or its namespace and the device with it.
-                warn!(slave = %name, "slave device is gone (the device, or its namespace was deleted): removed from its port");
+                log_gone(
+                    name.as_str(),
+                    rt.attachment.as_ref(),
+                    "container gone: slave removed",
+                    "slave device is gone (the device, or its namespace was deleted): removed from its port",
+                );
                 self.resync_pending.remove(&(master, id));
                 if let Some(p) = self.ports.get_mut(&master) {
                     p.remove_slave(id, false);
@@ -159,7 +165,12 @@ impl Daemon {
             for p in self.ports.values_mut() {
                 for id in p.orphaned_slaves(ours, &referenced) {
                     if let Some(rt) = p.slave(id) {
-                        warn!(slave = %rt.name, "slave's namespace was deleted (only the daemon still held it): slave removed");
+                        log_gone(
+                            rt.name.as_str(),
+                            rt.attachment.as_ref(),
+                            "container gone: slave removed",
+                            "slave's namespace was deleted (only the daemon still held it): slave removed",
+                        );
                     }
                     p.remove_slave(id, true);
                     self.state_dirty = true;

@@ -22,8 +22,10 @@ use tracing::{info, warn};
 
 use super::error::RequestError;
 use super::port::PortRuntime;
+use super::slave::log_gone;
 use super::Daemon;
 use crate::backend::{BackendKind, FoundDevice, SlaveBackend, SlaveDevice};
+use crate::proto::Attachment;
 
 pub const STATE_FILE: &str = "state.json";
 const VERSION: u32 = 1;
@@ -86,6 +88,10 @@ pub struct SlaveState {
     /// What its device is made of (`tap` in state files from before backends).
     #[serde(default)]
     pub backend: BackendKind,
+    /// The container attachment it was made for (`LinkAdd.attachment`); absent for slaves
+    /// the user made, and in state files from before attachments.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub attachment: Option<Attachment>,
 }
 
 /// What loading found.
@@ -348,6 +354,8 @@ impl Daemon {
             router: false,
             owned: Vec::new(),
             backend: kind,
+            // Not kept on the device: a slave missing from the state file loses it.
+            attachment: None,
         };
         let userspace = !self
             .ports
@@ -378,7 +386,7 @@ impl Daemon {
         if let Err(e) = self.resync((master, id), &ns) {
             warn!(slave = %saved.name, "resynchronising: {e}");
         }
-        warn!(slave = %saved.name, master = %master_link.name, "slave missing from the state file found by its alias: served again (spoofchk off)");
+        warn!(slave = %saved.name, master = %master_link.name, "slave missing from the state file found by its alias: served again (spoofchk off; the container attachment it may have been made for is not known)");
         Ok(())
     }
 
@@ -426,7 +434,13 @@ impl Daemon {
         let mut restored = Vec::new();
         for s in &ps.slaves {
             let Some((ns, name)) = locate(namespaces, &s.alias) else {
-                warn!(slave = %s.name, "slave no longer exists (its namespace was deleted?): dropped");
+                // Nothing of it is restored: no address claim, no device made again.
+                log_gone(
+                    &s.name,
+                    s.attachment.as_ref(),
+                    "container gone while the daemon was down: slave dropped",
+                    "slave no longer exists (its namespace was deleted?): dropped",
+                );
                 continue;
             };
             let found = FoundDevice {
@@ -446,17 +460,23 @@ impl Daemon {
             };
             let pinned = s.backend == BackendKind::Tap && ns.id() != self.ns.id();
             match port.restore_slave(s, device, pinned, carrier) {
-                Ok(id) => restored.push((id, ns, s.name.clone())),
+                Ok(id) => restored.push((id, ns, s)),
                 Err(e) => warn!(slave = %s.name, "cannot restore: {e}"),
             }
         }
         let index = link.index;
         self.ports.insert(index, port);
-        for (id, ns, name) in restored {
+        for (id, ns, s) in restored {
             if let Err(e) = self.resync((index, id), &ns) {
-                warn!(slave = %name, "resynchronising: {e}");
+                warn!(slave = %s.name, "resynchronising: {e}");
             }
-            info!(slave = %name, "slave restored");
+            match &s.attachment {
+                Some(a) => info!(
+                    slave = %s.name, network = %a.network, container = %a.container_id,
+                    ifname = %a.ifname, "slave restored"
+                ),
+                None => info!(slave = %s.name, "slave restored"),
+            }
         }
         if let Some(p) = self.ports.get(&index) {
             p.restored();
@@ -511,6 +531,11 @@ mod tests {
                     router: false,
                     owned: vec!["192.0.2.11".parse().unwrap()],
                     backend: crate::backend::BackendKind::Veth,
+                    attachment: Some(Attachment {
+                        network: "net1".into(),
+                        container_id: "c0ffee".into(),
+                        ifname: "eth0".into(),
+                    }),
                 }],
             }],
         };
@@ -519,6 +544,76 @@ mod tests {
             Loaded::State(got) => assert_eq!(got, s),
             _ => panic!("expected state"),
         }
+        let _ = fs::remove_dir_all(&d);
+    }
+
+    #[test]
+    fn a_state_file_from_before_attachments_loads_without_one() {
+        // As a daemon before attachments (and before backends) wrote it.
+        let d = tmpdir("old");
+        fs::create_dir_all(&d).unwrap();
+        let old = r#"{
+          "version": 1,
+          "instance": "0123456789abcdef",
+          "ports": [{
+            "master": "m0", "master_ifindex": 4, "mode": "l2", "flag": "bridge",
+            "slaves": [{
+              "name": "ipvl0", "id": 1, "mtu": 1500,
+              "alias": "ipvlan-rs:0123456789abcdef:4:1", "spoofchk": false
+            }]
+          }]
+        }"#;
+        fs::write(path(&d), old).unwrap();
+        let Loaded::State(st) = load(&d).unwrap() else {
+            panic!("an old state file must load");
+        };
+        let s = &st.ports[0].slaves[0];
+        assert_eq!(s.name, "ipvl0");
+        assert_eq!(s.attachment, None);
+        assert_eq!(s.backend, crate::backend::BackendKind::Tap);
+        // Written again, a slave without an attachment names none.
+        save(&d, &st).unwrap();
+        let body = fs::read_to_string(path(&d)).unwrap();
+        assert!(!body.contains("attachment"), "{body}");
+        let _ = fs::remove_dir_all(&d);
+    }
+
+    #[test]
+    fn an_attachment_is_saved_as_the_protocol_spells_it() {
+        let d = tmpdir("att");
+        let mut st = State {
+            version: 1,
+            instance: "0123456789abcdef".into(),
+            ports: Vec::new(),
+        };
+        st.ports.push(PortState {
+            master: "m0".into(),
+            master_ifindex: 4,
+            mode: Mode::L2,
+            flag: Flag::Bridge,
+            bpf: false,
+            slaves: vec![SlaveState {
+                name: "ipvl0".into(),
+                id: 1,
+                mtu: 1500,
+                alias: "ipvlan-rs:0123456789abcdef:4:1".into(),
+                spoofchk: false,
+                router: false,
+                owned: Vec::new(),
+                backend: crate::backend::BackendKind::Veth,
+                attachment: Some(Attachment {
+                    network: "net1".into(),
+                    container_id: "c0ffee".into(),
+                    ifname: "eth0".into(),
+                }),
+            }],
+        });
+        save(&d, &st).unwrap();
+        let v: serde_json::Value = serde_json::from_slice(&fs::read(path(&d)).unwrap()).unwrap();
+        assert_eq!(
+            v["ports"][0]["slaves"][0]["attachment"],
+            serde_json::json!({"network": "net1", "containerID": "c0ffee", "ifname": "eth0"})
+        );
         let _ = fs::remove_dir_all(&d);
     }
 

@@ -79,6 +79,7 @@ impl Daemon {
             mtu: req.mtu,
             spoofchk: req.spoofchk.unwrap_or(false),
             backend: req.backend,
+            attachment: req.attachment,
         };
         let mut fell_back = false;
         let port = match self.ports.entry(master.index) {

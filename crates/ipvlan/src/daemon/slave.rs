@@ -18,9 +18,10 @@ use ipvlan_core::slave_id::is_shared_identity;
 use ipvlan_core::{IfName, MacAddr, SlaveId};
 use ipvlan_linux::rtnl::{AddrGenMode, LinkAddr, LinkChange, Rtnl};
 use ipvlan_linux::{NetNs, Tap};
-use tracing::warn;
+use tracing::{info, warn};
 
 use crate::backend::SlaveDevice;
+use crate::proto::Attachment;
 
 /// The `ifalias` naming a slave's TAP: unique per daemon instance, master and slave id, so that
 /// a restarted daemon finds its slaves (and only its own) in any namespace.
@@ -48,6 +49,24 @@ pub fn kernel_made_shared_identity(a: &LinkAddr, mac: MacAddr) -> bool {
             is_shared_identity(v6, mac) && (v6.is_unicast_link_local() || a.kernel_made())
         }
         IpAddr::V4(_) => false,
+    }
+}
+
+/// Logs that slave `name`'s device is gone without a `link del` (R-LIFE-5: the device, or
+/// its namespace, was deleted). For a slave made for a container (`attachment`) that is how a
+/// container ends — its runtime deletes the namespace, or the plugin deleted the device while
+/// the daemon was down — so it is `INFO` `container_msg`, with the network, container id and
+/// interface name; for any other slave it is `WARN` `warning` (the user may not have meant it).
+pub fn log_gone(name: &str, attachment: Option<&Attachment>, container_msg: &str, warning: &str) {
+    match attachment {
+        Some(a) => info!(
+            slave = %name,
+            network = %a.network,
+            container = %a.container_id,
+            ifname = %a.ifname,
+            "{container_msg}"
+        ),
+        None => warn!(slave = %name, "{warning}"),
     }
 }
 
@@ -87,6 +106,9 @@ pub struct SlaveRuntime<D = Tap> {
     /// IPv6 was turned off on the up device (its link-local went with it): the sweep gives it
     /// its identity back once IPv6 is on again.
     pub ipv6_pending: bool,
+    /// The container attachment the slave was made for (`LinkAdd.attachment`, from the CNI or
+    /// netavark plugin); `None` for a slave the user made. Persisted and shown by `link show`.
+    pub attachment: Option<Attachment>,
 }
 
 impl<D: SlaveDevice> SlaveRuntime<D> {
@@ -103,6 +125,7 @@ impl<D: SlaveDevice> SlaveRuntime<D> {
             conflict_count: 0,
             configured: BTreeSet::new(),
             ipv6_pending: false,
+            attachment: None,
         }
     }
 

@@ -80,7 +80,7 @@ impl<B: SlaveBackend> PortRuntime<B> {
         let Some(rt) = self.slaves.get(&id) else {
             return;
         };
-        let (was_up, old_mtu, mode, mac, ll) = {
+        let (was_up, old_mtu, mode, mac, ll, master_mtu) = {
             let mut port = self.dp.port();
             let was_up = port.slave(id).is_some_and(|s| s.is_up());
             let old_mtu = port.slave(id).map_or(0, |s| s.mtu());
@@ -96,8 +96,14 @@ impl<B: SlaveBackend> PortRuntime<B> {
                 port.mode(),
                 port.master().mac,
                 port.link_local(id),
+                port.master().mtu,
             )
         };
+        if old_mtu != link.mtu && link.mtu > master_mtu {
+            // `ip link set SLAVE mtu N`: accepted as the kernel does (R-MTU-2), but said.
+            let why = super::mtu_above_master(link.mtu, &self.master, master_mtu, mode);
+            warn!(slave = %rt.name, "{why}");
+        }
         if link.mac.is_some_and(|m| m != mac) {
             // R-MAC-2: a slave's MAC is the master's; undo the change (events may also be stale
             // reports from before we set it: re-setting is harmless).

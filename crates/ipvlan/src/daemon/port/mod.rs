@@ -31,6 +31,7 @@ use super::slave::{alias_for, SlaveRuntime};
 use crate::backend::{BackendKind, Backends, NewDevice, SlaveBackend, SlaveDevice};
 use crate::datapath::Forwarder;
 use crate::dataplane::{worker_count, DataPlane};
+use crate::proto::Attachment;
 
 /// Runs a rollback step when dropped, unless disarmed: the undo of a bring-up step that later
 /// steps may still fail.
@@ -67,6 +68,8 @@ pub struct SlaveSpec {
     pub spoofchk: bool,
     /// What the device is made of; `None`: what the port's data path uses.
     pub backend: Option<BackendKind>,
+    /// The container attachment the slave is made for (CNI/netavark plugin), kept with it.
+    pub attachment: Option<Attachment>,
 }
 
 /// Which data path a new port gets (the daemon decides, `Daemon::plan_port`).
@@ -208,7 +211,7 @@ impl<B: SlaveBackend> PortRuntime<B> {
         self.check_mode(spec.args.mode)?;
         let dp = &self.dp;
         let others: Vec<String> = dp.port().slaves().map(|s| s.name().to_string()).collect();
-        let (added, mac, mtu) = {
+        let (added, mac, mtu, master_mtu) = {
             let mut port = dp.port();
             let added = port.add_slave(NewSlave {
                 name: spec.name.clone(),
@@ -217,7 +220,7 @@ impl<B: SlaveBackend> PortRuntime<B> {
                 missing_mode: MissingMode::KeepPort,
             })?;
             let mtu = port.slave(added.id).map_or(port.master().mtu, |s| s.mtu());
-            (added, port.master().mac, mtu)
+            (added, port.master().mac, mtu, port.master().mtu)
         };
         let id = added.id;
         let undo_core = Undo::new(|| {
@@ -249,6 +252,7 @@ impl<B: SlaveBackend> PortRuntime<B> {
         let ifindex = name_new_device(&spec.name, mtu, &alias)?;
         let mut rt = SlaveRuntime::new(spec.name.clone(), alias, device.clone(), carrier);
         rt.ifindex = ifindex;
+        rt.attachment = spec.attachment.clone();
         bring_up(dp, &mut self.slaves, id, rt, mac, Origin::Created)?;
         undo_device.disarm();
         undo_core.disarm();
@@ -257,8 +261,20 @@ impl<B: SlaveBackend> PortRuntime<B> {
             let port = self.dp.port();
             (port.mode(), port.flag())
         };
-        info!(slave = %spec.name, master = %self.master, %mode, %flag, "slave created");
+        match &spec.attachment {
+            Some(a) => info!(
+                slave = %spec.name, master = %self.master, %mode, %flag,
+                network = %a.network, container = %a.container_id, ifname = %a.ifname,
+                "slave created for a container"
+            ),
+            None => info!(slave = %spec.name, master = %self.master, %mode, %flag, "slave created"),
+        }
         let mut notes = Vec::new();
+        if mtu > master_mtu {
+            let note = mtu_above_master(mtu, &self.master, master_mtu, mode);
+            warn!(slave = %spec.name, "{note}");
+            notes.push(note);
+        }
         if spec.args.mode.is_none() && !others.is_empty() {
             notes.push(format!(
                 "no mode given: {} joins master {}'s port in its mode {mode} {flag} \
@@ -379,6 +395,7 @@ impl<B: SlaveBackend> PortRuntime<B> {
         }
         let mut rt = SlaveRuntime::new(name, saved.alias.clone(), Arc::new(device), carrier);
         rt.pinned = pinned;
+        rt.attachment = saved.attachment.clone();
         bring_up(dp, &mut self.slaves, id, rt, mac, Origin::Restored)?;
         undo_core.disarm();
         self.netfilter_dirty = true;
@@ -493,6 +510,27 @@ impl<B: SlaveBackend> PortRuntime<B> {
     }
 }
 
+/// What a slave MTU of `mtu` bytes above its master's `master_mtu` means in `mode`, for the
+/// user (a `link add` note) and the log. The kernel accepts it (R-MTU-2) and so do we; but the
+/// master sends nothing larger than its own MTU: slave to slave the larger frames pass
+/// (R-MTU-4 checks the receiver's MTU only), to the outside an l2 slave's larger frames are
+/// lost, and an l3/l3s slave's larger packets are fragmented (IPv4 without DF) or answered
+/// with ICMP "too big" by the master's namespace (R-TX-L3-3).
+pub fn mtu_above_master(mtu: u32, master: &str, master_mtu: u32, mode: Mode) -> String {
+    let outside = match mode {
+        Mode::L2 => format!(
+            "in l2 mode frames larger than {master_mtu} bytes reach the other slaves but will \
+             not leave through {master} (`link show -s`: tx drops mtu_exceeded)"
+        ),
+        Mode::L3 | Mode::L3s => format!(
+            "in {mode} mode packets larger than {master_mtu} bytes reach the other slaves, but \
+             leave through {master} only fragmented (IPv4 without DF) or are answered with \
+             ICMP \"too big\""
+        ),
+    };
+    format!("mtu {mtu} is above master {master}'s {master_mtu}: {outside} (R-MTU-2)")
+}
+
 /// Whether this kernel can run the eBPF data path, with bpffs at (or mountable at) `bpffs`;
 /// `Err` says why not.
 pub fn probe_bpf(bpffs: &std::path::Path) -> Result<(), String> {
@@ -601,8 +639,33 @@ fn bring_up<D: SlaveDevice + crate::dataplane::SlaveIo + 'static>(
 
 #[cfg(test)]
 mod tests {
-    use super::Undo;
+    use super::{mtu_above_master, Undo};
+    use ipvlan_core::Mode;
     use std::cell::Cell;
+
+    #[test]
+    fn an_mtu_above_the_masters_is_explained_by_mode() {
+        let l2 = mtu_above_master(9000, "m0", 1500, Mode::L2);
+        assert!(
+            l2.starts_with(
+                "mtu 9000 is above master m0's 1500: in l2 mode frames larger than 1500 bytes"
+            ),
+            "{l2}"
+        );
+        assert!(
+            l2.contains("will not leave through m0") && l2.ends_with("(R-MTU-2)"),
+            "{l2}"
+        );
+        let l3s = mtu_above_master(9000, "m0", 1500, Mode::L3s);
+        assert!(
+            l3s.contains("in l3s mode packets larger than 1500 bytes"),
+            "{l3s}"
+        );
+        assert!(
+            l3s.contains("fragmented") && l3s.contains("too big"),
+            "{l3s}"
+        );
+    }
 
     #[test]
     fn an_undo_runs_when_dropped_unless_disarmed() {

@@ -64,6 +64,7 @@ impl<B: SlaveBackend> PortRuntime<B> {
                         router: s.router(),
                         owned: port.addresses(s.id()).to_vec(),
                         backend: rt.kind(),
+                        attachment: rt.attachment.clone(),
                     })
                 })
                 .collect(),
@@ -111,8 +112,7 @@ fn link_view<D: SlaveDevice>(
         datapath: String::new(),
         host_end: rt.host_end(),
         addresses,
-        // Recorded by the daemon's request handling (issue 17): not yet kept.
-        attachment: None,
+        attachment: rt.attachment.clone(),
         conflicts: rt
             .conflicts
             .iter()
