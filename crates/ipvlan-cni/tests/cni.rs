@@ -604,7 +604,8 @@ fn check_compares_sandbox_mac_and_routes() {
 }
 
 /// ipvlan-rs's own keys and the well-known ones: `flag` and `spoofchk` reach the daemon (a
-/// private port keeps two containers apart), `dns` is returned, and an unknown key is named on
+/// private port keeps two containers apart), `dns` is returned, an MTU above the master's is
+/// accepted as the kernel accepts it with a warning on stderr, and an unknown key is named on
 /// stderr without failing ADD.
 #[test]
 #[ignore = "needs root, iproute2, nftables, TUN, the host-local IPAM plugin"]
@@ -639,6 +640,17 @@ fn flag_spoofchk_dns_and_unknown_keys() {
         "private: no unicast between slaves"
     );
     assert_eq!(fx.plugin("DEL", "c2", &conf).0, 0);
+    // An MTU above the master's: accepted, as the kernel accepts it (R-MTU-2), and said.
+    let big = fx.conf(json!({"mtu": 9000, "flag": "private"}));
+    let r = fx.run("ADD", "c2", &big, &[]);
+    assert_eq!(r.code, 0, "{}", r.out);
+    assert!(
+        r.err.contains("mtu 9000 is above master m0's 1500"),
+        "warned: {}",
+        r.err
+    );
+    let mtu = sh(&fx.ns("c2"), "cat /sys/class/net/eth0/mtu");
+    assert_eq!(String::from_utf8_lossy(&mtu.stdout).trim(), "9000");
 }
 
 /// As the reference plugin: the address is on the interface before it comes up with
