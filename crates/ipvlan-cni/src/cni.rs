@@ -125,7 +125,7 @@ pub fn add(
         flag: conf.flag(),
         mtu: conf.mtu,
         spoofchk: conf.spoofchk,
-        backend: None,
+        backend: conf.backend(),
         attachment: Some(Attachment {
             network: conf.name.clone(),
             container_id: env.container_id.clone(),

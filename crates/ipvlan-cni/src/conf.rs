@@ -5,7 +5,7 @@
 
 use std::collections::BTreeMap;
 
-use ipvlan::proto::{Flag, Mode};
+use ipvlan::proto::{BackendKind, Flag, Mode};
 use serde::Deserialize;
 use serde_json::Value;
 
@@ -34,7 +34,8 @@ pub struct GcAttachment {
 
 /// The reference ipvlan plugin's fields (`master`, `mode`, `mtu`, `linkInContainer`), the
 /// well-known ones (`ipam`, `dns`), the protocol's (`prevResult`,
-/// `cni.dev/valid-attachments`), and ipvlan-rs's extensions (`flag`, `spoofchk`, `socket`).
+/// `cni.dev/valid-attachments`), and ipvlan-rs's extensions (`flag`, `spoofchk`, `socket`,
+/// `backend`).
 #[derive(Debug, Deserialize)]
 pub struct NetConf {
     #[serde(rename = "cniVersion")]
@@ -61,6 +62,9 @@ pub struct NetConf {
     pub valid_attachments: Option<Vec<GcAttachment>>,
     /// The ipvlan-rs daemon's control socket.
     pub socket: Option<String>,
+    /// What the slave's device is made of, `tap` or `veth` (the daemon's `link add … backend`;
+    /// default: what the port's data path uses).
+    pub backend: Option<String>,
     /// Every other key: reported on stderr as ignored (see [`NetConf::ignored_keys`]).
     #[serde(flatten)]
     pub other: BTreeMap<String, Value>,
@@ -134,6 +138,14 @@ impl NetConf {
                 ));
             }
         }
+        if let Some(b) = &conf.backend {
+            if BackendKind::parse(b).is_none() {
+                return Err(CniError::new(
+                    Code::InvalidConfig,
+                    format!("unknown backend {b:?}: must be tap or veth"),
+                ));
+            }
+        }
         if conf.link_in_container {
             return Err(CniError::new(
                 Code::UnsupportedField,
@@ -169,6 +181,11 @@ impl NetConf {
     /// The configured flag, if any (validated by [`NetConf::parse`]).
     pub fn flag(&self) -> Option<Flag> {
         self.flag.as_deref().and_then(|f| f.parse().ok())
+    }
+
+    /// The configured backend, if any (validated by [`NetConf::parse`]).
+    pub fn backend(&self) -> Option<BackendKind> {
+        self.backend.as_deref().and_then(BackendKind::parse)
     }
 
     /// The IPAM plugin to delegate to: `ipam.type`, if present and not empty (an `ipam`
@@ -351,6 +368,7 @@ mod tests {
             (with("cniVersion", json!("0.2.0")), 1, "not supported"),
             (with("mode", json!("l4")), 7, "unknown ipvlan mode"),
             (with("flag", json!("hairpin")), 7, "unknown ipvlan flag"),
+            (with("backend", json!("macvtap")), 7, "unknown backend"),
             (
                 with("linkInContainer", json!(true)),
                 2,

@@ -87,6 +87,10 @@ impl Fx {
             "socket": self.0.socket,
             "ipam": ipvlan_testkit::host_local_ipam(&self.0.dir().join("ipam")),
         });
+        // The slave backend the suite runs with (IPVLAN_TEST_BACKEND), as the CLI tests ask it.
+        if let Some(b) = &self.0.backend {
+            c["backend"] = json!(b);
+        }
         if let (Some(o), Some(e)) = (c.as_object_mut(), extra.as_object()) {
             for (k, v) in e {
                 o.insert(k.clone(), v.clone());

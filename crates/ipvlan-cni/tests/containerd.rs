@@ -140,6 +140,7 @@ impl Containerd {
                     "master": "m0",
                     "mode": "l2",
                     "socket": net.socket,
+                    "backend": net.backend,
                     "ipam": ipvlan_testkit::host_local_ipam(&dir.join("ipam")),
                 }]
             })
@@ -421,6 +422,9 @@ fn containerd_containers_on_an_ipvlan_rs_network() {
             w => datapath == w,
         };
         assert!(ok, "asked for data path {want}, got {datapath}");
+    }
+    if let Some(want) = c.net.backend.as_deref() {
+        assert_eq!(slaves[0]["backend"], want, "the backend the run asked for");
     }
 
     // Each container reaches the other and the external host; the external host reaches both.

@@ -144,6 +144,7 @@ fn podman_containers_on_an_ipvlan_rs_network() {
                 "master": "m0",
                 "mode": "l2",
                 "socket": e.net.socket,
+                "backend": e.net.backend,
                 "ipam": ipvlan_testkit::host_local_ipam(&dir.join("ipam")),
             }]
         })
