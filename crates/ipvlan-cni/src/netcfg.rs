@@ -194,3 +194,56 @@ pub fn verify(netns: &NetNs, ifname: &str, prev: &Value) -> Result<(), CniError>
         })
         .map_err(|e| plugin("entering the container's namespace", e))?
 }
+
+/// Returns once the daemon listening on `socket` serves every address of `want` on its slave
+/// `name` (lists it in `link show` as the slave's, which it does only once its netfilter state
+/// is in place), so that the container's first packet is not lost. Errors: the daemon
+/// unreachable (`TryAgainLater`) or refusing (`Plugin`), or after `timeout` an error naming
+/// the addresses still missing (another slave owning one, say). The netavark plugin's wait;
+/// the CNI plugin's `wait_served` is the same loop over an IPAM result.
+pub fn wait_served(
+    socket: &std::path::Path,
+    name: &str,
+    want: &[IpAddr],
+    timeout: std::time::Duration,
+) -> Result<(), CniError> {
+    use ipvlan::proto::{LinkShow, Request, Response};
+    if want.is_empty() {
+        return Ok(());
+    }
+    let deadline = std::time::Instant::now() + timeout;
+    let show = Request::LinkShow(LinkShow {
+        name: Some(name.to_owned()),
+    });
+    loop {
+        let served: Vec<IpAddr> = match ipvlan::client::call(socket, &show)
+            .map_err(|e| CniError::new(Code::TryAgainLater, format!("{e:#}")))?
+        {
+            Response::Ok { links, .. } => links
+                .into_iter()
+                .flat_map(|l| l.addresses)
+                .filter_map(|a| a.parse().ok())
+                .collect(),
+            Response::Error { message, .. } => return Err(CniError::new(Code::Plugin, message)),
+        };
+        let missing: Vec<String> = want
+            .iter()
+            .filter(|a| !served.contains(a))
+            .map(IpAddr::to_string)
+            .collect();
+        if missing.is_empty() {
+            return Ok(());
+        }
+        if std::time::Instant::now() >= deadline {
+            return Err(CniError::new(
+                Code::Plugin,
+                format!(
+                    "the daemon does not serve {} on the new interface after {} s (owned by another slave? see `ipvlan link show`)",
+                    missing.join(", "),
+                    timeout.as_secs()
+                ),
+            ));
+        }
+        std::thread::sleep(std::time::Duration::from_millis(5));
+    }
+}
