@@ -5,7 +5,8 @@
 //! own `test/500-plugin.bats` does, without podman).
 //!
 //! netavark (≥ 1.6, with plugins) is not packaged in Debian 12: `.ci/run` builds it with
-//! `cargo install netavark --locked --root target/netavark`; `NETAVARK` names another binary.
+//! `cargo install netavark --version 2.1.0 --locked --root target/netavark`; `NETAVARK` names
+//! another binary.
 
 // Test code: a failed unwrap is a failed test.
 #![allow(clippy::unwrap_used)]
@@ -269,6 +270,9 @@ fn plugin_errors_are_json_with_a_non_zero_exit() {
         &fx.network(json!({ "parent": null })),
         "no parent given",
     );
+    let mut no_subnet = fx.network(json!({}));
+    no_subnet.as_object_mut().unwrap().remove("subnets");
+    expect_err(&create, &no_subnet, "a subnet is needed");
     expect_err(&create, &json!({ "name": "x" }), "cannot decode");
     expect_err(
         &["frobnicate"],
@@ -318,7 +322,7 @@ fn netavark_drives_the_plugin() {
     let netavark = netavark_bin();
     if !netavark.exists() {
         panic!(
-            "netavark is missing at {}: build it with `cargo install netavark --locked --root target/netavark` (needs protoc, Debian protobuf-compiler; .ci/run does this) or set NETAVARK",
+            "netavark is missing at {}: build it with `cargo install netavark --version 2.1.0 --locked --root target/netavark` (needs protoc, Debian protobuf-compiler; .ci/run does this) or set NETAVARK",
             netavark.display()
         );
     }

@@ -82,13 +82,17 @@ fn parent_in(o: &Opts, network: &Network, home: &NetNs) -> Result<String> {
     }
 }
 
-/// `create`: validates the options, the IPAM driver and the parent (in the daemon's namespace,
-/// or this one while the daemon is not running) and returns the network with its defaults:
+/// `create`: validates the options, the IPAM driver (with `host-local`, podman allocates from
+/// the subnets: at least one is needed) and the parent (in the daemon's namespace, or this one
+/// while the daemon is not running) and returns the network with its defaults:
 /// `network_interface` the parent, `options.mode` the mode, `dns_enabled` false (this driver
 /// serves no DNS). Name, ID and driver are returned unchanged, as the API demands.
 pub fn create(mut network: Network) -> Result<Network> {
     let o = Opts::parse(network.options.as_ref())?;
-    ipam_driver(&network)?;
+    if ipam_driver(&network)? == "host-local" && network.subnets.as_ref().is_none_or(Vec::is_empty)
+    {
+        bail!("a subnet is needed (--subnet), or no addresses at all (--ipam-driver none)");
+    }
     if network
         .network_dns_servers
         .as_ref()
