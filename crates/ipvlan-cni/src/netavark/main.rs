@@ -39,10 +39,10 @@ fn main() -> ExitCode {
             let err = JsonError {
                 error: format!("{e:#}"),
             };
-            match serde_json::to_string(&err) {
-                Ok(s) => println!("{s}"),
-                Err(_) => println!("{{\"error\": \"{}\"}}", e.to_string().escape_default()),
-            }
+            // A struct of one string always serializes; the fallback is valid JSON regardless.
+            let out = serde_json::to_string(&err)
+                .unwrap_or_else(|_| r#"{"error":"ipvlan-rs-netavark failed"}"#.to_owned());
+            println!("{out}");
             ExitCode::from(1)
         }
     }
