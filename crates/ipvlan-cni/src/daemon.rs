@@ -15,6 +15,7 @@ pub fn socket_path(configured: Option<&str>) -> PathBuf {
     configured
         .map(str::to_owned)
         .or_else(|| std::env::var("IPVLAN_SOCKET").ok())
+        .filter(|s| !s.is_empty())
         .unwrap_or_else(|| ipvlan::proto::DEFAULT_SOCKET.to_owned())
         .into()
 }
