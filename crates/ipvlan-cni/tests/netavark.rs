@@ -4,7 +4,7 @@
 //! driven by netavark itself (`netavark --plugin-directory DIR setup NETNS`, as netavark's
 //! own `test/500-plugin.bats` does, without podman).
 //!
-//! netavark (≥ 1.6, with plugins) is not packaged in Debian 12: `.ci/run` builds it with
+//! netavark (≥ 1.6, with plugins) is not packaged in Debian 12: `scripts/test` builds it with
 //! `cargo install netavark --version 2.1.0 --locked --root target/netavark`; `NETAVARK` names
 //! another binary.
 
@@ -40,7 +40,7 @@ fn require_env() {
     }
 }
 
-/// netavark: `NETAVARK`, else the one `.ci/run` builds into `target/netavark/bin`.
+/// netavark: `NETAVARK`, else the one `scripts/test` builds into `target/netavark/bin`.
 fn netavark_bin() -> PathBuf {
     if let Some(p) = std::env::var_os("NETAVARK").filter(|p| !p.is_empty()) {
         return p.into();
@@ -329,13 +329,13 @@ fn plugin_errors_are_json_with_a_non_zero_exit() {
 /// netavark runs in this process's namespace with firewall driver `none` and its config
 /// directory in the fixture's own directory: it touches no firewall and no host file.
 #[test]
-#[ignore = "needs root, iproute2, nftables, TUN, netavark (built by .ci/run into target/netavark)"]
+#[ignore = "needs root, iproute2, nftables, TUN, netavark (built by scripts/test into target/netavark)"]
 fn netavark_drives_the_plugin() {
     require_env();
     let netavark = netavark_bin();
     if !netavark.exists() {
         panic!(
-            "netavark is missing at {}: build it with `cargo install netavark --version 2.1.0 --locked --root target/netavark` (needs protoc, Debian protobuf-compiler; .ci/run does this) or set NETAVARK",
+            "netavark is missing at {}: build it with `cargo install netavark --version 2.1.0 --locked --root target/netavark` (needs protoc, Debian protobuf-compiler; scripts/test does this) or set NETAVARK",
             netavark.display()
         );
     }
