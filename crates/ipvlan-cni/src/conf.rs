@@ -269,14 +269,19 @@ impl Env {
         Ok(env)
     }
 
-    /// The container's namespace (ADD, CHECK).
+    /// The container's namespace (ADD, CHECK): code 4 if `CNI_NETNS` cannot be opened or is
+    /// not a network namespace (a regular file or a directory opens too; entering it, as
+    /// `setns(CLONE_NEWNET)` does, tells), so that ADD fails before the daemon makes a slave.
     pub fn netns(&self) -> Result<ipvlan_linux::NetNs, CniError> {
-        ipvlan_linux::NetNs::open(&self.netns).map_err(|e| {
+        let bad = |e: &dyn std::fmt::Display| {
             CniError::new(
                 Code::InvalidEnv,
                 format!("cannot open CNI_NETNS {}: {e}", self.netns),
             )
-        })
+        };
+        let ns = ipvlan_linux::NetNs::open(&self.netns).map_err(|e| bad(&e))?;
+        ns.run(|| ()).map_err(|e| bad(&e))?;
+        Ok(ns)
     }
 
     /// The slave's name in the daemon's namespace before the move: derived from the container
@@ -444,6 +449,23 @@ mod tests {
             assert_eq!(e.code.value(), 4);
             assert!(e.msg.contains(needle), "{k}={v}: {e:?}");
         }
+    }
+
+    #[test]
+    fn a_cni_netns_that_is_no_namespace_is_code_4() {
+        let file =
+            std::env::temp_dir().join(format!("ipvlan-cni-not-a-netns-{}", std::process::id()));
+        std::fs::write(&file, "").unwrap();
+        for path in [file.to_str().unwrap(), "/", "/nonexistent/netns"] {
+            let env = Env {
+                netns: path.to_owned(),
+                ..Env::default()
+            };
+            let e = env.netns().unwrap_err();
+            assert_eq!(e.code.value(), 4, "{path}: {e:?}");
+            assert!(e.msg.contains(&format!("CNI_NETNS {path}")), "{e:?}");
+        }
+        std::fs::remove_file(&file).unwrap();
     }
 
     #[test]

@@ -754,3 +754,182 @@ fn del_without_the_daemon_succeeds_and_the_daemon_reconciles() {
     assert_eq!(code, 0, "{again}");
     assert!(fx.ping("c2", "192.0.2.254"));
 }
+
+impl Fx {
+    /// The addresses host-local holds for the test network (its lease files).
+    fn leases(&self) -> Vec<String> {
+        let dir = self.0.dir().join("ipam").join("ipvl-test");
+        let mut held: Vec<String> = std::fs::read_dir(dir)
+            .map(|d| {
+                d.filter_map(|e| e.ok())
+                    .map(|e| e.file_name().to_string_lossy().into_owned())
+                    .filter(|n| n.parse::<std::net::IpAddr>().is_ok())
+                    .collect()
+            })
+            .unwrap_or_default();
+        held.sort();
+        held
+    }
+
+    /// The daemon's slaves' names.
+    fn slaves(&self) -> Vec<String> {
+        self.0
+            .links()
+            .iter()
+            .filter_map(|l| l["name"].as_str().map(str::to_owned))
+            .collect()
+    }
+
+    fn has_eth0(&self, ns: &str) -> bool {
+        sh(&self.ns(ns), "ip link show eth0").status.success()
+    }
+}
+
+/// A failed run as the spec wants it: exit 1 and one error object on stdout, in the caller's
+/// version, with a code and a message containing `needle`; nothing else on stdout.
+fn assert_cni_error(r: &Run, version: &str, needle: &str) {
+    assert_eq!(r.code, 1, "{} {}", r.out, r.err);
+    let o = r
+        .out
+        .as_object()
+        .unwrap_or_else(|| panic!("one JSON object on stdout: {}", r.err));
+    assert_eq!(o["cniVersion"], version, "{}", r.out);
+    assert!(o["code"].as_u64().is_some(), "{}", r.out);
+    let msg = o["msg"].as_str().unwrap();
+    assert!(msg.contains(needle), "{needle:?} in {}", r.out);
+    assert!(
+        o.keys()
+            .all(|k| ["cniVersion", "code", "msg", "details"].contains(&k.as_str())),
+        "{}",
+        r.out
+    );
+}
+
+/// A second ADD of the same attachment without DEL, and an ADD whose CNI_IFNAME the container
+/// already has, fail with an error object and leave what was there alone: the first
+/// container's interface, lease and slave, the other interface.
+#[test]
+#[ignore = "needs root, iproute2, nftables, TUN, the host-local IPAM plugin"]
+fn add_twice_or_onto_a_taken_ifname_fails_and_leaves_what_was_there() {
+    require_env();
+    let fx = Fx::new();
+    let conf = fx.conf(json!({}));
+    let (code, r1) = fx.plugin("ADD", "c1", &conf);
+    assert_eq!(code, 0, "{r1}");
+    let again = fx.run("ADD", "c1", &conf, &[]);
+    assert_cni_error(&again, "1.0.0", "");
+    assert!(fx.has_eth0("c1"));
+    assert_eq!(fx.leases(), vec![first_ip(&r1)]);
+    assert_eq!(fx.slaves().len(), 1, "{:?}", fx.slaves());
+    assert!(
+        fx.ping("c1", "192.0.2.254"),
+        "the first ADD's interface still works"
+    );
+
+    fx.0.sh("c2", "ip link add eth0 type veth peer name vp0");
+    let taken = fx.run("ADD", "c2", &conf, &[]);
+    assert_cni_error(&taken, "1.0.0", "already has an interface named eth0");
+    let kind = sh(&fx.ns("c2"), "ip -d link show eth0");
+    assert!(
+        String::from_utf8_lossy(&kind.stdout).contains("veth"),
+        "{kind:?}"
+    );
+    let links = sh(&fx.ns("c2"), "ip -o link show");
+    assert_eq!(
+        String::from_utf8_lossy(&links.stdout).lines().count(),
+        3,
+        "lo and the veth pair only: {links:?}"
+    );
+    assert_eq!(fx.leases(), vec![first_ip(&r1)]);
+    assert_eq!(fx.slaves().len(), 1, "{:?}", fx.slaves());
+}
+
+/// CNI_NETNS that is no namespace, is missing, or is the plugin's or the daemon's own: an
+/// error object, and nothing made (no slave, no lease).
+#[test]
+#[ignore = "needs root, iproute2, nftables, TUN, the host-local IPAM plugin"]
+fn add_into_what_is_not_a_container_namespace_makes_nothing() {
+    require_env();
+    let fx = Fx::new();
+    let conf = fx.conf(json!({}));
+    let file = fx.0.dir().join("not-a-netns");
+    std::fs::create_dir_all(fx.0.dir()).unwrap();
+    std::fs::write(&file, "").unwrap();
+    let host = format!("/run/netns/{}", fx.ns("host"));
+    let missing = fx.0.dir().join("missing");
+    let dir = fx.0.dir();
+    for (netns, needle) in [
+        (file.to_str().unwrap(), "CNI_NETNS"),
+        (missing.to_str().unwrap(), "CNI_NETNS"),
+        (dir.to_str().unwrap(), "CNI_NETNS"),
+        ("/proc/self/ns/net", "own network namespace"),
+        (host.as_str(), "own network namespace"),
+    ] {
+        let r = fx.run("ADD", "c1", &conf, &[("CNI_NETNS", netns)]);
+        assert_cni_error(&r, "1.0.0", needle);
+        assert!(fx.slaves().is_empty(), "{netns}: {:?}", fx.slaves());
+        assert!(fx.leases().is_empty(), "{netns}: {:?}", fx.leases());
+    }
+    assert!(
+        fx.0.sh("host", "ip -o link show").lines().count() <= 2,
+        "{}",
+        fx.0.sh("host", "ip -o link show")
+    );
+}
+
+/// Failures in the middle of ADD leave nothing behind: no interface in the container, no
+/// slave in the daemon, no host-local lease; the container that owns a contested address
+/// keeps being served.
+#[test]
+#[ignore = "needs root, iproute2, nftables, TUN, the host-local IPAM plugin"]
+fn failures_in_the_middle_of_add_leave_nothing_behind() {
+    require_env();
+    let mut fx = Fx::new();
+    fx.0.add_ns("c3");
+    let ipam = |extra: Value| {
+        let mut i = ipvlan_testkit::host_local_ipam(&fx.0.dir().join("ipam"));
+        for (k, v) in extra.as_object().unwrap() {
+            i[k] = v.clone();
+        }
+        i
+    };
+    // c1 holds 192.0.2.50 (static); host-local then hands c2 the same address.
+    let owner =
+        fx.conf(json!({"ipam": {"type": "static", "addresses": [{"address": "192.0.2.50/24"}]}}));
+    let (code, r) = fx.plugin("ADD", "c1", &owner);
+    assert_eq!(code, 0, "{r}");
+    let clash = fx
+        .conf(json!({"ipam": ipam(json!({"rangeStart": "192.0.2.50", "rangeEnd": "192.0.2.50"}))}));
+    let r = fx.run("ADD", "c2", &clash, &[]);
+    assert_cni_error(&r, "1.0.0", "192.0.2.50 (owned by slave");
+    assert!(!fx.has_eth0("c2"));
+    assert!(fx.leases().is_empty(), "{:?}", fx.leases());
+    assert_eq!(fx.slaves().len(), 1, "{:?}", fx.slaves());
+    assert!(fx.ping("c1", "192.0.2.254"), "the owner is still served");
+    assert!(fx.ping("ext", "192.0.2.50"), "the owner is still reached");
+
+    // A route whose gateway is not on any link cannot be added.
+    let unreachable = fx.conf(
+        json!({"ipam": ipam(json!({"routes": [{"dst": "198.51.100.0/24", "gw": "203.0.113.1"}]}))}),
+    );
+    let r = fx.run("ADD", "c3", &unreachable, &[]);
+    assert_cni_error(&r, "1.0.0", "198.51.100.0/24 via 203.0.113.1");
+    assert!(!fx.has_eth0("c3"));
+    assert!(fx.leases().is_empty(), "{:?}", fx.leases());
+    assert_eq!(fx.slaves().len(), 1, "{:?}", fx.slaves());
+
+    // An IPv6 address the LAN has (DAD fails), from host-local.
+    let dad = fx.conf(json!({"ipam": {
+        "type": "host-local", "dataDir": fx.0.dir().join("ipam"),
+        "ranges": [[{"subnet": "2001:db8:1::/64", "rangeStart": "2001:db8:1::fe", "rangeEnd": "2001:db8:1::fe"}]],
+    }}));
+    let r = fx.run("ADD", "c3", &dad, &[]);
+    assert_cni_error(&r, "1.0.0", "duplicate address detection failed");
+    assert!(!fx.has_eth0("c3"));
+    assert!(fx.leases().is_empty(), "{:?}", fx.leases());
+    assert_eq!(fx.slaves().len(), 1, "{:?}", fx.slaves());
+    // And after all that, a good ADD into c3 works.
+    let (code, r) = fx.plugin("ADD", "c3", &fx.conf(json!({})));
+    assert_eq!(code, 0, "{r}");
+    assert!(fx.ping("c3", "192.0.2.254"));
+}
