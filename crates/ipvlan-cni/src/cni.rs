@@ -393,8 +393,10 @@ pub fn status(conf: &NetConf, env: &Env, raw: &[u8]) -> Result<(), CniError> {
 }
 
 /// GC (1.1.0): forwarded to the IPAM plugin, then every slave the daemon made for this
-/// network (`name`) whose attachment is not in `cni.dev/valid-attachments` is deleted. It goes
-/// on past errors and reports them all at the end (spec: "remove as many as possible").
+/// network (`name`) whose attachment is not in `cni.dev/valid-attachments` (or, from a runtime
+/// that follows the tagged 1.1.0 spec, `cni.dev/attachments`: see [`NetConf::gc_valid`]) is
+/// deleted. The IPAM plugin gets the list under both names. It goes on past errors and
+/// reports them all at the end (spec: "remove as many as possible").
 pub fn gc(conf: &NetConf, env: &Env, raw: &[u8], stderr: &mut dyn Write) -> Result<(), CniError> {
     if !conf.at_least((1, 1, 0)) {
         return Err(CniError::new(
@@ -409,7 +411,8 @@ pub fn gc(conf: &NetConf, env: &Env, raw: &[u8], stderr: &mut dyn Write) -> Resu
     if let Some(kind) = conf.ipam_type() {
         match ipam::supports(kind, env, "1.1.0") {
             Ok(true) => {
-                if let Err(e) = ipam::exec("GC", kind, env, raw) {
+                let conf_both = with_both_gc_keys(raw, conf);
+                if let Err(e) = ipam::exec("GC", kind, env, &conf_both) {
                     errors.push(e.to_string());
                 }
             }
@@ -417,7 +420,7 @@ pub fn gc(conf: &NetConf, env: &Env, raw: &[u8], stderr: &mut dyn Write) -> Resu
             Err(e) => errors.push(e.to_string()),
         }
     }
-    let valid = conf.valid_attachments.clone().unwrap_or_default();
+    let valid = conf.gc_valid();
     let socket = socket(conf);
     match daemon::show_all(&socket) {
         Err(e) => errors.push(e.to_string()),
@@ -476,4 +479,29 @@ pub fn gc(conf: &NetConf, env: &Env, raw: &[u8], stderr: &mut dyn Write) -> Resu
             format!("GC: {}", errors.join("; ")),
         ))
     }
+}
+
+/// The GC configuration `raw` with the still-valid list under both of its names (libcni does
+/// the same), so that a delegated plugin that reads only one of them does not take every
+/// attachment for stale; `raw` unchanged if it already has both or cannot be re-encoded.
+fn with_both_gc_keys(raw: &[u8], conf: &NetConf) -> Vec<u8> {
+    const KEYS: [&str; 2] = ["cni.dev/valid-attachments", "cni.dev/attachments"];
+    let Ok(mut v) = serde_json::from_slice::<Value>(raw) else {
+        return raw.to_vec();
+    };
+    let valid: Vec<Value> = conf
+        .gc_valid()
+        .iter()
+        .map(|a| serde_json::json!({"containerID": a.container_id, "ifname": a.ifname}))
+        .collect();
+    let Some(o) = v.as_object_mut() else {
+        return raw.to_vec();
+    };
+    if KEYS.iter().all(|k| o.get(*k).is_some_and(|x| !x.is_null())) {
+        return raw.to_vec();
+    }
+    for k in KEYS {
+        o.insert(k.to_owned(), Value::Array(valid.clone()));
+    }
+    v.to_string().into_bytes()
 }

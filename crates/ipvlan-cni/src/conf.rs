@@ -59,6 +59,10 @@ pub struct NetConf {
     pub prev_result: Option<Value>,
     #[serde(rename = "cni.dev/valid-attachments")]
     pub valid_attachments: Option<Vec<GcAttachment>>,
+    /// The same list under the name the tagged CNI 1.1.0 spec gives it (`spec-v1.1.0`,
+    /// section 2 `GC`; renamed since, and libcni sends both): see [`NetConf::gc_valid`].
+    #[serde(rename = "cni.dev/attachments")]
+    pub attachments: Option<Vec<GcAttachment>>,
     /// The ipvlan-rs daemon's control socket.
     pub socket: Option<String>,
     /// Every other key: reported on stderr as ignored (see [`NetConf::ignored_keys`]).
@@ -202,6 +206,17 @@ impl NetConf {
             .map(String::as_str)
             .filter(|k| !k.starts_with("cni.dev/") && !QUIETLY_IGNORED.contains(k))
             .collect()
+    }
+
+    /// GC's still-valid attachments: `cni.dev/valid-attachments`, else `cni.dev/attachments`
+    /// (a runtime that follows the tagged 1.1.0 spec sends only that one: reading none would
+    /// take every container of the network for stale); neither, or `null` (what libcni sends
+    /// for "none"), is none.
+    pub fn gc_valid(&self) -> &[GcAttachment] {
+        self.valid_attachments
+            .as_deref()
+            .or(self.attachments.as_deref())
+            .unwrap_or_default()
     }
 
     /// Whether this configuration's version is at least `min` (CHECK needs 0.4.0, STATUS and
@@ -466,6 +481,31 @@ mod tests {
             assert!(e.msg.contains(&format!("CNI_NETNS {path}")), "{e:?}");
         }
         std::fs::remove_file(&file).unwrap();
+    }
+
+    #[test]
+    fn gc_takes_either_name_of_the_valid_list() {
+        let one = json!([{"containerID": "c1", "ifname": "eth0"}]);
+        let two = json!([{"containerID": "c2", "ifname": "eth0"}]);
+        let names = |c: &NetConf| -> Vec<String> {
+            c.gc_valid()
+                .iter()
+                .map(|a| a.container_id.clone())
+                .collect()
+        };
+        assert_eq!(
+            names(&parse(with("cni.dev/attachments", one.clone())).unwrap()),
+            ["c1"]
+        );
+        let mut both = with("cni.dev/valid-attachments", two);
+        both["cni.dev/attachments"] = one;
+        assert_eq!(
+            names(&parse(both).unwrap()),
+            ["c2"],
+            "the current name wins"
+        );
+        assert!(names(&parse(with("cni.dev/valid-attachments", Value::Null)).unwrap()).is_empty());
+        assert!(names(&parse(base()).unwrap()).is_empty());
     }
 
     #[test]

@@ -933,3 +933,80 @@ fn failures_in_the_middle_of_add_leave_nothing_behind() {
     assert_eq!(code, 0, "{r}");
     assert!(fx.ping("c3", "192.0.2.254"));
 }
+
+/// GC as runtimes send it: the tagged CNI 1.1.0 spec (`spec-v1.1.0`) names the still-valid
+/// list `cni.dev/attachments` (libcni sends both names since): a runtime that follows it
+/// must not lose its valid containers; libcni's "none valid" is `null`; with the daemon down
+/// GC fails with an error object and removes nothing.
+#[test]
+#[ignore = "needs root, iproute2, nftables, TUN, the host-local IPAM plugin"]
+fn gc_reads_the_spec_1_1_0_key_and_null_and_fails_without_the_daemon() {
+    require_env();
+    let mut fx = Fx::new();
+    let conf = fx.conf(json!({"cniVersion": "1.1.0"}));
+    let mut results = Vec::new();
+    for c in ["c1", "c2"] {
+        let (code, r) = fx.plugin("ADD", c, &conf);
+        assert_eq!(code, 0, "{r}");
+        results.push(first_ip(&r));
+    }
+    let gc_only = [
+        ("CNI_CONTAINERID", ""),
+        ("CNI_IFNAME", ""),
+        ("CNI_NETNS", ""),
+    ];
+    // An IPAM plugin that speaks 1.1.0 and keeps what GC gave it.
+    let fake = fx.0.dir().join("fake-ipam-bin");
+    std::fs::create_dir_all(&fake).unwrap();
+    let script = fake.join("fake-ipam");
+    std::fs::write(
+        &script,
+        format!(
+            "#!/bin/sh\ncase \"$CNI_COMMAND\" in\nVERSION) echo '{{\"cniVersion\":\"1.1.0\",\"supportedVersions\":[\"1.0.0\",\"1.1.0\"]}}' ;;\nGC) cat > {}/gc-input.json ;;\nesac\n",
+            fake.display()
+        ),
+    )
+    .unwrap();
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(&script, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let mut gc = conf.clone();
+    gc["ipam"] = json!({"type": "fake-ipam"});
+    gc["cni.dev/attachments"] = json!([
+        {"containerID": "id-c1", "ifname": "eth0"},
+        {"containerID": "id-c2", "ifname": "eth0"},
+    ]);
+    let path = format!("{}:{CNI_PATH}", fake.display());
+    let mut vars = gc_only.to_vec();
+    vars.push(("CNI_PATH", &path));
+    let r = fx.run("GC", "c1", &gc, &vars);
+    assert_eq!(r.code, 0, "{} {}", r.out, r.err);
+    assert!(r.out.is_null(), "no output on success: {}", r.out);
+    assert!(
+        fx.has_eth0("c1") && fx.has_eth0("c2"),
+        "both valid: {}",
+        r.err
+    );
+    assert_eq!(fx.leases(), results);
+    let given: Value =
+        serde_json::from_slice(&std::fs::read(fake.join("gc-input.json")).unwrap()).unwrap();
+    assert_eq!(
+        given["cni.dev/valid-attachments"], gc["cni.dev/attachments"],
+        "the IPAM plugin gets the list under the current name too: {given}"
+    );
+
+    // With the daemon down: an error object, and nothing is removed.
+    fx.0.stop_daemon(false);
+    let mut none = conf.clone();
+    none["cni.dev/valid-attachments"] = Value::Null;
+    let r = fx.run("GC", "c1", &none, &gc_only);
+    assert_cni_error(&r, "1.1.0", "ipvlan-rs daemon");
+    assert!(fx.has_eth0("c1") && fx.has_eth0("c2"));
+    fx.0.start_daemon();
+
+    // libcni's "no valid attachments" (a nil list) is null: both go.
+    let r = fx.run("GC", "c1", &none, &gc_only);
+    assert_eq!(r.code, 0, "{} {}", r.out, r.err);
+    assert!(!fx.has_eth0("c1") && !fx.has_eth0("c2"), "{}", r.err);
+    assert!(fx.slaves().is_empty(), "{:?}", fx.slaves());
+    assert!(fx.leases().is_empty(), "{:?}", fx.leases());
+}
