@@ -351,8 +351,8 @@ pub fn check(conf: &NetConf, env: &Env, raw: &[u8]) -> Result<(), CniError> {
 }
 
 /// STATUS (1.1.0): ready to serve ADD when the daemon answers, the master (configured, or
-/// the default route's device) exists in its namespace, and the IPAM plugin's STATUS passes
-/// (its error is passed on). Code 50 otherwise.
+/// the default route's device) exists in its namespace, and the IPAM plugin is on `CNI_PATH`
+/// and its STATUS passes (its error is passed on). Code 50 otherwise.
 pub fn status(conf: &NetConf, env: &Env, raw: &[u8]) -> Result<(), CniError> {
     if !conf.at_least((1, 1, 0)) {
         return Err(CniError::new(
@@ -384,8 +384,10 @@ pub fn status(conf: &NetConf, env: &Env, raw: &[u8]) -> Result<(), CniError> {
         }
     }
     if let Some(kind) = conf.ipam_type() {
-        // An IPAM plugin from before CNI 1.1 has no STATUS to ask: ADD will tell.
-        if ipam::supports(kind, env, "1.1.0")? {
+        // An IPAM plugin from before CNI 1.1 has no STATUS to ask: ADD will tell. One that
+        // cannot be found or run cannot serve ADD either (code 50); its own STATUS error is
+        // passed on.
+        if ipam::supports(kind, env, "1.1.0").map_err(unavailable)? {
             ipam::exec("STATUS", kind, env, raw)?;
         }
     }

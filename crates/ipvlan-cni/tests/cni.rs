@@ -1010,3 +1010,158 @@ fn gc_reads_the_spec_1_1_0_key_and_null_and_fails_without_the_daemon() {
     assert!(fx.slaves().is_empty(), "{:?}", fx.slaves());
     assert!(fx.leases().is_empty(), "{:?}", fx.leases());
 }
+
+/// prevResults of the shapes runtimes and earlier plugins hand over: 0.3.1 with `version`
+/// fields, both families, an `interface` index out of range, DNS with keys of its own;
+/// IPv6 only. CHECK with the result and with another interface's IPs added passes.
+#[test]
+#[ignore = "needs root, iproute2, nftables, TUN, the host-local IPAM plugin"]
+fn prev_results_of_each_shape() {
+    require_env();
+    let fx = Fx::new();
+    let mut conf = fx.conf(json!({"cniVersion": "0.3.1"}));
+    conf.as_object_mut().unwrap().remove("ipam");
+    conf["prevResult"] = json!({
+        "cniVersion": "0.3.1",
+        "interfaces": [{"name": "m0"}],
+        "ips": [
+            {"version": "4", "address": "192.0.2.81/24", "gateway": "192.0.2.254", "interface": 0},
+            {"version": "6", "address": "2001:db8:1::81/64", "gateway": "2001:db8:1::fe", "interface": 7},
+        ],
+        "routes": [{"dst": "0.0.0.0/0"}, {"dst": "::/0"}],
+        "dns": {"nameservers": ["192.0.2.53"], "x-vendor": {"a": 1}},
+    });
+    let r = fx.run("ADD", "c1", &conf, &[]);
+    assert_eq!(r.code, 0, "{} {}", r.out, r.err);
+    let res = r.out;
+    assert_eq!(res["cniVersion"], "0.3.1");
+    assert_eq!(res["ips"][0]["version"], "4", "{res}");
+    assert_eq!(res["ips"][1]["version"], "6", "{res}");
+    assert_eq!(res["ips"][1]["interface"], 0, "{res}");
+    assert_eq!(res["dns"]["nameservers"][0], "192.0.2.53");
+    assert!(fx.ping("c1", "192.0.2.254") && fx.ping("c1", "2001:db8:1::fe"));
+    let r6 = sh(&fx.ns("c1"), "ip -6 route show default");
+    assert!(
+        String::from_utf8_lossy(&r6.stdout).contains("via 2001:db8:1::fe dev eth0"),
+        "{r6:?}"
+    );
+
+    let mut chk = fx.conf(json!({"cniVersion": "0.4.0"}));
+    chk.as_object_mut().unwrap().remove("ipam");
+    chk["prevResult"] = res.clone();
+    let r = fx.run("CHECK", "c1", &chk, &[]);
+    assert_eq!(r.code, 0, "{} {}", r.out, r.err);
+    // A later plugin of the chain added a host-side interface with an address of its own.
+    let mut more = res.clone();
+    more["interfaces"]
+        .as_array_mut()
+        .unwrap()
+        .push(json!({"name": "veth-host"}));
+    more["ips"]
+        .as_array_mut()
+        .unwrap()
+        .push(json!({"version": "4", "address": "198.51.100.9/24", "interface": 1}));
+    chk["prevResult"] = more;
+    let r = fx.run("CHECK", "c1", &chk, &[]);
+    assert_eq!(r.code, 0, "{} {}", r.out, r.err);
+
+    // IPv6 only.
+    let mut v6 = fx.conf(json!({}));
+    v6.as_object_mut().unwrap().remove("ipam");
+    v6["prevResult"] = json!({
+        "cniVersion": "1.0.0",
+        "interfaces": [{"name": "m0"}],
+        "ips": [{"address": "2001:db8:1::82/64", "interface": 0}],
+    });
+    let r = fx.run("ADD", "c2", &v6, &[]);
+    assert_eq!(r.code, 0, "{} {}", r.out, r.err);
+    assert!(fx.ping("c2", "2001:db8:1::fe"));
+    assert!(fx.ping("c2", "2001:db8:1::81"), "c2 → c1 over IPv6");
+}
+
+/// STATUS with an IPAM plugin that is not on CNI_PATH: ADD cannot be served, so code 50
+/// naming it. DEL with the daemon down and no CNI_NETNS (the runtime lost the namespace)
+/// succeeds and releases the lease; a DEL whose configuration does not parse is an error
+/// object in its own version.
+#[test]
+#[ignore = "needs root, iproute2, nftables, TUN, the host-local IPAM plugin"]
+fn status_without_ipam_and_del_without_daemon_or_netns() {
+    require_env();
+    let mut fx = Fx::new();
+    let conf = fx.conf(json!({"cniVersion": "1.1.0"}));
+    let mut gone = conf.clone();
+    gone["ipam"]["type"] = json!("no-such-ipam");
+    let r = fx.run("STATUS", "c1", &gone, &[]);
+    assert_cni_error(&r, "1.1.0", "no-such-ipam");
+    assert_eq!(r.out["code"], 50, "{}", r.out);
+
+    let (code, res) = fx.plugin("ADD", "c1", &conf);
+    assert_eq!(code, 0, "{res}");
+    let bad = fx.run(
+        "DEL",
+        "c1",
+        &fx.conf(json!({"cniVersion": "1.1.0", "mode": "l9"})),
+        &[],
+    );
+    assert_cni_error(&bad, "1.1.0", "unknown ipvlan mode");
+    fx.0.stop_daemon(false);
+    let r = fx.run("DEL", "c1", &conf, &[("CNI_NETNS", "")]);
+    assert_eq!(r.code, 0, "{} {}", r.out, r.err);
+    assert!(r.out.is_null(), "{}", r.out);
+    assert!(fx.leases().is_empty(), "{:?}", fx.leases());
+    fx.0.start_daemon();
+}
+
+/// ADD, DEL and CHECK of different containers of one network at once: each gets what it
+/// asked for, and afterwards the daemon, the namespaces and host-local agree.
+#[test]
+#[ignore = "needs root, iproute2, nftables, TUN, the host-local IPAM plugin"]
+fn concurrent_add_del_check_of_one_network_agree_afterwards() {
+    require_env();
+    let mut fx = Fx::new();
+    for n in 3..=8 {
+        fx.0.add_ns(&format!("c{n}"));
+    }
+    let conf = fx.conf(json!({}));
+    let mut added = std::collections::HashMap::new();
+    for n in 1..=4 {
+        let (code, r) = fx.plugin("ADD", &format!("c{n}"), &conf);
+        assert_eq!(code, 0, "{r}");
+        added.insert(n, r);
+    }
+    let fx = std::sync::Arc::new(fx);
+    let outcomes: Vec<(String, i32, Value)> = std::thread::scope(|s| {
+        let mut jobs = Vec::new();
+        for (cmd, n) in [
+            ("DEL", 1),
+            ("DEL", 2),
+            ("ADD", 5),
+            ("ADD", 6),
+            ("ADD", 7),
+            ("ADD", 8),
+            ("CHECK", 3),
+            ("CHECK", 4),
+        ] {
+            let fx = fx.clone();
+            let mut c = conf.clone();
+            if cmd == "CHECK" {
+                c["prevResult"] = added[&n].clone();
+            }
+            jobs.push(s.spawn(move || {
+                let (code, out) = fx.plugin(cmd, &format!("c{n}"), &c);
+                (format!("{cmd} c{n}"), code, out)
+            }));
+        }
+        jobs.into_iter().map(|j| j.join().unwrap()).collect()
+    });
+    let failed: Vec<_> = outcomes.iter().filter(|(_, code, _)| *code != 0).collect();
+    assert!(failed.is_empty(), "{failed:#?}");
+    for n in 1..=8 {
+        assert_eq!(fx.has_eth0(&format!("c{n}")), n > 2, "c{n}");
+    }
+    assert_eq!(fx.slaves().len(), 6, "{:?}", fx.slaves());
+    assert_eq!(fx.leases().len(), 6, "{:?}", fx.leases());
+    for n in 3..=8 {
+        assert!(fx.ping(&format!("c{n}"), "192.0.2.254"), "c{n}");
+    }
+}
