@@ -394,11 +394,18 @@ pub fn status(conf: &NetConf, env: &Env, raw: &[u8]) -> Result<(), CniError> {
     Ok(())
 }
 
-/// GC (1.1.0): forwarded to the IPAM plugin, then every slave the daemon made for this
-/// network (`name`) whose attachment is not in `cni.dev/valid-attachments` (or, from a runtime
-/// that follows the tagged 1.1.0 spec, `cni.dev/attachments`: see [`NetConf::gc_valid`]) is
-/// deleted. The IPAM plugin gets the list under both names. It goes on past errors and
-/// reports them all at the end (spec: "remove as many as possible").
+/// GC (1.1.0): forwarded to the IPAM plugin; every slave the daemon made for this network
+/// (`name`) whose attachment is not in `cni.dev/valid-attachments` (or, from a runtime that
+/// follows the tagged 1.1.0 spec, `cni.dev/attachments`: see [`NetConf::gc_valid`]) is
+/// deleted; and the addresses of every stale attachment are released with the IPAM DEL that
+/// its own DEL would have run: those of the removed slaves, and with `host-local`, those of
+/// its leases (a container whose namespace went without DEL has no slave left, only its
+/// lease). The IPAM DEL is not left to the IPAM plugin's GC: a plugin may speak 1.1.0 and
+/// do nothing on GC (host-local does), and DEL of what is gone succeeds. Nothing is released
+/// while a stale slave may still hold it (the daemon cannot be asked, or did not remove
+/// it): its address would be given to another container. The IPAM plugin gets the list
+/// under both names. It goes on past errors and reports them all at the end (spec: "remove
+/// as many as possible").
 pub fn gc(conf: &NetConf, env: &Env, raw: &[u8], stderr: &mut dyn Write) -> Result<(), CniError> {
     if !conf.at_least((1, 1, 0)) {
         return Err(CniError::new(
@@ -407,9 +414,6 @@ pub fn gc(conf: &NetConf, env: &Env, raw: &[u8], stderr: &mut dyn Write) -> Resu
         ));
     }
     let mut errors = Vec::new();
-    // An IPAM plugin from before CNI 1.1 has no GC: each stale slave's addresses are then
-    // released with the IPAM DEL that the attachment's own DEL would have run.
-    let mut ipam_del_each = None;
     if let Some(kind) = conf.ipam_type() {
         match ipam::supports(kind, env, "1.1.0") {
             Ok(true) => {
@@ -418,58 +422,86 @@ pub fn gc(conf: &NetConf, env: &Env, raw: &[u8], stderr: &mut dyn Write) -> Resu
                     errors.push(e.to_string());
                 }
             }
-            Ok(false) => ipam_del_each = Some(kind),
+            Ok(false) => {}
             Err(e) => errors.push(e.to_string()),
         }
     }
     let valid = conf.gc_valid();
+    let is_valid = |id: &str, ifname: &str| {
+        valid
+            .iter()
+            .any(|v| v.container_id == id && v.ifname == ifname)
+    };
+    // Stale attachments (container id, interface) whose addresses are released below.
+    let mut stale: Vec<(String, String)> = Vec::new();
+    let mut kept: Vec<(String, String)> = Vec::new();
     let socket = socket(conf);
-    match daemon::show_all(&socket) {
-        Err(e) => errors.push(e.to_string()),
-        Ok(links) => {
-            for link in links {
-                let Some(a) = &link.attachment else { continue };
-                if a.network != conf.name
-                    || valid
-                        .iter()
-                        .any(|v| v.container_id == a.container_id && v.ifname == a.ifname)
-                {
-                    continue;
-                }
-                if let Some(kind) = ipam_del_each {
-                    let stale = Env {
-                        command: "DEL".into(),
-                        container_id: a.container_id.clone(),
-                        ifname: a.ifname.clone(),
-                        netns: String::new(),
-                        path: env.path.clone(),
-                    };
-                    if let Err(e) = ipam::delegate("DEL", kind, &stale, raw, &conf.cni_version) {
-                        errors.push(format!("releasing the addresses of {}: {e}", link.name));
-                    }
-                }
-                match daemon::call(
-                    &socket,
-                    &Request::LinkDel(LinkDel {
-                        name: link.name.clone(),
-                    }),
-                ) {
-                    Ok(Response::Ok { .. }) => {
-                        let _ = writeln!(
-                            stderr,
-                            "ipvlan-rs: GC: removed slave {} of container {} ({})",
-                            link.name, a.container_id, a.ifname
-                        );
-                    }
-                    Ok(Response::Error {
-                        kind: ErrorKind::NotFound,
-                        ..
-                    }) => {}
-                    Ok(Response::Error { message, .. }) => {
-                        errors.push(format!("removing {}: {message}", link.name))
-                    }
-                    Err(e) => errors.push(format!("removing {}: {e}", link.name)),
-                }
+    let links = match daemon::show_all(&socket) {
+        Ok(links) => Some(links),
+        Err(e) => {
+            errors.push(e.to_string());
+            None
+        }
+    };
+    for link in links.iter().flatten() {
+        let Some(a) = &link.attachment else { continue };
+        if a.network != conf.name || is_valid(&a.container_id, &a.ifname) {
+            continue;
+        }
+        let attachment = (a.container_id.clone(), a.ifname.clone());
+        match daemon::call(
+            &socket,
+            &Request::LinkDel(LinkDel {
+                name: link.name.clone(),
+            }),
+        ) {
+            Ok(Response::Ok { .. }) => {
+                let _ = writeln!(
+                    stderr,
+                    "ipvlan-rs: GC: removed slave {} of container {} ({})",
+                    link.name, a.container_id, a.ifname
+                );
+                stale.push(attachment);
+            }
+            Ok(Response::Error {
+                kind: ErrorKind::NotFound,
+                ..
+            }) => stale.push(attachment),
+            Ok(Response::Error { message, .. }) => {
+                errors.push(format!("removing {}: {message}", link.name));
+                kept.push(attachment);
+            }
+            Err(e) => {
+                errors.push(format!("removing {}: {e}", link.name));
+                kept.push(attachment);
+            }
+        }
+    }
+    let ipam = conf.ipam_type().zip(conf.ipam.as_ref());
+    if let (Some((kind, ipam_conf)), Some(_)) = (ipam, &links) {
+        if kind == "host-local" {
+            stale.extend(
+                ipam::host_local_leases(ipam_conf, &conf.name)
+                    .into_iter()
+                    .filter(|(id, ifname)| !is_valid(id, ifname)),
+            );
+        }
+        stale.sort();
+        stale.dedup();
+        stale.retain(|a| !kept.contains(a));
+        for (container_id, ifname) in stale {
+            let del = Env {
+                command: "DEL".into(),
+                container_id,
+                ifname,
+                netns: String::new(),
+                path: env.path.clone(),
+            };
+            if let Err(e) = ipam::delegate("DEL", kind, &del, raw, &conf.cni_version) {
+                errors.push(format!(
+                    "releasing the addresses of container {} ({}): {e}",
+                    del.container_id, del.ifname
+                ));
             }
         }
     }

@@ -1001,6 +1001,7 @@ fn gc_reads_the_spec_1_1_0_key_and_null_and_fails_without_the_daemon() {
     let r = fx.run("GC", "c1", &none, &gc_only);
     assert_cni_error(&r, "1.1.0", "ipvlan-rs daemon");
     assert!(fx.has_eth0("c1") && fx.has_eth0("c2"));
+    assert_eq!(fx.leases(), results, "no address of a live slave released");
     fx.0.start_daemon();
 
     // libcni's "no valid attachments" (a nil list) is null: both go.
@@ -1164,4 +1165,82 @@ fn concurrent_add_del_check_of_one_network_agree_afterwards() {
     for n in 3..=8 {
         assert!(fx.ping(&format!("c{n}"), "192.0.2.254"), "c{n}");
     }
+}
+
+/// Writes an executable shell script `name` into `dir` (made if needed).
+fn script(dir: &Path, name: &str, body: &str) {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::create_dir_all(dir).unwrap();
+    let path = dir.join(name);
+    std::fs::write(&path, format!("#!/bin/sh\n{body}")).unwrap();
+    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755)).unwrap();
+}
+
+/// GC releases the addresses of every stale attachment: of a container whose namespace went
+/// without DEL (the daemon has dropped its slave, host-local still holds its lease), and with
+/// an IPAM plugin that speaks 1.1.0 but does nothing on GC (upstream host-local since 1.5:
+/// `/* FIXME GC */`), of the stale slaves GC removes.
+#[test]
+#[ignore = "needs root, iproute2, nftables, TUN, the host-local IPAM plugin"]
+fn gc_releases_the_leases_of_every_stale_attachment() {
+    require_env();
+    let mut fx = Fx::new();
+    fx.0.add_ns("c3");
+    fx.0.add_ns("c4");
+    let conf = fx.conf(json!({"cniVersion": "1.1.0"}));
+    let mut ips = std::collections::HashMap::new();
+    for c in ["c1", "c2", "c3"] {
+        let (code, r) = fx.plugin("ADD", c, &conf);
+        assert_eq!(code, 0, "{r}");
+        ips.insert(c, first_ip(&r));
+    }
+    // c2's namespace goes without DEL: the daemon drops its slave.
+    fx.0.del_ns("c2");
+    assert!(
+        ipvlan_testkit::wait(Duration::from_secs(5), || fx.slaves().len() == 2),
+        "{:?}",
+        fx.slaves()
+    );
+    let gc_only = [
+        ("CNI_CONTAINERID", ""),
+        ("CNI_IFNAME", ""),
+        ("CNI_NETNS", ""),
+    ];
+    let mut gc = conf.clone();
+    gc["cni.dev/valid-attachments"] = json!([{"containerID": "id-c1", "ifname": "eth0"}]);
+    let r = fx.run("GC", "c1", &gc, &gc_only);
+    assert_eq!(r.code, 0, "{} {}", r.out, r.err);
+    assert!(!fx.has_eth0("c3"), "c3's slave removed");
+    assert_eq!(
+        fx.leases(),
+        vec![ips["c1"].clone()],
+        "c2's and c3's released"
+    );
+
+    // An IPAM plugin that speaks 1.1.0 and whose GC does nothing: host-local behind it.
+    let bin = fx.0.dir().join("newer-ipam");
+    script(
+        &bin,
+        "host-local-1.1",
+        "case \"$CNI_COMMAND\" in\n\
+         VERSION) echo '{\"cniVersion\":\"1.1.0\",\"supportedVersions\":[\"1.0.0\",\"1.1.0\"]}' ;;\n\
+         GC|STATUS) exit 0 ;;\n\
+         *) sed 's/\"cniVersion\":\"1.1.0\"/\"cniVersion\":\"1.0.0\"/' | exec /usr/lib/cni/host-local ;;\n\
+         esac\n",
+    );
+    let path = format!("{}:{CNI_PATH}", bin.display());
+    let mut newer = conf.clone();
+    newer["ipam"]["type"] = json!("host-local-1.1");
+    let r = fx.run("ADD", "c4", &newer, &[("CNI_PATH", &path)]);
+    assert_eq!(r.code, 0, "{} {}", r.out, r.err);
+    assert_eq!(fx.leases().len(), 2, "{:?}", fx.leases());
+    let mut gc = newer.clone();
+    gc["cni.dev/valid-attachments"] = json!([{"containerID": "id-c1", "ifname": "eth0"}]);
+    let mut vars = gc_only.to_vec();
+    vars.push(("CNI_PATH", &path));
+    let r = fx.run("GC", "c1", &gc, &vars);
+    assert_eq!(r.code, 0, "{} {}", r.out, r.err);
+    assert!(!fx.has_eth0("c4"), "c4's slave removed");
+    assert_eq!(fx.leases(), vec![ips["c1"].clone()], "c4's released");
+    assert!(fx.ping("c1", "192.0.2.254"), "c1 untouched");
 }
