@@ -85,14 +85,7 @@ pub fn add(
     let netns = env.netns()?;
     let socket = socket(conf);
     let home = netcfg::daemon_netns(&socket)?;
-    if let Ok(own) = NetNs::current() {
-        if own.id() == netns.id() || home.id() == netns.id() {
-            return Err(CniError::new(
-                Code::InvalidNetNs,
-                "CNI_NETNS is the plugin's or the ipvlan-rs daemon's own network namespace",
-            ));
-        }
-    }
+    not_own_netns(&netns, Some(&home))?;
     let prev = conf.prev()?;
     let master = match (conf.master.as_deref().filter(|m| !m.is_empty()), &prev) {
         (Some(m), _) => m.to_owned(),
@@ -223,15 +216,38 @@ pub fn add(
     Ok(result)
 }
 
+/// Code 8 if `netns` is the plugin's own network namespace or the daemon's (`home`): ADD
+/// would leave the slave on the host side, DEL would delete the host's interface named
+/// `CNI_IFNAME` (the master, say). libcni's `skel` answers code 8 too.
+fn not_own_netns(netns: &NetNs, home: Option<&NetNs>) -> Result<(), CniError> {
+    let own = NetNs::current().ok();
+    if [own.as_ref(), home]
+        .into_iter()
+        .flatten()
+        .any(|n| n.id() == netns.id())
+    {
+        return Err(CniError::new(
+            Code::InvalidNetNs,
+            "CNI_NETNS is the plugin's or the ipvlan-rs daemon's own network namespace",
+        ));
+    }
+    Ok(())
+}
+
 /// DEL, best effort and idempotent (spec section 2): the IPAM plugin's DEL, then the slave
 /// deleted by the daemon; when the daemon cannot be reached, `CNI_IFNAME` is deleted in
 /// `CNI_NETNS` by the plugin itself (the daemon drops the slave from its state at its next
-/// start), and DEL succeeds. A namespace or interface already gone is success.
+/// start), and DEL succeeds. A namespace or interface already gone is success. A `CNI_NETNS`
+/// that is the plugin's or the daemon's own namespace is code 8, with nothing done: deleting
+/// `CNI_IFNAME` there would delete a host interface.
 pub fn del(conf: &NetConf, env: &Env, raw: &[u8], stderr: &mut dyn Write) -> Result<(), CniError> {
+    let socket = socket(conf);
+    if let Ok(netns) = NetNs::open(&env.netns) {
+        not_own_netns(&netns, netcfg::daemon_netns(&socket).ok().as_ref())?;
+    }
     if let Some(kind) = conf.ipam_type() {
         ipam::delegate("DEL", kind, env, raw, &conf.cni_version)?;
     }
-    let socket = socket(conf);
     let name = env.slave_name();
     match daemon::call(&socket, &Request::LinkDel(LinkDel { name })) {
         Ok(Response::Ok { .. })

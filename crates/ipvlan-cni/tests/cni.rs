@@ -1244,3 +1244,70 @@ fn gc_releases_the_leases_of_every_stale_attachment() {
     assert_eq!(fx.leases(), vec![ips["c1"].clone()], "c4's released");
     assert!(fx.ping("c1", "192.0.2.254"), "c1 untouched");
 }
+
+/// DEL never deletes in the plugin's own or the daemon's namespace (a careless runtime's
+/// CNI_NETNS, with CNI_IFNAME naming the master or a host interface): code 8, as libcni's
+/// `skel` answers, and the interface stays.
+#[test]
+#[ignore = "needs root, iproute2, nftables, TUN, the host-local IPAM plugin"]
+fn del_never_deletes_in_the_plugins_or_the_daemons_namespace() {
+    require_env();
+    let fx = Fx::new();
+    let conf = fx.conf(json!({}));
+    let host = format!("/run/netns/{}", fx.ns("host"));
+    let r = fx.run(
+        "DEL",
+        "c1",
+        &conf,
+        &[("CNI_NETNS", &host), ("CNI_IFNAME", "m0")],
+    );
+    let m0_there = fx.0.try_sh("host", "ip link show m0").status.success();
+    assert_cni_error(&r, "1.0.0", "own network namespace");
+    assert_eq!(r.out["code"], 8, "{}", r.out);
+    assert!(m0_there, "the master is still there");
+
+    // The plugin run inside c1 (as a runtime in that namespace would), CNI_NETNS its own.
+    fx.0.sh("c1", "ip link add hx0 type veth peer name hx1");
+    let out = Command::new("ip")
+        .args(["netns", "exec", &fx.ns("c1"), PLUGIN])
+        .env("CNI_COMMAND", "DEL")
+        .env("CNI_CONTAINERID", "id-c1")
+        .env("CNI_NETNS", "/proc/self/ns/net")
+        .env("CNI_IFNAME", "hx0")
+        .env("CNI_PATH", CNI_PATH)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .and_then(|mut c| {
+            c.stdin
+                .take()
+                .unwrap()
+                .write_all(conf.to_string().as_bytes())?;
+            c.wait_with_output()
+        })
+        .unwrap();
+    let err: Value = serde_json::from_slice(&out.stdout).unwrap_or(Value::Null);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert_eq!(err["code"], 8, "{err}");
+    assert!(
+        fx.0.try_sh("c1", "ip link show hx0").status.success(),
+        "hx0 is still there"
+    );
+
+    // A CNI_NETNS that is no namespace any more (the runtime's unmounted bind mount, an
+    // empty file): nothing can be left in it, DEL succeeds and the slave goes.
+    let (code, r) = fx.plugin("ADD", "c2", &conf);
+    assert_eq!(code, 0, "{r}");
+    let leftover = fx.0.dir().join("unmounted-netns");
+    std::fs::write(&leftover, "").unwrap();
+    let r = fx.run(
+        "DEL",
+        "c2",
+        &conf,
+        &[("CNI_NETNS", leftover.to_str().unwrap())],
+    );
+    assert_eq!(r.code, 0, "{} {}", r.out, r.err);
+    assert!(fx.slaves().is_empty(), "{:?}", fx.slaves());
+    assert!(fx.leases().is_empty(), "{:?}", fx.leases());
+}
