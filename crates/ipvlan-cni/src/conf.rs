@@ -97,8 +97,9 @@ impl NetConf {
     /// Decodes and validates a configuration: code 6 if it is not the JSON object it should
     /// be, 1 for a version not in [`SUPPORTED_VERSIONS`], 7 for a missing or invalid `name`
     /// or a bad value, 2 for a field this plugin cannot honour (`linkInContainer: true`).
+    /// `"mtu": 0` is read as no `mtu`.
     pub fn parse(raw: &[u8]) -> Result<NetConf, CniError> {
-        let conf: NetConf = serde_json::from_slice(raw).map_err(|e| {
+        let mut conf: NetConf = serde_json::from_slice(raw).map_err(|e| {
             CniError::new(
                 Code::Decoding,
                 format!("cannot decode the network configuration: {e}"),
@@ -143,6 +144,11 @@ impl NetConf {
                 Code::UnsupportedField,
                 "unsupported field linkInContainer=true: the ipvlan-rs daemon serves masters in its own namespace",
             ));
+        }
+        // `"mtu": 0` is no MTU (the master's), as in the reference plugin, where it is a Go
+        // int's zero value and never reaches the kernel.
+        if conf.mtu == Some(0) {
+            conf.mtu = None;
         }
         if conf.mtu.is_some_and(|m| !(68..=65535).contains(&m)) {
             return Err(CniError::new(
@@ -377,6 +383,7 @@ mod tests {
                 "linkInContainer=true",
             ),
             (with("mtu", json!(67)), 7, "between 68 and 65535"),
+            (with("mtu", json!(1)), 7, "between 68 and 65535"),
             (with("mtu", json!(-1)), 6, "decode"),
             (
                 with("ipam", json!("host-local")),
@@ -390,6 +397,8 @@ mod tests {
             assert!(e.msg.contains(needle), "{conf}: {e:?}");
         }
         assert!(parse(with("name", json!("a_b.c-1"))).is_ok());
+        // As the reference plugin (a Go int's zero value): 0 is no MTU, the master's.
+        assert_eq!(parse(with("mtu", json!(0))).unwrap().mtu, None);
         assert!(parse(with("mode", json!(""))).unwrap().mode() == Some(Mode::L2));
         assert!(parse(with("ipam", json!({})))
             .unwrap()
