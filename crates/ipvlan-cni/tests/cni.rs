@@ -935,6 +935,29 @@ fn failures_in_the_middle_of_add_leave_nothing_behind() {
     assert!(!fx.has_eth0("c3"));
     assert!(fx.leases().is_empty(), "{:?}", fx.leases());
     assert_eq!(fx.slaves().len(), 1, "{:?}", fx.slaves());
+    // The IPAM plugin fails (its range is used up): its code and message, nothing left.
+    let (code, r) = fx.plugin(
+        "ADD",
+        "c3",
+        &fx.conf(
+            json!({"ipam": ipam(json!({"rangeStart": "192.0.2.49", "rangeEnd": "192.0.2.49"}))}),
+        ),
+    );
+    assert_eq!(code, 0, "{r}");
+    let r = fx.run(
+        "ADD",
+        "c2",
+        &fx.conf(
+            json!({"ipam": ipam(json!({"rangeStart": "192.0.2.49", "rangeEnd": "192.0.2.49"}))}),
+        ),
+        &[],
+    );
+    assert_cni_error(&r, "1.0.0", "IPAM plugin host-local ADD failed");
+    assert!(!fx.has_eth0("c2"));
+    assert_eq!(fx.slaves().len(), 2, "{:?}", fx.slaves());
+    assert_eq!(fx.plugin("DEL", "c3", &fx.conf(json!({}))).0, 0);
+    assert!(fx.leases().is_empty(), "{:?}", fx.leases());
+
     // And after all that, a good ADD into c3 works.
     let (code, r) = fx.plugin("ADD", "c3", &fx.conf(json!({})));
     assert_eq!(code, 0, "{r}");
@@ -1357,4 +1380,47 @@ fn two_adds_for_one_address_at_once_one_wins() {
     assert_eq!(fx.slaves().len(), 1, "{:?}", fx.slaves());
     assert!(fx.ping(won[0], "192.0.2.254"), "the winner is served");
     assert!(fx.ping("ext", "192.0.2.60"));
+}
+
+/// l3 and l3s containers with both families (host-local with two ranges of subnets routed
+/// to the host, as the e2e l3 tests set them up): ADD returns with the addresses usable (no
+/// DAD on a NOARP slave), CHECK passes, DEL releases both leases.
+#[test]
+#[ignore = "needs root, iproute2, nftables, TUN, the host-local IPAM plugin"]
+fn l3_and_l3s_with_both_families() {
+    require_env();
+    let fx = Fx::new();
+    fx.0.sh(
+        "ext",
+        "ip route add 198.51.100.0/24 via 192.0.2.1 && ip -6 route add 2001:db8:2::/64 via 2001:db8:1::1",
+    );
+    for (c, mode) in [("c1", "l3"), ("c2", "l3s")] {
+        let conf = fx.conf(json!({"mode": mode, "ipam": {
+            "type": "host-local", "dataDir": fx.0.dir().join("ipam"),
+            "ranges": [
+                [{"subnet": "198.51.100.0/24", "rangeStart": "198.51.100.20", "rangeEnd": "198.51.100.30"}],
+                [{"subnet": "2001:db8:2::/64", "rangeStart": "2001:db8:2::20", "rangeEnd": "2001:db8:2::30"}],
+            ],
+            "routes": [{"dst": "0.0.0.0/0"}, {"dst": "::/0"}],
+        }}));
+        let r = fx.run("ADD", c, &conf, &[]);
+        assert_eq!(r.code, 0, "{mode}: {} {}", r.out, r.err);
+        assert_eq!(r.out["ips"].as_array().unwrap().len(), 2, "{}", r.out);
+        let mut chk = conf.clone();
+        chk["prevResult"] = r.out.clone();
+        let k = fx.run("CHECK", c, &chk, &[]);
+        assert_eq!(k.code, 0, "{mode}: {} {}", k.out, k.err);
+        let v6 = r.out["ips"][1]["address"]
+            .as_str()
+            .unwrap()
+            .split('/')
+            .next()
+            .unwrap()
+            .to_owned();
+        assert!(fx.ping("ext", &first_ip(&r.out)), "{mode}: ext → v4");
+        assert!(fx.ping("ext", &v6), "{mode}: ext → {v6}");
+        assert_eq!(fx.plugin("DEL", c, &conf).0, 0);
+    }
+    assert!(fx.leases().is_empty(), "{:?}", fx.leases());
+    assert!(fx.slaves().is_empty(), "{:?}", fx.slaves());
 }
