@@ -325,7 +325,9 @@ pub fn slave_name(container_id: &str, ifname: &str) -> String {
 }
 
 /// `CNI_IFNAME` as libcni `pkg/utils.ValidateInterfaceName` checks it (the kernel's
-/// `dev_valid_name`): not empty, at most 15 bytes, not `.` or `..`, no `/`, `:` or white space.
+/// `dev_valid_name`): not empty, at most 15 bytes, not `.` or `..`, no `/`, `:` or white
+/// space; and, beyond libcni, no `%`: the kernel takes such a name for a pattern and picks
+/// its own (`net%d` becomes `net0`), so the result would name an interface that is not there.
 fn validate_ifname(name: &str) -> Result<(), CniError> {
     let why = if name.is_empty() {
         "interface name is empty"
@@ -338,6 +340,8 @@ fn validate_ifname(name: &str) -> Result<(), CniError> {
         .any(|c| c == '/' || c == ':' || c.is_whitespace())
     {
         "interface name contains / or : or whitespace characters"
+    } else if name.contains('%') {
+        "interface name contains %, which the kernel replaces with a number of its choice"
     } else {
         return Ok(());
     };
@@ -466,6 +470,7 @@ mod tests {
             ("CNI_IFNAME", "..", ". or .."),
             ("CNI_IFNAME", "et:h0", "contains / or :"),
             ("CNI_IFNAME", "eth 0", "contains / or :"),
+            ("CNI_IFNAME", "eth%d", "contains %"),
         ] {
             let mut m = full.clone();
             m.insert(k, v);

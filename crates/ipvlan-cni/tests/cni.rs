@@ -365,6 +365,9 @@ fn parameters_and_version_gates_as_libcni() {
         (vec![("CNI_CONTAINERID", "a b")], "CNI_CONTAINERID"),
         (vec![("CNI_IFNAME", "abcdefghijklmnop")], "too long"),
         (vec![("CNI_IFNAME", "et/h0")], "contains /"),
+        // The kernel takes a name with % for a pattern and picks its own (net%d: net0): the
+        // result would name an interface that does not exist.
+        (vec![("CNI_IFNAME", "net%d")], "contains %"),
         (vec![("CNI_NETNS", "")], "[CNI_NETNS]"),
         (vec![("CNI_PATH", "")], "[CNI_PATH]"),
     ] {
