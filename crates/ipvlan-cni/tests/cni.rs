@@ -1427,3 +1427,57 @@ fn l3_and_l3s_with_both_families() {
     assert!(fx.leases().is_empty(), "{:?}", fx.leases());
     assert!(fx.slaves().is_empty(), "{:?}", fx.slaves());
 }
+
+/// CNI_NETNS deleted by the runtime while ADD waits (here for an address another container
+/// holds): ADD fails with an error object, and no slave or lease is left.
+#[test]
+#[ignore = "needs root, iproute2, nftables, TUN, the host-local IPAM plugin"]
+fn netns_deleted_in_the_middle_of_add_leaves_nothing() {
+    require_env();
+    let fx = std::sync::Arc::new(std::sync::Mutex::new(Fx::new()));
+    let (owner, clash) = {
+        let f = fx.lock().unwrap();
+        let mut ipam = ipvlan_testkit::host_local_ipam(&f.0.dir().join("ipam"));
+        ipam["rangeStart"] = json!("192.0.2.50");
+        ipam["rangeEnd"] = json!("192.0.2.50");
+        (
+            f.conf(
+                json!({"ipam": {"type": "static", "addresses": [{"address": "192.0.2.50/24"}]}}),
+            ),
+            f.conf(json!({ "ipam": ipam })),
+        )
+    };
+    let (code, r) = fx.lock().unwrap().plugin("ADD", "c1", &owner);
+    assert_eq!(code, 0, "{r}");
+    let netns = format!("/run/netns/{}", fx.lock().unwrap().ns("c2"));
+    let mut cmd = Command::new(PLUGIN);
+    cmd.env("CNI_COMMAND", "ADD")
+        .env("CNI_CONTAINERID", "id-c2")
+        .env("CNI_NETNS", &netns)
+        .env("CNI_IFNAME", "eth0")
+        .env("CNI_PATH", CNI_PATH)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    let mut child = cmd.spawn().unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(clash.to_string().as_bytes())
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(1500));
+    fx.lock().unwrap().0.del_ns("c2");
+    let out = child.wait_with_output().unwrap();
+    let err: Value = serde_json::from_slice(&out.stdout).unwrap_or(Value::Null);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(err["msg"].as_str().is_some(), "{err}");
+    let f = fx.lock().unwrap();
+    assert!(
+        ipvlan_testkit::wait(Duration::from_secs(3), || f.slaves().len() == 1),
+        "{:?}",
+        f.slaves()
+    );
+    assert!(f.leases().is_empty(), "{:?}", f.leases());
+    assert!(f.ping("c1", "192.0.2.254"), "the owner is still served");
+}
