@@ -85,14 +85,7 @@ pub fn add(
     let netns = env.netns()?;
     let socket = socket(conf);
     let home = netcfg::daemon_netns(&socket)?;
-    if let Ok(own) = NetNs::current() {
-        if own.id() == netns.id() || home.id() == netns.id() {
-            return Err(CniError::new(
-                Code::InvalidNetNs,
-                "CNI_NETNS is the plugin's or the ipvlan-rs daemon's own network namespace",
-            ));
-        }
-    }
+    not_own_netns(&netns, Some(&home))?;
     let prev = conf.prev()?;
     let master = match (conf.master.as_deref().filter(|m| !m.is_empty()), &prev) {
         (Some(m), _) => m.to_owned(),
@@ -223,15 +216,38 @@ pub fn add(
     Ok(result)
 }
 
+/// Code 8 if `netns` is the plugin's own network namespace or the daemon's (`home`): ADD
+/// would leave the slave on the host side, DEL would delete the host's interface named
+/// `CNI_IFNAME` (the master, say). libcni's `skel` answers code 8 too.
+fn not_own_netns(netns: &NetNs, home: Option<&NetNs>) -> Result<(), CniError> {
+    let own = NetNs::current().ok();
+    if [own.as_ref(), home]
+        .into_iter()
+        .flatten()
+        .any(|n| n.id() == netns.id())
+    {
+        return Err(CniError::new(
+            Code::InvalidNetNs,
+            "CNI_NETNS is the plugin's or the ipvlan-rs daemon's own network namespace",
+        ));
+    }
+    Ok(())
+}
+
 /// DEL, best effort and idempotent (spec section 2): the IPAM plugin's DEL, then the slave
 /// deleted by the daemon; when the daemon cannot be reached, `CNI_IFNAME` is deleted in
 /// `CNI_NETNS` by the plugin itself (the daemon drops the slave from its state at its next
-/// start), and DEL succeeds. A namespace or interface already gone is success.
+/// start), and DEL succeeds. A namespace or interface already gone is success. A `CNI_NETNS`
+/// that is the plugin's or the daemon's own namespace is code 8, with nothing done: deleting
+/// `CNI_IFNAME` there would delete a host interface.
 pub fn del(conf: &NetConf, env: &Env, raw: &[u8], stderr: &mut dyn Write) -> Result<(), CniError> {
+    let socket = socket(conf);
+    if let Ok(netns) = NetNs::open(&env.netns) {
+        not_own_netns(&netns, netcfg::daemon_netns(&socket).ok().as_ref())?;
+    }
     if let Some(kind) = conf.ipam_type() {
         ipam::delegate("DEL", kind, env, raw, &conf.cni_version)?;
     }
-    let socket = socket(conf);
     let name = env.slave_name();
     match daemon::call(&socket, &Request::LinkDel(LinkDel { name })) {
         Ok(Response::Ok { .. })
@@ -351,8 +367,8 @@ pub fn check(conf: &NetConf, env: &Env, raw: &[u8]) -> Result<(), CniError> {
 }
 
 /// STATUS (1.1.0): ready to serve ADD when the daemon answers, the master (configured, or
-/// the default route's device) exists in its namespace, and the IPAM plugin's STATUS passes
-/// (its error is passed on). Code 50 otherwise.
+/// the default route's device) exists in its namespace, and the IPAM plugin is on `CNI_PATH`
+/// and its STATUS passes (its error is passed on). Code 50 otherwise.
 pub fn status(conf: &NetConf, env: &Env, raw: &[u8]) -> Result<(), CniError> {
     if !conf.at_least((1, 1, 0)) {
         return Err(CniError::new(
@@ -384,17 +400,28 @@ pub fn status(conf: &NetConf, env: &Env, raw: &[u8]) -> Result<(), CniError> {
         }
     }
     if let Some(kind) = conf.ipam_type() {
-        // An IPAM plugin from before CNI 1.1 has no STATUS to ask: ADD will tell.
-        if ipam::supports(kind, env, "1.1.0")? {
+        // An IPAM plugin from before CNI 1.1 has no STATUS to ask: ADD will tell. One that
+        // cannot be found or run cannot serve ADD either (code 50); its own STATUS error is
+        // passed on.
+        if ipam::supports(kind, env, "1.1.0").map_err(unavailable)? {
             ipam::exec("STATUS", kind, env, raw)?;
         }
     }
     Ok(())
 }
 
-/// GC (1.1.0): forwarded to the IPAM plugin, then every slave the daemon made for this
-/// network (`name`) whose attachment is not in `cni.dev/valid-attachments` is deleted. It goes
-/// on past errors and reports them all at the end (spec: "remove as many as possible").
+/// GC (1.1.0): forwarded to the IPAM plugin; every slave the daemon made for this network
+/// (`name`) whose attachment is not in `cni.dev/valid-attachments` (or, from a runtime that
+/// follows the tagged 1.1.0 spec, `cni.dev/attachments`: see [`NetConf::gc_valid`]) is
+/// deleted; and the addresses of every stale attachment are released with the IPAM DEL that
+/// its own DEL would have run: those of the removed slaves, and with `host-local`, those of
+/// its leases (a container whose namespace went without DEL has no slave left, only its
+/// lease). The IPAM DEL is not left to the IPAM plugin's GC: a plugin may speak 1.1.0 and
+/// do nothing on GC (host-local does), and DEL of what is gone succeeds. Nothing is released
+/// while a stale slave may still hold it (the daemon cannot be asked, or did not remove
+/// it): its address would be given to another container. The IPAM plugin gets the list
+/// under both names. It goes on past errors and reports them all at the end (spec: "remove
+/// as many as possible").
 pub fn gc(conf: &NetConf, env: &Env, raw: &[u8], stderr: &mut dyn Write) -> Result<(), CniError> {
     if !conf.at_least((1, 1, 0)) {
         return Err(CniError::new(
@@ -403,68 +430,94 @@ pub fn gc(conf: &NetConf, env: &Env, raw: &[u8], stderr: &mut dyn Write) -> Resu
         ));
     }
     let mut errors = Vec::new();
-    // An IPAM plugin from before CNI 1.1 has no GC: each stale slave's addresses are then
-    // released with the IPAM DEL that the attachment's own DEL would have run.
-    let mut ipam_del_each = None;
     if let Some(kind) = conf.ipam_type() {
         match ipam::supports(kind, env, "1.1.0") {
             Ok(true) => {
-                if let Err(e) = ipam::exec("GC", kind, env, raw) {
+                let conf_both = with_both_gc_keys(raw, conf);
+                if let Err(e) = ipam::exec("GC", kind, env, &conf_both) {
                     errors.push(e.to_string());
                 }
             }
-            Ok(false) => ipam_del_each = Some(kind),
+            Ok(false) => {}
             Err(e) => errors.push(e.to_string()),
         }
     }
-    let valid = conf.valid_attachments.clone().unwrap_or_default();
+    let valid = conf.gc_valid();
+    let is_valid = |id: &str, ifname: &str| {
+        valid
+            .iter()
+            .any(|v| v.container_id == id && v.ifname == ifname)
+    };
+    // Stale attachments (container id, interface) whose addresses are released below.
+    let mut stale: Vec<(String, String)> = Vec::new();
+    let mut kept: Vec<(String, String)> = Vec::new();
     let socket = socket(conf);
-    match daemon::show_all(&socket) {
-        Err(e) => errors.push(e.to_string()),
-        Ok(links) => {
-            for link in links {
-                let Some(a) = &link.attachment else { continue };
-                if a.network != conf.name
-                    || valid
-                        .iter()
-                        .any(|v| v.container_id == a.container_id && v.ifname == a.ifname)
-                {
-                    continue;
-                }
-                if let Some(kind) = ipam_del_each {
-                    let stale = Env {
-                        command: "DEL".into(),
-                        container_id: a.container_id.clone(),
-                        ifname: a.ifname.clone(),
-                        netns: String::new(),
-                        path: env.path.clone(),
-                    };
-                    if let Err(e) = ipam::delegate("DEL", kind, &stale, raw, &conf.cni_version) {
-                        errors.push(format!("releasing the addresses of {}: {e}", link.name));
-                    }
-                }
-                match daemon::call(
-                    &socket,
-                    &Request::LinkDel(LinkDel {
-                        name: link.name.clone(),
-                    }),
-                ) {
-                    Ok(Response::Ok { .. }) => {
-                        let _ = writeln!(
-                            stderr,
-                            "ipvlan-rs: GC: removed slave {} of container {} ({})",
-                            link.name, a.container_id, a.ifname
-                        );
-                    }
-                    Ok(Response::Error {
-                        kind: ErrorKind::NotFound,
-                        ..
-                    }) => {}
-                    Ok(Response::Error { message, .. }) => {
-                        errors.push(format!("removing {}: {message}", link.name))
-                    }
-                    Err(e) => errors.push(format!("removing {}: {e}", link.name)),
-                }
+    let links = match daemon::show_all(&socket) {
+        Ok(links) => Some(links),
+        Err(e) => {
+            errors.push(e.to_string());
+            None
+        }
+    };
+    for link in links.iter().flatten() {
+        let Some(a) = &link.attachment else { continue };
+        if a.network != conf.name || is_valid(&a.container_id, &a.ifname) {
+            continue;
+        }
+        let attachment = (a.container_id.clone(), a.ifname.clone());
+        match daemon::call(
+            &socket,
+            &Request::LinkDel(LinkDel {
+                name: link.name.clone(),
+            }),
+        ) {
+            Ok(Response::Ok { .. }) => {
+                let _ = writeln!(
+                    stderr,
+                    "ipvlan-rs: GC: removed slave {} of container {} ({})",
+                    link.name, a.container_id, a.ifname
+                );
+                stale.push(attachment);
+            }
+            Ok(Response::Error {
+                kind: ErrorKind::NotFound,
+                ..
+            }) => stale.push(attachment),
+            Ok(Response::Error { message, .. }) => {
+                errors.push(format!("removing {}: {message}", link.name));
+                kept.push(attachment);
+            }
+            Err(e) => {
+                errors.push(format!("removing {}: {e}", link.name));
+                kept.push(attachment);
+            }
+        }
+    }
+    let ipam = conf.ipam_type().zip(conf.ipam.as_ref());
+    if let (Some((kind, ipam_conf)), Some(_)) = (ipam, &links) {
+        if kind == "host-local" {
+            stale.extend(
+                ipam::host_local_leases(ipam_conf, &conf.name)
+                    .into_iter()
+                    .filter(|(id, ifname)| !is_valid(id, ifname)),
+            );
+        }
+        stale.sort();
+        stale.dedup();
+        stale.retain(|a| !kept.contains(a));
+        for (container_id, ifname) in stale {
+            let del = Env {
+                command: "DEL".into(),
+                container_id,
+                ifname,
+                netns: String::new(),
+                path: env.path.clone(),
+            };
+            if let Err(e) = ipam::delegate("DEL", kind, &del, raw, &conf.cni_version) {
+                errors.push(format!(
+                    "releasing the addresses of container {} ({}): {e}",
+                    del.container_id, del.ifname
+                ));
             }
         }
     }
@@ -476,4 +529,29 @@ pub fn gc(conf: &NetConf, env: &Env, raw: &[u8], stderr: &mut dyn Write) -> Resu
             format!("GC: {}", errors.join("; ")),
         ))
     }
+}
+
+/// The GC configuration `raw` with the still-valid list under both of its names (libcni does
+/// the same), so that a delegated plugin that reads only one of them does not take every
+/// attachment for stale; `raw` unchanged if it already has both or cannot be re-encoded.
+fn with_both_gc_keys(raw: &[u8], conf: &NetConf) -> Vec<u8> {
+    const KEYS: [&str; 2] = ["cni.dev/valid-attachments", "cni.dev/attachments"];
+    let Ok(mut v) = serde_json::from_slice::<Value>(raw) else {
+        return raw.to_vec();
+    };
+    let valid: Vec<Value> = conf
+        .gc_valid()
+        .iter()
+        .map(|a| serde_json::json!({"containerID": a.container_id, "ifname": a.ifname}))
+        .collect();
+    let Some(o) = v.as_object_mut() else {
+        return raw.to_vec();
+    };
+    if KEYS.iter().all(|k| o.get(*k).is_some_and(|x| !x.is_null())) {
+        return raw.to_vec();
+    }
+    for k in KEYS {
+        o.insert(k.to_owned(), Value::Array(valid.clone()));
+    }
+    v.to_string().into_bytes()
 }

@@ -60,6 +60,10 @@ pub struct NetConf {
     pub prev_result: Option<Value>,
     #[serde(rename = "cni.dev/valid-attachments")]
     pub valid_attachments: Option<Vec<GcAttachment>>,
+    /// The same list under the name the tagged CNI 1.1.0 spec gives it (`spec-v1.1.0`,
+    /// section 2 `GC`; renamed since, and libcni sends both): see [`NetConf::gc_valid`].
+    #[serde(rename = "cni.dev/attachments")]
+    pub attachments: Option<Vec<GcAttachment>>,
     /// The ipvlan-rs daemon's control socket.
     pub socket: Option<String>,
     /// What the slave's device is made of, `tap` or `veth` (the daemon's `link add … backend`;
@@ -97,8 +101,9 @@ impl NetConf {
     /// Decodes and validates a configuration: code 6 if it is not the JSON object it should
     /// be, 1 for a version not in [`SUPPORTED_VERSIONS`], 7 for a missing or invalid `name`
     /// or a bad value, 2 for a field this plugin cannot honour (`linkInContainer: true`).
+    /// `"mtu": 0` is read as no `mtu`.
     pub fn parse(raw: &[u8]) -> Result<NetConf, CniError> {
-        let conf: NetConf = serde_json::from_slice(raw).map_err(|e| {
+        let mut conf: NetConf = serde_json::from_slice(raw).map_err(|e| {
             CniError::new(
                 Code::Decoding,
                 format!("cannot decode the network configuration: {e}"),
@@ -151,6 +156,11 @@ impl NetConf {
                 Code::UnsupportedField,
                 "unsupported field linkInContainer=true: the ipvlan-rs daemon serves masters in its own namespace",
             ));
+        }
+        // `"mtu": 0` is no MTU (the master's), as in the reference plugin, where it is a Go
+        // int's zero value and never reaches the kernel.
+        if conf.mtu == Some(0) {
+            conf.mtu = None;
         }
         if conf.mtu.is_some_and(|m| !(68..=65535).contains(&m)) {
             return Err(CniError::new(
@@ -221,6 +231,17 @@ impl NetConf {
             .collect()
     }
 
+    /// GC's still-valid attachments: `cni.dev/valid-attachments`, else `cni.dev/attachments`
+    /// (a runtime that follows the tagged 1.1.0 spec sends only that one: reading none would
+    /// take every container of the network for stale); neither, or `null` (what libcni sends
+    /// for "none"), is none.
+    pub fn gc_valid(&self) -> &[GcAttachment] {
+        self.valid_attachments
+            .as_deref()
+            .or(self.attachments.as_deref())
+            .unwrap_or_default()
+    }
+
     /// Whether this configuration's version is at least `min` (CHECK needs 0.4.0, STATUS and
     /// GC 1.1.0: libcni `skel` answers code 1 below that).
     pub fn at_least(&self, min: (u32, u32, u32)) -> bool {
@@ -286,14 +307,19 @@ impl Env {
         Ok(env)
     }
 
-    /// The container's namespace (ADD, CHECK).
+    /// The container's namespace (ADD, CHECK): code 4 if `CNI_NETNS` cannot be opened or is
+    /// not a network namespace (a regular file or a directory opens too; entering it, as
+    /// `setns(CLONE_NEWNET)` does, tells), so that ADD fails before the daemon makes a slave.
     pub fn netns(&self) -> Result<ipvlan_linux::NetNs, CniError> {
-        ipvlan_linux::NetNs::open(&self.netns).map_err(|e| {
+        let bad = |e: &dyn std::fmt::Display| {
             CniError::new(
                 Code::InvalidEnv,
                 format!("cannot open CNI_NETNS {}: {e}", self.netns),
             )
-        })
+        };
+        let ns = ipvlan_linux::NetNs::open(&self.netns).map_err(|e| bad(&e))?;
+        ns.run(|| ()).map_err(|e| bad(&e))?;
+        Ok(ns)
     }
 
     /// The slave's name in the daemon's namespace before the move: derived from the container
@@ -316,7 +342,9 @@ pub fn slave_name(container_id: &str, ifname: &str) -> String {
 }
 
 /// `CNI_IFNAME` as libcni `pkg/utils.ValidateInterfaceName` checks it (the kernel's
-/// `dev_valid_name`): not empty, at most 15 bytes, not `.` or `..`, no `/`, `:` or white space.
+/// `dev_valid_name`): not empty, at most 15 bytes, not `.` or `..`, no `/`, `:` or white
+/// space; and, beyond libcni, no `%`: the kernel takes such a name for a pattern and picks
+/// its own (`net%d` becomes `net0`), so the result would name an interface that is not there.
 fn validate_ifname(name: &str) -> Result<(), CniError> {
     let why = if name.is_empty() {
         "interface name is empty"
@@ -329,6 +357,8 @@ fn validate_ifname(name: &str) -> Result<(), CniError> {
         .any(|c| c == '/' || c == ':' || c.is_whitespace())
     {
         "interface name contains / or : or whitespace characters"
+    } else if name.contains('%') {
+        "interface name contains %, which the kernel replaces with a number of its choice"
     } else {
         return Ok(());
     };
@@ -375,6 +405,7 @@ mod tests {
                 "linkInContainer=true",
             ),
             (with("mtu", json!(67)), 7, "between 68 and 65535"),
+            (with("mtu", json!(1)), 7, "between 68 and 65535"),
             (with("mtu", json!(-1)), 6, "decode"),
             (
                 with("ipam", json!("host-local")),
@@ -388,6 +419,8 @@ mod tests {
             assert!(e.msg.contains(needle), "{conf}: {e:?}");
         }
         assert!(parse(with("name", json!("a_b.c-1"))).is_ok());
+        // As the reference plugin (a Go int's zero value): 0 is no MTU, the master's.
+        assert_eq!(parse(with("mtu", json!(0))).unwrap().mtu, None);
         assert!(parse(with("mode", json!(""))).unwrap().mode() == Some(Mode::L2));
         assert!(parse(with("ipam", json!({})))
             .unwrap()
@@ -455,6 +488,7 @@ mod tests {
             ("CNI_IFNAME", "..", ". or .."),
             ("CNI_IFNAME", "et:h0", "contains / or :"),
             ("CNI_IFNAME", "eth 0", "contains / or :"),
+            ("CNI_IFNAME", "eth%d", "contains %"),
         ] {
             let mut m = full.clone();
             m.insert(k, v);
@@ -462,6 +496,48 @@ mod tests {
             assert_eq!(e.code.value(), 4);
             assert!(e.msg.contains(needle), "{k}={v}: {e:?}");
         }
+    }
+
+    #[test]
+    fn a_cni_netns_that_is_no_namespace_is_code_4() {
+        let file =
+            std::env::temp_dir().join(format!("ipvlan-cni-not-a-netns-{}", std::process::id()));
+        std::fs::write(&file, "").unwrap();
+        for path in [file.to_str().unwrap(), "/", "/nonexistent/netns"] {
+            let env = Env {
+                netns: path.to_owned(),
+                ..Env::default()
+            };
+            let e = env.netns().unwrap_err();
+            assert_eq!(e.code.value(), 4, "{path}: {e:?}");
+            assert!(e.msg.contains(&format!("CNI_NETNS {path}")), "{e:?}");
+        }
+        std::fs::remove_file(&file).unwrap();
+    }
+
+    #[test]
+    fn gc_takes_either_name_of_the_valid_list() {
+        let one = json!([{"containerID": "c1", "ifname": "eth0"}]);
+        let two = json!([{"containerID": "c2", "ifname": "eth0"}]);
+        let names = |c: &NetConf| -> Vec<String> {
+            c.gc_valid()
+                .iter()
+                .map(|a| a.container_id.clone())
+                .collect()
+        };
+        assert_eq!(
+            names(&parse(with("cni.dev/attachments", one.clone())).unwrap()),
+            ["c1"]
+        );
+        let mut both = with("cni.dev/valid-attachments", two);
+        both["cni.dev/attachments"] = one;
+        assert_eq!(
+            names(&parse(both).unwrap()),
+            ["c2"],
+            "the current name wins"
+        );
+        assert!(names(&parse(with("cni.dev/valid-attachments", Value::Null)).unwrap()).is_empty());
+        assert!(names(&parse(base()).unwrap()).is_empty());
     }
 
     #[test]

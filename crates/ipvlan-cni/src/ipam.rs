@@ -5,7 +5,8 @@
 //! Beyond libcni's delegation: an IPAM plugin older than the configuration (Debian 12's
 //! host-local speaks CNI up to 1.0.0, and refuses a 1.1.0 configuration with code 1) is
 //! given the configuration in the newest version it speaks, and its result read in that
-//! version; STATUS and GC go only to plugins that speak 1.1.0.
+//! version; STATUS and GC go only to plugins that speak 1.1.0. For GC, host-local's leases
+//! are read ([`host_local_leases`]): no host-local release has a GC of its own.
 
 use std::io::Write;
 use std::path::PathBuf;
@@ -150,4 +151,79 @@ pub fn delegate(
     })?;
     conf["cniVersion"] = Value::String(best);
     exec(command, kind, env, conf.to_string().as_bytes())
+}
+
+/// Where host-local keeps its leases when `ipam.dataDir` is not given.
+pub const HOST_LOCAL_DATA_DIR: &str = "/var/lib/cni/networks";
+
+/// The attachments (container id, interface) host-local holds addresses for in network
+/// `network`, read from its disk store as host-local writes it (containernetworking/plugins
+/// `plugins/ipam/host-local/backend/disk`): one file per address, named by the address,
+/// under `DATADIR/NETWORK` (`ipam.dataDir`, default [`HOST_LOCAL_DATA_DIR`]), holding
+/// `CONTAINERID\r\nIFNAME`. Sorted, without repeats; files that are not leases (`lock`,
+/// `last_reserved_ip.N`), cannot be read, or hold a container id alone (host-local before
+/// 0.7) are skipped; a missing directory is no leases.
+///
+/// No host-local release has a GC of its own (up to 1.1.0 it does not speak CNI 1.1; later
+/// it answers GC without doing anything), so this is how GC finds the leases of containers
+/// whose namespace went without DEL.
+pub fn host_local_leases(ipam: &Value, network: &str) -> Vec<(String, String)> {
+    let dir =
+        std::path::Path::new(ipam["dataDir"].as_str().unwrap_or(HOST_LOCAL_DATA_DIR)).join(network);
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return Vec::new();
+    };
+    let mut leases: Vec<(String, String)> = entries
+        .filter_map(Result::ok)
+        .filter(|e| {
+            e.file_name()
+                .to_str()
+                .is_some_and(|n| n.parse::<std::net::IpAddr>().is_ok())
+        })
+        .filter_map(|e| std::fs::read_to_string(e.path()).ok())
+        .filter_map(|text| {
+            let (id, ifname) = text.trim().split_once("\r\n")?;
+            let (id, ifname) = (id.trim(), ifname.trim());
+            (!id.is_empty() && !ifname.is_empty()).then(|| (id.to_owned(), ifname.to_owned()))
+        })
+        .collect();
+    leases.sort();
+    leases.dedup();
+    leases
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+
+    use serde_json::json;
+
+    use super::*;
+
+    #[test]
+    fn host_local_leases_are_read_as_host_local_writes_them() {
+        let data = std::env::temp_dir().join(format!("ipvlan-cni-leases-{}", std::process::id()));
+        let dir = data.join("net-1");
+        std::fs::create_dir_all(&dir).unwrap();
+        for (file, text) in [
+            ("192.0.2.100", "id-a\r\neth0"),
+            ("2001:db8::100", "id-a\r\neth0"),
+            ("192.0.2.101", "id-b\r\nnet1"),
+            ("192.0.2.102", "id-old"),
+            ("last_reserved_ip.0", "192.0.2.101"),
+            ("lock", ""),
+        ] {
+            std::fs::write(dir.join(file), text).unwrap();
+        }
+        let leases = host_local_leases(&json!({"type": "host-local", "dataDir": data}), "net-1");
+        assert_eq!(
+            leases,
+            vec![
+                ("id-a".to_owned(), "eth0".to_owned()),
+                ("id-b".to_owned(), "net1".to_owned())
+            ]
+        );
+        assert!(host_local_leases(&json!({"dataDir": data}), "net-2").is_empty());
+        std::fs::remove_dir_all(&data).unwrap();
+    }
 }

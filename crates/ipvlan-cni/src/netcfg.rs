@@ -5,6 +5,7 @@
 
 use std::time::{Duration, Instant};
 
+use ipvlan_linux::netns::NetNsError;
 use ipvlan_linux::rtnl::{IpFamily, LinkChange, Rtnl, TABLE_MAIN};
 use ipvlan_linux::NetNs;
 
@@ -317,8 +318,9 @@ pub fn verify(netns: &NetNs, ifname: &str, want: &Expected) -> Result<(), CniErr
 }
 
 /// DEL without the daemon: deletes `ifname` in the namespace at `netns_path`, as the reference
-/// plugin does. `Ok(false)` when there is nothing to delete (no such namespace any more, or
-/// no such interface): DEL is best effort and idempotent.
+/// plugin does. `Ok(false)` when there is nothing to delete (no such namespace any more, a
+/// path that is no namespace any more — a runtime's unmounted bind mount, which the
+/// reference fails on —, or no such interface): DEL is best effort and idempotent.
 pub fn delete_in(netns_path: &str, ifname: &str) -> Result<bool, CniError> {
     if netns_path.is_empty() || !std::path::Path::new(netns_path).exists() {
         return Ok(false);
@@ -327,16 +329,23 @@ pub fn delete_in(netns_path: &str, ifname: &str) -> Result<bool, CniError> {
         return Ok(false);
     };
     let ifname = ifname.to_owned();
-    netns
-        .run(move || -> Result<bool, CniError> {
-            let mut r = Rtnl::open().map_err(|e| plugin("rtnetlink in the container", e))?;
-            match r.link_by_name(&ifname) {
-                Ok(Some(link)) => r
-                    .del_link(link.index)
-                    .map(|()| true)
-                    .map_err(|e| plugin(&format!("deleting {ifname} in the container"), e)),
-                _ => Ok(false),
-            }
-        })
-        .map_err(|e| plugin("entering the container's namespace", e))?
+    match netns.run(move || -> Result<bool, CniError> {
+        let mut r = Rtnl::open().map_err(|e| plugin("rtnetlink in the container", e))?;
+        match r.link_by_name(&ifname) {
+            Ok(Some(link)) => r
+                .del_link(link.index)
+                .map(|()| true)
+                .map_err(|e| plugin(&format!("deleting {ifname} in the container"), e)),
+            _ => Ok(false),
+        }
+    }) {
+        Ok(deleted) => deleted,
+        // setns refuses what is not a network namespace (EINVAL): nothing of ours is there.
+        Err(NetNsError::Enter { source, .. })
+            if source.kind() == std::io::ErrorKind::InvalidInput =>
+        {
+            Ok(false)
+        }
+        Err(e) => Err(plugin("entering the container's namespace", e)),
+    }
 }
