@@ -68,7 +68,7 @@ pub fn wait_served(socket: &Path, name: &str, want: &[std::net::IpAddr]) -> Resu
         let link = show(socket, name)?.ok_or_else(|| {
             CniError::new(
                 Code::Plugin,
-                format!("the daemon no longer has the new slave {name}"),
+                format!("the daemon no longer has the new slave {name}: it went with the container's namespace as the daemon sees it — can the daemon see CNI_NETNS (is it in another mount namespace, or was the namespace deleted)? see the daemon's log"),
             )
         })?;
         let missing: Vec<&String> = want

@@ -57,7 +57,7 @@ pub fn default_route_device(ns: &NetNs) -> Result<String, CniError> {
     link.map(|l| l.name).ok_or_else(|| {
         CniError::new(
             Code::InvalidConfig,
-            "no \"master\" given and no default route to take it from",
+            "no \"master\" given and no default route in the ipvlan-rs daemon's network namespace to take it from",
         )
     })
 }

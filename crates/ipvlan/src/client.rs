@@ -13,7 +13,7 @@ use crate::proto::{Request, Response};
 pub fn call(socket: &Path, req: &Request) -> Result<Response> {
     let mut stream = UnixStream::connect(socket).with_context(|| {
         format!(
-            "cannot reach the ipvlan daemon at {} (is `ipvlan daemon` running? set --socket or IPVLAN_SOCKET)",
+            "cannot reach the ipvlan daemon at {} (is `ipvlan daemon` running? another socket: the CLI's --socket, the CNI configuration's \"socket\", netavark's -o socket=, or IPVLAN_SOCKET)",
             socket.display()
         )
     })?;

@@ -56,21 +56,22 @@ fn named_parent(o: &Opts, network: &Network) -> Result<Option<String>> {
 
 /// The master in namespace `home`: the named one (which must exist there), else the device of
 /// the default route (as the CNI plugin and the reference ipvlan plugin take it).
-fn parent_in(o: &Opts, network: &Network, home: &NetNs) -> Result<String> {
+/// `home_is` says which namespace `home` is, for the errors.
+fn parent_in(o: &Opts, network: &Network, home: &NetNs, home_is: &str) -> Result<String> {
     match named_parent(o, network)? {
         Some(p) => {
             let mut r = Rtnl::open_in(home).context("rtnetlink in the daemon's namespace")?;
             match r.link_by_name(&p).context("looking up the parent")? {
                 Some(_) => Ok(p),
                 None => {
-                    bail!("parent interface {p} does not exist in the ipvlan daemon's namespace")
+                    bail!("parent interface {p} does not exist in {home_is}")
                 }
             }
         }
         None => netcfg::default_route_device(home).map_err(|e| {
             anyhow!(
-                "no parent given (-o parent=IFACE) and none to take from the default route: {}",
-                e.msg
+                "no parent given (-o parent=IFACE): {}",
+                e.msg.replace("no \"master\" given and ", "")
             )
         }),
     }
@@ -94,14 +95,15 @@ pub fn create(mut network: Network) -> Result<Network> {
     {
         bail!("network DNS servers are not supported: ipvlan-rs networks serve no DNS");
     }
-    let home = match netcfg::daemon_netns(&o.socket()) {
-        Ok(ns) => ns,
-        Err(e) if e.code == Code::TryAgainLater => {
-            NetNs::current().context("opening this process's namespace")?
-        }
+    let (home, home_is) = match netcfg::daemon_netns(&o.socket()) {
+        Ok(ns) => (ns, "the ipvlan daemon's namespace".to_owned()),
+        Err(e) if e.code == Code::TryAgainLater => (
+            NetNs::current().context("opening this process's namespace")?,
+            format!("this namespace (checked here because {})", e.msg),
+        ),
         Err(e) => return Err(cni(e)),
     };
-    let parent = parent_in(&o, &network, &home)?;
+    let parent = parent_in(&o, &network, &home, &home_is)?;
     network.network_interface = Some(parent);
     network
         .options
@@ -241,7 +243,7 @@ pub fn setup(netns: &str, x: &NetworkPluginExec) -> Result<StatusBlock> {
     let ns = NetNs::open(netns).with_context(|| format!("opening the namespace {netns}"))?;
     let socket = o.socket();
     let home = netcfg::daemon_netns(&socket).map_err(cni)?;
-    let master = parent_in(&o, &x.network, &home)?;
+    let master = parent_in(&o, &x.network, &home, "the ipvlan daemon's namespace")?;
     let temp = slave_name(x);
     let req = Request::LinkAdd(LinkAdd {
         master: master.clone(),
