@@ -155,6 +155,18 @@ impl Fx {
         let o = run(Command::new("ip").args(["netns", "add", &name]));
         assert!(o.status.success(), "ip netns add {name}: {}", text(&o));
         run(Command::new("ip").args(["-n", &name, "link", "set", "lo", "up"]));
+        // A new namespace takes its IPv4 settings from the host's (devconf_inherit_init_net
+        // 0): a host that forwards (a Docker or Kubernetes node) must not make every test
+        // namespace a router. The tests start from the kernel's defaults.
+        let o = run(Command::new("ip").args([
+            "netns",
+            "exec",
+            &name,
+            "sysctl",
+            "-qw",
+            "net.ipv4.ip_forward=0",
+        ]));
+        assert!(o.status.success(), "ip_forward=0 in {name}: {}", text(&o));
         self.namespaces.push(name);
     }
 
