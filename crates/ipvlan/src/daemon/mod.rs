@@ -15,6 +15,7 @@
 mod control;
 mod error;
 mod follow;
+pub mod metrics_listen;
 pub mod persist;
 mod port;
 mod requests;
@@ -48,6 +49,8 @@ pub struct Config {
     /// Where bpffs is (or is mounted): the eBPF ports pin their programs under
     /// `BPFFS/ipvlan-rs/<instance>/<master ifindex>`.
     pub bpffs: PathBuf,
+    /// `--metrics-listen`: where to serve `GET /metrics` over HTTP, if anywhere.
+    pub metrics_listen: Option<std::net::SocketAddr>,
 }
 
 /// `ipvlan daemon --datapath`: which data path new ports get.
@@ -156,6 +159,7 @@ pub fn run(cfg: Config) -> Result<()> {
         None
     };
     let listener = control::listen(&cfg.socket)?;
+    let metrics_listener = cfg.metrics_listen.map(metrics_listen::bind).transpose()?;
     let ns = NetNs::current().context("opening the daemon's network namespace")?;
     let rtnl = Rtnl::open().context("opening rtnetlink")?;
     let monitor = Rtnl::monitor_all().context("opening the rtnetlink monitor")?;
@@ -178,6 +182,11 @@ pub fn run(cfg: Config) -> Result<()> {
     d.restore();
     // Requests are taken only once the restored slaves are served.
     let control = ControlServer::spawn(listener).context("starting the control socket")?;
+    if let Some(l) = metrics_listener {
+        let addr = l.local_addr().context("--metrics-listen")?;
+        metrics_listen::spawn(l, control.submitter()).context("starting the metrics listener")?;
+        info!(%addr, "serving GET /metrics over HTTP");
+    }
     info!(socket = %d.cfg.socket.display(), state = %d.cfg.state_dir.display(), datapath = ?d.cfg.datapath, "ipvlan daemon ready");
     let result = d.serve(&control, &signals);
     d.shutdown();
