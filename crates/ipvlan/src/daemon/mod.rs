@@ -158,8 +158,9 @@ pub fn run(cfg: Config) -> Result<()> {
     } else {
         None
     };
-    let listener = control::listen(&cfg.socket)?;
+    // Bound before the control socket, so a taken port leaves no socket behind.
     let metrics_listener = cfg.metrics_listen.map(metrics_listen::bind).transpose()?;
+    let listener = control::listen(&cfg.socket)?;
     let ns = NetNs::current().context("opening the daemon's network namespace")?;
     let rtnl = Rtnl::open().context("opening rtnetlink")?;
     let monitor = Rtnl::monitor_all().context("opening the rtnetlink monitor")?;
