@@ -74,7 +74,9 @@ pub struct SlaveState {
     pub name: String,
     pub id: u16,
     pub mtu: u32,
-    /// The `ifalias` that identifies the TAP wherever it lives now.
+    /// The slave's identity (`slave::alias_for`), which the device's `ifalias` carries
+    /// (`slave::device_alias`; older versions: the identity alone), so it is found wherever it
+    /// lives now.
     pub alias: String,
     #[serde(default)]
     pub spoofchk: bool,
