@@ -327,10 +327,9 @@ disabled_plugins = ["io.containerd.grpc.v1.cri"]
         ipvlan_testkit::text(&o)
     }
 
-    /// The daemon's slaves (`ipvlan -j link show`).
+    /// The daemon's slaves (as the control protocol shows them).
     fn slaves(&self) -> Vec<serde_json::Value> {
-        let out = self.net.cli_ok(&["-j", "link", "show"]);
-        serde_json::from_str(out.trim()).unwrap()
+        self.net.links()
     }
 }
 

@@ -237,10 +237,9 @@ fn podman_containers_on_an_ipvlan_rs_network() {
     assert_eq!(out.matches("2 packets received").count(), 2, "{out}");
     // Removing the containers removes their slaves (CNI DEL through the daemon).
     let _ = e.podman(&["rm", "-f", "-t", "0", "c1"]);
-    let listing = e.net.cli(&["-j", "link", "show"]);
     assert_eq!(
-        String::from_utf8_lossy(&listing.stdout).trim(),
-        "[]",
+        e.net.links(),
+        Vec::<serde_json::Value>::new(),
         "{}",
         e.daemon_log()
     );

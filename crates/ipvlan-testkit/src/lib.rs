@@ -277,9 +277,7 @@ impl Fx {
     /// The data path the daemon gave the port of `m0` (`bpf-tcx`, `bpf-tc`, `user`), as
     /// `link show` reports it for the first slave; `None` without slaves.
     pub fn datapath(&self) -> Option<String> {
-        let out = self.cli_ok(&["-j", "link", "show"]);
-        let v: serde_json::Value = serde_json::from_str(&out).ok()?;
-        v.as_array()?
+        self.links()
             .first()?
             .get("datapath")?
             .as_str()
@@ -327,11 +325,21 @@ impl Fx {
         text(&o)
     }
 
-    /// `link show -j` as JSON.
+    /// Every slave as the daemon's control protocol shows it (`ipvlan::proto::LinkView`,
+    /// asked over the socket as the container plugins ask): the protocol's own keys (`name`,
+    /// `mode`, `flag`, `stats`…), not the CLI's `-j` output, which has a schema of its own
+    /// (tested where the CLI is).
     pub fn links(&self) -> Vec<serde_json::Value> {
-        let o = self.cli(&["-j", "link", "show"]);
-        assert!(o.status.success(), "{}", text(&o));
-        serde_json::from_slice(&o.stdout).unwrap()
+        use std::io::{Read, Write};
+        let mut s = std::os::unix::net::UnixStream::connect(&self.socket)
+            .unwrap_or_else(|e| panic!("connecting to {}: {e}", self.socket.display()));
+        s.write_all(br#"{"cmd":"link_show","name":null}"#).unwrap();
+        s.shutdown(std::net::Shutdown::Write).unwrap();
+        let mut reply = Vec::new();
+        s.read_to_end(&mut reply).unwrap();
+        let v: serde_json::Value = serde_json::from_slice(&reply).unwrap();
+        assert_eq!(v["status"], "ok", "link show: {v}");
+        v["links"].as_array().cloned().unwrap_or_default()
     }
 
     pub fn link(&self, name: &str) -> Option<serde_json::Value> {

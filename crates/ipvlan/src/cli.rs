@@ -7,11 +7,13 @@ use std::process::ExitCode;
 use ipvlan_core::{IfName, LinkArgsError, LinkTypeArgs};
 
 use crate::proto::{
-    BackendKind, LinkAdd, LinkDel, LinkSet, LinkShow, LinkView, Request, Response, DEFAULT_SOCKET,
-    DEFAULT_STATE_DIR,
+    BackendKind, ErrorKind, LinkAdd, LinkDel, LinkSet, LinkShow, LinkView, Request, Response,
+    DEFAULT_SOCKET, DEFAULT_STATE_DIR,
 };
 use crate::tools::{bench_forward, demo, matrix};
 use crate::{client, daemon};
+
+mod json;
 
 pub const USAGE: &str = "\
 Usage: ipvlan [ OPTIONS ] OBJECT { COMMAND | help }
@@ -21,19 +23,51 @@ Usage: ipvlan [ OPTIONS ] OBJECT { COMMAND | help }
        ipvlan metrics [ --openmetrics ]
        ipvlan demo
        ipvlan matrix
+       ipvlan bench-forward END END
+       ipvlan -V[ersion]
 where  OBJECT := link
-       OPTIONS := { -d[etails] | -s[tatistics] | -j[son] | --socket PATH }
+       OPTIONS := { -V[ersion] | -d[etails] | -s[tatistics] | -j[son] | -p[retty] |
+                    -br[ief] | -h[elp] | --socket PATH }
 
 Usage: ipvlan link add link DEVICE [ name ] NAME [ mtu MTU ] [ spoofchk { on | off } ]
                  [ backend { veth | tap } ] type ipvlan [ mode MODE ] [ FLAGS ]
        ipvlan link delete [ dev ] NAME
        ipvlan link set [ dev ] NAME [ spoofchk { on | off } ] [ router { on | off } ]
                        [ type ipvlan [ mode MODE ] [ FLAGS ] ]
-       ipvlan [ -d ] [ -s ] [ -j ] link show [ [ dev ] NAME ]
+       ipvlan [ -d ] [ -s ] [ -j [ -p ] ] [ -br ] link show [ [ dev ] NAME ]
+       ipvlan link help
+       ipvlan link add type ipvlan help
 MODE: l3 | l3s | l2
 FLAGS: bridge | private | vepa
 
-The control socket is --socket PATH, else $IPVLAN_SOCKET, else /run/ipvlan/ipvlan.sock.";
+The control socket is --socket PATH, else $IPVLAN_SOCKET, else /run/ipvlan/ipvlan.sock.
+-j prints the JSON documented in the README (\"JSON output\", schema_version 1).";
+
+/// `ipvlan link help`: the link object's part of [`USAGE`].
+fn link_usage() -> &'static str {
+    USAGE
+        .find("Usage: ipvlan link")
+        .map_or(USAGE, |at| &USAGE[at..])
+}
+
+const DEMO_USAGE: &str = "\
+Usage: ipvlan demo
+  Runs the README's demo as root in namespaces and devices of its own (a master, two
+  slaves in two namespaces, a ping between them and to the outside), then removes them.";
+
+const MATRIX_USAGE: &str = "\
+Usage: ipvlan matrix
+  Prints, for every mode and flag, who reaches whom (slave to slave, slave to the master's
+  host, to the wire), as the daemon's switch decides it; needs no root and no devices.";
+
+const BENCH_FORWARD_USAGE: &str = "\
+Usage: ipvlan bench-forward { tap:NAME | packet:IFACE } { tap:NAME | packet:IFACE }
+  Forwards frames between two ends as fast as it can, for `scripts/bench`'s baseline.";
+
+/// What `-V` prints, as `ip -V` prints `ip utility, iproute2-6.1.0`.
+pub fn version_line() -> String {
+    format!("ipvlan utility, ipvlan-rs {}", env!("CARGO_PKG_VERSION"))
+}
 
 const DAEMON_USAGE: &str = "\
 Usage: ipvlan daemon [ --socket PATH ] [ --state-dir DIR ]
@@ -67,24 +101,77 @@ struct Options {
     details: bool,
     stats: bool,
     json: bool,
+    /// `-p[retty]`: indented JSON (no effect without `-j`, as in iproute2).
+    pretty: bool,
+    /// `-br[ief]`: one line per slave, `ip -br link` style.
+    brief: bool,
     socket: Option<PathBuf>,
 }
 
-/// A command-line error: message and exit code.
-struct CliError(String, u8);
+/// Why the command did not do what it was asked: the message, the exit code, and the error's
+/// `kind` as `-j` reports it (`json::ERROR_KINDS`). Exit code 0 is help the user asked for:
+/// the message goes to stdout and the command succeeds.
+struct CliError {
+    msg: String,
+    code: u8,
+    kind: &'static str,
+}
 
+impl CliError {
+    fn new(msg: impl Into<String>, code: u8, kind: &'static str) -> CliError {
+        CliError {
+            msg: msg.into(),
+            code,
+            kind,
+        }
+    }
+}
+
+/// A command-line error (incomplete, unknown word): exit 255.
 fn usage_error(msg: impl Into<String>) -> CliError {
-    CliError(msg.into(), EXIT_USAGE)
+    CliError::new(msg, EXIT_USAGE, "usage")
+}
+
+/// A malformed value (a mode, an MTU, on/off): exit 1.
+fn bad_arg(msg: impl Into<String>) -> CliError {
+    CliError::new(msg, EXIT_BAD_ARG, "invalid_argument")
+}
+
+/// Help the user asked for (`help`, `--help`, `-h`): printed on stdout, exit 0.
+fn help(text: &str) -> CliError {
+    CliError::new(text, 0, "help")
+}
+
+/// Whether `word` asks for help: `help`, `--help`, `-h` (and `-help`, iproute2's spelling).
+fn is_help(word: &str) -> bool {
+    matches!(word, "help" | "--help" | "-help" | "-h")
 }
 
 fn matches(word: &str, keyword: &str) -> bool {
     !word.is_empty() && keyword.starts_with(word)
 }
 
+/// iproute2's option matching (`ip.c`): one or two dashes, then any prefix of the option's
+/// name at least as long as `shortest` (`-br` for `-brief`, so that `-b` stays free for a
+/// future `-batch` as in iproute2).
+fn option_is(opt: &str, name: &str, shortest: usize) -> bool {
+    let word = opt.strip_prefix("--").or_else(|| opt.strip_prefix('-'));
+    word.is_some_and(|w| w.len() >= shortest && name.starts_with(w))
+}
+
 pub fn main(args: Vec<String>) -> ExitCode {
-    match run(args) {
+    let mut opts = Options::default();
+    match run(args, &mut opts) {
         Ok(code) => code,
-        Err(CliError(msg, code)) => {
+        Err(CliError { msg, code: 0, .. }) => {
+            println!("{msg}");
+            ExitCode::SUCCESS
+        }
+        Err(e) if opts.json => {
+            eprintln!("{}", json::error_line(&e.msg, e.kind, e.code));
+            ExitCode::from(e.code)
+        }
+        Err(CliError { msg, code, .. }) => {
             if !msg.is_empty() {
                 eprintln!("{msg}");
             }
@@ -93,35 +180,39 @@ pub fn main(args: Vec<String>) -> ExitCode {
     }
 }
 
-fn run(args: Vec<String>) -> Result<ExitCode, CliError> {
-    let mut opts = Options::default();
+fn run(args: Vec<String>, opts: &mut Options) -> Result<ExitCode, CliError> {
     let mut words = args.into_iter().peekable();
     while let Some(w) = words.peek().cloned() {
         if !w.starts_with('-') {
             break;
         }
         words.next();
-        match w.trim_start_matches('-') {
-            "d" | "details" => opts.details = true,
-            "s" | "stats" | "statistics" => opts.stats = true,
-            "j" | "json" => opts.json = true,
-            "socket" => {
-                opts.socket = Some(
-                    words
-                        .next()
-                        .ok_or_else(|| usage_error("--socket needs a path"))?
-                        .into(),
-                )
-            }
-            "h" | "help" => {
-                println!("{USAGE}");
-                return Ok(ExitCode::SUCCESS);
-            }
-            _ => {
-                return Err(usage_error(format!(
-                    "Option \"{w}\" is unknown, try \"ipvlan -help\"."
-                )))
-            }
+        if option_is(&w, "Version", 1) {
+            println!("{}", version_line());
+            return Ok(ExitCode::SUCCESS);
+        } else if option_is(&w, "details", 1) {
+            opts.details = true;
+        } else if option_is(&w, "statistics", 1) || option_is(&w, "stats", 1) {
+            opts.stats = true;
+        } else if option_is(&w, "json", 1) {
+            opts.json = true;
+        } else if option_is(&w, "pretty", 1) {
+            opts.pretty = true;
+        } else if option_is(&w, "brief", 2) {
+            opts.brief = true;
+        } else if option_is(&w, "socket", 6) {
+            opts.socket = Some(
+                words
+                    .next()
+                    .ok_or_else(|| usage_error("--socket needs a path"))?
+                    .into(),
+            )
+        } else if option_is(&w, "help", 1) {
+            return Err(help(USAGE));
+        } else {
+            return Err(usage_error(format!(
+                "Option \"{w}\" is unknown, try \"ipvlan -help\"."
+            )));
         }
     }
     let rest: Vec<String> = words.collect();
@@ -133,28 +224,53 @@ fn run(args: Vec<String>) -> Result<ExitCode, CliError> {
         .clone()
         .or_else(|| std::env::var_os("IPVLAN_SOCKET").map(PathBuf::from))
         .unwrap_or_else(|| PathBuf::from(DEFAULT_SOCKET));
+    let args = &rest[1..];
     match object.as_str() {
-        "daemon" => run_daemon(&rest[1..], socket),
-        "demo" => Ok(demo::main()),
-        "bench-forward" => Ok(bench_forward::main(&rest[1..])),
-        "matrix" => match matrix::render() {
-            Ok(t) => {
-                print!("{t}");
-                Ok(ExitCode::SUCCESS)
+        "daemon" => run_daemon(args, socket),
+        "demo" => {
+            no_arguments(args, DEMO_USAGE)?;
+            Ok(demo::main())
+        }
+        "bench-forward" => {
+            if args.iter().any(|a| is_help(a)) {
+                return Err(help(BENCH_FORWARD_USAGE));
             }
-            Err(e) => Err(CliError(format!("ipvlan: {e}"), EXIT_REFUSED)),
-        },
-        "help" => {
-            println!("{USAGE}");
-            Ok(ExitCode::SUCCESS)
+            Ok(bench_forward::main(args))
         }
+        "matrix" => {
+            no_arguments(args, MATRIX_USAGE)?;
+            match matrix::render() {
+                Ok(t) => {
+                    print!("{t}");
+                    Ok(ExitCode::SUCCESS)
+                }
+                Err(e) => Err(CliError::new(
+                    format!("ipvlan: {e}"),
+                    EXIT_REFUSED,
+                    "system",
+                )),
+            }
+        }
+        "help" => Err(help(USAGE)),
         o if matches(o, "link") => {
-            let req = parse_link(&rest[1..])?;
-            send(&socket, &req, &opts)
+            let req = parse_link(args)?;
+            send(&socket, &req, opts)
         }
-        "metrics" => Ok(crate::metrics::main(&rest[1..], &socket)),
+        "metrics" => Ok(crate::metrics::main(args, &socket)),
         other => Err(usage_error(format!(
             "Object \"{other}\" is unknown, try \"ipvlan help\"."
+        ))),
+    }
+}
+
+/// A command that takes no arguments: help when asked for, a usage error for anything else.
+fn no_arguments(args: &[String], usage: &str) -> Result<(), CliError> {
+    match args {
+        [] => Ok(()),
+        [h] if is_help(h) => Err(help(usage)),
+        _ => Err(usage_error(format!(
+            "Garbage instead of arguments \"{}\".\n{usage}",
+            args.join(" ")
         ))),
     }
 }
@@ -202,10 +318,7 @@ fn run_daemon(args: &[String], mut socket: PathBuf) -> Result<ExitCode, CliError
                 metrics_listen =
                     Some(daemon::metrics_listen::parse_listen(v).map_err(usage_error)?);
             }
-            "-h" | "--help" | "help" => {
-                println!("{DAEMON_USAGE}");
-                return Ok(ExitCode::SUCCESS);
-            }
+            h if is_help(h) => return Err(help(DAEMON_USAGE)),
             other => return Err(usage_error(format!("daemon: unknown option \"{other}\""))),
         }
     }
@@ -218,7 +331,7 @@ fn run_daemon(args: &[String], mut socket: PathBuf) -> Result<ExitCode, CliError
         metrics_listen,
     }) {
         Ok(()) => Ok(ExitCode::SUCCESS),
-        Err(e) => Err(CliError(format!("ipvlan daemon: {e:#}"), 1)),
+        Err(e) => Err(CliError::new(format!("ipvlan daemon: {e:#}"), 1, "system")),
     }
 }
 
@@ -228,6 +341,12 @@ fn parse_link(words: &[String]) -> Result<Request, CliError> {
         return Ok(Request::LinkShow(LinkShow { name: None }));
     };
     let rest = &words[1..];
+    // Help before anything else: `link help`, `link add --help`, `link show -h`… (but
+    // `… type ipvlan help` is the ipvlan type's own help, iproute2's text).
+    let before_type = rest.iter().take_while(|w| *w != "type");
+    if is_help(cmd) || before_type.clone().any(|w| is_help(w)) {
+        return Err(help(link_usage()));
+    }
     match cmd.as_str() {
         c if matches(c, "add") => parse_add(rest),
         c if matches(c, "delete") || c == "del" => {
@@ -263,7 +382,6 @@ fn parse_link(words: &[String]) -> Result<Request, CliError> {
             };
             Ok(Request::LinkShow(LinkShow { name }))
         }
-        "help" => Err(CliError(USAGE.into(), EXIT_USAGE)),
         other => Err(usage_error(format!(
             "Command \"{other}\" is unknown, try \"ipvlan link help\"."
         ))),
@@ -281,24 +399,22 @@ fn split_type(words: &[String]) -> Result<(&[String], Option<LinkTypeArgs>), Cli
     match kind.as_str() {
         "ipvlan" => {}
         "ipvtap" => {
-            return Err(CliError(
-                "ipvlan: type ipvtap is not supported yet; use type ipvlan".into(),
-                EXIT_BAD_ARG,
+            return Err(bad_arg(
+                "ipvlan: type ipvtap is not supported yet; use type ipvlan",
             ))
         }
         other => {
-            return Err(CliError(
-                format!("ipvlan: this tool only creates ipvlan links, not \"{other}\""),
-                EXIT_BAD_ARG,
-            ))
+            return Err(bad_arg(format!(
+                "ipvlan: this tool only creates ipvlan links, not \"{other}\""
+            )))
         }
     }
-    let args = LinkTypeArgs::parse(&words[pos + 2..]).map_err(|e| {
-        let code = match e {
-            LinkArgsError::Incomplete | LinkArgsError::Help => EXIT_USAGE,
-            _ => EXIT_BAD_ARG,
-        };
-        CliError(e.to_string(), code)
+    let args = LinkTypeArgs::parse(&words[pos + 2..]).map_err(|e| match e {
+        // iproute2's own text (`ip/iplink_ipvlan.c`), on stdout with exit 0 as every help
+        // here (iproute2 prints it on stderr and exits 1: its parser treats help as an error).
+        LinkArgsError::Help => help(ipvlan_core::link_args::USAGE),
+        LinkArgsError::Incomplete => usage_error(e.to_string()),
+        _ => bad_arg(e.to_string()),
     })?;
     Ok((&words[..pos], Some(args)))
 }
@@ -324,20 +440,18 @@ fn parse_add(words: &[String]) -> Result<Request, CliError> {
             "mtu" => {
                 let v = value("mtu")?;
                 mtu = Some(v.parse::<u32>().map_err(|_| {
-                    CliError(
-                        format!("Error: argument \"{v}\" is wrong: Invalid \"mtu\" value"),
-                        EXIT_BAD_ARG,
-                    )
+                    bad_arg(format!(
+                        "Error: argument \"{v}\" is wrong: Invalid \"mtu\" value"
+                    ))
                 })?);
             }
             "spoofchk" => spoofchk = Some(on_off("spoofchk", &value("spoofchk")?)?),
             "backend" => {
                 let v = value("backend")?;
                 backend = Some(BackendKind::parse(&v).ok_or_else(|| {
-                    CliError(
-                        format!("Error: argument \"{v}\" is wrong: \"backend\" is veth or tap"),
-                        EXIT_BAD_ARG,
-                    )
+                    bad_arg(format!(
+                        "Error: argument \"{v}\" is wrong: \"backend\" is veth or tap"
+                    ))
                 })?);
             }
             "address" => {
@@ -353,14 +467,15 @@ fn parse_add(words: &[String]) -> Result<Request, CliError> {
         }
     }
     let master = master.ok_or_else(|| {
-        CliError(
-            "Error: an ipvlan link needs its master: \"link DEVICE\" is required (R-CRT-1)".into(),
+        CliError::new(
+            "Error: an ipvlan link needs its master: \"link DEVICE\" is required (R-CRT-1)",
             EXIT_REFUSED,
+            "invalid",
         )
     })?;
     let name =
         name.ok_or_else(|| usage_error("Not enough information: \"name\" argument is required."))?;
-    IfName::new(&name).map_err(|e| CliError(format!("Error: {e}"), EXIT_BAD_ARG))?;
+    IfName::new(&name).map_err(|e| bad_arg(format!("Error: {e}")))?;
     Ok(Request::LinkAdd(LinkAdd {
         master,
         name,
@@ -378,10 +493,9 @@ fn on_off(what: &str, v: &str) -> Result<bool, CliError> {
     match v {
         "on" => Ok(true),
         "off" => Ok(false),
-        _ => Err(CliError(
-            format!("Error: argument of \"{what}\" must be \"on\" or \"off\", not \"{v}\""),
-            EXIT_BAD_ARG,
-        )),
+        _ => Err(bad_arg(format!(
+            "Error: argument of \"{what}\" must be \"on\" or \"off\", not \"{v}\""
+        ))),
     }
 }
 
@@ -404,12 +518,9 @@ fn parse_set(words: &[String]) -> Result<Request, CliError> {
             }
             n if name.is_none() => name = Some(n.to_owned()),
             other => {
-                return Err(CliError(
-                    format!(
+                return Err(bad_arg(format!(
                         "ipvlan link set changes the ipvlan mode, flag and spoofchk; for \"{other}\" use `ip link set`: slaves are ordinary devices"
-                    ),
-                    EXIT_BAD_ARG,
-                ))
+                    )))
             }
         }
     }
@@ -431,8 +542,8 @@ fn parse_set(words: &[String]) -> Result<Request, CliError> {
 }
 
 fn send(socket: &std::path::Path, req: &Request, opts: &Options) -> Result<ExitCode, CliError> {
-    let resp =
-        client::call(socket, req).map_err(|e| CliError(format!("ipvlan: {e:#}"), EXIT_BAD_ARG))?;
+    let resp = client::call(socket, req)
+        .map_err(|e| CliError::new(format!("ipvlan: {e:#}"), EXIT_BAD_ARG, "unreachable"))?;
     match resp {
         Response::Ok {
             notes,
@@ -440,7 +551,9 @@ fn send(socket: &std::path::Path, req: &Request, opts: &Options) -> Result<ExitC
             ports,
         } => {
             for n in notes {
-                if n.starts_with("warning: ") {
+                if opts.json {
+                    eprintln!("{}", json::note_line(&n));
+                } else if n.starts_with("warning: ") {
                     eprintln!("{n}");
                 } else {
                     eprintln!("note: {n}");
@@ -448,7 +561,11 @@ fn send(socket: &std::path::Path, req: &Request, opts: &Options) -> Result<ExitC
             }
             if matches!(req, Request::LinkShow(_)) {
                 if opts.json {
-                    println!("{}", serde_json::to_string(&links).unwrap_or_default());
+                    println!("{}", json::link_show(&links, &ports, opts));
+                } else if opts.brief {
+                    for l in &links {
+                        println!("{}", render_brief(l));
+                    }
                 } else {
                     for l in &links {
                         print!("{}", render(l, opts));
@@ -472,12 +589,22 @@ fn send(socket: &std::path::Path, req: &Request, opts: &Options) -> Result<ExitC
             Ok(ExitCode::SUCCESS)
         }
         // Every refusal exits 2, as iproute2 does for an answer it does not like.
-        Response::Error { message, .. } => Err(CliError(format!("Error: {message}"), EXIT_REFUSED)),
+        Response::Error { message, kind } => Err(CliError::new(
+            format!("Error: {message}"),
+            EXIT_REFUSED,
+            match kind {
+                ErrorKind::Invalid => "invalid",
+                ErrorKind::Conflict => "conflict",
+                ErrorKind::NotFound => "not_found",
+                ErrorKind::System => "system",
+            },
+        )),
     }
 }
 
-/// One slave in `ip link show` style.
-fn render(l: &LinkView, opts: &Options) -> String {
+/// A slave's link flags and operational state, as `ip link` shows a kernel ipvlan slave's:
+/// (`["BROADCAST", "MULTICAST", "UP", "LOWER_UP"]`, `"UP"`).
+fn link_flags(l: &LinkView) -> (Vec<&'static str>, &'static str) {
     let mut flags = vec!["BROADCAST", "MULTICAST"];
     if l.noarp {
         flags.push("NOARP");
@@ -493,6 +620,20 @@ fn render(l: &LinkView, opts: &Options) -> String {
         (true, false) => "LOWERLAYERDOWN",
         _ => "DOWN",
     };
+    (flags, state)
+}
+
+/// One slave in `ip -br link` style (`ip/ipaddress.c` `print_linkinfo_brief`): the name and
+/// its master padded to 16, the state to 14, the MAC, the flags, each followed by a space.
+fn render_brief(l: &LinkView) -> String {
+    let (flags, state) = link_flags(l);
+    let name = format!("{}@{}", l.current_name, l.master);
+    format!("{name:<16} {state:<14} {} <{}> ", l.mac, flags.join(","))
+}
+
+/// One slave in `ip link show` style.
+fn render(l: &LinkView, opts: &Options) -> String {
+    let (flags, state) = link_flags(l);
     let shown = if l.current_name != l.name {
         format!("{} (now {})", l.name, l.current_name)
     } else {

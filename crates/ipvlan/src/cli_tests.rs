@@ -21,7 +21,7 @@ fn link(words: &str) -> Result<Value, (u8, String)> {
     let words: Vec<String> = words.split_whitespace().map(String::from).collect();
     match parse_link(&words) {
         Ok(req) => Ok(without_nulls(serde_json::to_value(&req).unwrap())),
-        Err(CliError(msg, code)) => Err((code, msg)),
+        Err(CliError { msg, code, .. }) => Err((code, msg)),
     }
 }
 
@@ -235,11 +235,6 @@ const REFUSED: &[(&str, u8, &str)] = &[
         255,
         "Command line is not complete",
     ),
-    (
-        "add link m0 s1 type ipvlan help",
-        255,
-        "MODE: l3 | l3s | l2",
-    ),
     // Names.
     (
         "add link m0 type ipvlan",
@@ -349,7 +344,6 @@ const REFUSED: &[(&str, u8, &str)] = &[
         "Command \"frobnicate\" is unknown, try \"ipvlan link help\"",
     ),
     ("up s1", 255, "Command \"up\" is unknown"),
-    ("help", 255, "Usage: ipvlan link add link DEVICE"),
 ];
 
 #[test]
@@ -388,9 +382,12 @@ fn absent_socket() -> PathBuf {
 
 /// The whole command line (options, object, verb) up to the socket: exit code and message.
 fn whole(words: &[&str]) -> (u8, String) {
-    match run(words.iter().map(|w| w.to_string()).collect()) {
+    match run(
+        words.iter().map(|w| w.to_string()).collect(),
+        &mut Options::default(),
+    ) {
         Ok(code) => panic!("`ipvlan {}` succeeded ({code:?})", words.join(" ")),
-        Err(CliError(msg, code)) => (code, msg),
+        Err(CliError { msg, code, .. }) => (code, msg),
     }
 }
 
@@ -495,4 +492,347 @@ fn details_name_the_container_a_plugin_made_the_slave_for() {
     assert!(line.ends_with(" attachment net1/c0ffee/eth0"), "{out}");
     assert!(!render(&shown(Some(a)), &Options::default()).contains("attachment"));
     assert!(!render(&shown(None), &details).contains("attachment"));
+}
+
+/// `ipvlan WORDS` as help: what it prints on stdout (exit 0), or why it is not help.
+fn help_of(words: &[&str]) -> String {
+    let (code, msg) = whole(words);
+    assert_eq!(
+        code,
+        0,
+        "`ipvlan {}` is help (exit 0): {msg}",
+        words.join(" ")
+    );
+    msg
+}
+
+#[test]
+fn every_subcommand_answers_help_before_acting() {
+    let link_usage = "Usage: ipvlan link add link DEVICE";
+    // No socket, no root, no devices here: a command that acted would fail, not print help.
+    let cases: &[(&[&str], &str)] = &[
+        (&["help"], "Usage: ipvlan [ OPTIONS ] OBJECT"),
+        (&["-h"], "Usage: ipvlan [ OPTIONS ] OBJECT"),
+        (&["--help"], "Usage: ipvlan [ OPTIONS ] OBJECT"),
+        (&["-help"], "Usage: ipvlan [ OPTIONS ] OBJECT"),
+        (&["-j", "-help"], "Usage: ipvlan [ OPTIONS ] OBJECT"),
+        (&["demo", "--help"], "Usage: ipvlan demo"),
+        (&["demo", "-h"], "Usage: ipvlan demo"),
+        (&["demo", "help"], "Usage: ipvlan demo"),
+        (&["matrix", "--help"], "Usage: ipvlan matrix"),
+        (&["matrix", "help"], "Usage: ipvlan matrix"),
+        (&["bench-forward", "--help"], "Usage: ipvlan bench-forward"),
+        (
+            &["bench-forward", "tap:x", "-h"],
+            "Usage: ipvlan bench-forward",
+        ),
+        (&["daemon", "--help"], "Usage: ipvlan daemon"),
+        (&["daemon", "help"], "Usage: ipvlan daemon"),
+        (&["daemon", "-h"], "Usage: ipvlan daemon"),
+        (
+            &["daemon", "--datapath", "user", "--help"],
+            "Usage: ipvlan daemon",
+        ),
+        (&["link", "help"], link_usage),
+        (&["link", "--help"], link_usage),
+        (&["link", "-h"], link_usage),
+        (&["link", "add", "help"], link_usage),
+        (&["link", "add", "--help"], link_usage),
+        (&["link", "add", "link", "m0", "s1", "-h"], link_usage),
+        (&["link", "set", "help"], link_usage),
+        (&["link", "set", "s1", "--help"], link_usage),
+        (&["link", "del", "help"], link_usage),
+        (&["link", "delete", "-h"], link_usage),
+        (&["link", "show", "help"], link_usage),
+        (&["link", "show", "--help"], link_usage),
+        (&["-d", "link", "show", "dev", "s1", "-h"], link_usage),
+    ];
+    for &(words, starts) in cases {
+        let out = help_of(words);
+        assert!(
+            out.starts_with(starts),
+            "`ipvlan {}`: {starts:?} is not how {out:?} starts",
+            words.join(" ")
+        );
+    }
+    // `link help` is the link object's part of the usage, whole.
+    let link = help_of(&["link", "help"]);
+    assert!(link.contains("ipvlan link delete") && link.contains("FLAGS: bridge"));
+    assert!(!link.contains("ipvlan daemon"), "{link}");
+}
+
+/// What `ip link add type ipvlan help` prints (iproute2 6.1, `ip/iplink_ipvlan.c`
+/// `ipvlan_explain`), byte for byte.
+const IPROUTE2_IPVLAN_HELP: &str = "Usage: ... ipvlan [ mode MODE ] [ FLAGS ]
+
+MODE: l3 | l3s | l2
+FLAGS: bridge | private | vepa
+(first values are the defaults if nothing is specified).";
+
+#[test]
+fn type_ipvlan_help_prints_what_iproute2_prints() {
+    for words in [
+        &["link", "add", "type", "ipvlan", "help"][..],
+        &["link", "add", "link", "m0", "s1", "type", "ipvlan", "help"],
+        &[
+            "link", "add", "link", "m0", "s1", "type", "ipvlan", "mode", "l2", "help",
+        ],
+        &["link", "add", "type", "ipvlan", "he"],
+        &["link", "set", "s1", "type", "ipvlan", "help"],
+    ] {
+        assert_eq!(
+            help_of(words),
+            IPROUTE2_IPVLAN_HELP,
+            "`ipvlan {}`",
+            words.join(" ")
+        );
+    }
+}
+
+#[test]
+fn type_ipvlan_help_matches_the_local_iproute2_where_there_is_one() {
+    // The local `ip` prints its text even without the kernel driver; without `ip` (a build
+    // machine), the constant above stands.
+    let Ok(o) = std::process::Command::new("ip")
+        .args(["link", "add", "type", "ipvlan", "help"])
+        .output()
+    else {
+        return;
+    };
+    let theirs = String::from_utf8_lossy(&o.stderr);
+    if theirs.contains("ipvlan [ mode MODE ] [ FLAGS ]") {
+        assert_eq!(theirs.trim_end(), IPROUTE2_IPVLAN_HELP);
+    }
+}
+
+#[test]
+fn version_prints_the_tool_and_its_version_and_succeeds() {
+    let want = format!("ipvlan utility, ipvlan-rs {}", env!("CARGO_PKG_VERSION"));
+    assert_eq!(version_line(), want);
+    for opt in ["-V", "-Version", "--Version", "-Ver", "--V"] {
+        let r = run(vec![opt.into(), "link".into()], &mut Options::default());
+        assert!(matches!(r, Ok(ExitCode::SUCCESS)), "`ipvlan {opt}`");
+    }
+    // Lower case is not the version (iproute2's matching is case-sensitive).
+    let (code, msg) = whole(&["-v"]);
+    assert_eq!(code, 255, "{msg}");
+}
+
+#[test]
+fn options_match_as_iproute2_matches_them() {
+    let parsed = |words: &[&str]| {
+        let mut o = Options::default();
+        // `link help`: parsed up to the object, then help; no socket is needed.
+        let mut args: Vec<String> = words.iter().map(|w| w.to_string()).collect();
+        args.extend(["link".into(), "help".into()]);
+        let r = run(args, &mut o);
+        assert!(matches!(r, Err(CliError { code: 0, .. })), "{words:?}");
+        o
+    };
+    let o = parsed(&["-d", "-s", "-j", "-p", "-br"]);
+    assert!(o.details && o.stats && o.json && o.pretty && o.brief);
+    let o = parsed(&["-details", "-statistics", "-json", "-pretty", "-brief"]);
+    assert!(o.details && o.stats && o.json && o.pretty && o.brief);
+    let o = parsed(&["--det", "--stats", "--js", "--pre", "--bri"]);
+    assert!(o.details && o.stats && o.json && o.pretty && o.brief);
+    // `-b` is not enough for -brief (iproute2 keeps it for -batch).
+    let (code, msg) = whole(&["-b", "link"]);
+    assert_eq!(
+        (code, msg.contains("Option \"-b\" is unknown")),
+        (255, true)
+    );
+}
+
+#[test]
+fn commands_without_arguments_refuse_some() {
+    let (code, msg) = whole(&["demo", "now"]);
+    assert_eq!(code, 255);
+    assert!(
+        msg.contains("Garbage instead of arguments \"now\""),
+        "{msg}"
+    );
+    assert!(msg.contains("Usage: ipvlan demo"), "{msg}");
+    let (code, _) = whole(&["matrix", "l2"]);
+    assert_eq!(code, 255);
+}
+
+/// A fixed set of slaves and ports covering every key of the JSON schema: a veth slave made
+/// for a container, renamed, in a namespace, on the eBPF path, with traffic and drops; a TAP
+/// slave in the daemon's namespace, down, l3 private, guarded, with a conflict; and a port
+/// with drops of its own.
+fn golden_set() -> (Vec<LinkView>, Vec<crate::proto::PortView>) {
+    let links = serde_json::from_value(json!([
+        {
+            "name": "ipvl0", "current_name": "eth0", "master": "m0", "mode": "l2",
+            "flag": "bridge", "id": 1, "mtu": 1500, "mac": "02:00:00:00:00:01",
+            "netns": "c0", "ifindex": 7, "up": true, "noarp": false, "carrier": true,
+            "spoofchk": false, "router": false, "backend": "veth", "queues": 0,
+            "datapath": "bpf-tcx", "host_end": "ipvh4-1",
+            "addresses": ["192.0.2.11", "2001:db8:1::11"],
+            "attachment": {"network": "net1", "containerID": "c0ffee", "ifname": "eth0"},
+            "conflicts": [],
+            "stats": {"rx_packets": 12, "rx_bytes": 1180, "rx_multicast": 3,
+                      "tx_packets": 10, "tx_bytes": 980, "tx_errors": 1, "rx_dropped": 2,
+                      "tx_dropped": 1,
+                      "drops": [{"direction": "rx", "reason": "receiver_down", "count": 2},
+                                {"direction": "tx", "reason": "spoofed_source", "count": 1}],
+                      "address_conflicts": 0}
+        },
+        {
+            "name": "ipvl1", "current_name": "ipvl1", "master": "m0", "mode": "l3",
+            "flag": "private", "id": 2, "mtu": 1400, "mac": "02:00:00:00:00:01",
+            "netns": null, "ifindex": 9, "up": false, "noarp": false, "carrier": true,
+            "spoofchk": true, "router": true, "backend": "tap", "queues": 2,
+            "datapath": "user", "addresses": ["192.0.2.12"],
+            "conflicts": [{"address": "192.0.2.11", "owner": "ipvl0"}],
+            "stats": {"rx_packets": 0, "rx_bytes": 0, "rx_multicast": 0, "tx_packets": 0,
+                      "tx_bytes": 0, "tx_errors": 0, "rx_dropped": 0, "tx_dropped": 0,
+                      "drops": [], "address_conflicts": 1}
+        }
+    ]))
+    .unwrap();
+    let ports = serde_json::from_value(json!([
+        {"master": "m0", "drops": [{"direction": "port", "reason": "backlog_full", "count": 4}]}
+    ]))
+    .unwrap();
+    (links, ports)
+}
+
+/// `ipvlan -j -p -d -s link show` of [`golden_set`] is `tests/golden/link_show.json`, byte for
+/// byte: a change to the schema must be made there too, on purpose (and raise
+/// `schema_version` if it removes, renames or retypes a key). `UPDATE_GOLDEN=1` rewrites the
+/// file.
+#[test]
+fn json_link_show_matches_the_golden_file() {
+    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/golden/link_show.json");
+    let (links, ports) = golden_set();
+    let opts = Options {
+        details: true,
+        stats: true,
+        json: true,
+        pretty: true,
+        ..Options::default()
+    };
+    let got = format!("{}\n", json::link_show(&links, &ports, &opts));
+    if std::env::var_os("UPDATE_GOLDEN").is_some() {
+        std::fs::write(path, &got).unwrap();
+    }
+    let want = std::fs::read_to_string(path).unwrap();
+    assert_eq!(
+        got, want,
+        "the JSON schema changed: if on purpose, rerun with UPDATE_GOLDEN=1 and document it"
+    );
+    // Compact (no -p) is the same document on one line.
+    let compact = json::link_show(
+        &links,
+        &ports,
+        &Options {
+            pretty: false,
+            ..opts
+        },
+    );
+    assert!(!compact.contains('\n'));
+    assert_eq!(
+        serde_json::from_str::<Value>(&compact).unwrap(),
+        serde_json::from_str::<Value>(&want).unwrap()
+    );
+}
+
+#[test]
+fn json_leaves_out_linkinfo_without_d_and_stats_without_s_as_iproute2_does() {
+    let (links, ports) = golden_set();
+    let plain: Value = serde_json::from_str(&json::link_show(
+        &links,
+        &ports,
+        &Options {
+            json: true,
+            ..Options::default()
+        },
+    ))
+    .unwrap();
+    assert_eq!(plain["schema_version"], 1);
+    assert!(plain.get("ports").is_none(), "{plain}");
+    let l = &plain["links"][0];
+    for key in ["linkinfo", "stats64"] {
+        assert!(l.get(key).is_none(), "{key} without -d/-s: {l}");
+    }
+    for key in ["drops", "address_conflicts"] {
+        assert!(l["ipvlan_rs"].get(key).is_none(), "{key} without -s: {l}");
+    }
+    assert_eq!(l["ifname"], "eth0");
+    assert_eq!(l["link"], "m0");
+    assert_eq!(l["ipvlan_rs"]["name"], "ipvl0");
+    // Absent values are null, not missing keys.
+    let tap = &plain["links"][1]["ipvlan_rs"];
+    for key in ["netns", "host_end", "attachment"] {
+        assert!(tap.get(key).is_some_and(Value::is_null), "{key}: {tap}");
+    }
+}
+
+#[test]
+fn brief_prints_one_line_per_slave_as_ip_br_link() {
+    let (links, ports) = golden_set();
+    assert_eq!(
+        render_brief(&links[0]),
+        "eth0@m0          UP             02:00:00:00:00:01 <BROADCAST,MULTICAST,UP,LOWER_UP> "
+    );
+    assert_eq!(
+        render_brief(&links[1]),
+        "ipvl1@m0         DOWN           02:00:00:00:00:01 <BROADCAST,MULTICAST> "
+    );
+    let brief: Value = serde_json::from_str(&json::link_show(
+        &links,
+        &ports,
+        &Options {
+            json: true,
+            brief: true,
+            ..Options::default()
+        },
+    ))
+    .unwrap();
+    assert_eq!(
+        brief,
+        json!({"schema_version": 1, "links": [
+            {"link": "m0", "ifname": "eth0", "operstate": "UP",
+             "address": "02:00:00:00:00:01", "flags": ["BROADCAST", "MULTICAST", "UP", "LOWER_UP"]},
+            {"link": "m0", "ifname": "ipvl1", "operstate": "DOWN",
+             "address": "02:00:00:00:00:01", "flags": ["BROADCAST", "MULTICAST"]}
+        ]})
+    );
+}
+
+#[test]
+fn errors_under_j_are_one_json_line_with_kind_and_exit_code() {
+    let line = json::error_line("Error: Cannot find device \"s9\"", "not_found", 2);
+    assert!(!line.contains('\n'));
+    let v: Value = serde_json::from_str(&line).unwrap();
+    assert_eq!(
+        v,
+        json!({"schema_version": 1, "error": {"kind": "not_found",
+               "message": "Cannot find device \"s9\"", "exit_code": 2}})
+    );
+    // Every error the command line makes has a documented kind.
+    let socket = absent_socket();
+    for words in [
+        &["-j", "frob"][..],
+        &[
+            "-j", "link", "add", "link", "m0", "s1", "type", "ipvlan", "mode", "l4",
+        ],
+        &["-j", "link", "add", "s1", "type", "ipvlan"],
+        &["-j", "--socket", socket.to_str().unwrap(), "link", "show"],
+    ] {
+        let r = run(
+            words.iter().map(|w| w.to_string()).collect(),
+            &mut Options::default(),
+        );
+        let Err(e) = r else {
+            panic!("`ipvlan {}` succeeded", words.join(" "))
+        };
+        assert!(json::ERROR_KINDS.contains(&e.kind), "{}", e.kind);
+    }
+    let note: Value = serde_json::from_str(&json::note_line("warning: it is late")).unwrap();
+    assert_eq!(
+        note,
+        json!({"schema_version": 1, "note": {"level": "warning", "message": "it is late"}})
+    );
 }

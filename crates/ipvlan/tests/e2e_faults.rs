@@ -41,11 +41,17 @@ fn timed_show(socket: &Path) -> (Duration, Output) {
 
 /// The addresses `link show` lists on slave `name`, from `ipvlan -j link show` output.
 fn listed(out: &Output, name: &str) -> BTreeSet<String> {
-    let links: Vec<serde_json::Value> = serde_json::from_slice(&out.stdout).unwrap_or_default();
+    let doc: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap_or_default();
+    let links = doc["links"].as_array().cloned().unwrap_or_default();
     links
         .iter()
-        .filter(|l| l["name"] == name)
-        .flat_map(|l| l["addresses"].as_array().cloned().unwrap_or_default())
+        .filter(|l| l["ipvlan_rs"]["name"] == name)
+        .flat_map(|l| {
+            l["ipvlan_rs"]["addresses"]
+                .as_array()
+                .cloned()
+                .unwrap_or_default()
+        })
         .filter_map(|a| a.as_str().map(String::from))
         .collect()
 }

@@ -134,6 +134,10 @@ fn signal_fd() -> Result<SignalFd> {
 }
 
 pub fn run(cfg: Config) -> Result<()> {
+    info!(
+        version = env!("CARGO_PKG_VERSION"),
+        "ipvlan-rs daemon starting"
+    );
     if !nix::unistd::geteuid().is_root() {
         bail!("the ipvlan daemon must run as root (it creates devices and opens raw sockets)");
     }
@@ -188,7 +192,7 @@ pub fn run(cfg: Config) -> Result<()> {
         metrics_listen::spawn(l, control.submitter()).context("starting the metrics listener")?;
         info!(%addr, "serving GET /metrics over HTTP");
     }
-    info!(socket = %d.cfg.socket.display(), state = %d.cfg.state_dir.display(), datapath = ?d.cfg.datapath, "ipvlan daemon ready");
+    info!(socket = %d.cfg.socket.display(), state = %d.cfg.state_dir.display(), datapath = ?d.cfg.datapath, version = env!("CARGO_PKG_VERSION"), "ipvlan daemon ready");
     let result = d.serve(&control, &signals);
     d.shutdown();
     let _ = std::fs::remove_file(&d.cfg.socket);

@@ -22,7 +22,7 @@ use tracing::{info, warn};
 
 use super::error::RequestError;
 use super::port::PortRuntime;
-use super::slave::log_gone;
+use super::slave::{alias_identity, alias_names, log_gone};
 use super::Daemon;
 use crate::backend::{BackendKind, FoundDevice, SlaveBackend, SlaveDevice};
 use crate::proto::Attachment;
@@ -74,7 +74,9 @@ pub struct SlaveState {
     pub name: String,
     pub id: u16,
     pub mtu: u32,
-    /// The `ifalias` that identifies the TAP wherever it lives now.
+    /// The slave's identity (`slave::alias_for`), which the device's `ifalias` carries
+    /// (`slave::device_alias`; older versions: the identity alone), so it is found wherever it
+    /// lives now.
     pub alias: String,
     #[serde(default)]
     pub spoofchk: bool,
@@ -299,9 +301,10 @@ impl Daemon {
                 _ => continue,
             };
             for link in links {
-                let Some(alias) = link.alias.clone() else {
+                let Some(alias) = link.alias.as_deref().and_then(alias_identity) else {
                     continue;
                 };
+                let alias = alias.to_owned();
                 let Some((master, raw_id)) = parse_alias(&alias, &prefix) else {
                     continue;
                 };
@@ -485,7 +488,8 @@ impl Daemon {
     }
 }
 
-/// Finds the device whose alias is `alias` in any namespace: (namespace, current name).
+/// Finds the device whose alias names the slave `alias` (its identity, in either form of
+/// alias, `slave::alias_identity`) in any namespace: (namespace, current name).
 fn locate(namespaces: &[NetNs], alias: &str) -> Option<(NetNs, String)> {
     namespaces.iter().find_map(|ns| {
         let links = ns
@@ -494,7 +498,7 @@ fn locate(namespaces: &[NetNs], alias: &str) -> Option<(NetNs, String)> {
             .ok()?;
         let l = links
             .into_iter()
-            .find(|l| l.alias.as_deref() == Some(alias))?;
+            .find(|l| alias_names(l.alias.as_deref(), alias))?;
         Some((ns.try_clone().ok()?, l.name))
     })
 }

@@ -15,7 +15,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use ipvlan_core::slave_id::is_shared_identity;
-use ipvlan_core::{IfName, MacAddr, SlaveId};
+use ipvlan_core::{Flag, IfName, MacAddr, Mode, SlaveId};
 use ipvlan_linux::rtnl::{AddrGenMode, LinkAddr, LinkChange, Rtnl};
 use ipvlan_linux::{NetNs, Tap};
 use tracing::{info, warn};
@@ -23,10 +23,49 @@ use tracing::{info, warn};
 use crate::backend::SlaveDevice;
 use crate::proto::Attachment;
 
-/// The `ifalias` naming a slave's TAP: unique per daemon instance, master and slave id, so that
-/// a restarted daemon finds its slaves (and only its own) in any namespace.
+/// A slave's identity, `ipvlan-rs:<instance>:<master ifindex>:<slave id>`: unique per daemon
+/// instance, master and slave id, so that a restarted daemon finds its slaves (and only its
+/// own) in any namespace. Kept in the state file (`SlaveState::alias`) and, inside
+/// [`device_alias`], in the device's `ifalias`, which goes wherever the device goes.
 pub fn alias_for(instance: &str, master_index: u32, id: SlaveId) -> String {
     format!("ipvlan-rs:{instance}:{master_index}:{}", id.get())
+}
+
+/// The kernel's limit on an `ifalias`, terminating NUL included (`IFALIASZ`,
+/// `include/uapi/linux/if.h`): `dev_set_alias` refuses 256 bytes or more.
+const IFALIASZ: usize = 256;
+
+/// The `ifalias` a slave's device carries: what it is, for whoever looks with `ip -d link`,
+/// then its identity ([`alias_for`]) in parentheses, e.g. `ipvlan-rs l2 bridge on m0 id 1
+/// (ipvlan-rs:0123456789abcdef:4:1)`. Rewritten when the port's mode or flag changes or the
+/// master is renamed. Just the identity if the whole would not fit [`IFALIASZ`].
+pub fn device_alias(identity: &str, mode: Mode, flag: Flag, master: &str, id: SlaveId) -> String {
+    let alias = format!(
+        "ipvlan-rs {mode} {flag} on {master} id {} ({identity})",
+        id.get()
+    );
+    if alias.len() < IFALIASZ {
+        alias
+    } else {
+        identity.to_owned()
+    }
+}
+
+/// The identity in a device's `ifalias`: the part in the last parentheses of a
+/// [`device_alias`], or the whole alias as versions before labelled aliases set it (so their
+/// slaves are found after an upgrade). `None`: not an ipvlan-rs slave's alias.
+pub fn alias_identity(alias: &str) -> Option<&str> {
+    const PREFIX: &str = "ipvlan-rs:";
+    if alias.starts_with(PREFIX) {
+        return Some(alias);
+    }
+    let (_, inner) = alias.strip_suffix(')')?.rsplit_once('(')?;
+    inner.starts_with(PREFIX).then_some(inner)
+}
+
+/// Whether the device alias `alias` (either form) names the slave `identity`.
+pub fn alias_names(alias: Option<&str>, identity: &str) -> bool {
+    alias.and_then(alias_identity) == Some(identity)
 }
 
 /// Whether IPv6 is off on the device `name` of the calling thread's namespace: its
@@ -85,6 +124,7 @@ pub struct AddrConflict {
 pub struct SlaveRuntime<D = Tap> {
     /// The name the slave was created with (the user may rename the device later).
     pub name: IfName,
+    /// Its identity ([`alias_for`]); the device's alias is [`device_alias`] of it.
     pub alias: String,
     device: Arc<D>,
     /// Id of the slave's namespace in the daemon's (`None`: the daemon's own).
@@ -304,5 +344,66 @@ impl<D: SlaveDevice> SlaveRuntime<D> {
                 Err(_) => return Ok(()),
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const IDENTITY: &str = "ipvlan-rs:0123456789abcdef:4:1";
+
+    #[test]
+    fn a_device_alias_says_what_the_slave_is_and_keeps_its_identity() {
+        let id = SlaveId::from_raw(1);
+        let a = device_alias(IDENTITY, Mode::L2, Flag::Bridge, "m0", id);
+        assert_eq!(
+            a,
+            "ipvlan-rs l2 bridge on m0 id 1 (ipvlan-rs:0123456789abcdef:4:1)"
+        );
+        assert_eq!(alias_identity(&a), Some(IDENTITY));
+        let a = device_alias(IDENTITY, Mode::L3s, Flag::Private, "master-name-15b", id);
+        assert_eq!(alias_identity(&a), Some(IDENTITY));
+        assert!(a.starts_with("ipvlan-rs l3s private on master-name-15b id 1 ("));
+    }
+
+    #[test]
+    fn the_identity_alone_is_the_alias_of_older_versions() {
+        assert_eq!(alias_identity(IDENTITY), Some(IDENTITY));
+        assert!(alias_names(Some(IDENTITY), IDENTITY));
+        let new = device_alias(IDENTITY, Mode::L3, Flag::Vepa, "m0", SlaveId::from_raw(1));
+        assert!(alias_names(Some(&new), IDENTITY));
+        assert!(!alias_names(Some(&new), "ipvlan-rs:0123456789abcdef:4:2"));
+        assert!(!alias_names(None, IDENTITY));
+    }
+
+    #[test]
+    fn other_aliases_name_no_slave() {
+        for a in [
+            "",
+            "hello alias",
+            "ipvlan-rs host end of slave s1 (id 1) on master ifindex 4",
+            "something (else)",
+            "ipvlan-rs l2 bridge on m0 id 1 (ipvlan-rs:x:4:1",
+        ] {
+            assert_eq!(alias_identity(a), None, "{a:?}");
+        }
+    }
+
+    #[test]
+    fn an_alias_too_long_for_the_kernel_is_the_identity_alone() {
+        let long = format!("ipvlan-rs:{}:4:1", "f".repeat(240));
+        let a = device_alias(&long, Mode::L2, Flag::Bridge, "m0", SlaveId::from_raw(1));
+        assert_eq!(a, long);
+        // The longest real one fits: 16-hex instance, 10-digit ifindex, 15-byte master.
+        let real = alias_for("0123456789abcdef", u32::MAX, SlaveId::from_raw(u16::MAX));
+        let a = device_alias(
+            &real,
+            Mode::L3s,
+            Flag::Private,
+            "abcdefghijklmno",
+            SlaveId::from_raw(u16::MAX),
+        );
+        assert!(a.len() < IFALIASZ && a != real, "{a}");
     }
 }

@@ -12,7 +12,7 @@ use tracing::{debug, info, warn};
 
 use super::PortRuntime;
 use crate::backend::SlaveBackend;
-use crate::daemon::slave::{kernel_made_shared_identity, AddrConflict};
+use crate::daemon::slave::{alias_names, device_alias, kernel_made_shared_identity, AddrConflict};
 
 /// The smallest MTU IPv6 runs on (RFC 8200 §5).
 const IPV6_MIN_MTU: u32 = 1280;
@@ -50,6 +50,8 @@ impl<B: SlaveBackend> PortRuntime<B> {
             self.netfilter = ipvlan_linux::netfilter::Netfilter::new(&link.name, self.index);
             self.netfilter_dirty = true;
             self.owners_changed = true;
+            // The slaves' aliases name their master.
+            self.relabel();
         }
         for rt in self.slaves.values_mut() {
             if let Some(mac) = mac_changed {
@@ -144,15 +146,21 @@ impl<B: SlaveBackend> PortRuntime<B> {
                 port.slave(id).map(|s| s.mtu()),
             )
         };
-        let alias = rt.alias.clone();
+        let identity = rt.alias.clone();
+        let (mode, flag) = {
+            let port = self.dp.port();
+            (port.mode(), port.flag())
+        };
+        let alias = device_alias(&identity, mode, flag, &self.master, id);
         let (link, addrs) = ns.run(move || -> io::Result<_> {
             let mut r = Rtnl::open()?;
             // By its alias first: a runtime may rename it (CNI: to eth0) right after the move,
-            // before we look; the alias goes wherever the device goes.
+            // before we look; the alias goes wherever the device goes. Either form: a device
+            // from an older version gets the labelled one here.
             let by_alias = r
                 .links()?
                 .into_iter()
-                .find(|l| l.alias.as_deref() == Some(alias.as_str()));
+                .find(|l| alias_names(l.alias.as_deref(), &identity));
             let link = match by_alias {
                 Some(l) => l,
                 None => r

@@ -27,7 +27,7 @@ use tracing::{info, warn};
 
 use super::error::{RequestError, TeardownErrors};
 use super::persist::SlaveState;
-use super::slave::{alias_for, SlaveRuntime};
+use super::slave::{alias_for, device_alias, SlaveRuntime};
 use crate::backend::{BackendKind, Backends, NewDevice, SlaveBackend, SlaveDevice};
 use crate::datapath::Forwarder;
 use crate::dataplane::{worker_count, DataPlane};
@@ -249,7 +249,7 @@ impl<B: SlaveBackend> PortRuntime<B> {
             let _ = device.destroy();
         });
         let alias = alias_for(instance, self.index, id);
-        let ifindex = name_new_device(&spec.name, mtu, &alias)?;
+        let ifindex = name_new_device(&spec.name, mtu, &self.device_alias(&alias, id))?;
         let mut rt = SlaveRuntime::new(spec.name.clone(), alias, device.clone(), carrier);
         rt.ifindex = ifindex;
         rt.attachment = spec.attachment.clone();
@@ -291,6 +291,7 @@ impl<B: SlaveBackend> PortRuntime<B> {
                 others.join(", ")
             ));
             self.apply_noarp();
+            self.relabel();
         }
         self.netfilter_dirty = true;
         Ok(notes)
@@ -461,6 +462,7 @@ impl<B: SlaveBackend> PortRuntime<B> {
                 names.join(", ")
             ));
             info!(master = %self.master, mode = %change.new_mode, flag = %change.new_flag, "port changed");
+            self.relabel();
         }
         self.apply_noarp();
         self.netfilter_dirty = true;
@@ -471,6 +473,31 @@ impl<B: SlaveBackend> PortRuntime<B> {
     pub fn set_mode_flag(&mut self, mode: Mode, flag: ipvlan_core::Flag) {
         self.dp.port().set_mode_flag(mode, flag);
         self.netfilter_dirty = true;
+    }
+
+    /// The `ifalias` for the slave `id` whose identity is `identity`: what it is now (the
+    /// port's mode and flag, the master's name) and who it is ([`device_alias`]).
+    pub(super) fn device_alias(&self, identity: &str, id: SlaveId) -> String {
+        let (mode, flag) = {
+            let port = self.dp.port();
+            (port.mode(), port.flag())
+        };
+        device_alias(identity, mode, flag, &self.master, id)
+    }
+
+    /// Rewrites every slave's `ifalias` after the port's mode or flag changed or the master
+    /// was renamed, in whatever namespace the slave is now. A failure is logged (the alias is
+    /// only a label there; the slave's identity in it has not changed).
+    pub(super) fn relabel(&self) {
+        for (id, rt) in &self.slaves {
+            let change = LinkChange {
+                alias: Some(self.device_alias(&rt.alias, *id)),
+                ..LinkChange::default()
+            };
+            if let Err(e) = rt.set_link(change) {
+                warn!(slave = %rt.name, "updating the device's alias: {e}");
+            }
+        }
     }
 
     /// Sets every slave's NOARP flag from the port mode (R-MODE-2).
