@@ -15,6 +15,7 @@
 mod control;
 mod error;
 mod follow;
+mod notify;
 pub mod persist;
 mod port;
 mod requests;
@@ -179,7 +180,10 @@ pub fn run(cfg: Config) -> Result<()> {
     // Requests are taken only once the restored slaves are served.
     let control = ControlServer::spawn(listener).context("starting the control socket")?;
     info!(socket = %d.cfg.socket.display(), state = %d.cfg.state_dir.display(), datapath = ?d.cfg.datapath, "ipvlan daemon ready");
+    let slaves = d.ports.values().map(|p| p.slave_ids().len()).sum();
+    notify::ready(&d.cfg.socket, d.ports.len(), slaves);
     let result = d.serve(&control, &signals);
+    notify::stopping();
     d.shutdown();
     let _ = std::fs::remove_file(&d.cfg.socket);
     result
