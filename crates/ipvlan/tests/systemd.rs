@@ -1,9 +1,13 @@
 //! systemd integration: `deploy/systemd/ipvlan.service` is a `Type=notify` unit that
 //! `systemd-analyze verify` accepts, and the daemon sends `READY=1` (with `STATUS=`) to
-//! `$NOTIFY_SOCKET` only once its control socket answers, and `STOPPING=1` when it stops.
+//! `$NOTIFY_SOCKET` only once its control socket answers, and `STOPPING=1` when it stops; and
+//! the systemd-networkd example (`deploy/systemd-networkd/`) configures a slave left in the
+//! master's namespace, run by a real systemd-networkd.
 
 // Test code: a failed unwrap is a failed test.
 #![allow(clippy::unwrap_used)]
+
+mod common;
 
 use std::collections::BTreeMap;
 use std::os::unix::net::{UnixDatagram, UnixStream};
@@ -269,4 +273,134 @@ fn daemon_notifies_ready_once_its_socket_answers_and_stopping_on_sigterm() {
         "{status:?}: {}",
         std::fs::read_to_string(&log).unwrap_or_default()
     );
+}
+
+/// systemd-networkd, run in the fixture's `host` namespace with a mount namespace of its own:
+/// only the given `.network` files (`/etc`, `/usr/lib` and `/run` configuration hidden), no
+/// D-Bus, and a read-only /sys (so it does not wait for udev, which does not run in a test
+/// namespace). Killed on drop.
+struct Networkd {
+    child: Option<Child>,
+    log: PathBuf,
+}
+
+impl Networkd {
+    fn start(fx: &common::Fx, networks: &[PathBuf]) -> Networkd {
+        let dir = fx.dir().join("networkd");
+        std::fs::create_dir_all(dir.join("network")).unwrap();
+        std::fs::create_dir_all(dir.join("empty")).unwrap();
+        for n in networks {
+            std::fs::copy(n, dir.join("network").join(n.file_name().unwrap())).unwrap();
+        }
+        let bin = ["/lib/systemd/systemd-networkd", "/usr/lib/systemd/systemd-networkd"]
+            .into_iter()
+            .find(|p| Path::new(p).exists())
+            .unwrap_or_else(|| {
+                panic!("systemd-networkd is not installed (Debian: systemd): the example cannot be checked")
+            });
+        let script = format!(
+            "set -e
+mount -t tmpfs tmpfs /run/systemd
+[ -d /run/dbus ] && mount -t tmpfs tmpfs /run/dbus
+mkdir -p /run/systemd/network
+cp {net}/*.network /run/systemd/network/
+for d in /etc/systemd/network /usr/lib/systemd/network /lib/systemd/network; do
+    [ -d $d ] && mount --bind {empty} $d
+done
+mount -o remount,ro /sys
+exec env SYSTEMD_LOG_LEVEL=debug SYSTEMD_LOG_TARGET=console {bin} 2>&1",
+            net = dir.join("network").display(),
+            empty = dir.join("empty").display(),
+        );
+        let log = dir.join("networkd.log");
+        let child = Command::new("ip")
+            .args(["netns", "exec", &fx.ns("host"), "sh", "-c", &script])
+            .stdout(std::fs::File::create(&log).unwrap())
+            .stderr(std::fs::File::create(dir.join("networkd.err")).unwrap())
+            .spawn()
+            .unwrap();
+        Networkd {
+            child: Some(child),
+            log,
+        }
+    }
+
+    fn log(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+}
+
+impl Drop for Networkd {
+    fn drop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            // SAFETY: signalling the child we spawned (sh execs networkd), by its PID.
+            unsafe { libc::kill(c.id() as libc::pid_t, libc::SIGTERM) };
+            let _ = c.wait();
+        }
+    }
+}
+
+#[test]
+#[ignore = "needs root, iproute2, nftables, TUN, systemd-networkd"]
+fn networkd_example_configures_a_slave_left_in_the_host() {
+    require_env!();
+    let fx = common::Fx::new();
+    let example = root().join("deploy/systemd-networkd");
+    // The example's unit makes the slave so (its master here is the fixture's m0).
+    let unit = std::fs::read_to_string(example.join("ipvlan-ipvl0.service")).unwrap();
+    let exec = unit
+        .lines()
+        .find_map(|l| l.strip_prefix("ExecStart=/usr/local/bin/ipvlan "))
+        .unwrap()
+        .replace("link eth0", "link m0");
+    fx.cli_ok(&exec.split_whitespace().collect::<Vec<_>>());
+    let networkd = Networkd::start(
+        &fx,
+        &[
+            example.join("50-ipvl0.network"),
+            example.join("10-ipvlan-rs-unmanaged.network"),
+        ],
+    );
+    let configured = common::wait(Duration::from_secs(20), || {
+        networkd
+            .log()
+            .contains("ipvl0: State changed: configuring -> configured")
+    });
+    assert!(
+        configured,
+        "networkd did not configure ipvl0:\n{}",
+        networkd.log()
+    );
+    // The daemon learned what networkd configured, the kernel's ipvlan link-local address
+    // included, and serves it: the external host reaches the slave.
+    for a in ["192.0.2.11", "2001:db8:1::11", "fe80::200:0:100:1"] {
+        fx.wait_learned("ipvl0", a);
+    }
+    assert!(
+        common::wait(Duration::from_secs(5), || fx.ping("ext", "192.0.2.11", 1)),
+        "{}",
+        fx.daemon_log()
+    );
+    // No tug of war over the link-local address or the address generation mode.
+    std::thread::sleep(Duration::from_secs(2));
+    let addrs = fx.sh("host", "ip -6 addr show dev ipvl0");
+    assert!(addrs.contains("fe80::200:0:100:1/64"), "{addrs}");
+    assert_eq!(
+        addrs.matches("fe80::").count(),
+        1,
+        "a second link-local address: {addrs}"
+    );
+    let link = fx.sh("host", "ip -d link show dev ipvl0");
+    assert!(link.contains("addrgenmode none"), "{link}");
+    // A veth slave's host end is left to the daemon.
+    let log = networkd.log();
+    for l in fx.links() {
+        if let Some(h) = l["host_end"].as_str() {
+            assert!(
+                log.contains(&format!("{h}: found matching network '/run/systemd/network/10-ipvlan-rs-unmanaged.network'"))
+                    || log.contains(&format!("{h}: Unmanaged")),
+                "host end {h} not left unmanaged:\n{log}"
+            );
+        }
+    }
 }
