@@ -678,7 +678,8 @@ fn manual_pages_have_no_groff_warnings() {
     }
 }
 
-/// Every page a page refers to with `.BR ipvlan… (8)` exists, and each page's `.TH` names it.
+/// Every page a page refers to with `.BR ipvlan… (8)` exists, and each page's `.TH` names it
+/// and this version.
 #[test]
 fn manual_pages_refer_to_pages_that_exist() {
     let pages = pages();
@@ -695,6 +696,11 @@ fn manual_pages_refer_to_pages_that_exist() {
                 name.to_uppercase().replace('-', "\\-")
             )) || th.starts_with(&format!(".TH {} 8 ", name.to_uppercase())),
             "{file}: {th}"
+        );
+        let version = format!("\"ipvlan-rs {}\"", env!("CARGO_PKG_VERSION"));
+        assert!(
+            th.contains(&version),
+            "{file}: .TH names another version than {version}: {th}"
         );
         for line in text.lines().filter(|l| l.starts_with(".BR ipvlan")) {
             let target = unroff(
