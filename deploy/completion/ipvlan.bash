@@ -204,7 +204,9 @@ _ipvlan() {
         --metrics-listen) COMPREPLY=() ;;
         *) _ipvlan_reply $'--socket\n--state-dir\n--datapath\n--bpffs\n--metrics-listen\nhelp' ;;
         esac
-    elif [[ $obj == metrics || $obj == demo || $obj == matrix ]]; then
+    elif [[ $obj == metrics ]]; then
+        _ipvlan_reply $'--openmetrics\nhelp'
+    elif [[ $obj == demo || $obj == matrix ]]; then
         ((${#rest[@]} == 0)) && _ipvlan_reply help
     fi
     return 0

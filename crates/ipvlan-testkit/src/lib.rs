@@ -67,6 +67,8 @@ pub struct Fx {
     /// started by `ip netns exec`, which runs in a mount namespace of its own); unmounted on
     /// drop, which frees whatever the daemon left pinned.
     pub bpffs: PathBuf,
+    /// More arguments for the next daemon starts (e.g. `--metrics-listen 9477`).
+    pub daemon_args: Vec<String>,
 }
 
 pub fn run(cmd: &mut Command) -> Output {
@@ -107,6 +109,7 @@ impl Fx {
             datapath: std::env::var("IPVLAN_TEST_DATAPATH").ok(),
             backend: std::env::var("IPVLAN_TEST_BACKEND").ok(),
             bpffs: dir.join("bpffs"),
+            daemon_args: Vec::new(),
         };
         std::fs::create_dir_all(&fx.bpffs).unwrap();
         let o = run(Command::new("mount")
@@ -243,6 +246,7 @@ impl Fx {
                     .map(|d| vec!["--datapath", d])
                     .unwrap_or_default(),
             )
+            .args(&self.daemon_args)
             .stdout(Stdio::null())
             .stderr(log)
             .spawn()

@@ -17,6 +17,8 @@ pub const USAGE: &str = "\
 Usage: ipvlan [ OPTIONS ] OBJECT { COMMAND | help }
        ipvlan daemon [ --socket PATH ] [ --state-dir DIR ]
                      [ --datapath { auto | bpf | bpf-tc | user } ] [ --bpffs DIR ]
+                     [ --metrics-listen [ADDR:]PORT ]
+       ipvlan metrics [ --openmetrics ]
        ipvlan demo
        ipvlan matrix
 where  OBJECT := link
@@ -36,6 +38,7 @@ The control socket is --socket PATH, else $IPVLAN_SOCKET, else /run/ipvlan/ipvla
 const DAEMON_USAGE: &str = "\
 Usage: ipvlan daemon [ --socket PATH ] [ --state-dir DIR ]
                      [ --datapath { auto | bpf | bpf-tc | user } ] [ --bpffs DIR ]
+                     [ --metrics-listen [ADDR:]PORT ]
   --socket PATH    the control socket (default /run/ipvlan/ipvlan.sock, or $IPVLAN_SOCKET)
   --state-dir DIR  the saved configuration (default /var/lib/ipvlan)
   --datapath       what switches new ports' frames: auto (default) = eBPF programs in the
@@ -47,7 +50,12 @@ Usage: ipvlan daemon [ --socket PATH ] [ --state-dir DIR ]
   --bpffs DIR      where bpffs is mounted, or is to be (default /sys/fs/bpf); the eBPF
                    ports pin their programs under DIR/ipvlan-rs, so they forward on while
                    the daemon is down. Under `ip netns exec` (a mount namespace of its own)
-                   give a bpffs mounted outside it.";
+                   give a bpffs mounted outside it.
+  --metrics-listen [ADDR:]PORT
+                   serve `ipvlan metrics` over HTTP at http://ADDR:PORT/metrics, for
+                   Prometheus (off by default). PORT alone listens on 127.0.0.1:PORT
+                   only; ADDR is a literal IPv4 address or [IPv6] (0.0.0.0 for every
+                   interface: anyone who reaches it reads the slaves' names and counters).";
 
 /// Exit codes as iproute2 uses them: 255 for command-line errors, 2 when the request is refused.
 const EXIT_USAGE: u8 = 255;
@@ -144,6 +152,7 @@ fn run(args: Vec<String>) -> Result<ExitCode, CliError> {
             let req = parse_link(&rest[1..])?;
             send(&socket, &req, &opts)
         }
+        "metrics" => Ok(crate::metrics::main(&rest[1..], &socket)),
         other => Err(usage_error(format!(
             "Object \"{other}\" is unknown, try \"ipvlan help\"."
         ))),
@@ -154,6 +163,7 @@ fn run_daemon(args: &[String], mut socket: PathBuf) -> Result<ExitCode, CliError
     let mut state_dir = PathBuf::from(DEFAULT_STATE_DIR);
     let mut datapath = daemon::DatapathChoice::Auto;
     let mut bpffs = PathBuf::from(crate::datapath::DEFAULT_BPFFS);
+    let mut metrics_listen = None;
     let mut it = args.iter();
     while let Some(a) = it.next() {
         match a.as_str() {
@@ -185,6 +195,13 @@ fn run_daemon(args: &[String], mut socket: PathBuf) -> Result<ExitCode, CliError
                     .ok_or_else(|| usage_error("--bpffs needs a directory"))?
                     .into()
             }
+            "--metrics-listen" => {
+                let v = it
+                    .next()
+                    .ok_or_else(|| usage_error("--metrics-listen needs [ADDR:]PORT"))?;
+                metrics_listen =
+                    Some(daemon::metrics_listen::parse_listen(v).map_err(usage_error)?);
+            }
             "-h" | "--help" | "help" => {
                 println!("{DAEMON_USAGE}");
                 return Ok(ExitCode::SUCCESS);
@@ -198,6 +215,7 @@ fn run_daemon(args: &[String], mut socket: PathBuf) -> Result<ExitCode, CliError
         state_dir,
         datapath,
         bpffs,
+        metrics_listen,
     }) {
         Ok(()) => Ok(ExitCode::SUCCESS),
         Err(e) => Err(CliError(format!("ipvlan daemon: {e:#}"), 1)),

@@ -211,7 +211,7 @@ fn objects_options_commands_and_keywords() {
             &["ipvlan", "daemon", "--datapath", "bpf"],
             &["bpf", "bpf-tc"],
         ),
-        (&["ipvlan", "metrics", ""], &["help"]),
+        (&["ipvlan", "metrics", ""], &["--openmetrics", "help"]),
         (&["ipvlan", "matrix", ""], &["help"]),
     ];
     for (words, want) in cases {

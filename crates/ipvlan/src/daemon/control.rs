@@ -86,6 +86,26 @@ impl Call {
 pub struct ControlServer {
     calls: Receiver<Call>,
     wake: Arc<EventFd>,
+    submitter: Submitter,
+}
+
+/// How the daemon's own threads (the metrics listener) have the event loop answer a request,
+/// as a client's thread does: through the same queue, so the answer is the one `ipvlan` gets.
+#[derive(Clone)]
+pub struct Submitter {
+    tx: Sender<Call>,
+    wake: Arc<EventFd>,
+}
+
+impl Submitter {
+    /// Queues `request` for the event loop and waits at most `timeout` for its answer; `None`
+    /// when the daemon is shutting down or did not answer in time.
+    pub fn call(&self, request: Request, timeout: Duration) -> Option<Response> {
+        let (reply, answer) = mpsc::sync_channel(1);
+        self.tx.send(Call { request, reply }).ok()?;
+        self.wake.signal();
+        answer.recv_timeout(timeout).ok()
+    }
 }
 
 impl ControlServer {
@@ -94,11 +114,24 @@ impl ControlServer {
         listener.set_nonblocking(false)?;
         let (tx, calls) = mpsc::channel();
         let wake = Arc::new(EventFd::new()?);
+        let submitter = Submitter {
+            tx: tx.clone(),
+            wake: wake.clone(),
+        };
         let w = wake.clone();
         std::thread::Builder::new()
             .name("ipvlan-control".into())
             .spawn(move || accept_loop(&listener, &tx, &w))?;
-        Ok(ControlServer { calls, wake })
+        Ok(ControlServer {
+            calls,
+            wake,
+            submitter,
+        })
+    }
+
+    /// A handle that queues requests as a client does (for the metrics listener).
+    pub fn submitter(&self) -> Submitter {
+        self.submitter.clone()
     }
 
     /// Readable when calls are waiting.

@@ -15,6 +15,7 @@
 mod control;
 mod error;
 mod follow;
+pub mod metrics_listen;
 mod notify;
 pub mod persist;
 mod port;
@@ -49,6 +50,8 @@ pub struct Config {
     /// Where bpffs is (or is mounted): the eBPF ports pin their programs under
     /// `BPFFS/ipvlan-rs/<instance>/<master ifindex>`.
     pub bpffs: PathBuf,
+    /// `--metrics-listen`: where to serve `GET /metrics` over HTTP, if anywhere.
+    pub metrics_listen: Option<std::net::SocketAddr>,
 }
 
 /// `ipvlan daemon --datapath`: which data path new ports get.
@@ -156,6 +159,8 @@ pub fn run(cfg: Config) -> Result<()> {
     } else {
         None
     };
+    // Bound before the control socket, so a taken port leaves no socket behind.
+    let metrics_listener = cfg.metrics_listen.map(metrics_listen::bind).transpose()?;
     let listener = control::listen(&cfg.socket)?;
     let ns = NetNs::current().context("opening the daemon's network namespace")?;
     let rtnl = Rtnl::open().context("opening rtnetlink")?;
@@ -179,6 +184,11 @@ pub fn run(cfg: Config) -> Result<()> {
     d.restore();
     // Requests are taken only once the restored slaves are served.
     let control = ControlServer::spawn(listener).context("starting the control socket")?;
+    if let Some(l) = metrics_listener {
+        let addr = l.local_addr().context("--metrics-listen")?;
+        metrics_listen::spawn(l, control.submitter()).context("starting the metrics listener")?;
+        info!(%addr, "serving GET /metrics over HTTP");
+    }
     info!(socket = %d.cfg.socket.display(), state = %d.cfg.state_dir.display(), datapath = ?d.cfg.datapath, "ipvlan daemon ready");
     let slaves = d.ports.values().map(|p| p.slave_ids().len()).sum();
     notify::ready(&d.cfg.socket, d.ports.len(), slaves);
