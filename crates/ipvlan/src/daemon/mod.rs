@@ -16,6 +16,7 @@ mod control;
 mod error;
 mod follow;
 pub mod metrics_listen;
+mod notify;
 pub mod persist;
 mod port;
 mod requests;
@@ -193,7 +194,10 @@ pub fn run(cfg: Config) -> Result<()> {
         info!(%addr, "serving GET /metrics over HTTP");
     }
     info!(socket = %d.cfg.socket.display(), state = %d.cfg.state_dir.display(), datapath = ?d.cfg.datapath, version = env!("CARGO_PKG_VERSION"), "ipvlan daemon ready");
+    let slaves = d.ports.values().map(|p| p.slave_ids().len()).sum();
+    notify::ready(&d.cfg.socket, d.ports.len(), slaves);
     let result = d.serve(&control, &signals);
+    notify::stopping();
     d.shutdown();
     let _ = std::fs::remove_file(&d.cfg.socket);
     result
