@@ -17,6 +17,7 @@ pub const USAGE: &str = "\
 Usage: ipvlan [ OPTIONS ] OBJECT { COMMAND | help }
        ipvlan daemon [ --socket PATH ] [ --state-dir DIR ]
                      [ --datapath { auto | bpf | bpf-tc | user } ] [ --bpffs DIR ]
+       ipvlan [ -j ] monitor drops [ dev NAME ] [ --pcap FILE ]
        ipvlan demo
        ipvlan matrix
 where  OBJECT := link
@@ -140,6 +141,7 @@ fn run(args: Vec<String>) -> Result<ExitCode, CliError> {
             println!("{USAGE}");
             Ok(ExitCode::SUCCESS)
         }
+        o if matches(o, "monitor") => run_monitor(&rest[1..], &socket, opts.json),
         o if matches(o, "link") => {
             let req = parse_link(&rest[1..])?;
             send(&socket, &req, &opts)
@@ -147,6 +149,26 @@ fn run(args: Vec<String>) -> Result<ExitCode, CliError> {
         other => Err(usage_error(format!(
             "Object \"{other}\" is unknown, try \"ipvlan help\"."
         ))),
+    }
+}
+
+/// `monitor …` (`crate::monitor::client`).
+fn run_monitor(
+    words: &[String],
+    socket: &std::path::Path,
+    json: bool,
+) -> Result<ExitCode, CliError> {
+    use crate::monitor::client;
+    match client::parse(words).map_err(usage_error)? {
+        client::Parsed::Help => {
+            println!("{}", client::USAGE);
+            Ok(ExitCode::SUCCESS)
+        }
+        client::Parsed::Run(args) => match client::run(socket, &args, json) {
+            Ok(Ok(())) => Ok(ExitCode::SUCCESS),
+            Ok(Err(refused)) => Err(CliError(format!("ipvlan: {refused}"), EXIT_REFUSED)),
+            Err(e) => Err(CliError(format!("ipvlan: {e:#}"), EXIT_BAD_ARG)),
+        },
     }
 }
 

@@ -7,6 +7,7 @@ mod datapath;
 mod dataplane;
 mod fastpath;
 mod logging;
+mod monitor;
 mod tools;
 
 use std::process::ExitCode;

@@ -23,6 +23,8 @@ pub enum Request {
     LinkDel(LinkDel),
     LinkSet(LinkSet),
     LinkShow(LinkShow),
+    /// `monitor drops`: answered with a stream (see the daemon's `monitor::stream`).
+    MonitorDrops(MonitorDrops),
 }
 
 /// `link add link MASTER name NAME type ipvlan [mode M] [FLAG] [mtu N] [spoofchk on|off]`.
@@ -121,6 +123,15 @@ pub struct LinkSet {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct LinkShow {
     pub name: Option<String>,
+}
+
+/// `monitor drops [dev NAME]`: the daemon answers (a [`Response`] on one line) and, when it
+/// accepted, streams the dropped frames as JSON lines until the client closes.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MonitorDrops {
+    /// Only the drops charged to this slave, or to any device of the port of this master.
+    #[serde(default)]
+    pub dev: Option<String>,
 }
 
 /// How a request failed, for the CLI's exit code.

@@ -170,14 +170,22 @@ fn serve_client(mut stream: UnixStream, tx: &Sender<Call>, wake: &EventFd) {
     let response = match read_request(&mut stream) {
         Err(refusal) => refusal,
         Ok(request) => {
+            let monitor = match &request {
+                Request::MonitorDrops(m) => Some(m.dev.clone()),
+                _ => None,
+            };
             let (reply, answer) = mpsc::sync_channel(1);
             if tx.send(Call { request, reply }).is_err() {
                 return; // the daemon is shutting down: the client sees the connection close
             }
             wake.signal();
-            match answer.recv() {
-                Ok(r) => r,
-                Err(_) => Response::Error {
+            match (answer.recv(), monitor) {
+                // Accepted: this thread streams the drops until the client goes.
+                (Ok(r @ Response::Ok { .. }), Some(dev)) => {
+                    return crate::monitor::stream::serve(stream, dev, r)
+                }
+                (Ok(r), _) => r,
+                (Err(_), _) => Response::Error {
                     kind: ErrorKind::System,
                     message: "the daemon shut down before answering".into(),
                 },
