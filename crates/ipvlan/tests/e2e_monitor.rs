@@ -177,6 +177,13 @@ fn drops_are_shown_with_their_reason_and_written_as_pcap() {
         fx.daemon_log()
     );
     let datapath = fx.datapath().unwrap();
+    // The data path asked for is the one watched.
+    match fx.datapath.as_deref() {
+        Some("bpf-tc") => assert_eq!(datapath, "bpf-tc"),
+        Some("user") => assert_eq!(datapath, "user"),
+        _ => {}
+    }
+    eprintln!("data path: {datapath}");
     assert!(human.interrupt().success(), "Ctrl-C ends it cleanly");
     assert!(json.interrupt().success());
     assert!(other.interrupt().success());

@@ -2,6 +2,7 @@
 //!
 //! - this file: the daemon's [`Hub`], which the data paths offer drops to and the watchers
 //!   (clients of `monitor drops`) take them from, and the stream's wire format ([`Item`]);
+//! - `bpf`: the eBPF ports' reader (their programs copy into a ring buffer);
 //! - `stream`: the daemon's side of one watcher's connection;
 //! - `client`: the CLI's side (human lines, JSON lines, pcap-ng);
 //! - `summary`: a one-line description of a frame, as tcpdump prints it.
@@ -12,14 +13,15 @@
 //! limited), each watcher has a queue of [`QUEUE`] copies (what a slow watcher cannot take is
 //! counted as lost for it, never waited for), and at most [`MAX_WATCHERS`] watch at once.
 
+pub mod bpf;
 pub mod client;
 pub mod stream;
 pub mod summary;
 
-use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicUsize, Ordering};
 use std::sync::mpsc::{self, Receiver, SyncSender, TrySendError};
-use std::sync::{Arc, LazyLock, Mutex, MutexGuard};
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::sync::{Arc, Condvar, LazyLock, Mutex, MutexGuard};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use ipvlan_core::DropReason;
 use serde::{Deserialize, Serialize};
@@ -209,7 +211,13 @@ pub struct Hub {
     suppressed: AtomicU64,
     watchers: Mutex<Vec<Watcher>>,
     next_id: AtomicU64,
-    epoch: std::time::Instant,
+    epoch: Instant,
+    /// Bumped when the flag may have changed; the eBPF readers wait on it.
+    generation: Mutex<u64>,
+    changed: Condvar,
+    /// eBPF readers running, and how many of them have their programs copying.
+    readers: AtomicUsize,
+    armed: AtomicUsize,
 }
 
 /// The daemon's one hub.
@@ -229,7 +237,56 @@ impl Hub {
             suppressed: AtomicU64::new(0),
             watchers: Mutex::new(Vec::new()),
             next_id: AtomicU64::new(1),
-            epoch: std::time::Instant::now(),
+            epoch: Instant::now(),
+            generation: Mutex::new(0),
+            changed: Condvar::new(),
+            readers: AtomicUsize::new(0),
+            armed: AtomicUsize::new(0),
+        }
+    }
+
+    fn bump(&self) {
+        let mut g = self.generation.lock().unwrap_or_else(|p| p.into_inner());
+        *g += 1;
+        self.changed.notify_all();
+    }
+
+    /// Waits at most `limit` for a change of the flag after generation `seen` (updated).
+    pub fn wait_change(&self, seen: &mut u64, limit: Duration) {
+        let g = self.generation.lock().unwrap_or_else(|p| p.into_inner());
+        let (g, _) = self
+            .changed
+            .wait_timeout_while(g, limit, |g| *g == *seen)
+            .unwrap_or_else(|p| p.into_inner());
+        *seen = *g;
+    }
+
+    /// An eBPF reader started (`true`) or ended (`false`).
+    pub fn reader(&self, running: bool) {
+        if running {
+            self.readers.fetch_add(1, Ordering::SeqCst);
+        } else {
+            self.readers.fetch_sub(1, Ordering::SeqCst);
+        }
+    }
+
+    /// An eBPF reader's programs started (`true`) or stopped copying.
+    pub fn armed(&self, on: bool) {
+        if on {
+            self.armed.fetch_add(1, Ordering::SeqCst);
+        } else {
+            self.armed.fetch_sub(1, Ordering::SeqCst);
+        }
+    }
+
+    /// Waits at most `limit` until every eBPF reader has its programs copying, so a watcher
+    /// that is told it watches misses nothing.
+    pub fn wait_armed(&self, limit: Duration) {
+        let t = Instant::now();
+        while self.armed.load(Ordering::SeqCst) < self.readers.load(Ordering::SeqCst)
+            && t.elapsed() < limit
+        {
+            std::thread::sleep(Duration::from_millis(2));
         }
     }
 
@@ -260,6 +317,8 @@ impl Hub {
             lost: lost.clone(),
         });
         self.active.store(true, Ordering::SeqCst);
+        drop(w);
+        self.bump();
         Ok(Watch {
             id,
             events,
@@ -273,6 +332,8 @@ impl Hub {
         w.retain(|x| x.id != id);
         if w.is_empty() {
             self.active.store(false, Ordering::SeqCst);
+            drop(w);
+            self.bump();
         }
     }
 
@@ -298,7 +359,6 @@ impl Hub {
     }
 
     /// Counts `n` drops a data path did not copy for its own budget (the eBPF ports').
-    #[allow(dead_code)] // the eBPF ports' reader is to come
     pub fn add_rate_limited(&self, n: u64) {
         self.suppressed.fetch_add(n, Ordering::Relaxed);
     }

@@ -42,6 +42,8 @@ pub fn serve(mut stream: UnixStream, filter: Option<String>, answer: Response) {
         }
     };
     info!(filter = ?filter, watchers = HUB.watchers(), "drop monitor started");
+    // The eBPF ports' programs copy from now on: what follows the answer is seen.
+    HUB.wait_armed(Duration::from_secs(1));
     let ended = (|| -> io::Result<()> {
         write_line(&mut stream, &answer)?;
         let mut last_report = Instant::now();
