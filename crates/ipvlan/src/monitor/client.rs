@@ -124,6 +124,23 @@ impl Pcap {
     }
 }
 
+/// One drop as `-j` prints it (one object a line): the stream's fields and a summary.
+#[derive(serde::Serialize)]
+struct JsonLine<'a> {
+    /// Nanoseconds since the Unix epoch.
+    time_ns: u64,
+    master: &'a str,
+    dev: &'a str,
+    direction: Direction,
+    reason: &'a str,
+    /// Whole length of the frame, bytes.
+    len: u32,
+    /// What the frame is, as the human output says it.
+    summary: &'a str,
+    /// Its first bytes, in hex.
+    data: &'a str,
+}
+
 /// `HH:MM:SS.uuuuuu` of `time_ns` in local time, as tcpdump prints it.
 fn clock(time_ns: u64) -> String {
     let secs = (time_ns / 1_000_000_000) as libc::time_t;
@@ -231,12 +248,17 @@ pub fn run(socket: &Path, args: &Args, json: bool) -> Result<std::result::Result
                 let bytes = unhex(&data).unwrap_or_default();
                 let what = summarize(&bytes, len);
                 if json {
-                    let v = serde_json::json!({
-                        "time_ns": time_ns, "master": master, "dev": dev,
-                        "direction": direction, "reason": reason, "len": len,
-                        "summary": what, "data": data,
-                    });
-                    writeln!(o, "{v}")?;
+                    let line = JsonLine {
+                        time_ns,
+                        master: &master,
+                        dev: &dev,
+                        direction,
+                        reason: &reason,
+                        len,
+                        summary: &what,
+                        data: &data,
+                    };
+                    writeln!(o, "{}", serde_json::to_string(&line)?)?;
                 } else {
                     writeln!(
                         o,
