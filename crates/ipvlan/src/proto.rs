@@ -1,5 +1,6 @@
 //! The control protocol between the CLI and the daemon: one JSON request per connection, one
-//! JSON response back, over a root-only Unix socket.
+//! JSON response back, over a root-only Unix socket (`monitor drops`: the response on one
+//! line, then a stream of JSON lines).
 
 pub use ipvlan_core::{Flag, Mode};
 use serde::{Deserialize, Serialize};

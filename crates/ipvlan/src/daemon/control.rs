@@ -7,7 +7,9 @@
 //! it never delays kernel events or other clients. At most [`MAX_CLIENTS`] connections are
 //! read at once; past that, new connections wait in the socket's backlog for a free slot (at
 //! most [`READ_TIMEOUT`], since every slot frees within it) instead of being refused. (Modelled
-//! on Firecracker's API server thread, `api_server_adapter.rs`.)
+//! on Firecracker's API server thread, `api_server_adapter.rs`.) The one request answered
+//! with a stream, `monitor drops`, is checked by the event loop like any other, then streamed
+//! by the connection's own thread (`crate::monitor::stream`), holding its slot.
 
 use std::fs;
 use std::io::{self, Read, Write};

@@ -173,6 +173,7 @@ struct Watcher {
 
 /// A watcher's receiving end: the copies for it, what it lost, and (dropped) its leaving.
 pub struct Watch {
+    hub: &'static Hub,
     id: u64,
     pub events: Receiver<Arc<DropEvent>>,
     lost: Arc<AtomicU64>,
@@ -188,7 +189,7 @@ impl Watch {
 
     /// Drops not copied for the budget since the last call.
     pub fn take_rate_limited(&mut self) -> u64 {
-        let now = HUB.suppressed.load(Ordering::Relaxed);
+        let now = self.hub.suppressed.load(Ordering::Relaxed);
         let d = now.saturating_sub(self.rate_seen);
         self.rate_seen = now;
         d
@@ -197,7 +198,7 @@ impl Watch {
 
 impl Drop for Watch {
     fn drop(&mut self) {
-        HUB.leave(self.id);
+        self.hub.leave(self.id);
     }
 }
 
@@ -302,7 +303,7 @@ impl Hub {
 
     /// Adds a watcher of the drops charged to `filter` (see `Watcher::filter`), or all.
     /// Errors: [`TooManyWatchers`].
-    pub fn join(&self, filter: Option<String>) -> Result<Watch, TooManyWatchers> {
+    pub fn join(&'static self, filter: Option<String>) -> Result<Watch, TooManyWatchers> {
         let mut w = self.lock();
         if w.len() >= MAX_WATCHERS {
             return Err(TooManyWatchers);
@@ -320,6 +321,7 @@ impl Hub {
         drop(w);
         self.bump();
         Ok(Watch {
+            hub: self,
             id,
             events,
             lost,
@@ -408,22 +410,23 @@ mod tests {
         )
     }
 
-    /// The one test touching the global hub (tests run in parallel).
+    /// On a hub of its own: the data-plane tests, running in parallel, offer to the global one.
     #[test]
     fn hub_flags_filters_bounds_and_budget() {
-        assert!(!HUB.active(), "nobody watches at first");
+        let hub: &'static Hub = Box::leak(Box::new(Hub::new()));
+        assert!(!hub.active(), "nobody watches at first");
         let mut offered = false;
-        HUB.offer(|| {
+        hub.offer(|| {
             offered = true;
             ev("s1")
         });
         assert!(!offered, "no copy is made while nobody watches");
 
-        let all = HUB.join(None).expect("join");
-        let s2 = HUB.join(Some("s2".into())).expect("join");
-        assert!(HUB.active());
-        HUB.publish(ev("s1"));
-        HUB.publish(ev("s2"));
+        let all = hub.join(None).expect("join");
+        let s2 = hub.join(Some("s2".into())).expect("join");
+        assert!(hub.active());
+        hub.publish(ev("s1"));
+        hub.publish(ev("s2"));
         let got: Vec<_> = all.events.try_iter().map(|e| e.dev.clone()).collect();
         assert_eq!(got, ["s1", "s2"]);
         let got: Vec<_> = s2.events.try_iter().map(|e| e.dev.clone()).collect();
@@ -435,7 +438,7 @@ mod tests {
 
         // A watcher that does not read loses what its queue cannot take; nobody waits.
         for _ in 0..QUEUE + 10 {
-            HUB.publish(ev("s1"));
+            hub.publish(ev("s1"));
         }
         assert_eq!(all.take_lost(), 10);
         assert_eq!(all.take_lost(), 0);
@@ -445,7 +448,7 @@ mod tests {
         let mut w = s2;
         let mut made = 0;
         for _ in 0..3 * RATE {
-            HUB.offer(|| {
+            hub.offer(|| {
                 made += 1;
                 ev("x")
             });
@@ -455,14 +458,14 @@ mod tests {
 
         let mut more = Vec::new();
         for _ in 1..MAX_WATCHERS {
-            more.push(HUB.join(None).expect("join"));
+            more.push(hub.join(None).expect("join"));
         }
-        assert!(HUB.join(None).is_err(), "one more than the cap is refused");
+        assert!(hub.join(None).is_err(), "one more than the cap is refused");
         drop(more);
         drop(w);
-        assert_eq!(HUB.watchers(), 0);
+        assert_eq!(hub.watchers(), 0);
         assert!(
-            !HUB.active(),
+            !hub.active(),
             "the last watcher's leaving turns the flag off"
         );
     }
