@@ -234,6 +234,101 @@ struct {
 	__type(value, __u64);
 } routed SEC(".maps");
 
+// ---- drop monitor (`ipvlan monitor drops`, crates/ipvlan/src/monitor) ------------------------
+// While mon_on[0] is non-zero (a watcher exists; the daemon sets it), each drop's first
+// MON_SNAP bytes go to mon_ring, at most MON_RATE a second per CPU (mon_budget; the rest are
+// counted in it as suppressed). While it is zero, a drop costs one array lookup.
+#define MON_SNAP 128
+#define MON_RATE 200
+enum mon_dir { MON_RX = 0, MON_TX = 1, MON_PORT = 2 }; // crate::monitor::Direction
+
+struct mon_event {
+	__u64 ts;      // bpf_ktime_get_ns
+	__u32 slave;   // the slave charged with the drop; 0: the port (master)
+	__u32 len;     // skb->len
+	__u8 dir;      // enum mon_dir
+	__u8 reason;   // enum reason
+	__u16 caplen;  // bytes of data that are the frame's
+	__u32 pad;
+	__u8 data[MON_SNAP];
+};
+
+struct mon_budget {
+	__u64 second;     // bpf_ktime_get_ns / 1e9 of the current window
+	__u64 used;       // copies made in it
+	__u64 suppressed; // drops not copied (budget spent or ring full), ever
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, __u32);
+} mon_on SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_RINGBUF);
+	__uint(max_entries, 256 * 1024);
+} mon_ring SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct mon_budget);
+} mon_budget SEC(".maps");
+
+// Copies a dropped frame to mon_ring within the budget. A global function: verified once.
+__attribute__((noinline)) int mon_copy(struct __sk_buff *skb, __u32 slave, __u32 dir,
+				       __u32 reason)
+{
+	__u32 zero = 0, caplen;
+	struct mon_budget *b = bpf_map_lookup_elem(&mon_budget, &zero);
+	struct mon_event *e;
+	__u64 now = bpf_ktime_get_ns(), sec = now / 1000000000ull;
+
+	if (!b)
+		return 0;
+	if (b->second != sec) {
+		b->second = sec;
+		b->used = 0;
+	}
+	if (b->used >= MON_RATE) {
+		b->suppressed++;
+		return 0;
+	}
+	e = bpf_ringbuf_reserve(&mon_ring, sizeof(*e), 0);
+	if (!e) {
+		b->suppressed++;
+		return 0;
+	}
+	b->used++;
+	e->ts = now;
+	e->slave = slave;
+	e->len = skb->len;
+	e->dir = dir;
+	e->reason = reason;
+	e->pad = 0;
+	caplen = skb->len;
+	if (caplen > MON_SNAP)
+		caplen = MON_SNAP;
+	if (caplen == 0 || bpf_skb_load_bytes(skb, 0, e->data, caplen) < 0)
+		caplen = 0;
+	e->caplen = caplen;
+	bpf_ringbuf_submit(e, 0);
+	return 0;
+}
+
+// A drop of `skb` charged to `slave` (0: the port): copied only while someone watches.
+static __always_inline void mon_drop(struct __sk_buff *skb, __u32 slave, __u32 dir, __u32 reason)
+{
+	__u32 zero = 0;
+	__u32 *on = bpf_map_lookup_elem(&mon_on, &zero);
+
+	if (on && *on)
+		mon_copy(skb, slave, dir, reason);
+}
+
 // ---- frame classification (ipvlan_core::classify) ------------------------------------------
 
 enum l3 {
@@ -632,6 +727,7 @@ __attribute__((noinline)) int fan_one(struct __sk_buff *skb, __u32 id, __u32 len
 		t = bpf_map_lookup_elem(&trace, &zero);
 	if (check_mtu && len > s->mtu + MTU_SLACK) {
 		slave_rx_drop(id, R_MTU_EXCEEDED);
+		mon_drop(skb, id, MON_RX, R_MTU_EXCEEDED);
 		trace_copy(t, id | COPY_DROPPED);
 		return 0;
 	}
@@ -1061,6 +1157,7 @@ int from_slave(struct __sk_buff *skb)
 	if (d.verdict == V_DROP && d.site == SITE_SENDER) {
 		if (mine && d.reason < NREASONS)
 			mine->tx_dropped[d.reason]++;
+		mon_drop(skb, from, MON_TX, d.reason);
 		return TC_ACT_SHOT;
 	}
 	if (mine) {
@@ -1081,6 +1178,7 @@ int from_slave(struct __sk_buff *skb)
 				mine->tx_bytes -= p.len;
 				mine->tx_dropped[R_MTU_EXCEEDED]++;
 			}
+			mon_drop(skb, from, MON_TX, R_MTU_EXCEEDED);
 			return TC_ACT_SHOT;
 		}
 		if (pc) {
@@ -1107,6 +1205,7 @@ int from_slave(struct __sk_buff *skb)
 						mine->tx_bytes -= p.len;
 						mine->tx_dropped[R_ROUTING_LOOP]++;
 					}
+					mon_drop(skb, from, MON_TX, R_ROUTING_LOOP);
 					bpf_map_delete_elem(&routed, &k);
 					return TC_ACT_SHOT;
 				}
@@ -1147,6 +1246,7 @@ int from_slave(struct __sk_buff *skb)
 				t->reason = R_BACKLOG_FULL;
 				t->site = SITE_SENDER;
 			}
+			mon_drop(skb, from, MON_RX, R_BACKLOG_FULL);
 			return TC_ACT_SHOT;
 		}
 		fan_out(skb, &p, from, pc);
@@ -1156,10 +1256,14 @@ int from_slave(struct __sk_buff *skb)
 		}
 		return bpf_redirect(c->master_ifindex, 0);
 	case V_DROP:
-		if (d.site == SITE_RECEIVER)
+		if (d.site == SITE_RECEIVER) {
 			slave_rx_drop(d.target, d.reason);
-		else if (pc && d.reason < NREASONS)
-			pc->dropped[d.reason]++;
+			mon_drop(skb, d.target, MON_RX, d.reason);
+		} else {
+			if (pc && d.reason < NREASONS)
+				pc->dropped[d.reason]++;
+			mon_drop(skb, 0, MON_PORT, d.reason);
+		}
 		return TC_ACT_SHOT;
 	}
 	return TC_ACT_SHOT;
@@ -1201,6 +1305,7 @@ int from_master(struct __sk_buff *skb)
 		if (!mc_admit(c)) {
 			if (pc)
 				pc->dropped[R_BACKLOG_FULL]++;
+			mon_drop(skb, 0, MON_PORT, R_BACKLOG_FULL);
 			if (t)
 				t->verdict = V_PASS;
 			return TCX_NEXT_;
@@ -1222,6 +1327,7 @@ int from_master(struct __sk_buff *skb)
 	if (p.has_vlan && p.vid != 0) {
 		if (pc)
 			pc->dropped[R_FOREIGN_VLAN]++;
+		mon_drop(skb, 0, MON_PORT, R_FOREIGN_VLAN);
 		if (t) {
 			t->verdict = V_DROP;
 			t->reason = R_FOREIGN_VLAN;

@@ -33,6 +33,7 @@ use aya::{Ebpf, EbpfError};
 use ipvlan_core::{Flag, Mode, PortCounters, SlaveCounters};
 
 pub mod maps;
+pub mod monitor;
 mod testrun;
 
 pub use maps::{ADDR_MAX, FANOUT_MAX};
@@ -175,7 +176,7 @@ pub struct SlaveEntry {
 }
 
 const PROGRAMS: [&str; 2] = ["from_slave", "from_master"];
-const MAPS: [&str; 10] = [
+const MAPS: [&str; 13] = [
     "config",
     "slaves",
     "host_slave",
@@ -186,6 +187,9 @@ const MAPS: [&str; 10] = [
     "mc_bucket",
     "trace",
     "routed",
+    "mon_on",
+    "mon_ring",
+    "mon_budget",
 ];
 
 fn prog_pin(dir: &Path, name: &str) -> PathBuf {
@@ -352,7 +356,8 @@ struct Maps {
 ///
 /// Pin layout under `pin_dir` (a bpffs directory): `prog_from_slave`, `prog_from_master`,
 /// `map_<name>` for every map (`config`, `slaves`, `host_slave`, `addrs`, `fanout`,
-/// `slave_stats`, `port_stats`, `mc_bucket`, `trace`), and `link_<ifindex>` for every tcx link.
+/// `slave_stats`, `port_stats`, `mc_bucket`, `trace`, `routed`, and the drop monitor's `mon_on`,
+/// `mon_ring`, `mon_budget`), and `link_<ifindex>` for every tcx link.
 /// Dropping the value closes its descriptors only: the pins keep programs, maps and links, so
 /// forwarding continues; [`PortProgram::open_pinned`] adopts them again and
 /// [`PortProgram::remove`] takes everything down.

@@ -21,6 +21,7 @@ Usage: ipvlan [ OPTIONS ] OBJECT { COMMAND | help }
                      [ --datapath { auto | bpf | bpf-tc | user } ] [ --bpffs DIR ]
                      [ --metrics-listen [ADDR:]PORT ]
        ipvlan metrics [ --openmetrics ]
+       ipvlan [ -j ] monitor drops [ dev NAME ] [ --pcap FILE ]
        ipvlan demo
        ipvlan matrix
        ipvlan bench-forward END END
@@ -252,6 +253,7 @@ fn run(args: Vec<String>, opts: &mut Options) -> Result<ExitCode, CliError> {
             }
         }
         "help" => Err(help(USAGE)),
+        o if matches(o, "monitor") => run_monitor(args, &socket, opts.json),
         o if matches(o, "link") => {
             let req = parse_link(args)?;
             send(&socket, &req, opts)
@@ -272,6 +274,31 @@ fn no_arguments(args: &[String], usage: &str) -> Result<(), CliError> {
             "Garbage instead of arguments \"{}\".\n{usage}",
             args.join(" ")
         ))),
+    }
+}
+
+/// `monitor …` (`crate::monitor::client`).
+fn run_monitor(
+    words: &[String],
+    socket: &std::path::Path,
+    json: bool,
+) -> Result<ExitCode, CliError> {
+    use crate::monitor::client;
+    match client::parse(words).map_err(usage_error)? {
+        client::Parsed::Help => Err(help(client::USAGE)),
+        client::Parsed::Run(args) => match client::run(socket, &args, json) {
+            Ok(Ok(())) => Ok(ExitCode::SUCCESS),
+            Ok(Err(refused)) => Err(CliError::new(
+                format!("ipvlan: {refused}"),
+                EXIT_REFUSED,
+                "not_found",
+            )),
+            Err(e) => Err(CliError::new(
+                format!("ipvlan: {e:#}"),
+                EXIT_BAD_ARG,
+                "unreachable",
+            )),
+        },
     }
 }
 

@@ -218,7 +218,10 @@ impl Shared {
 
 /// A port switched by the eBPF programs.
 pub struct BpfPlane {
-    shared: Mutex<Shared>,
+    shared: Arc<Mutex<Shared>>,
+    /// Copies dropped frames for `ipvlan monitor drops` (`None`: programs pinned by a build
+    /// without the monitor's maps).
+    monitor: Option<crate::monitor::bpf::Reader>,
     prog: Prog,
     kind: DatapathKind,
     pin_dir: PathBuf,
@@ -343,8 +346,32 @@ impl BpfPlane {
         shared
             .sync()
             .map_err(bpf_io("writing the port's configuration"))?;
+        let shared = Arc::new(Mutex::new(shared));
+        let monitor = match ipvlan_bpf::monitor::DropRing::open(pin_dir) {
+            Ok(ring) => {
+                let sh = Arc::downgrade(&shared);
+                let names = move |id: u16| {
+                    let sh = sh.upgrade()?;
+                    let sh = sh.lock().unwrap_or_else(|p| p.into_inner());
+                    let master = sh.port.master().name.to_string();
+                    let dev = match id {
+                        0 => master.clone(),
+                        id => sh.port.slave(SlaveId::from_raw(id))?.name().to_string(),
+                    };
+                    Some((master, dev))
+                };
+                crate::monitor::bpf::Reader::start(ring, Box::new(names))
+                    .map_err(|e| warn!(master_ifindex, "drop monitor: {e}"))
+                    .ok()
+            }
+            Err(e) => {
+                info!(master_ifindex, "drop monitor not available on this port (programs pinned by an older build): {e}");
+                None
+            }
+        };
         Ok(BpfPlane {
-            shared: Mutex::new(shared),
+            shared,
+            monitor,
             prog,
             kind,
             pin_dir: pin_dir.to_owned(),
@@ -441,6 +468,7 @@ impl BpfPlane {
 
     /// Detaches everything and removes the pins: the port is deleted (R-OBJ-1).
     pub fn teardown(self) -> io::Result<()> {
+        drop(self.monitor);
         drop(self.shared);
         let prog = Arc::try_unwrap(self.prog)
             .map_err(|_| io::Error::other("the BPF programs are still in use"))?

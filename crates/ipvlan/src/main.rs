@@ -8,6 +8,7 @@ mod dataplane;
 mod fastpath;
 mod logging;
 mod metrics;
+mod monitor;
 mod tools;
 
 use std::process::ExitCode;

@@ -1,5 +1,6 @@
 //! The control protocol between the CLI and the daemon: one JSON request per connection, one
-//! JSON response back, over a root-only Unix socket.
+//! JSON response back, over a root-only Unix socket (`monitor drops`: the response on one
+//! line, then a stream of JSON lines).
 
 pub use ipvlan_core::{Flag, Mode};
 use serde::{Deserialize, Serialize};
@@ -23,6 +24,8 @@ pub enum Request {
     LinkDel(LinkDel),
     LinkSet(LinkSet),
     LinkShow(LinkShow),
+    /// `monitor drops`: answered with a stream (see the daemon's `monitor::stream`).
+    MonitorDrops(MonitorDrops),
 }
 
 /// `link add link MASTER name NAME type ipvlan [mode M] [FLAG] [mtu N] [spoofchk on|off]`.
@@ -121,6 +124,15 @@ pub struct LinkSet {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct LinkShow {
     pub name: Option<String>,
+}
+
+/// `monitor drops [dev NAME]`: the daemon answers (a [`Response`] on one line) and, when it
+/// accepted, streams the dropped frames as JSON lines until the client closes.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MonitorDrops {
+    /// Only the drops charged to this slave, or to any device of the port of this master.
+    #[serde(default)]
+    pub dev: Option<String>,
 }
 
 /// How a request failed, for the CLI's exit code.

@@ -7,7 +7,9 @@
 //! it never delays kernel events or other clients. At most [`MAX_CLIENTS`] connections are
 //! read at once; past that, new connections wait in the socket's backlog for a free slot (at
 //! most [`READ_TIMEOUT`], since every slot frees within it) instead of being refused. (Modelled
-//! on Firecracker's API server thread, `api_server_adapter.rs`.)
+//! on Firecracker's API server thread, `api_server_adapter.rs`.) The one request answered
+//! with a stream, `monitor drops`, is checked by the event loop like any other, then streamed
+//! by the connection's own thread (`crate::monitor::stream`), holding its slot.
 
 use std::fs;
 use std::io::{self, Read, Write};
@@ -203,14 +205,22 @@ fn serve_client(mut stream: UnixStream, tx: &Sender<Call>, wake: &EventFd) {
     let response = match read_request(&mut stream) {
         Err(refusal) => refusal,
         Ok(request) => {
+            let monitor = match &request {
+                Request::MonitorDrops(m) => Some(m.dev.clone()),
+                _ => None,
+            };
             let (reply, answer) = mpsc::sync_channel(1);
             if tx.send(Call { request, reply }).is_err() {
                 return; // the daemon is shutting down: the client sees the connection close
             }
             wake.signal();
-            match answer.recv() {
-                Ok(r) => r,
-                Err(_) => Response::Error {
+            match (answer.recv(), monitor) {
+                // Accepted: this thread streams the drops until the client goes.
+                (Ok(r @ Response::Ok { .. }), Some(dev)) => {
+                    return crate::monitor::stream::serve(stream, dev, r)
+                }
+                (Ok(r), _) => r,
+                (Err(_), _) => Response::Error {
                     kind: ErrorKind::System,
                     message: "the daemon shut down before answering".into(),
                 },

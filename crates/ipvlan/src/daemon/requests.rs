@@ -12,7 +12,7 @@ use super::port::{PortPlan, PortRuntime, SlaveSpec};
 use super::DatapathChoice;
 use super::{Daemon, SlaveKey};
 use crate::backend::{BackendKind, HOST_END_ALIAS};
-use crate::proto::{LinkAdd, LinkDel, LinkSet, LinkShow, Request, Response};
+use crate::proto::{LinkAdd, LinkDel, LinkSet, LinkShow, MonitorDrops, Request, Response};
 
 fn ok(notes: Vec<String>) -> Response {
     Response::Ok {
@@ -30,7 +30,31 @@ impl Daemon {
             Request::LinkDel(r) => self.link_del(&r),
             Request::LinkSet(r) => self.link_set(r),
             Request::LinkShow(r) => self.link_show(&r),
+            Request::MonitorDrops(r) => self.monitor_drops(&r),
         }
+    }
+
+    /// `monitor drops`: accepted when its `dev` is a slave or a master of a port; the
+    /// connection's thread then streams (`crate::monitor::stream`). The note names the
+    /// ports' data paths.
+    fn monitor_drops(&self, req: &MonitorDrops) -> Result<Response, RequestError> {
+        if let Some(d) = &req.dev {
+            let known =
+                self.find_by_name(d).is_ok() || self.ports.values().any(|p| p.master() == d);
+            if !known {
+                return Err(RequestError::NoDevice(d.clone()));
+            }
+        }
+        let paths: Vec<String> = self
+            .ports
+            .values()
+            .map(|p| format!("{} {}", p.master(), p.datapath()))
+            .collect();
+        Ok(ok(if paths.is_empty() {
+            vec!["no port yet: drops show once slaves exist".into()]
+        } else {
+            vec![format!("data paths: {}", paths.join(", "))]
+        }))
     }
 
     /// The slave created as `name`.

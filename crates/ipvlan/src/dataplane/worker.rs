@@ -10,7 +10,7 @@ use std::net::IpAddr;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 
-use ipvlan_core::decide::McCopy;
+use ipvlan_core::decide::{DropSite, McCopy};
 use ipvlan_core::identity::assert_master_identity;
 use ipvlan_core::offload::{complete_checksum, segment_tcp};
 use ipvlan_core::pmtu::{self, TooBig};
@@ -24,6 +24,7 @@ use ipvlan_linux::{Epoll, PktType, Ready};
 use tracing::{debug, warn};
 
 use super::{lock, HostIo, MasterIo, Shared, SlaveIo};
+use crate::monitor::{Direction, DropEvent, HUB};
 
 /// Frames read from one descriptor before looking at the others (fairness).
 const BURST: usize = 64;
@@ -193,14 +194,26 @@ pub(super) fn from_master<D: SlaveIo, M: MasterIo, H: HostIo>(
         let out = {
             let mut sh = lock(shared);
             match sh.port.handle_rx(&whole[VNET..], meta) {
-                RxAction::Deliver(to) => target(&mut sh, to),
+                RxAction::Deliver(to) => target(&mut sh, to, &whole[VNET..]),
                 RxAction::PassAndMulticast => {
                     let Shared { port, backlog, .. } = &mut *sh;
-                    port.queue_multicast(backlog, McOrigin::Wire, whole.to_vec());
+                    if !port.queue_multicast(backlog, McOrigin::Wire, whole.to_vec()) {
+                        watch(
+                            &sh,
+                            Direction::Port,
+                            None,
+                            DropReason::BacklogFull,
+                            &whole[VNET..],
+                        );
+                    }
+                    Out::None
+                }
+                RxAction::Drop { reason } => {
+                    watch(&sh, Direction::Port, None, reason, &whole[VNET..]);
                     Out::None
                 }
                 // l3s: the master's stack routes it through INPUT to the sink (`from_sink`).
-                RxAction::DeliverViaHost(_) | RxAction::Pass | RxAction::Drop { .. } => Out::None,
+                RxAction::DeliverViaHost(_) | RxAction::Pass => Out::None,
             }
         };
         if let Out::Slave(to, dev) = out {
@@ -257,16 +270,28 @@ pub(super) fn from_slave<D: SlaveIo, M: MasterIo, H: HostIo>(
             let mac = sh.port.master().mac;
             assert_master_identity(&mut whole[VNET..], mac, hdr.needs_csum());
             match sh.port.handle_tx(from, &whole[VNET..], meta) {
-                TxAction::Deliver(to) => target(&mut sh, to),
+                TxAction::Deliver(to) => target(&mut sh, to, &whole[VNET..]),
                 TxAction::Transmit { src_mac } => Out::Master(src_mac),
                 TxAction::ToHost => Out::Host { routed: false },
                 TxAction::Route { .. } => routed_or_loop(&mut sh, from, &whole[VNET..]),
                 TxAction::Multicast => {
                     let Shared { port, backlog, .. } = &mut *sh;
-                    port.queue_multicast(backlog, McOrigin::Slave(from), whole.to_vec());
+                    if !port.queue_multicast(backlog, McOrigin::Slave(from), whole.to_vec()) {
+                        // Counted as the sender's rx_dropped (R-STAT-4).
+                        let f = &whole[VNET..];
+                        watch(&sh, Direction::Rx, Some(from), DropReason::BacklogFull, f);
+                    }
                     Out::None
                 }
-                TxAction::Drop { .. } => Out::None,
+                TxAction::Drop { reason, site } => {
+                    let (dir, who) = match site {
+                        DropSite::Sender => (Direction::Tx, Some(from)),
+                        DropSite::Receiver(to) => (Direction::Rx, Some(to)),
+                        DropSite::Master => (Direction::Port, None),
+                    };
+                    watch(&sh, dir, who, reason, &whole[VNET..]);
+                    Out::None
+                }
             }
         };
         match out {
@@ -299,7 +324,7 @@ pub(super) fn from_sink<D: SlaveIo>(shared: &Mutex<Shared<D>>, me: Me, buf: &mut
             match sh.port.handle_l3s_input(&buf[VNET..n]) {
                 Some(to) => {
                     let mac = sh.port.master().mac;
-                    (target(&mut sh, to), mac)
+                    (target(&mut sh, to, &buf[VNET..n]), mac)
                 }
                 None => continue,
             }
@@ -378,6 +403,13 @@ fn routed_or_loop<D>(sh: &mut Shared<D>, from: SlaveId, frame: &[u8]) -> Out<D> 
     if sh.local.contains(&from) && sh.routed.contains(fp) {
         sh.port
             .record_tx_drop(from, DropReason::RoutingLoop, frame.len());
+        watch(
+            sh,
+            Direction::Tx,
+            Some(from),
+            DropReason::RoutingLoop,
+            frame,
+        );
         return Out::None;
     }
     sh.routed.record(fp);
@@ -392,15 +424,38 @@ enum Out<D> {
     Host { routed: bool },
 }
 
-/// The device of slave `to`, or a counted drop (`receiver_down`).
-fn target<D>(sh: &mut Shared<D>, to: SlaveId) -> Out<D> {
+/// The device of slave `to`, or a counted drop (`receiver_down`) of `frame`.
+fn target<D>(sh: &mut Shared<D>, to: SlaveId, frame: &[u8]) -> Out<D> {
     match sh.devs.get(&to) {
         Some(d) => Out::Slave(to, d.clone()),
         None => {
             sh.port.record_rx_drop(to, DropReason::ReceiverDown);
+            watch(sh, Direction::Rx, Some(to), DropReason::ReceiverDown, frame);
             Out::None
         }
     }
+}
+
+/// Offers a drop of `frame` (Ethernet header on) charged to slave `who` (the master when
+/// `None`) to the drop monitor: one relaxed atomic load while nobody watches.
+#[inline]
+fn watch<D>(
+    sh: &Shared<D>,
+    dir: Direction,
+    who: Option<SlaveId>,
+    reason: DropReason,
+    frame: &[u8],
+) {
+    if !HUB.active() {
+        return;
+    }
+    HUB.offer(|| {
+        let master = sh.port.master().name.as_str();
+        let dev = who
+            .and_then(|id| sh.port.slave(id))
+            .map_or(master, |s| s.name().as_str());
+        DropEvent::now(master, dev, dir, reason, frame)
+    });
 }
 
 // ------------------------------------------------------------ tx: writing it
@@ -421,7 +476,10 @@ pub(super) fn deliver<D: SlaveIo>(
         } else {
             DropReason::ReceiverDown
         };
-        lock(shared).port.record_rx_drop(to, reason);
+        let mut sh = lock(shared);
+        sh.port.record_rx_drop(to, reason);
+        let f = frame.get(VNET..).unwrap_or_default();
+        watch(&sh, Direction::Rx, Some(to), reason, f);
     }
 }
 
@@ -441,12 +499,17 @@ pub(super) fn transmit<D, M: MasterIo, H>(
     if let Err(e) = io.master.send(frame) {
         debug!("master transmit failed: {e}");
         let reason = send_failure(&e);
+        let f = frame.get(VNET..).unwrap_or_default();
+        let mut sh = lock(shared);
         match from {
             Some(from) => {
-                let len = frame.len().saturating_sub(VNET);
-                lock(shared).port.record_transmit_drop(from, reason, len);
+                sh.port.record_transmit_drop(from, reason, f.len());
+                watch(&sh, Direction::Tx, Some(from), reason, f);
             }
-            None => count_drop(shared, reason),
+            None => {
+                sh.port.counters.dropped.add(reason);
+                watch(&sh, Direction::Port, None, reason, f);
+            }
         }
     }
 }
@@ -483,9 +546,10 @@ pub(super) fn to_host<D, M, H: HostIo>(
         _ => None,
     });
     let Some(dst) = dst else {
-        lock(shared)
-            .port
+        let mut sh = lock(shared);
+        sh.port
             .record_tx_drop(from, DropReason::HostNotIp, frame.len());
+        watch(&sh, Direction::Tx, Some(from), DropReason::HostNotIp, frame);
         return;
     };
     let packet = &mut frame[HEADER_LEN..];
@@ -513,9 +577,10 @@ pub(super) fn to_host<D, M, H: HostIo>(
             let start = usize::from(hdr.csum_start).saturating_sub(HEADER_LEN);
             if complete_checksum(packet, start, usize::from(hdr.csum_offset)).is_err() {
                 let len = packet.len() + HEADER_LEN;
-                lock(shared)
-                    .port
-                    .record_tx_drop(from, DropReason::MalformedIp, len);
+                let mut sh = lock(shared);
+                sh.port.record_tx_drop(from, DropReason::MalformedIp, len);
+                let f = whole.get(VNET..).unwrap_or_default();
+                watch(&sh, Direction::Tx, Some(from), DropReason::MalformedIp, f);
                 return;
             }
         }
@@ -537,7 +602,10 @@ pub(super) fn to_host<D, M, H: HostIo>(
             lock(shared).port.record_tx_error(from);
         } else {
             let len = packet.len() + HEADER_LEN;
-            lock(shared).port.record_tx_drop(from, reason, len);
+            let mut sh = lock(shared);
+            sh.port.record_tx_drop(from, reason, len);
+            let f = whole.get(VNET..).unwrap_or_default();
+            watch(&sh, Direction::Tx, Some(from), reason, f);
         }
     }
 }
@@ -617,7 +685,10 @@ pub(super) fn drain_multicast<D: SlaveIo, M: MasterIo, H>(
                 .iter()
                 .filter_map(|c| match *c {
                     McCopy::Deliver(to) => sh.devs.get(&to).map(|d| (to, d.clone())),
-                    McCopy::Drop(..) => None,
+                    McCopy::Drop(to, reason) => {
+                        watch(&sh, Direction::Rx, Some(to), reason, eth);
+                        None
+                    }
                 })
                 .collect();
             (frame, targets, out.then(|| sh.port.master().mac))
@@ -632,9 +703,4 @@ pub(super) fn drain_multicast<D: SlaveIo, M: MasterIo, H>(
         }
     }
     !lock(shared).backlog.is_empty()
-}
-
-/// Counts a drop that belongs to no slave in particular (the port's counters).
-pub(super) fn count_drop<D>(shared: &Mutex<Shared<D>>, reason: DropReason) {
-    lock(shared).port.counters.dropped.add(reason);
 }
