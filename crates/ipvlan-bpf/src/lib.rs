@@ -198,6 +198,17 @@ fn prog_pin(dir: &Path, name: &str) -> PathBuf {
 fn map_pin(dir: &Path, name: &str) -> PathBuf {
     dir.join(format!("map_{name}"))
 }
+
+/// Opens map `name` pinned under `dir` ([`BpfError::Pin`] when it is not there).
+fn pinned_map(dir: &Path, name: &str) -> Result<Map, BpfError> {
+    let path = map_pin(dir, name);
+    MapData::from_pin(&path)
+        .and_then(Map::from_map_data)
+        .map_err(|e| BpfError::Pin {
+            path,
+            detail: e.to_string(),
+        })
+}
 fn link_pin(dir: &Path, ifindex: u32) -> PathBuf {
     dir.join(format!("link_{ifindex}"))
 }
@@ -447,15 +458,7 @@ impl PortProgram {
                 detail: e.to_string(),
             })
         };
-        let map = |name: &'static str| {
-            let path = map_pin(pin_dir, name);
-            MapData::from_pin(&path)
-                .and_then(Map::from_map_data)
-                .map_err(|e| BpfError::Pin {
-                    path,
-                    detail: e.to_string(),
-                })
-        };
+        let map = |name: &'static str| pinned_map(pin_dir, name);
         Ok(PortProgram {
             pin_dir: pin_dir.to_path_buf(),
             from_slave: prog("from_slave")?,

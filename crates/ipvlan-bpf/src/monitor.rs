@@ -7,7 +7,7 @@ use std::path::Path;
 
 use aya::maps::{Array, Map, MapData, PerCpuArray, RingBuf};
 
-use crate::{map_pin, BpfError};
+use crate::BpfError;
 
 /// Bytes of a dropped frame copied (`MON_SNAP`).
 pub const SNAPLEN: usize = 128;
@@ -80,15 +80,7 @@ impl DropRing {
     /// [`BpfError::Pin`] when one is missing (programs pinned by a build before the monitor),
     /// [`BpfError::Map`].
     pub fn open(pin_dir: &Path) -> Result<DropRing, BpfError> {
-        let open = |name: &'static str| {
-            let path = map_pin(pin_dir, name);
-            MapData::from_pin(&path)
-                .and_then(Map::from_map_data)
-                .map_err(|e| BpfError::Pin {
-                    path,
-                    detail: e.to_string(),
-                })
-        };
+        let open = |name: &'static str| crate::pinned_map(pin_dir, name);
         let ring = RingBuf::try_from(open("mon_ring")?).map_err(|source| BpfError::Map {
             name: "mon_ring",
             source,
