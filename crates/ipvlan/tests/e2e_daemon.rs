@@ -1167,6 +1167,56 @@ fn a_slave_with_an_older_versions_alias_is_served_and_relabelled_after_an_upgrad
     }
 }
 
+/// A user's `ip link set SLAVE alias …` does not lose the slave: the alias carries the
+/// slave's identity, by which a restarted daemon finds it. A running daemon puts its alias
+/// back at once; one changed while the daemon was down is found anyway (veth slaves: by their
+/// host end) and relabelled.
+#[test]
+#[ignore = "needs root, iproute2, nftables, TUN"]
+fn a_slave_whose_alias_a_user_changed_is_not_lost() {
+    require_env!();
+    let mut fx = two_slaves("mode l2");
+    let label = alias_line(&fx, "ns0", "ipvl0");
+    fx.sh("ns0", "ip link set ipvl0 alias 'my uplink'");
+    let restored = wait(Duration::from_secs(5), || {
+        alias_line(&fx, "ns0", "ipvl0") == label
+    });
+    assert!(
+        restored,
+        "alias now {:?}\n{}",
+        alias_line(&fx, "ns0", "ipvl0"),
+        fx.daemon_log()
+    );
+    fx.sh("ns1", "ip link set ipvl1 alias ''");
+    let restored = wait(Duration::from_secs(5), || {
+        alias_line(&fx, "ns1", "ipvl1").starts_with("ipvlan-rs l2 bridge on m0 id ")
+    });
+    assert!(restored, "{}", fx.daemon_log());
+    fx.stop_daemon(false);
+    fx.start_daemon();
+    assert_eq!(fx.links().len(), 2, "{}", fx.daemon_log());
+    assert!(wait(Duration::from_secs(5), || fx.ping(
+        "ns0",
+        "192.0.2.12",
+        1
+    )));
+
+    // Changed while the daemon is down: a veth slave is found by its host end.
+    let veth = fx.links()[0]["backend"] == "veth";
+    fx.stop_daemon(false);
+    fx.sh("ns0", "ip link set ipvl0 alias 'changed while down'");
+    fx.start_daemon();
+    if veth {
+        assert_eq!(fx.links().len(), 2, "{}", fx.daemon_log());
+        assert_eq!(alias_line(&fx, "ns0", "ipvl0"), label);
+        assert!(wait(Duration::from_secs(5), || fx.ping(
+            "ns0",
+            "192.0.2.12",
+            1
+        )));
+    }
+}
+
 /// The binary itself (no root, no daemon): help and the version on stdout with exit 0, before
 /// anything acts; an error under `-j` as JSON on stderr with iproute2's exit code.
 #[test]
