@@ -1265,4 +1265,41 @@ fn help_and_version_go_to_stdout_and_exit_0() {
     let e: serde_json::Value = serde_json::from_str(&err).unwrap();
     assert_eq!(e["error"]["kind"], "usage", "{err}");
     assert_eq!(e["error"]["exit_code"], 255, "{err}");
+    // Under -j stderr holds JSON lines only, whatever the command: the CLI's own notes, and
+    // the errors of `metrics` and `monitor` too.
+    let json_lines = |err: &str| -> Vec<serde_json::Value> {
+        err.lines()
+            .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}: {l:?}")))
+            .collect()
+    };
+    for (args, kind, exit) in [
+        (
+            &[
+                "-j",
+                "link",
+                "add",
+                "link",
+                "m0",
+                "s1",
+                "address",
+                "02:00:00:00:00:09",
+                "type",
+                "ipvlan",
+            ][..],
+            "unreachable",
+            1,
+        ),
+        (&["-j", "metrics"], "unreachable", 1),
+        (&["-j", "metrics", "--frob"], "usage", 255),
+        (&["-j", "monitor", "drops"], "unreachable", 1),
+    ] {
+        let (code, out, err) = run(args);
+        assert_eq!((code, out.as_str()), (Some(exit), ""), "{args:?}: {err}");
+        let lines = json_lines(&err);
+        let e = lines.last().unwrap();
+        assert_eq!(e["error"]["kind"], kind, "{args:?}: {err}");
+        if args.contains(&"address") {
+            assert_eq!(lines[0]["note"]["level"], "note", "{err}");
+        }
+    }
 }
