@@ -30,11 +30,16 @@ _ipvlan_slaves() {
         done
 }
 
-# The network interfaces here (masters for `link DEVICE`).
+# The network interfaces here (masters for `link DEVICE`), but those the daemon makes itself
+# and refuses as masters: veth host ends (ipvh<master ifindex>-<id>) and l3s sinks
+# (ipvls<ifindex>).
 _ipvlan_ifaces() {
-    local d
+    local d n
     for d in /sys/class/net/*; do
-        [[ -e $d ]] && printf '%s\n' "${d##*/}"
+        [[ -e $d ]] || continue
+        n=${d##*/}
+        [[ $n =~ ^ipvh[0-9]+-[0-9]+$ || $n =~ ^ipvls[0-9]+$ ]] && continue
+        printf '%s\n' "$n"
     done
 }
 

@@ -255,10 +255,13 @@ fn run(args: Vec<String>, opts: &mut Options) -> Result<ExitCode, CliError> {
         "help" => Err(help(USAGE)),
         o if matches(o, "monitor") => run_monitor(args, &socket, opts.json),
         o if matches(o, "link") => {
-            let req = parse_link(args)?;
+            let (req, notes) = parse_link(args)?;
+            for n in &notes {
+                print_note(n, opts.json);
+            }
             send(&socket, &req, opts)
         }
-        "metrics" => Ok(crate::metrics::main(args, &socket)),
+        "metrics" => run_metrics(args, &socket),
         other => Err(usage_error(format!(
             "Object \"{other}\" is unknown, try \"ipvlan help\"."
         ))),
@@ -269,11 +272,60 @@ fn run(args: Vec<String>, opts: &mut Options) -> Result<ExitCode, CliError> {
 fn no_arguments(args: &[String], usage: &str) -> Result<(), CliError> {
     match args {
         [] => Ok(()),
-        [h] if is_help(h) => Err(help(usage)),
+        _ if args.iter().any(|a| is_help(a)) => Err(help(usage)),
         _ => Err(usage_error(format!(
             "Garbage instead of arguments \"{}\".\n{usage}",
             args.join(" ")
         ))),
+    }
+}
+
+/// A note or warning for the user on stderr: `note: …` / `warning: …`, or under `-j` one
+/// JSON line (README "JSON output"), so that stderr holds nothing but JSON there.
+pub(crate) fn print_note(note: &str, json: bool) {
+    if json {
+        eprintln!("{}", json::note_line(note));
+    } else if note.starts_with("warning: ") {
+        eprintln!("{note}");
+    } else {
+        eprintln!("note: {note}");
+    }
+}
+
+/// A refusal by the daemon: exit 2, `-j`'s `kind` after the protocol's.
+fn refused(message: &str, kind: ErrorKind) -> CliError {
+    CliError::new(
+        format!("Error: {message}"),
+        EXIT_REFUSED,
+        match kind {
+            ErrorKind::Invalid => "invalid",
+            ErrorKind::Conflict => "conflict",
+            ErrorKind::NotFound => "not_found",
+            ErrorKind::System => "system",
+        },
+    )
+}
+
+/// `metrics …` (`crate::metrics`): the text on stdout (also under `-j`: it is a format of its
+/// own), errors as every command's.
+fn run_metrics(args: &[String], socket: &std::path::Path) -> Result<ExitCode, CliError> {
+    use crate::metrics::{self, Metrics};
+    let format = match metrics::parse(args) {
+        Ok(Some(f)) => f,
+        Ok(None) => return Err(help(metrics::USAGE)),
+        Err(msg) => return Err(usage_error(format!("{msg}\n{}", metrics::USAGE))),
+    };
+    match metrics::fetch(socket, format) {
+        Ok(Metrics::Text(t)) => {
+            print!("{t}");
+            Ok(ExitCode::SUCCESS)
+        }
+        Ok(Metrics::Refused { message, kind }) => Err(refused(&message, kind)),
+        Err(e) => Err(CliError::new(
+            format!("ipvlan: {e:#}"),
+            EXIT_BAD_ARG,
+            "unreachable",
+        )),
     }
 }
 
@@ -287,16 +339,17 @@ fn run_monitor(
     match client::parse(words).map_err(usage_error)? {
         client::Parsed::Help => Err(help(client::USAGE)),
         client::Parsed::Run(args) => match client::run(socket, &args, json) {
-            Ok(Ok(())) => Ok(ExitCode::SUCCESS),
-            Ok(Err(refused)) => Err(CliError::new(
-                format!("ipvlan: {refused}"),
-                EXIT_REFUSED,
-                "not_found",
-            )),
-            Err(e) => Err(CliError::new(
+            Ok(()) => Ok(ExitCode::SUCCESS),
+            Err(client::Failure::Refused { message, kind }) => Err(refused(&message, kind)),
+            Err(client::Failure::Unreachable(e)) => Err(CliError::new(
                 format!("ipvlan: {e:#}"),
                 EXIT_BAD_ARG,
                 "unreachable",
+            )),
+            Err(client::Failure::Other(e)) => Err(CliError::new(
+                format!("ipvlan: {e:#}"),
+                EXIT_BAD_ARG,
+                "system",
             )),
         },
     }
@@ -307,6 +360,11 @@ fn run_daemon(args: &[String], mut socket: PathBuf) -> Result<ExitCode, CliError
     let mut datapath = daemon::DatapathChoice::Auto;
     let mut bpffs = PathBuf::from(crate::datapath::DEFAULT_BPFFS);
     let mut metrics_listen = None;
+    // Help wherever it is, also where a value is expected (`--state-dir -h`): a daemon must
+    // not start because help was asked in the wrong place.
+    if args.iter().any(|a| is_help(a)) {
+        return Err(help(DAEMON_USAGE));
+    }
     let mut it = args.iter();
     while let Some(a) = it.next() {
         match a.as_str() {
@@ -362,10 +420,11 @@ fn run_daemon(args: &[String], mut socket: PathBuf) -> Result<ExitCode, CliError
     }
 }
 
-/// Parses the words after `link`.
-fn parse_link(words: &[String]) -> Result<Request, CliError> {
+/// Parses the words after `link`: the request, and notes for the user (printed before it is
+/// sent).
+fn parse_link(words: &[String]) -> Result<(Request, Vec<String>), CliError> {
     let Some(cmd) = words.first() else {
-        return Ok(Request::LinkShow(LinkShow { name: None }));
+        return Ok((Request::LinkShow(LinkShow { name: None }), Vec::new()));
     };
     let rest = &words[1..];
     // Help before anything else: `link help`, `link add --help`, `link show -h`… (but
@@ -374,6 +433,7 @@ fn parse_link(words: &[String]) -> Result<Request, CliError> {
     if is_help(cmd) || before_type.clone().any(|w| is_help(w)) {
         return Err(help(link_usage()));
     }
+    let no_notes = |r: Request| (r, Vec::new());
     match cmd.as_str() {
         c if matches(c, "add") => parse_add(rest),
         c if matches(c, "delete") || c == "del" => {
@@ -392,9 +452,9 @@ fn parse_link(words: &[String]) -> Result<Request, CliError> {
                     )))
                 }
             };
-            Ok(Request::LinkDel(LinkDel { name: name.clone() }))
+            Ok(no_notes(Request::LinkDel(LinkDel { name: name.clone() })))
         }
-        c if matches(c, "set") => parse_set(rest),
+        c if matches(c, "set") => parse_set(rest).map(no_notes),
         c if matches(c, "show") || matches(c, "list") || c == "ls" => {
             let name = match rest {
                 [] => None,
@@ -407,7 +467,7 @@ fn parse_link(words: &[String]) -> Result<Request, CliError> {
                     )))
                 }
             };
-            Ok(Request::LinkShow(LinkShow { name }))
+            Ok(no_notes(Request::LinkShow(LinkShow { name })))
         }
         other => Err(usage_error(format!(
             "Command \"{other}\" is unknown, try \"ipvlan link help\"."
@@ -436,6 +496,11 @@ fn split_type(words: &[String]) -> Result<(&[String], Option<LinkTypeArgs>), Cli
             )))
         }
     }
+    // `-h`/`--help` among the type's words too (iproute2 knows only `help` there, which the
+    // parser below answers): help, as everywhere else.
+    if words[pos + 2..].iter().any(|w| is_help(w)) {
+        return Err(help(ipvlan_core::link_args::USAGE));
+    }
     let args = LinkTypeArgs::parse(&words[pos + 2..]).map_err(|e| match e {
         // iproute2's own text (`ip/iplink_ipvlan.c`), on stdout with exit 0 as every help
         // here (iproute2 prints it on stderr and exits 1: its parser treats help as an error).
@@ -446,12 +511,13 @@ fn split_type(words: &[String]) -> Result<(&[String], Option<LinkTypeArgs>), Cli
     Ok((&words[..pos], Some(args)))
 }
 
-fn parse_add(words: &[String]) -> Result<Request, CliError> {
+fn parse_add(words: &[String]) -> Result<(Request, Vec<String>), CliError> {
     let (head, args) = split_type(words)?;
     let args =
         args.ok_or_else(|| usage_error("Not enough information: \"type\" argument is required"))?;
     let (mut master, mut name, mut mtu, mut spoofchk) = (None, None, None, None);
     let mut backend = None;
+    let mut notes = Vec::new();
     let mut it = head.iter();
     while let Some(w) = it.next() {
         let mut value = |what: &str| {
@@ -483,7 +549,8 @@ fn parse_add(words: &[String]) -> Result<Request, CliError> {
             }
             "address" => {
                 value("address")?; // R-MAC-1: replaced by the master's MAC anyway.
-                eprintln!("note: a slave always carries its master's MAC; \"address\" is ignored");
+                notes
+                    .push("a slave always carries its master's MAC; \"address\" is ignored".into());
             }
             other if name.is_none() => name = Some(other.to_owned()),
             other => {
@@ -503,7 +570,7 @@ fn parse_add(words: &[String]) -> Result<Request, CliError> {
     let name =
         name.ok_or_else(|| usage_error("Not enough information: \"name\" argument is required."))?;
     IfName::new(&name).map_err(|e| bad_arg(format!("Error: {e}")))?;
-    Ok(Request::LinkAdd(LinkAdd {
+    let req = Request::LinkAdd(LinkAdd {
         master,
         name,
         mode: args.mode,
@@ -512,7 +579,8 @@ fn parse_add(words: &[String]) -> Result<Request, CliError> {
         spoofchk,
         backend,
         attachment: None,
-    }))
+    });
+    Ok((req, notes))
 }
 
 /// `on` or `off`, as iproute2 spells boolean settings.
@@ -578,13 +646,7 @@ fn send(socket: &std::path::Path, req: &Request, opts: &Options) -> Result<ExitC
             ports,
         } => {
             for n in notes {
-                if opts.json {
-                    eprintln!("{}", json::note_line(&n));
-                } else if n.starts_with("warning: ") {
-                    eprintln!("{n}");
-                } else {
-                    eprintln!("note: {n}");
-                }
+                print_note(&n, opts.json);
             }
             if matches!(req, Request::LinkShow(_)) {
                 if opts.json {
@@ -616,16 +678,7 @@ fn send(socket: &std::path::Path, req: &Request, opts: &Options) -> Result<ExitC
             Ok(ExitCode::SUCCESS)
         }
         // Every refusal exits 2, as iproute2 does for an answer it does not like.
-        Response::Error { message, kind } => Err(CliError::new(
-            format!("Error: {message}"),
-            EXIT_REFUSED,
-            match kind {
-                ErrorKind::Invalid => "invalid",
-                ErrorKind::Conflict => "conflict",
-                ErrorKind::NotFound => "not_found",
-                ErrorKind::System => "system",
-            },
-        )),
+        Response::Error { message, kind } => Err(refused(&message, kind)),
     }
 }
 

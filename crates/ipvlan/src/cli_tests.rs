@@ -20,7 +20,7 @@ use crate::proto::Attachment;
 fn link(words: &str) -> Result<Value, (u8, String)> {
     let words: Vec<String> = words.split_whitespace().map(String::from).collect();
     match parse_link(&words) {
-        Ok(req) => Ok(without_nulls(serde_json::to_value(&req).unwrap())),
+        Ok((req, _)) => Ok(without_nulls(serde_json::to_value(&req).unwrap())),
         Err(CliError { msg, code, .. }) => Err((code, msg)),
     }
 }
@@ -546,6 +546,26 @@ fn every_subcommand_answers_help_before_acting() {
         (&["link", "show", "help"], link_usage),
         (&["link", "show", "--help"], link_usage),
         (&["-d", "link", "show", "dev", "s1", "-h"], link_usage),
+        // Help in every position, also where a value is expected: nothing starts (a daemon on
+        // a state directory called "-h", a demo) and nothing is created (a pcap file "-h").
+        (&["daemon", "--state-dir", "-h"], "Usage: ipvlan daemon"),
+        (&["daemon", "--socket", "--help"], "Usage: ipvlan daemon"),
+        (
+            &["daemon", "--metrics-listen", "-h"],
+            "Usage: ipvlan daemon",
+        ),
+        (&["demo", "now", "-h"], "Usage: ipvlan demo"),
+        (&["matrix", "l2", "--help"], "Usage: ipvlan matrix"),
+        (
+            &["monitor", "drops", "dev", "-h"],
+            "Usage: ipvlan [ -j ] monitor",
+        ),
+        (
+            &["monitor", "drops", "--pcap", "--help"],
+            "Usage: ipvlan [ -j ] monitor",
+        ),
+        (&["monitor", "-h", "drops"], "Usage: ipvlan [ -j ] monitor"),
+        (&["metrics", "--openmetrics", "-h"], "Usage: ipvlan metrics"),
     ];
     for &(words, starts) in cases {
         let out = help_of(words);
@@ -579,6 +599,11 @@ fn type_ipvlan_help_prints_what_iproute2_prints() {
         ],
         &["link", "add", "type", "ipvlan", "he"],
         &["link", "set", "s1", "type", "ipvlan", "help"],
+        // `-h` and `--help` too, as everywhere else (iproute2 knows only `help` there).
+        &["link", "set", "s1", "type", "ipvlan", "mode", "l2", "-h"],
+        &[
+            "link", "add", "link", "m0", "s1", "type", "ipvlan", "--help",
+        ],
     ] {
         assert_eq!(
             help_of(words),

@@ -31,7 +31,6 @@
 
 use std::fmt;
 use std::path::Path;
-use std::process::ExitCode;
 
 use prometheus_client::collector::Collector;
 use prometheus_client::encoding::{DescriptorEncoder, EncodeLabelSet, NoLabelSet};
@@ -49,39 +48,46 @@ format (version 0.0.4, what node_exporter's textfile collector reads), or with -
 in OpenMetrics 1.0 text. The daemon serves the same over HTTP with
 `ipvlan daemon --metrics-listen [ADDR:]PORT`.";
 
-/// `ipvlan metrics [--openmetrics]`: asks the daemon at `socket` for `link show` of every
-/// slave and prints [`render`]'s text. Exit codes as the rest of the CLI: 255 for a usage
-/// error, 1 when the daemon cannot be reached, 2 when it refuses.
-pub fn main(args: &[String], socket: &Path) -> ExitCode {
+/// The words after `metrics`: the format asked for, `None` for help (`help`, `-h`, `--help`
+/// anywhere). Errors: the usage error's message (an unknown word).
+pub fn parse(args: &[String]) -> Result<Option<Format>, String> {
+    if args
+        .iter()
+        .any(|a| matches!(a.as_str(), "help" | "-h" | "--help" | "-help"))
+    {
+        return Ok(None);
+    }
     let mut format = Format::Prometheus;
     for a in args {
         match a.as_str() {
             "--openmetrics" | "-openmetrics" => format = Format::OpenMetrics,
-            "help" | "-h" | "--help" | "-help" => {
-                println!("{USAGE}");
-                return ExitCode::SUCCESS;
-            }
-            other => {
-                eprintln!("ipvlan metrics: unknown argument \"{other}\"\n{USAGE}");
-                return ExitCode::from(255);
-            }
+            other => return Err(format!("ipvlan metrics: unknown argument \"{other}\"")),
         }
     }
+    Ok(Some(format))
+}
+
+/// What the daemon answered `ipvlan metrics`.
+#[derive(Debug)]
+pub enum Metrics {
+    /// [`render`]'s text.
+    Text(String),
+    /// The daemon refused (the CLI exits 2).
+    Refused {
+        message: String,
+        kind: crate::proto::ErrorKind,
+    },
+}
+
+/// `ipvlan metrics`: asks the daemon at `socket` for `link show` of every slave and renders
+/// the answer in `format`. Errors: the daemon cannot be reached or answered garbage (the CLI
+/// exits 1).
+pub fn fetch(socket: &Path, format: Format) -> anyhow::Result<Metrics> {
     let request = Request::LinkShow(LinkShow { name: None });
-    match client::call(socket, &request) {
-        Ok(Response::Ok { links, ports, .. }) => {
-            print!("{}", render(&links, &ports, format));
-            ExitCode::SUCCESS
-        }
-        Ok(Response::Error { message, .. }) => {
-            eprintln!("Error: {message}");
-            ExitCode::from(2)
-        }
-        Err(e) => {
-            eprintln!("ipvlan: {e:#}");
-            ExitCode::from(1)
-        }
-    }
+    Ok(match client::call(socket, &request)? {
+        Response::Ok { links, ports, .. } => Metrics::Text(render(&links, &ports, format)),
+        Response::Error { message, kind } => Metrics::Refused { message, kind },
+    })
 }
 
 /// Every metric's name starts with `ipvlan_`.

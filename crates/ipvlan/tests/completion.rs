@@ -40,6 +40,11 @@ impl Drop for TempDir {
 /// `COMPREPLY` for the command line `words` (the last one is the word being completed), with
 /// `words[0]` as the `ipvlan` the function asks for slaves; and what bash wrote on stderr.
 fn complete_with(env: &[(&str, &str)], words: &[&str]) -> (Vec<String>, String) {
+    complete_in(None, env, words)
+}
+
+/// [`complete_with`] in the network namespace `netns` (`ip netns exec`), or here.
+fn complete_in(netns: Option<&str>, env: &[(&str, &str)], words: &[&str]) -> (Vec<String>, String) {
     let quoted: Vec<String> = words
         .iter()
         .map(|w| format!("'{}'", w.replace('\'', r"'\''")))
@@ -49,7 +54,15 @@ fn complete_with(env: &[(&str, &str)], words: &[&str]) -> (Vec<String>, String) 
         quoted.join(" "),
         words.len() - 1
     );
-    let o = Command::new("bash")
+    let mut cmd = match netns {
+        Some(ns) => {
+            let mut c = Command::new("ip");
+            c.args(["netns", "exec", ns, "bash"]);
+            c
+        }
+        None => Command::new("bash"),
+    };
+    let o = cmd
         .args(["--norc", "--noprofile", "-c", &prog, "bash"])
         .arg(script())
         .env_remove("IPVLAN_SOCKET")
@@ -219,12 +232,25 @@ fn objects_options_commands_and_keywords() {
     }
 }
 
-/// `link DEVICE` completes the interfaces of this namespace, as /sys/class/net lists them.
+/// What the daemon makes in the master's namespace and refuses as a master: veth host ends
+/// (`ipvh<master ifindex>-<id>`) and l3s sinks (`ipvls<ifindex>`).
+fn daemon_made(name: &str) -> bool {
+    let digits = |s: &str| !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit());
+    let host_end = name
+        .strip_prefix("ipvh")
+        .and_then(|r| r.split_once('-'))
+        .is_some_and(|(m, i)| digits(m) && digits(i));
+    host_end || name.strip_prefix("ipvls").is_some_and(digits)
+}
+
+/// `link DEVICE` completes the interfaces of this namespace, as /sys/class/net lists them
+/// (but those the daemon made itself).
 #[test]
 fn link_device_completes_interface_names() {
     let mut ifaces: Vec<String> = std::fs::read_dir("/sys/class/net")
         .unwrap()
         .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|n| !daemon_made(n))
         .collect();
     ifaces.sort();
     assert!(ifaces.contains(&"lo".to_string()));
@@ -336,4 +362,17 @@ fn slave_names_from_a_real_daemon() {
     assert_eq!(reply, ["ipvl0", "ipvl1"], "{stderr}");
     let (reply, _) = complete_with(&[], &[BIN, "--socket", &sock, "link", "set", "ipvl"]);
     assert_eq!(reply, ["ipvl0", "ipvl1"]);
+    // In the daemon's namespace: the veth host ends (`ipvh…`, which the daemon refuses as
+    // masters) are no masters to offer, nor devices to watch; the slaves and m0 are.
+    let host = fx.ns("host");
+    let (reply, stderr) = complete_in(Some(&host), &[], &[BIN, "link", "add", "link", ""]);
+    assert!(reply.contains(&"m0".to_string()), "{reply:?} {stderr}");
+    assert!(reply.iter().all(|n| !daemon_made(n)), "{reply:?}");
+    let (reply, _) = complete_in(
+        Some(&host),
+        &[],
+        &[BIN, "--socket", &sock, "monitor", "drops", "dev", ""],
+    );
+    assert!(reply.contains(&"ipvl0".to_string()), "{reply:?}");
+    assert!(reply.iter().all(|n| !daemon_made(n)), "{reply:?}");
 }

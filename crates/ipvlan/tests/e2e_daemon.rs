@@ -1167,6 +1167,56 @@ fn a_slave_with_an_older_versions_alias_is_served_and_relabelled_after_an_upgrad
     }
 }
 
+/// A user's `ip link set SLAVE alias …` does not lose the slave: the alias carries the
+/// slave's identity, by which a restarted daemon finds it. A running daemon puts its alias
+/// back at once; one changed while the daemon was down is found anyway (veth slaves: by their
+/// host end) and relabelled.
+#[test]
+#[ignore = "needs root, iproute2, nftables, TUN"]
+fn a_slave_whose_alias_a_user_changed_is_not_lost() {
+    require_env!();
+    let mut fx = two_slaves("mode l2");
+    let label = alias_line(&fx, "ns0", "ipvl0");
+    fx.sh("ns0", "ip link set ipvl0 alias 'my uplink'");
+    let restored = wait(Duration::from_secs(5), || {
+        alias_line(&fx, "ns0", "ipvl0") == label
+    });
+    assert!(
+        restored,
+        "alias now {:?}\n{}",
+        alias_line(&fx, "ns0", "ipvl0"),
+        fx.daemon_log()
+    );
+    fx.sh("ns1", "ip link set ipvl1 alias ''");
+    let restored = wait(Duration::from_secs(5), || {
+        alias_line(&fx, "ns1", "ipvl1").starts_with("ipvlan-rs l2 bridge on m0 id ")
+    });
+    assert!(restored, "{}", fx.daemon_log());
+    fx.stop_daemon(false);
+    fx.start_daemon();
+    assert_eq!(fx.links().len(), 2, "{}", fx.daemon_log());
+    assert!(wait(Duration::from_secs(5), || fx.ping(
+        "ns0",
+        "192.0.2.12",
+        1
+    )));
+
+    // Changed while the daemon is down: a veth slave is found by its host end.
+    let veth = fx.links()[0]["backend"] == "veth";
+    fx.stop_daemon(false);
+    fx.sh("ns0", "ip link set ipvl0 alias 'changed while down'");
+    fx.start_daemon();
+    if veth {
+        assert_eq!(fx.links().len(), 2, "{}", fx.daemon_log());
+        assert_eq!(alias_line(&fx, "ns0", "ipvl0"), label);
+        assert!(wait(Duration::from_secs(5), || fx.ping(
+            "ns0",
+            "192.0.2.12",
+            1
+        )));
+    }
+}
+
 /// The binary itself (no root, no daemon): help and the version on stdout with exit 0, before
 /// anything acts; an error under `-j` as JSON on stderr with iproute2's exit code.
 #[test]
@@ -1215,4 +1265,41 @@ fn help_and_version_go_to_stdout_and_exit_0() {
     let e: serde_json::Value = serde_json::from_str(&err).unwrap();
     assert_eq!(e["error"]["kind"], "usage", "{err}");
     assert_eq!(e["error"]["exit_code"], 255, "{err}");
+    // Under -j stderr holds JSON lines only, whatever the command: the CLI's own notes, and
+    // the errors of `metrics` and `monitor` too.
+    let json_lines = |err: &str| -> Vec<serde_json::Value> {
+        err.lines()
+            .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}: {l:?}")))
+            .collect()
+    };
+    for (args, kind, exit) in [
+        (
+            &[
+                "-j",
+                "link",
+                "add",
+                "link",
+                "m0",
+                "s1",
+                "address",
+                "02:00:00:00:00:09",
+                "type",
+                "ipvlan",
+            ][..],
+            "unreachable",
+            1,
+        ),
+        (&["-j", "metrics"], "unreachable", 1),
+        (&["-j", "metrics", "--frob"], "usage", 255),
+        (&["-j", "monitor", "drops"], "unreachable", 1),
+    ] {
+        let (code, out, err) = run(args);
+        assert_eq!((code, out.as_str()), (Some(exit), ""), "{args:?}: {err}");
+        let lines = json_lines(&err);
+        let e = lines.last().unwrap();
+        assert_eq!(e["error"]["kind"], kind, "{args:?}: {err}");
+        if args.contains(&"address") {
+            assert_eq!(lines[0]["note"]["level"], "note", "{err}");
+        }
+    }
 }

@@ -364,3 +364,137 @@ fn copies_are_rate_limited_under_a_flood() {
         "what was not copied is reported: {err}"
     );
 }
+
+/// A monitor of a slave that is then deleted ends, saying so (exit 2, as for a device that
+/// never was), as tcpdump ends when its interface goes; one of every drop runs on.
+#[test]
+#[ignore = "needs root, iproute2, nftables, TUN"]
+fn a_monitor_of_a_deleted_slave_ends_and_says_why() {
+    require_env!();
+    let fx = private_pair();
+    let mut of_s2 = Monitor::start(&fx, "of-s2", &["monitor", "drops", "dev", "s2"]);
+    let mut of_all = Monitor::start(&fx, "all", &["monitor", "drops"]);
+    let json = Monitor::start(&fx, "json", &["-j", "monitor", "drops", "dev", "s2"]);
+    fx.cli_ok(&["link", "del", "s2"]);
+    let mut c = of_s2.child.take().unwrap();
+    let ended = wait(Duration::from_secs(5), || c.try_wait().unwrap().is_some());
+    if !ended {
+        let _ = c.kill();
+    }
+    assert!(ended, "still watching a deleted slave: {}", of_s2.stderr());
+    assert_eq!(c.wait().unwrap().code(), Some(2), "{}", of_s2.stderr());
+    assert!(of_s2.stderr().contains("s2 is gone"), "{}", of_s2.stderr());
+    // Under -j the reason is a JSON error line on stderr, and nothing else is there.
+    let mut j = json;
+    let mut c = j.child.take().unwrap();
+    assert!(wait(Duration::from_secs(5), || c
+        .try_wait()
+        .unwrap()
+        .is_some()));
+    let err = j.stderr();
+    let last: serde_json::Value = serde_json::from_str(err.lines().last().unwrap()).unwrap();
+    assert_eq!(last["error"]["kind"], "not_found", "{err}");
+    for l in err.lines() {
+        serde_json::from_str::<serde_json::Value>(l).unwrap_or_else(|e| panic!("{e}: {l:?}"));
+    }
+    // The monitor of every drop is untouched.
+    assert!(of_all.child.as_mut().unwrap().try_wait().unwrap().is_none());
+    assert!(of_all.interrupt().success());
+}
+
+/// Under `-j` the monitor's stderr is JSON lines only (the daemon's notes too); a `--pcap`
+/// file that cannot be written is an error of kind `system`, not `unreachable`; a refused
+/// monitor leaves no capture file behind; a monitor started in the background by a script
+/// (SIGINT ignored, as shells start `cmd &`) still ends cleanly on SIGINT.
+#[test]
+#[ignore = "needs root, iproute2, nftables, TUN"]
+fn monitor_errors_and_notes_under_json_and_a_background_monitor_ends_on_sigint() {
+    require_env!();
+    let fx = private_pair();
+    let mut m = Monitor::start(&fx, "json-notes", &["-j", "monitor", "drops"]);
+    assert!(!fx.ping("ns1", "198.51.100.12", 1));
+    assert!(wait(Duration::from_secs(5), || m
+        .stdout()
+        .contains("private_unicast")));
+    assert!(m.interrupt().success());
+    let err = m.stderr();
+    assert!(err.contains("\"note\""), "{err}");
+    for l in err.lines() {
+        serde_json::from_str::<serde_json::Value>(l).unwrap_or_else(|e| panic!("{e}: {l:?}"));
+    }
+
+    let o = fx.cli(&[
+        "-j",
+        "monitor",
+        "drops",
+        "--pcap",
+        "/nonexistent-dir/x.pcapng",
+    ]);
+    assert_eq!(o.status.code(), Some(1), "{}", text(&o));
+    // The daemon's note (it accepted), then the error: JSON lines.
+    let lines: Vec<serde_json::Value> = String::from_utf8_lossy(&o.stderr)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}: {l:?}")))
+        .collect();
+    let e = lines.last().unwrap();
+    assert_eq!(e["error"]["kind"], "system", "{e}");
+
+    let refused = fx.dir().join("refused.pcapng");
+    let o = fx.cli(&["monitor", "drops", "dev", "nosuch0", "--pcap"]);
+    assert_eq!(
+        o.status.code(),
+        Some(255),
+        "--pcap needs a file: {}",
+        text(&o)
+    );
+    let o = fx.cli(&[
+        "monitor",
+        "drops",
+        "dev",
+        "nosuch0",
+        "--pcap",
+        refused.to_str().unwrap(),
+    ]);
+    assert_eq!(o.status.code(), Some(2), "{}", text(&o));
+    assert!(
+        !refused.exists(),
+        "a refused monitor created {}",
+        refused.display()
+    );
+
+    // As `sh -c 'ipvlan monitor drops & …'` starts it: SIGINT ignored on entry.
+    let out = fx.dir().join("bg.out");
+    let script = format!(
+        "ip netns exec {} {BIN} --socket {} monitor drops >{} 2>&1 & echo $!; wait",
+        fx.ns("host"),
+        fx.socket.display(),
+        out.display()
+    );
+    let mut sh = Command::new("sh")
+        .args(["-c", &script])
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut pid = String::new();
+    use std::io::BufRead;
+    std::io::BufReader::new(sh.stdout.take().unwrap())
+        .read_line(&mut pid)
+        .unwrap();
+    let pid: i32 = pid.trim().parse().unwrap();
+    let read = || std::fs::read_to_string(&out).unwrap_or_default();
+    assert!(
+        wait(Duration::from_secs(5), || read().contains("watching drops")),
+        "{}",
+        read()
+    );
+    // SAFETY: signalling the monitor this test started (through its shell), by its PID.
+    unsafe { libc::kill(pid, libc::SIGINT) };
+    let ended = wait(Duration::from_secs(5), || sh.try_wait().unwrap().is_some());
+    if !ended {
+        // SAFETY: as above; it did not end, so it is still ours to kill.
+        unsafe { libc::kill(pid, libc::SIGKILL) };
+        let _ = sh.wait();
+    }
+    assert!(ended, "a background monitor ignored SIGINT: {}", read());
+    assert!(read().contains("drops shown"), "{}", read());
+}

@@ -148,24 +148,33 @@ impl ControlServer {
     }
 }
 
-/// Connections being read or answered, bounded by [`MAX_CLIENTS`].
-#[derive(Default)]
-struct Slots {
+/// Connections being read or answered, at most `limit` ([`MAX_CLIENTS`] here; the metrics
+/// listener has its own).
+pub(super) struct Slots {
+    limit: usize,
     used: Mutex<usize>,
     freed: Condvar,
 }
 
 impl Slots {
+    pub(super) fn new(limit: usize) -> Slots {
+        Slots {
+            limit,
+            used: Mutex::new(0),
+            freed: Condvar::new(),
+        }
+    }
+
     /// Waits for a free slot and takes it.
-    fn take(&self) {
+    pub(super) fn take(&self) {
         let mut used = self.used.lock().unwrap_or_else(|p| p.into_inner());
-        while *used >= MAX_CLIENTS {
+        while *used >= self.limit {
             used = self.freed.wait(used).unwrap_or_else(|p| p.into_inner());
         }
         *used += 1;
     }
 
-    fn give_back(&self) {
+    pub(super) fn give_back(&self) {
         let mut used = self.used.lock().unwrap_or_else(|p| p.into_inner());
         *used = used.saturating_sub(1);
         self.freed.notify_one();
@@ -173,7 +182,7 @@ impl Slots {
 }
 
 fn accept_loop(listener: &UnixListener, tx: &Sender<Call>, wake: &Arc<EventFd>) {
-    let slots = Arc::new(Slots::default());
+    let slots = Arc::new(Slots::new(MAX_CLIENTS));
     loop {
         // Past the limit, callers wait in the listen backlog rather than being refused.
         slots.take();

@@ -2,10 +2,14 @@
 //! `ipvlan metrics` ([`crate::metrics::render`]), for Prometheus to scrape. Opt-in; `PORT`
 //! alone listens on 127.0.0.1 only.
 //!
-//! It never stalls the daemon: [`WORKERS`] threads of its own each accept and serve one
-//! connection at a time (more wait in the listen backlog), read the request head within
-//! [`READ_TIMEOUT`] and at most [`MAX_HEAD`] bytes, answer with `Connection: close`, and write
-//! within [`WRITE_TIMEOUT`]. The numbers come from the event loop exactly as `link show` gets
+//! It never stalls the daemon nor a scrape: an acceptor thread of its own gives each
+//! connection a short-lived thread (at most [`MAX_CONNECTIONS`] at once; more wait in the
+//! listen backlog, at most [`READ_TIMEOUT`] since every slot frees within it), which reads the
+//! request head within [`READ_TIMEOUT`] and at most [`MAX_HEAD`] bytes, answers with
+//! `Connection: close`, and writes within [`WRITE_TIMEOUT`]. So a client that connects and
+//! says nothing, or sends a byte at a time, holds only its own thread (the port is open to
+//! every local user, not only to root as the control socket is), as the control socket's
+//! clients do (`control.rs`). The numbers come from the event loop exactly as `link show` gets
 //! them: a `LinkShow` request queued through the control socket's channel
 //! ([`Submitter`]), answered between two batches of kernel events, so no lock the data plane
 //! takes is held longer than for `ipvlan -s link show`.
@@ -23,17 +27,19 @@
 
 use std::io::{self, Read, Write};
 use std::net::{IpAddr, Ipv4Addr, SocketAddr, TcpListener, TcpStream};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
 use tracing::warn;
 
-use super::control::Submitter;
+use super::control::{Slots, Submitter};
 use crate::metrics::{render, Format};
 use crate::proto::{LinkShow, Request, Response};
 
-/// Threads serving connections: at most this many are read or answered at once.
-pub const WORKERS: usize = 4;
+/// Connections read or answered at once, each on a thread of its own; more wait in the listen
+/// backlog.
+pub const MAX_CONNECTIONS: usize = 64;
 /// How long a client may take to send its whole request head.
 pub const READ_TIMEOUT: Duration = Duration::from_secs(5);
 /// How long writing an answer may take.
@@ -62,24 +68,41 @@ pub fn bind(addr: SocketAddr) -> Result<TcpListener> {
     TcpListener::bind(addr).with_context(|| format!("--metrics-listen {addr}: binding"))
 }
 
-/// Starts the [`WORKERS`] threads serving `listener`, asking the event loop through
-/// `control`.
+/// Starts the thread accepting on `listener`; each connection is served on a thread of its
+/// own, asking the event loop through `control`.
 pub fn spawn(listener: TcpListener, control: Submitter) -> io::Result<()> {
-    for i in 0..WORKERS {
-        let (l, c) = (listener.try_clone()?, control.clone());
-        std::thread::Builder::new()
-            .name(format!("ipvlan-metrics-{i}"))
-            .spawn(move || loop {
-                match l.accept() {
-                    Ok((stream, _)) => serve(stream, &c),
-                    Err(e) => {
-                        warn!("metrics listener: accept failed: {e}");
-                        std::thread::sleep(Duration::from_millis(100));
-                    }
-                }
-            })?;
-    }
+    std::thread::Builder::new()
+        .name("ipvlan-metrics".into())
+        .spawn(move || accept_loop(&listener, &control))?;
     Ok(())
+}
+
+fn accept_loop(listener: &TcpListener, control: &Submitter) {
+    let slots = Arc::new(Slots::new(MAX_CONNECTIONS));
+    loop {
+        // Past the limit, scrapers wait in the listen backlog rather than being refused.
+        slots.take();
+        let stream = match listener.accept() {
+            Ok((s, _)) => s,
+            Err(e) => {
+                slots.give_back();
+                warn!("metrics listener: accept failed: {e}");
+                std::thread::sleep(Duration::from_millis(100));
+                continue;
+            }
+        };
+        let (c, s) = (control.clone(), slots.clone());
+        let spawned = std::thread::Builder::new()
+            .name("ipvlan-scrape".into())
+            .spawn(move || {
+                serve(stream, &c);
+                s.give_back();
+            });
+        if let Err(e) = spawned {
+            slots.give_back();
+            warn!("metrics listener: cannot start a thread: {e}");
+        }
+    }
 }
 
 /// What a request asks for.

@@ -160,12 +160,12 @@ fn serves_metrics_and_nothing_else() {
     stop.store(true, Ordering::Relaxed);
 }
 
-/// Scrapers that connect and say nothing hold only their own worker: with all but one
-/// worker taken, a scrape is answered at once.
+/// Scrapers that connect and say nothing hold only their own thread: with all but one slot
+/// taken, a scrape is answered at once.
 #[test]
 fn silent_clients_do_not_delay_a_scrape() {
     let (addr, stop) = server("silent");
-    let silent: Vec<TcpStream> = (0..WORKERS - 1)
+    let silent: Vec<TcpStream> = (0..MAX_CONNECTIONS - 1)
         .map(|_| TcpStream::connect(addr).unwrap())
         .collect();
     std::thread::sleep(Duration::from_millis(100));
@@ -187,5 +187,24 @@ fn silent_clients_do_not_delay_a_scrape() {
         "{:?}",
         t.elapsed()
     );
+    stop.store(true, Ordering::Relaxed);
+}
+
+/// Many silent or slow clients (a port scanner, a broken scraper, any local user: the port is
+/// open to every user of the host) do not hold a scrape back: each has a thread of its own
+/// while it is read, up to a bound far above what a scraper needs.
+#[test]
+fn many_silent_clients_do_not_delay_a_scrape() {
+    let (addr, stop) = server("many-silent");
+    let silent: Vec<TcpStream> = (0..16).map(|_| TcpStream::connect(addr).unwrap()).collect();
+    // And one that sends its request a byte at a time.
+    let mut slow = TcpStream::connect(addr).unwrap();
+    slow.write_all(b"G").unwrap();
+    std::thread::sleep(Duration::from_millis(100));
+    let t = Instant::now();
+    let r = get(addr, "GET /metrics HTTP/1.1\r\n\r\n");
+    assert!(r.starts_with("HTTP/1.1 200 OK"), "{r}");
+    assert!(t.elapsed() < Duration::from_secs(1), "{:?}", t.elapsed());
+    drop((silent, slow));
     stop.store(true, Ordering::Relaxed);
 }

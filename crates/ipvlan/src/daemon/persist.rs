@@ -436,7 +436,9 @@ impl Daemon {
         let carrier = link.up && link.carrier.unwrap_or(true);
         let mut restored = Vec::new();
         for s in &ps.slaves {
-            let Some((ns, name)) = locate(namespaces, &s.alias) else {
+            let located =
+                locate(namespaces, &s.alias).or_else(|| self.locate_by_host_end(link.index, s));
+            let Some((ns, name)) = located else {
                 // Nothing of it is restored: no address claim, no device made again.
                 log_gone(
                     &s.name,
@@ -485,6 +487,29 @@ impl Daemon {
             p.restored();
         }
         Ok(())
+    }
+}
+
+impl Daemon {
+    /// A veth slave whose alias no longer names it (changed while the daemon was down), found
+    /// by its host end (`ipvh<master ifindex>-<id>`, in the daemon's namespace), whose peer it
+    /// is: (its namespace, its current name). `None` for a TAP slave, or without the host end.
+    fn locate_by_host_end(&self, master_ifindex: u32, s: &SlaveState) -> Option<(NetNs, String)> {
+        if s.backend != BackendKind::Veth {
+            return None;
+        }
+        let found = FoundDevice {
+            kind: s.backend,
+            ns: &self.ns,
+            name: &s.name,
+            master_ifindex,
+            id: SlaveId::from_raw(s.id),
+            userspace: false,
+        };
+        let device = self.backend.attach(&found).ok()?;
+        let place = (device.netns().ok()?, device.current_name().ok()?);
+        warn!(slave = %s.name, now = %place.1, "slave's alias was changed while the daemon was down: found by its host end, alias restored");
+        Some(place)
     }
 }
 

@@ -16,7 +16,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use anyhow::{bail, Context, Result};
+use anyhow::{Context, Result};
 use pcap_file::pcapng::blocks::enhanced_packet::{EnhancedPacketBlock, EnhancedPacketOption};
 use pcap_file::pcapng::blocks::interface_description::{
     InterfaceDescriptionBlock, InterfaceDescriptionOption,
@@ -26,7 +26,7 @@ use pcap_file::DataLink;
 
 use super::summary::summarize;
 use super::{unhex, Direction, Item, SNAPLEN};
-use crate::proto::{MonitorDrops, Request, Response};
+use crate::proto::{ErrorKind, MonitorDrops, Request, Response};
 
 pub const USAGE: &str = "\
 Usage: ipvlan [ -j ] monitor drops [ dev NAME ] [ --pcap FILE ]
@@ -53,6 +53,13 @@ pub enum Parsed {
 
 /// Parses the words after `monitor`. Errors: the message for the user (usage error).
 pub fn parse(words: &[String]) -> std::result::Result<Parsed, String> {
+    // Help wherever it is, also where a value is expected (`dev -h`, `--pcap --help`).
+    if words
+        .iter()
+        .any(|w| matches!(w.as_str(), "help" | "-h" | "--help" | "-help"))
+    {
+        return Ok(Parsed::Help);
+    }
     let mut it = words.iter();
     match it.next().map(String::as_str) {
         Some("drops") => {}
@@ -163,11 +170,20 @@ fn clock(time_ns: u64) -> String {
 /// Blocks SIGINT and SIGTERM and starts a thread that, on either, marks `stopped` and shuts
 /// the connection down, which ends the reading loop.
 fn stop_on_signal(stream: &UnixStream, stopped: Arc<AtomicBool>) -> Result<()> {
-    use nix::sys::signal::{SigSet, Signal};
+    use nix::sys::signal::{signal, SigHandler, SigSet, Signal};
     let mut set = SigSet::empty();
     set.add(Signal::SIGINT);
     set.add(Signal::SIGTERM);
     set.thread_block().context("blocking SIGINT")?;
+    // A shell starts a background job (`ipvlan monitor drops … &` in a script) with SIGINT
+    // ignored, and an ignored signal is discarded, never pending for the wait below: `kill
+    // -INT` would not end it. Blocked, the default disposition only makes it pending (as
+    // tcpdump, which installs its own handler, ends on it too).
+    for sig in [Signal::SIGINT, Signal::SIGTERM] {
+        // SAFETY: SIG_DFL installs no handler of ours; the signal is blocked in this thread
+        // (and in those it starts), so only the wait below takes it.
+        unsafe { signal(sig, SigHandler::SigDfl) }.context("resetting SIGINT")?;
+    }
     let s = stream.try_clone().context("cloning the connection")?;
     std::thread::Builder::new()
         .name("signals".into())
@@ -181,37 +197,73 @@ fn stop_on_signal(stream: &UnixStream, stopped: Arc<AtomicBool>) -> Result<()> {
     Ok(())
 }
 
-/// Runs the monitor until Ctrl-C (exit 0) or the daemon ends the stream (an error). A refusal
-/// by the daemon is `Ok(Err(message))`.
-pub fn run(socket: &Path, args: &Args, json: bool) -> Result<std::result::Result<(), String>> {
-    let mut pcap = args.pcap.as_deref().map(Pcap::create).transpose()?;
-    let mut stream = UnixStream::connect(socket).with_context(|| {
-        format!(
-            "cannot reach the ipvlan daemon at {} (is `ipvlan daemon` running?)",
-            socket.display()
-        )
-    })?;
+/// Why the monitor ended other than by Ctrl-C.
+#[derive(Debug)]
+pub enum Failure {
+    /// No daemon at the socket (the CLI exits 1).
+    Unreachable(anyhow::Error),
+    /// The daemon refused (no such device, too many monitors), or the device watched is gone
+    /// (the CLI exits 2).
+    Refused { message: String, kind: ErrorKind },
+    /// Anything else: the pcap file, the stream (the CLI exits 1).
+    Other(anyhow::Error),
+}
+
+impl From<anyhow::Error> for Failure {
+    fn from(e: anyhow::Error) -> Failure {
+        Failure::Other(e)
+    }
+}
+
+impl From<std::io::Error> for Failure {
+    fn from(e: std::io::Error) -> Failure {
+        Failure::Other(e.into())
+    }
+}
+
+/// Runs the monitor until Ctrl-C (`Ok`), or until the daemon refuses, ends the stream or the
+/// watched device goes ([`Failure`]). Notes go to stderr as [`crate::cli::print_note`] prints
+/// them (JSON lines under `-j`).
+pub fn run(socket: &Path, args: &Args, json: bool) -> std::result::Result<(), Failure> {
+    let mut stream = UnixStream::connect(socket)
+        .with_context(|| {
+            format!(
+                "cannot reach the ipvlan daemon at {} (is `ipvlan daemon` running?)",
+                socket.display()
+            )
+        })
+        .map_err(Failure::Unreachable)?;
     let req = Request::MonitorDrops(MonitorDrops {
         dev: args.dev.clone(),
     });
-    stream.write_all(&serde_json::to_vec(&req)?)?;
+    stream.write_all(&serde_json::to_vec(&req).map_err(anyhow::Error::from)?)?;
     stream.shutdown(std::net::Shutdown::Write)?;
     let stopped = Arc::new(AtomicBool::new(false));
     stop_on_signal(&stream, stopped.clone())?;
     let mut lines = BufReader::new(stream).lines();
     let first = match lines.next() {
         Some(Ok(l)) => l,
-        Some(Err(e)) => return Err(e).context("reading the daemon's answer"),
-        None => bail!("the daemon closed the connection without answering"),
+        Some(Err(e)) => {
+            return Err(anyhow::Error::from(e)
+                .context("reading the daemon's answer")
+                .into())
+        }
+        None => {
+            return Err(
+                anyhow::anyhow!("the daemon closed the connection without answering").into(),
+            )
+        }
     };
     match serde_json::from_str::<Response>(&first).context("the daemon's answer is not valid")? {
         Response::Ok { notes, .. } => {
             for n in notes {
-                eprintln!("note: {n}");
+                crate::cli::print_note(&n, json);
             }
         }
-        Response::Error { message, .. } => return Ok(Err(message)),
+        Response::Error { message, kind } => return Err(Failure::Refused { message, kind }),
     }
+    // Only once the daemon accepted: a refused monitor leaves no empty capture behind.
+    let mut pcap = args.pcap.as_deref().map(Pcap::create).transpose()?;
     if !json {
         eprintln!(
             "ipvlan: watching drops{}; copies of the first {SNAPLEN} bytes; Ctrl-C ends",
@@ -227,12 +279,21 @@ pub fn run(socket: &Path, args: &Args, json: bool) -> Result<std::result::Result
         let line = match line {
             Ok(l) => l,
             Err(_) if stopped.load(Ordering::SeqCst) => break,
-            Err(e) => return Err(e).context("reading the stream"),
+            Err(e) => return Err(anyhow::Error::from(e).context("reading the stream").into()),
         };
         if line.is_empty() {
             continue; // the daemon's heartbeat
         }
         let item: Item = serde_json::from_str(&line).context("a stream line is not valid")?;
+        if let Item::Gone { dev } = &item {
+            if !json {
+                summary(shown, lost, limited);
+            }
+            return Err(Failure::Refused {
+                message: format!("{dev} is gone (deleted, or its namespace or master was): no more drops to show"),
+                kind: ErrorKind::NotFound,
+            });
+        }
         let mut o = out.lock();
         match item {
             Item::Drop {
@@ -258,7 +319,8 @@ pub fn run(socket: &Path, args: &Args, json: bool) -> Result<std::result::Result
                         summary: &what,
                         data: &data,
                     };
-                    writeln!(o, "{}", serde_json::to_string(&line)?)?;
+                    let line = serde_json::to_string(&line).map_err(anyhow::Error::from)?;
+                    writeln!(o, "{line}")?;
                 } else {
                     writeln!(
                         o,
@@ -285,6 +347,7 @@ pub fn run(socket: &Path, args: &Args, json: bool) -> Result<std::result::Result
                     eprintln!("ipvlan: {count} drops not shown: this monitor read too slowly");
                 }
             }
+            Item::Gone { .. } => {}
             Item::RateLimited { count } => {
                 limited += count;
                 if json {
@@ -299,14 +362,19 @@ pub fn run(socket: &Path, args: &Args, json: bool) -> Result<std::result::Result
         }
     }
     if !stopped.load(Ordering::SeqCst) {
-        bail!("the daemon ended the stream (did it stop?)");
+        return Err(anyhow::anyhow!("the daemon ended the stream (did it stop?)").into());
     }
     if !json {
-        eprintln!(
-            "{shown} drops shown, {lost} lost (read too slowly), {limited} not copied (rate limit)"
-        );
+        summary(shown, lost, limited);
     }
-    Ok(Ok(()))
+    Ok(())
+}
+
+/// The last line of the human output, on stderr.
+fn summary(shown: u64, lost: u64, limited: u64) {
+    eprintln!(
+        "{shown} drops shown, {lost} lost (read too slowly), {limited} not copied (rate limit)"
+    );
 }
 
 #[cfg(test)]

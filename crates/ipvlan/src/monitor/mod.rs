@@ -124,6 +124,8 @@ pub enum Item {
     Lost { count: u64 },
     /// Drops not copied since the last report: past the data paths' budget of copies a second.
     RateLimited { count: u64 },
+    /// The device this watcher watches (`dev NAME`) is gone: the last line of the stream.
+    Gone { dev: String },
 }
 
 impl Item {
@@ -169,6 +171,8 @@ struct Watcher {
     filter: Option<String>,
     queue: SyncSender<Arc<DropEvent>>,
     lost: Arc<AtomicU64>,
+    /// Set when the device it watches went ([`Hub::gone`]).
+    gone: Arc<AtomicBool>,
 }
 
 /// A watcher's receiving end: the copies for it, what it lost, and (dropped) its leaving.
@@ -177,11 +181,17 @@ pub struct Watch {
     id: u64,
     pub events: Receiver<Arc<DropEvent>>,
     lost: Arc<AtomicU64>,
+    gone: Arc<AtomicBool>,
     /// The hub's rate-limited count when this watcher last reported it.
     rate_seen: u64,
 }
 
 impl Watch {
+    /// Whether the device it watches is gone: its events then end (disconnected).
+    pub fn gone(&self) -> bool {
+        self.gone.load(Ordering::SeqCst)
+    }
+
     /// Copies lost since the last call.
     pub fn take_lost(&self) -> u64 {
         self.lost.swap(0, Ordering::Relaxed)
@@ -311,11 +321,13 @@ impl Hub {
         let (queue, events) = mpsc::sync_channel(QUEUE);
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
         let lost = Arc::new(AtomicU64::new(0));
+        let gone = Arc::new(AtomicBool::new(false));
         w.push(Watcher {
             id,
             filter,
             queue,
             lost: lost.clone(),
+            gone: gone.clone(),
         });
         self.active.store(true, Ordering::SeqCst);
         drop(w);
@@ -325,6 +337,7 @@ impl Hub {
             id,
             events,
             lost,
+            gone,
             rate_seen: self.suppressed.load(Ordering::Relaxed),
         })
     }
@@ -333,6 +346,26 @@ impl Hub {
         let mut w = self.lock();
         w.retain(|x| x.id != id);
         if w.is_empty() {
+            self.active.store(false, Ordering::SeqCst);
+            drop(w);
+            self.bump();
+        }
+    }
+
+    /// The device `name` (a slave, or a port's master) is gone: its watchers are let go (their
+    /// events end, [`Watch::gone`] says why), as tcpdump ends when its interface goes. A
+    /// device made later under the same name is another one.
+    pub fn gone(&self, name: &str) {
+        let mut w = self.lock();
+        let before = w.len();
+        w.retain(|x| {
+            let watched = x.filter.as_deref() == Some(name);
+            if watched {
+                x.gone.store(true, Ordering::SeqCst);
+            }
+            !watched
+        });
+        if before > 0 && w.is_empty() {
             self.active.store(false, Ordering::SeqCst);
             drop(w);
             self.bump();
@@ -464,6 +497,18 @@ mod tests {
         drop(more);
         drop(w);
         assert_eq!(hub.watchers(), 0);
+
+        // The watched device goes: its watcher's events end and it says why; others stay.
+        let s1 = hub.join(Some("s1".into())).expect("join");
+        let all = hub.join(None).expect("join");
+        hub.gone("s1");
+        assert!(s1.gone() && !all.gone());
+        assert!(matches!(
+            s1.events.try_recv(),
+            Err(mpsc::TryRecvError::Disconnected)
+        ));
+        assert_eq!(hub.watchers(), 1);
+        drop((s1, all));
         assert!(
             !hub.active(),
             "the last watcher's leaving turns the flag off"

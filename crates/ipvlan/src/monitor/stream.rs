@@ -51,7 +51,12 @@ pub fn serve(mut stream: UnixStream, filter: Option<String>, answer: Response) {
             match watch.events.recv_timeout(HEARTBEAT) {
                 Ok(e) => write_line(&mut stream, &Item::from_event(&e))?,
                 Err(RecvTimeoutError::Timeout) => stream.write_all(b"\n")?,
-                Err(RecvTimeoutError::Disconnected) => return Ok(()),
+                Err(RecvTimeoutError::Disconnected) => {
+                    if let (true, Some(dev)) = (watch.gone(), &filter) {
+                        write_line(&mut stream, &Item::Gone { dev: dev.clone() })?;
+                    }
+                    return Ok(());
+                }
             }
             if last_report.elapsed() >= HEARTBEAT {
                 last_report = Instant::now();

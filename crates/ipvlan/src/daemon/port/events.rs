@@ -112,6 +112,19 @@ impl<B: SlaveBackend> PortRuntime<B> {
             debug!(slave = %rt.name, "slave MAC differs from the master's: restoring it");
             let _ = rt.set_mac(mac);
         }
+        if !alias_names(link.alias.as_deref(), &rt.alias) {
+            // The alias carries the slave's identity, by which a restarted daemon finds it
+            // (`persist`): a user's `ip link set SLAVE alias …` would lose the slave at the next
+            // start. Put back like the MAC (a stale event from before we set it: harmless).
+            info!(slave = %rt.name, alias = ?link.alias, "the device's alias carries the slave's identity: restoring it");
+            let change = LinkChange {
+                alias: Some(self.device_alias(&rt.alias, id)),
+                ..LinkChange::default()
+            };
+            if let Err(e) = rt.set_link(change) {
+                warn!(slave = %rt.name, "restoring the device's alias: {e}");
+            }
+        }
         if link.up && link.noarp != mode.is_noarp() {
             let _ = rt.set_link(LinkChange {
                 noarp: Some(mode.is_noarp()),

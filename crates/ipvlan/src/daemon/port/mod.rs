@@ -424,6 +424,7 @@ impl<B: SlaveBackend> PortRuntime<B> {
             }
         }
         info!(slave = %name, "slave removed");
+        crate::monitor::HUB.gone(name.as_str());
         self.pass_on(&released);
     }
 
@@ -533,6 +534,7 @@ impl<B: SlaveBackend> PortRuntime<B> {
             errors.0.extend(e.0.iter().map(ToString::to_string));
         }
         info!(master = %self.master, "port removed");
+        crate::monitor::HUB.gone(&self.master);
         errors
     }
 }
