@@ -148,16 +148,15 @@ impl ControlServer {
     }
 }
 
-/// Connections being read or answered, at most `limit` ([`MAX_CLIENTS`] here; the metrics
-/// listener has its own).
-pub(super) struct Slots {
+/// Connections being read or answered, at most `limit` (see [`serve_each`]).
+struct Slots {
     limit: usize,
     used: Mutex<usize>,
     freed: Condvar,
 }
 
 impl Slots {
-    pub(super) fn new(limit: usize) -> Slots {
+    fn new(limit: usize) -> Slots {
         Slots {
             limit,
             used: Mutex::new(0),
@@ -166,7 +165,7 @@ impl Slots {
     }
 
     /// Waits for a free slot and takes it.
-    pub(super) fn take(&self) {
+    fn take(&self) {
         let mut used = self.used.lock().unwrap_or_else(|p| p.into_inner());
         while *used >= self.limit {
             used = self.freed.wait(used).unwrap_or_else(|p| p.into_inner());
@@ -174,7 +173,7 @@ impl Slots {
         *used += 1;
     }
 
-    pub(super) fn give_back(&self) {
+    fn give_back(&self) {
         let mut used = self.used.lock().unwrap_or_else(|p| p.into_inner());
         *used = used.saturating_sub(1);
         self.freed.notify_one();
@@ -182,29 +181,51 @@ impl Slots {
 }
 
 fn accept_loop(listener: &UnixListener, tx: &Sender<Call>, wake: &Arc<EventFd>) {
-    let slots = Arc::new(Slots::new(MAX_CLIENTS));
+    let (tx, wake) = (tx.clone(), wake.clone());
+    serve_each(
+        "control socket",
+        "ipvlan-client",
+        MAX_CLIENTS,
+        Duration::from_millis(10),
+        || listener.accept().map(|(s, _)| s),
+        move |stream| serve_client(stream, &tx, &wake),
+    );
+}
+
+/// Accepts connections for ever, each served by `serve` on a thread of its own (named
+/// `thread`), at most `limit` at once: past the limit, callers wait in the listen backlog
+/// rather than being refused. A failed `accept` is logged (as `what`) and retried after
+/// `retry`. The control socket's and the metrics listener's loop.
+pub(super) fn serve_each<S: Send + 'static>(
+    what: &str,
+    thread: &str,
+    limit: usize,
+    retry: Duration,
+    mut accept: impl FnMut() -> io::Result<S>,
+    serve: impl Fn(S) + Clone + Send + 'static,
+) {
+    let slots = Arc::new(Slots::new(limit));
     loop {
-        // Past the limit, callers wait in the listen backlog rather than being refused.
         slots.take();
-        let stream = match listener.accept() {
-            Ok((s, _)) => s,
+        let stream = match accept() {
+            Ok(s) => s,
             Err(e) => {
                 slots.give_back();
-                warn!("control socket: accept failed: {e}");
-                std::thread::sleep(Duration::from_millis(10));
+                warn!("{what}: accept failed: {e}");
+                std::thread::sleep(retry);
                 continue;
             }
         };
-        let (tx, wake, s) = (tx.clone(), wake.clone(), slots.clone());
+        let (serve, s) = (serve.clone(), slots.clone());
         let spawned = std::thread::Builder::new()
-            .name("ipvlan-client".into())
+            .name(thread.into())
             .spawn(move || {
-                serve_client(stream, &tx, &wake);
+                serve(stream);
                 s.give_back();
             });
         if let Err(e) = spawned {
             slots.give_back();
-            warn!("control socket: cannot start a client thread: {e}");
+            warn!("{what}: cannot start a thread: {e}");
         }
     }
 }

@@ -27,13 +27,11 @@
 
 use std::io::{self, Read, Write};
 use std::net::{IpAddr, Ipv4Addr, SocketAddr, TcpListener, TcpStream};
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
-use tracing::warn;
 
-use super::control::{Slots, Submitter};
+use super::control::{serve_each, Submitter};
 use crate::metrics::{render, Format};
 use crate::proto::{LinkShow, Request, Response};
 
@@ -78,31 +76,15 @@ pub fn spawn(listener: TcpListener, control: Submitter) -> io::Result<()> {
 }
 
 fn accept_loop(listener: &TcpListener, control: &Submitter) {
-    let slots = Arc::new(Slots::new(MAX_CONNECTIONS));
-    loop {
-        // Past the limit, scrapers wait in the listen backlog rather than being refused.
-        slots.take();
-        let stream = match listener.accept() {
-            Ok((s, _)) => s,
-            Err(e) => {
-                slots.give_back();
-                warn!("metrics listener: accept failed: {e}");
-                std::thread::sleep(Duration::from_millis(100));
-                continue;
-            }
-        };
-        let (c, s) = (control.clone(), slots.clone());
-        let spawned = std::thread::Builder::new()
-            .name("ipvlan-scrape".into())
-            .spawn(move || {
-                serve(stream, &c);
-                s.give_back();
-            });
-        if let Err(e) = spawned {
-            slots.give_back();
-            warn!("metrics listener: cannot start a thread: {e}");
-        }
-    }
+    let control = control.clone();
+    serve_each(
+        "metrics listener",
+        "ipvlan-scrape",
+        MAX_CONNECTIONS,
+        Duration::from_millis(100),
+        || listener.accept().map(|(s, _)| s),
+        move |stream| serve(stream, &control),
+    );
 }
 
 /// What a request asks for.
