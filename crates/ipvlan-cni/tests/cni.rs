@@ -123,19 +123,7 @@ impl Fx {
                 cmd.env(k, v);
             }
         }
-        let mut child = cmd
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
-        child
-            .stdin
-            .take()
-            .unwrap()
-            .write_all(conf.to_string().as_bytes())
-            .unwrap();
-        let out = child.wait_with_output().unwrap();
+        let out = ipvlan_testkit::run_with_input(&mut cmd, conf.to_string().as_bytes());
         Run {
             code: out.status.code().unwrap_or(-1),
             out: serde_json::from_slice(&out.stdout).unwrap_or(Value::Null),
@@ -1304,25 +1292,16 @@ fn del_never_deletes_in_the_plugins_or_the_daemons_namespace() {
 
     // The plugin run inside c1 (as a runtime in that namespace would), CNI_NETNS its own.
     fx.0.sh("c1", "ip link add hx0 type veth peer name hx1");
-    let out = Command::new("ip")
-        .args(["netns", "exec", &fx.ns("c1"), PLUGIN])
-        .env("CNI_COMMAND", "DEL")
-        .env("CNI_CONTAINERID", "id-c1")
-        .env("CNI_NETNS", "/proc/self/ns/net")
-        .env("CNI_IFNAME", "hx0")
-        .env("CNI_PATH", CNI_PATH)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .and_then(|mut c| {
-            c.stdin
-                .take()
-                .unwrap()
-                .write_all(conf.to_string().as_bytes())?;
-            c.wait_with_output()
-        })
-        .unwrap();
+    let out = ipvlan_testkit::run_with_input(
+        Command::new("ip")
+            .args(["netns", "exec", &fx.ns("c1"), PLUGIN])
+            .env("CNI_COMMAND", "DEL")
+            .env("CNI_CONTAINERID", "id-c1")
+            .env("CNI_NETNS", "/proc/self/ns/net")
+            .env("CNI_IFNAME", "hx0")
+            .env("CNI_PATH", CNI_PATH),
+        conf.to_string().as_bytes(),
+    );
     let err: Value = serde_json::from_slice(&out.stdout).unwrap_or(Value::Null);
     assert_eq!(out.status.code(), Some(1), "{err}");
     assert_eq!(err["code"], 8, "{err}");

@@ -9,9 +9,8 @@
 // Test code: a failed unwrap is a failed test.
 #![allow(clippy::unwrap_used)]
 
-use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::process::Command;
 
 use serde::Deserialize;
 use serde_json::{json, Value};
@@ -129,20 +128,10 @@ fn host_path(pod: &Value, container: &Value, path: &str) -> Option<String> {
 
 /// The plugin's `VERSION` answer to a configuration of `cni_version` (CNI spec, "VERSION").
 fn supported_versions(cni_version: &str) -> Vec<String> {
-    let mut child = Command::new(PLUGIN)
-        .env("CNI_COMMAND", "VERSION")
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(json!({ "cniVersion": cni_version }).to_string().as_bytes())
-        .unwrap();
-    let out = child.wait_with_output().unwrap();
+    let out = ipvlan_testkit::run_with_input(
+        Command::new(PLUGIN).env("CNI_COMMAND", "VERSION"),
+        json!({ "cniVersion": cni_version }).to_string().as_bytes(),
+    );
     assert!(out.status.success(), "VERSION: {out:?}");
     let v: Value = serde_json::from_slice(&out.stdout).unwrap();
     v["supportedVersions"]

@@ -75,6 +75,25 @@ pub fn run(cmd: &mut Command) -> Output {
     cmd.output().expect("spawn")
 }
 
+/// Runs `cmd` with `input` written to its standard input (then closed), and waits for it:
+/// its output. Panics if it cannot be started or the input cannot be written.
+pub fn run_with_input(cmd: &mut Command, input: &[u8]) -> Output {
+    use std::io::Write;
+    let mut child = cmd
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn");
+    child
+        .stdin
+        .take()
+        .expect("stdin")
+        .write_all(input)
+        .expect("writing the input");
+    child.wait_with_output().expect("wait")
+}
+
 pub fn text(o: &Output) -> String {
     format!(
         "{}{}",

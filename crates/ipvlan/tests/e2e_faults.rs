@@ -261,21 +261,10 @@ fn thousand_addresses() -> Vec<IpAddr> {
 
 /// Runs `ip -batch -` in namespace `short` with `lines` on its standard input.
 fn ip_batch(fx: &Fx, short: &str, lines: &str) {
-    use std::io::Write;
-    let mut child = Command::new("ip")
-        .args(["-n", &fx.ns(short), "-batch", "-"])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(lines.as_bytes())
-        .unwrap();
-    let o = child.wait_with_output().unwrap();
+    let o = ipvlan_testkit::run_with_input(
+        Command::new("ip").args(["-n", &fx.ns(short), "-batch", "-"]),
+        lines.as_bytes(),
+    );
     assert!(o.status.success(), "ip -batch in {short}: {}", text(&o));
 }
 

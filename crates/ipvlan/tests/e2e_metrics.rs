@@ -8,8 +8,7 @@
 
 mod common;
 
-use std::io::Write;
-use std::process::{Command, Stdio};
+use std::process::Command;
 
 use serde_json::Value;
 
@@ -82,20 +81,10 @@ fn fixture() -> Fx {
 
 /// The parsed samples of `text` (`fmt`: `prometheus` or `openmetrics`).
 fn parse(text: &str, fmt: &str) -> Vec<Value> {
-    let mut child = Command::new(PYTHON)
-        .args(["-c", PARSE, "stdin", fmt])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(text.as_bytes())
-        .unwrap();
-    let o = child.wait_with_output().unwrap();
+    let o = ipvlan_testkit::run_with_input(
+        Command::new(PYTHON).args(["-c", PARSE, "stdin", fmt]),
+        text.as_bytes(),
+    );
     assert!(
         o.status.success(),
         "the parser refused the {fmt} text: {}\n--- text ---\n{text}",
