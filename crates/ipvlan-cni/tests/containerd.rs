@@ -25,14 +25,6 @@ const PLUGIN: &str = env!("CARGO_BIN_EXE_ipvlan-rs");
 /// The reference plugins of Debian's containernetworking-plugins.
 const REFERENCE_PLUGINS: &str = "/usr/lib/cni";
 
-fn have(cmd: &str) -> bool {
-    Command::new("sh")
-        .args(["-c", &format!("command -v {cmd}")])
-        .stdout(Stdio::null())
-        .status()
-        .is_ok_and(|s| s.success())
-}
-
 fn which(cmd: &str) -> PathBuf {
     let o = Command::new("sh")
         .args(["-c", &format!("command -v {cmd}")])
@@ -45,7 +37,7 @@ fn unsupported() -> Option<String> {
     if let Some(why) = ipvlan_testkit::unsupported() {
         return Some(why);
     }
-    for (cmd, pkg) in [
+    if let Some(why) = ipvlan_testkit::missing(&[
         ("containerd", "containerd"),
         ("ctr", "containerd"),
         ("containerd-shim-runc-v2", "containerd"),
@@ -53,10 +45,8 @@ fn unsupported() -> Option<String> {
         ("busybox", "busybox-static"),
         ("unshare", "util-linux"),
         ("nsenter", "util-linux"),
-    ] {
-        if !have(cmd) {
-            return Some(format!("{cmd} is missing (Debian package {pkg})"));
-        }
+    ]) {
+        return Some(why);
     }
     if !Path::new(REFERENCE_PLUGINS).join("host-local").exists() {
         return Some("host-local is missing (containernetworking-plugins)".into());

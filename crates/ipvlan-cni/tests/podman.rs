@@ -7,30 +7,20 @@
 #![allow(clippy::unwrap_used)]
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
+use std::process::{Command, Output};
 
 const PLUGIN: &str = env!("CARGO_BIN_EXE_ipvlan-rs");
-
-fn have(cmd: &str) -> bool {
-    Command::new("sh")
-        .args(["-c", &format!("command -v {cmd}")])
-        .stdout(Stdio::null())
-        .status()
-        .is_ok_and(|s| s.success())
-}
 
 fn unsupported() -> Option<String> {
     if let Some(why) = ipvlan_testkit::unsupported() {
         return Some(why);
     }
-    for (cmd, pkg) in [
+    if let Some(why) = ipvlan_testkit::missing(&[
         ("podman", "podman"),
         ("runc", "runc"),
         ("busybox", "busybox-static"),
-    ] {
-        if !have(cmd) {
-            return Some(format!("{cmd} is missing (Debian package {pkg})"));
-        }
+    ]) {
+        return Some(why);
     }
     if !Path::new("/usr/lib/cni/host-local").exists() {
         return Some("host-local is missing (containernetworking-plugins)".into());

@@ -25,16 +25,8 @@ pub fn unsupported() -> Option<String> {
     if unsafe { libc::geteuid() } != 0 {
         return Some("not root".into());
     }
-    for tool in ["ip", "nft", "ping"] {
-        if Command::new("sh")
-            .args(["-c", &format!("command -v {tool}")])
-            .stdout(Stdio::null())
-            .status()
-            .map(|s| !s.success())
-            .unwrap_or(true)
-        {
-            return Some(format!("{tool} is not installed"));
-        }
+    if let Some(tool) = ["ip", "nft", "ping"].into_iter().find(|t| !have(t)) {
+        return Some(format!("{tool} is not installed"));
     }
     if !std::path::Path::new("/dev/net/tun").exists() {
         return Some("no /dev/net/tun".into());
@@ -69,6 +61,24 @@ pub struct Fx {
     pub bpffs: PathBuf,
     /// More arguments for the next daemon starts (e.g. `--metrics-listen 9477`).
     pub daemon_args: Vec<String>,
+}
+
+/// Whether `cmd` is on `PATH` (`command -v`).
+pub fn have(cmd: &str) -> bool {
+    Command::new("sh")
+        .args(["-c", &format!("command -v {cmd}")])
+        .stdout(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success())
+}
+
+/// The first of `(command, Debian package)` not on `PATH`, as "CMD is missing (Debian
+/// package PKG)"; `None` when all are there.
+pub fn missing(tools: &[(&str, &str)]) -> Option<String> {
+    tools
+        .iter()
+        .find(|(cmd, _)| !have(cmd))
+        .map(|(cmd, pkg)| format!("{cmd} is missing (Debian package {pkg})"))
 }
 
 pub fn run(cmd: &mut Command) -> Output {
