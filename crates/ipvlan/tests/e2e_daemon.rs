@@ -751,6 +751,26 @@ fn container(cid: &str) -> ipvlan::proto::Attachment {
     }
 }
 
+/// `ipvl0` made for container `cid` (in ns0, 192.0.2.11, 2001:db8:1::11) and `ipvl1` made by
+/// the user (in ns1, 192.0.2.12, 2001:db8:1::12), both l2.
+fn container_and_plain_slave(fx: &mut Fx, cid: &str) {
+    add_for_container(
+        fx,
+        "ipvl0",
+        container(cid),
+        "ns0",
+        "192.0.2.11/24",
+        "2001:db8:1::11/64",
+    );
+    fx.slave(
+        "ipvl1",
+        "mode l2",
+        "ns1",
+        "192.0.2.12/24",
+        "2001:db8:1::12/64",
+    );
+}
+
 /// What a container plugin does at ADD, through the daemon: `link add` of slave `name` on m0
 /// in l2 for `attachment` (a raw request: the CLI has no word for it), then the slave moves
 /// into namespace `ns` (created), is renamed `eth0`, comes up and gets `v4` and `v6`, which the
@@ -862,21 +882,7 @@ fn a_container_exit_removes_its_slave_quietly() {
     require_env!();
     let mut fx = Fx::new();
     let cid = "5e1f0c0ffee0aa01";
-    add_for_container(
-        &mut fx,
-        "ipvl0",
-        container(cid),
-        "ns0",
-        "192.0.2.11/24",
-        "2001:db8:1::11/64",
-    );
-    fx.slave(
-        "ipvl1",
-        "mode l2",
-        "ns1",
-        "192.0.2.12/24",
-        "2001:db8:1::12/64",
-    );
+    container_and_plain_slave(&mut fx, cid);
     fx.del_ns("ns0");
     fx.del_ns("ns1");
     let gone = wait(Duration::from_secs(10), || fx.links().is_empty());
@@ -913,21 +919,7 @@ fn a_container_slave_deleted_while_the_daemon_is_down_is_dropped_with_its_addres
     require_env!();
     let mut fx = Fx::new();
     let cid = "7a11c0ffee0aa02";
-    add_for_container(
-        &mut fx,
-        "ipvl0",
-        container(cid),
-        "ns0",
-        "192.0.2.11/24",
-        "2001:db8:1::11/64",
-    );
-    fx.slave(
-        "ipvl1",
-        "mode l2",
-        "ns1",
-        "192.0.2.12/24",
-        "2001:db8:1::12/64",
-    );
+    container_and_plain_slave(&mut fx, cid);
     let want = serde_json::json!({"network": "net1", "containerID": cid, "ifname": "eth0"});
     assert_eq!(fx.link("ipvl0").unwrap()["attachment"], want);
     assert!(fx.link("ipvl1").unwrap().get("attachment").is_none());
