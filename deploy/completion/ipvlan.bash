@@ -90,15 +90,16 @@ _ipvlan_link() {
     for i in "${!args[@]}"; do
         [[ ${args[i]} == type ]] && seen_type=$i
     done
-    if _ipvlan_is "$command" add; then
-        if ((seen_type >= 0)); then
-            if ((${#args[@]} == seen_type + 1)); then
-                _ipvlan_reply ipvlan
-            else
-                _ipvlan_type_args "${args[@]:seen_type+2}"
-            fi
-            return
+    # After `type` (add and set): `ipvlan`, then its mode and flag.
+    if ((seen_type >= 0)) && { _ipvlan_is "$command" add || _ipvlan_is "$command" set; }; then
+        if ((${#args[@]} == seen_type + 1)); then
+            _ipvlan_reply ipvlan
+        else
+            _ipvlan_type_args "${args[@]:seen_type+2}"
         fi
+        return
+    fi
+    if _ipvlan_is "$command" add; then
         case $prev in
         link) _ipvlan_reply "$(_ipvlan_ifaces)" ;;
         spoofchk) _ipvlan_reply $'on\noff' ;;
@@ -120,14 +121,6 @@ _ipvlan_link() {
             _ipvlan_reply "$(_ipvlan_slaves)"
         fi
     elif _ipvlan_is "$command" set; then
-        if ((seen_type >= 0)); then
-            if ((${#args[@]} == seen_type + 1)); then
-                _ipvlan_reply ipvlan
-            else
-                _ipvlan_type_args "${args[@]:seen_type+2}"
-            fi
-            return
-        fi
         if ((${#args[@]} == 0)); then
             _ipvlan_reply "$(_ipvlan_slaves; echo dev; echo help)"
             return
