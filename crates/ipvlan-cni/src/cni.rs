@@ -430,15 +430,20 @@ pub fn gc(conf: &NetConf, env: &Env, raw: &[u8], stderr: &mut dyn Write) -> Resu
         ));
     }
     let mut errors = Vec::new();
+    // The IPAM plugin's versions, asked once: for its GC, and for each stale release below
+    // (none when it cannot be asked: that error is reported).
+    let mut speaks: Option<Vec<String>> = None;
     if let Some(kind) = conf.ipam_type() {
-        match ipam::supports(kind, env, "1.1.0") {
-            Ok(true) => {
-                let conf_both = with_both_gc_keys(raw, conf);
-                if let Err(e) = ipam::exec("GC", kind, env, &conf_both) {
-                    errors.push(e.to_string());
+        match ipam::versions(kind, env) {
+            Ok(v) => {
+                if v.iter().any(|x| x == "1.1.0") {
+                    let conf_both = with_both_gc_keys(raw, conf);
+                    if let Err(e) = ipam::exec("GC", kind, env, &conf_both) {
+                        errors.push(e.to_string());
+                    }
                 }
+                speaks = Some(v);
             }
-            Ok(false) => {}
             Err(e) => errors.push(e.to_string()),
         }
     }
@@ -494,7 +499,7 @@ pub fn gc(conf: &NetConf, env: &Env, raw: &[u8], stderr: &mut dyn Write) -> Resu
         }
     }
     let ipam = conf.ipam_type().zip(conf.ipam.as_ref());
-    if let (Some((kind, ipam_conf)), Some(_)) = (ipam, &links) {
+    if let (Some((kind, ipam_conf)), Some(_), Some(speaks)) = (ipam, &links, &speaks) {
         if kind == "host-local" {
             stale.extend(
                 ipam::host_local_leases(ipam_conf, &conf.name)
@@ -513,7 +518,7 @@ pub fn gc(conf: &NetConf, env: &Env, raw: &[u8], stderr: &mut dyn Write) -> Resu
                 netns: String::new(),
                 path: env.path.clone(),
             };
-            if let Err(e) = ipam::delegate("DEL", kind, &del, raw, &conf.cni_version) {
+            if let Err(e) = ipam::delegate_to(speaks, "DEL", kind, &del, raw, &conf.cni_version) {
                 errors.push(format!(
                     "releasing the addresses of container {} ({}): {e}",
                     del.container_id, del.ifname

@@ -118,7 +118,19 @@ pub fn delegate(
     raw: &[u8],
     version: &str,
 ) -> Result<Value, CniError> {
-    let speaks = versions(kind, env)?;
+    delegate_to(&versions(kind, env)?, command, kind, env, raw, version)
+}
+
+/// [`delegate`] to a plugin known to speak the versions `speaks` (its [`versions`], asked
+/// once by a caller that delegates several times).
+pub fn delegate_to(
+    speaks: &[String],
+    command: &str,
+    kind: &str,
+    env: &Env,
+    raw: &[u8],
+    version: &str,
+) -> Result<Value, CniError> {
     if speaks.iter().any(|v| v == version) {
         return exec(command, kind, env, raw);
     }
