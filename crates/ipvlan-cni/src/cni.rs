@@ -512,7 +512,6 @@ pub fn gc(conf: &NetConf, env: &Env, raw: &[u8], stderr: &mut dyn Write) -> Resu
         stale.retain(|a| !kept.contains(a));
         for (container_id, ifname) in stale {
             let del = Env {
-                command: "DEL".into(),
                 container_id,
                 ifname,
                 netns: String::new(),

@@ -252,7 +252,6 @@ impl NetConf {
 /// The `CNI_*` parameters of one invocation.
 #[derive(Debug, Default)]
 pub struct Env {
-    pub command: String,
     pub container_id: String,
     pub netns: String,
     pub ifname: String,
@@ -288,7 +287,6 @@ impl Env {
             ));
         }
         let env = Env {
-            command: command.to_owned(),
             container_id: val("CNI_CONTAINERID"),
             netns: val("CNI_NETNS"),
             ifname: val("CNI_IFNAME"),
