@@ -693,6 +693,7 @@ fn golden_set() -> (Vec<LinkView>, Vec<crate::proto::PortView>) {
             "netns": "c0", "ifindex": 7, "up": true, "noarp": false, "carrier": true,
             "spoofchk": false, "router": false, "backend": "veth", "queues": 0,
             "datapath": "bpf-tcx", "host_end": "ipvh4-1",
+            "hostreach": true, "host_device": "ipvlh4",
             "addresses": ["192.0.2.11", "2001:db8:1::11"],
             "attachment": {"network": "net1", "containerID": "c0ffee", "ifname": "eth0"},
             "conflicts": [],
