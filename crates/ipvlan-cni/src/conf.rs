@@ -34,7 +34,7 @@ pub struct GcAttachment {
 
 /// The reference ipvlan plugin's fields (`master`, `mode`, `mtu`, `linkInContainer`), the
 /// well-known ones (`ipam`, `dns`), the protocol's (`prevResult`,
-/// `cni.dev/valid-attachments`), and ipvlan-rs's extensions (`flag`, `spoofchk`, `socket`,
+/// `cni.dev/valid-attachments`), and ipvlan-rs's extensions (`flag`, `spoofchk`, `hostreach`, `socket`,
 /// `backend`).
 #[derive(Debug, Deserialize)]
 pub struct NetConf {

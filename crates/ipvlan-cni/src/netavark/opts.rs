@@ -156,6 +156,7 @@ mod tests {
             (None, None, None, None)
         );
         assert!(!o.no_default_route);
+        assert_eq!(o.hostreach, None);
     }
 
     #[test]
@@ -166,6 +167,7 @@ mod tests {
             ("flag", "private"),
             ("mtu", "1400"),
             ("spoofchk", "true"),
+            ("hostreach", "true"),
             ("socket", "/tmp/x.sock"),
             ("no_default_route", "1"),
         ])
@@ -175,6 +177,7 @@ mod tests {
         assert_eq!(o.flag, Some(Flag::Private));
         assert_eq!(o.mtu, Some(1400));
         assert_eq!(o.spoofchk, Some(true));
+        assert_eq!(o.hostreach, Some(true));
         assert_eq!(o.socket(), PathBuf::from("/tmp/x.sock"));
         assert!(o.no_default_route);
     }
@@ -189,6 +192,7 @@ mod tests {
             (("mtu", "9"), "option mtu"),
             (("mtu", "big"), "option mtu"),
             (("spoofchk", "yes please"), "option spoofchk"),
+            (("hostreach", "sometimes"), "option hostreach"),
             (("parent", "a/b"), "option parent"),
         ] {
             let e = parse(&[kv]).unwrap_err().to_string();

@@ -61,7 +61,7 @@ impl Daemon {
     fn find_by_name(&self, name: &str) -> Result<SlaveKey, RequestError> {
         self.ports
             .iter()
-            .find_map(|(m, p)| p.slave_named(name).map(|id| (*m, id)))
+            .find_map(|(m, p)| p.user_slave_named(name).map(|id| (*m, id)))
             .ok_or_else(|| RequestError::NoDevice(name.to_owned()))
     }
 

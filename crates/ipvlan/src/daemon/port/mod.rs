@@ -193,6 +193,14 @@ impl<B: SlaveBackend> PortRuntime<B> {
             .map(|(id, _)| *id)
     }
 
+    /// The user's slave created as `name`: not the host slave (`hostreach`), which only
+    /// `hostreach on|off` makes and removes.
+    pub fn user_slave_named(&self, name: &str) -> Option<SlaveId> {
+        let id = self.slave_named(name)?;
+        let host = self.dp.port().slave(id).is_some_and(|s| s.is_host());
+        (!host).then_some(id)
+    }
+
     /// The slave whose device has `ifindex` in the namespace with id `nsid` (`None`: ours).
     pub fn slave_at(&self, nsid: Option<i32>, ifindex: u32) -> Option<SlaveId> {
         self.slaves
