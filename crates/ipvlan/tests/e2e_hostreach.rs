@@ -93,13 +93,13 @@ fn host_dev_exists(fx: &Fx) -> bool {
 
 /// One slave `s1` in `c1` in `mode`, with `v4`/`v6`; l3 and l3s slaves route everything
 /// through their device.
-fn setup(mode: &str, v4: &str, v6: &str) -> Fx {
+fn setup(args: &str, v4: &str, v6: &str) -> Fx {
     if !ipvlan_testkit::have("tcpdump") {
         panic!("this test needs tcpdump (apt-get install tcpdump)");
     }
     let mut fx = Fx::new();
-    fx.slave("s1", &format!("mode {mode}"), "c1", v4, v6);
-    if mode != "l2" {
+    fx.slave("s1", args, "c1", v4, v6);
+    if !args.contains("l2") {
         fx.sh(
             "c1",
             "ip route add default dev s1 && ip -6 route add default dev s1",
@@ -108,9 +108,11 @@ fn setup(mode: &str, v4: &str, v6: &str) -> Fx {
     fx
 }
 
-fn check(mode: &str, v4: &str, v6: &str) {
+/// Off, on, off, on, off again on a port made with `args` (`mode M [FLAG]`).
+fn check(args: &str, v4: &str, v6: &str) {
     require_env!();
-    let fx = setup(mode, v4, v6);
+    let mode = args;
+    let fx = setup(args, v4, v6);
     let s4 = v4.split('/').next().unwrap();
     let s6 = v6.split('/').next().unwrap();
     // Off: the kernel's behaviour.
@@ -188,7 +190,7 @@ fn check(mode: &str, v4: &str, v6: &str) {
             fx.ping("ext", M4, 1) && fx.ping("ext", M6, 1),
             "{mode}: wire → master"
         );
-        if mode == "l2" {
+        if mode.contains("l2") {
             assert!(fx.ping("ext", s4, 1), "{mode}: wire → slave");
         }
 
@@ -210,19 +212,40 @@ fn check(mode: &str, v4: &str, v6: &str) {
 #[test]
 #[ignore = "needs root, iproute2, nftables, TUN, tcpdump"]
 fn hostreach_l2() {
-    check("l2", "192.0.2.11/24", "2001:db8:1::11/64");
+    check("mode l2", "192.0.2.11/24", "2001:db8:1::11/64");
+}
+
+/// `private` restricts slave-to-slave traffic; the host is not a slave: host↔slave works.
+#[test]
+#[ignore = "needs root, iproute2, nftables, TUN, tcpdump"]
+fn hostreach_l2_private() {
+    check("mode l2 private", "192.0.2.11/24", "2001:db8:1::11/64");
+}
+
+/// `vepa` sends slave-to-slave traffic to the wire's switch; host↔slave stays inside the port
+/// (the capture in `check` sees none of it).
+#[test]
+#[ignore = "needs root, iproute2, nftables, TUN, tcpdump"]
+fn hostreach_l2_vepa() {
+    check("mode l2 vepa", "192.0.2.11/24", "2001:db8:1::11/64");
+}
+
+#[test]
+#[ignore = "needs root, iproute2, nftables, TUN, tcpdump"]
+fn hostreach_l3_vepa() {
+    check("mode l3 vepa", "198.51.100.11/32", "2001:db8:2::11/128");
 }
 
 #[test]
 #[ignore = "needs root, iproute2, nftables, TUN, tcpdump"]
 fn hostreach_l3() {
-    check("l3", "198.51.100.11/32", "2001:db8:2::11/128");
+    check("mode l3", "198.51.100.11/32", "2001:db8:2::11/128");
 }
 
 #[test]
 #[ignore = "needs root, iproute2, nftables, TUN, tcpdump"]
 fn hostreach_l3s() {
-    check("l3s", "198.51.100.11/32", "2001:db8:2::11/128");
+    check("mode l3s", "198.51.100.11/32", "2001:db8:2::11/128");
 }
 
 /// `hostreach on` given at `link add`, kept across a daemon restart: the host device is found
@@ -266,4 +289,124 @@ fn hostreach_survives_a_restart() {
     let links = fx.sh("host", "ip -o link show");
     assert_eq!(links.matches(": ipvlh").count(), 1, "{links}");
     let _ = text;
+}
+
+/// The master's addresses followed while on: one added is reachable from the slave at once
+/// (within a settle), one removed no longer is the host's; the master down stops host↔slave as
+/// it stops every slave's traffic, and up again it works.
+#[test]
+#[ignore = "needs root, iproute2, nftables, TUN, tcpdump"]
+fn hostreach_follows_the_master() {
+    require_env!();
+    let fx = setup("mode l2", "192.0.2.11/24", "2001:db8:1::11/64");
+    fx.cli_ok(&["link", "set", "dev", "m0", "hostreach", "on"]);
+    assert!(wait(Duration::from_secs(5), || routes(&fx)
+        .contains("192.0.2.11")));
+    assert!(fx.ping("c1", M4, 2), "{}", fx.daemon_log());
+    fx.sh(
+        "host",
+        "ip addr add 192.0.2.2/24 dev m0 && ip -6 addr add 2001:db8:1::2/64 dev m0 nodad",
+    );
+    assert!(
+        wait(Duration::from_secs(5), || fx.ping("c1", "192.0.2.2", 1)),
+        "a new master address, IPv4\n{}",
+        fx.daemon_log()
+    );
+    assert!(
+        wait(Duration::from_secs(5), || fx.ping("c1", "2001:db8:1::2", 1)),
+        "a new master address, IPv6\n{}",
+        fx.sh("host", "ip -6 neigh show proxy")
+    );
+    fx.sh(
+        "host",
+        "ip addr del 192.0.2.2/24 dev m0 && ip -6 addr del 2001:db8:1::2/64 dev m0",
+    );
+    std::thread::sleep(Duration::from_millis(1500));
+    assert!(!fx.ping("c1", "192.0.2.2", 1), "a removed master address");
+    let proxies = fx.sh("host", "ip -6 neigh show proxy");
+    assert!(!proxies.contains("2001:db8:1::2 "), "{proxies}");
+    assert!(proxies.contains("2001:db8:1::1 "), "{proxies}");
+    fx.sh("host", "ip link set m0 down");
+    std::thread::sleep(Duration::from_millis(500));
+    assert!(
+        !fx.ping("host", "192.0.2.11", 1),
+        "master down: the slaves have no carrier"
+    );
+    fx.sh("host", "ip link set m0 up");
+    assert!(
+        wait(Duration::from_secs(10), || fx.ping("host", "192.0.2.11", 1)),
+        "master up again\n{}",
+        fx.daemon_log()
+    );
+    assert!(fx.ping("c1", M4, 1));
+}
+
+/// A slave cannot take the master's address: its claim is a conflict, the host keeps it.
+#[test]
+#[ignore = "needs root, iproute2, nftables, TUN, tcpdump"]
+fn hostreach_a_slave_cannot_claim_the_masters_address() {
+    require_env!();
+    let mut fx = setup("mode l2", "192.0.2.11/24", "");
+    fx.cli_ok(&["link", "set", "dev", "m0", "hostreach", "on"]);
+    fx.slave("s2", "mode l2", "c2", "", "");
+    fx.sh("c2", "ip addr add 192.0.2.1/24 dev s2");
+    assert!(
+        wait(Duration::from_secs(5), || fx.link("s2").unwrap()
+            ["conflicts"]
+            .to_string()
+            .contains("192.0.2.1")),
+        "{:?}",
+        fx.link("s2")
+    );
+    assert!(fx.ping("c1", M4, 2), "the host keeps its address");
+    // Host devices are not user slaves.
+    let o = fx.cli(&[
+        "link",
+        "del",
+        &fx.links()[0]["host_device"].as_str().unwrap().to_owned(),
+    ]);
+    assert!(!o.status.success(), "{}", text(&o));
+    let o = fx.cli(&["link", "add", "link", "m0", "ipvlh77", "type", "ipvlan"]);
+    assert!(
+        !o.status.success() && text(&o).contains("hostreach"),
+        "{}",
+        text(&o)
+    );
+}
+
+/// Killed on the eBPF path, the daemon leaves the programs forwarding: host↔slave survives
+/// with them (the device and the routes stay). On the userspace path it stops with the daemon,
+/// as every slave's traffic does; both come back with the daemon.
+#[test]
+#[ignore = "needs root, iproute2, nftables, TUN, tcpdump"]
+fn hostreach_and_a_killed_daemon() {
+    require_env!();
+    let mut fx = setup("mode l2", "192.0.2.11/24", "2001:db8:1::11/64");
+    fx.cli_ok(&["link", "set", "dev", "m0", "hostreach", "on"]);
+    assert!(wait(Duration::from_secs(5), || routes(&fx)
+        .contains("192.0.2.11")));
+    assert!(fx.ping("host", "192.0.2.11", 2));
+    let bpf = fx.datapath().unwrap().starts_with("bpf");
+    fx.stop_daemon(true);
+    assert_eq!(
+        fx.ping("host", "192.0.2.11", 2),
+        bpf,
+        "host → slave with the daemon killed (eBPF: survives)"
+    );
+    if bpf {
+        assert!(fx.ping("c1", M4, 2) && fx.ping("host", "2001:db8:1::11", 2));
+    }
+    fx.start_daemon();
+    assert!(
+        wait(Duration::from_secs(10), || fx.ping("host", "192.0.2.11", 1)),
+        "{}",
+        fx.daemon_log()
+    );
+    assert!(fx.ping("c1", M4, 1));
+    assert_eq!(
+        routes(&fx).matches("192.0.2.11").count(),
+        1,
+        "{}",
+        routes(&fx)
+    );
 }
