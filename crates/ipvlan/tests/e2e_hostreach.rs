@@ -327,11 +327,17 @@ fn hostreach_follows_the_master() {
     assert!(!proxies.contains("2001:db8:1::2 "), "{proxies}");
     assert!(proxies.contains("2001:db8:1::1 "), "{proxies}");
     fx.sh("host", "ip link set m0 down");
-    std::thread::sleep(Duration::from_millis(500));
+    // The slaves and the host device lose their carrier with the master (R-LINK-1).
+    let no_carrier = |l: &str| l.contains(": ipvlh") && l.contains("NO-CARRIER");
     assert!(
-        !fx.ping("host", "192.0.2.11", 1),
-        "master down: the slaves have no carrier"
+        wait(Duration::from_secs(5), || {
+            fx.sh("c1", "ip link show s1").contains("NO-CARRIER")
+                && fx.sh("host", "ip -o link show").lines().any(no_carrier)
+        }),
+        "{}",
+        fx.sh("host", "ip -o link show")
     );
+    assert!(!fx.ping("host", "192.0.2.11", 1), "master down: no carrier");
     fx.sh("host", "ip link set m0 up");
     assert!(
         wait(Duration::from_secs(10), || fx.ping("host", "192.0.2.11", 1)),
