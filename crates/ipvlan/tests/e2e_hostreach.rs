@@ -400,7 +400,13 @@ fn hostreach_and_a_killed_daemon() {
         "host → slave with the daemon killed (eBPF: survives)"
     );
     if bpf {
-        assert!(fx.ping("c1", M4, 2) && fx.ping("host", "2001:db8:1::11", 2));
+        assert!(fx.ping("c1", M4, 2), "slave → host, daemon killed");
+        assert!(
+            fx.ping("host", "2001:db8:1::11", 2),
+            "host → slave IPv6, daemon killed\n{}\n{}",
+            fx.sh("host", "ip -6 neigh; ip -6 route; ip -6 addr"),
+            fx.daemon_log()
+        );
     }
     fx.start_daemon();
     assert!(

@@ -304,7 +304,7 @@ impl Rtnl {
         proto: u8,
     ) -> Result<(), RtnlError> {
         let msg = proto_route(dst, prefix_len, oif, proto);
-        let op = RtnlOp::AddRoute {
+        let op = RtnlOp::DeleteRoute {
             dst,
             prefix_len,
             oif,

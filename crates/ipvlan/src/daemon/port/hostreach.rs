@@ -105,9 +105,9 @@ impl<B: SlaveBackend> PortRuntime<B> {
         let Some(h) = self.dp.port().host_slave() else {
             return;
         };
-        let Some((name, ifindex, own)) = self.slaves.get(&h).map(|rt| {
+        let Some((ifindex, own)) = self.slaves.get(&h).map(|rt| {
             let own: BTreeSet<IpAddr> = rt.configured.iter().map(|(a, _)| *a).collect();
-            (rt.name.to_string(), rt.ifindex, own)
+            (rt.ifindex, own)
         }) else {
             return;
         };
@@ -132,7 +132,7 @@ impl<B: SlaveBackend> PortRuntime<B> {
                 Ok(_) => {
                     self.host_addrs.insert(a);
                     if a.is_ipv6() {
-                        proxy_ndp(true, a, &name);
+                        proxy_ndp(&mut r, true, a, ifindex);
                     }
                 }
                 Err(e) => {
@@ -150,7 +150,7 @@ impl<B: SlaveBackend> PortRuntime<B> {
                 let _ = self.dp.port().remove_address(h, a);
             }
             if a.is_ipv6() {
-                proxy_ndp(false, a, &name);
+                proxy_ndp(&mut r, false, a, ifindex);
             }
         }
         let wanted: BTreeSet<(IpAddr, u8)> = {
@@ -196,7 +196,7 @@ fn is_link_local(a: IpAddr) -> bool {
 
 /// Brings the host slave's device up with the port's NOARP flag, and lets it answer IPv6
 /// neighbour solicitations for the master's addresses (`proxy_ndp` needs `forwarding` on the
-/// device, `ndisc_recv_ns`; `proxy_delay` 0 answers at once).
+/// device, `ndisc_recv_ns`; `proxy_delay` 0 answers at once); no DAD on it.
 fn configure_device(name: &str, noarp: bool) -> Result<(), RequestError> {
     let what = "configuring the hostreach device";
     let mut r = Rtnl::open().map_err(RequestError::system(what))?;
@@ -208,6 +208,10 @@ fn configure_device(name: &str, noarp: bool) -> Result<(), RequestError> {
         (format!("/proc/sys/net/ipv6/conf/{name}/forwarding"), "1"),
         (format!("/proc/sys/net/ipv6/conf/{name}/proxy_ndp"), "1"),
         (format!("/proc/sys/net/ipv6/neigh/{name}/proxy_delay"), "0"),
+        // Its link-local is unique by construction (the slave id, R-DEVID-2) and only slaves
+        // see it: no DAD, so its first neighbour solicitation is not held back (a tentative
+        // link-local cannot be the source of one, `ndisc_send_ns`).
+        (format!("/proc/sys/net/ipv6/conf/{name}/accept_dad"), "0"),
     ] {
         if let Err(e) = std::fs::write(&path, value) {
             warn!(device = %name, "hostreach: writing {path}: {e}");
@@ -225,17 +229,14 @@ fn configure_device(name: &str, noarp: bool) -> Result<(), RequestError> {
 }
 
 /// `ip -6 neigh replace|del proxy ADDR dev DEV`. A failure is logged.
-fn proxy_ndp(add: bool, addr: IpAddr, dev: &str) {
-    let verb = if add { "replace" } else { "del" };
-    let out = std::process::Command::new("ip")
-        .args(["-6", "neigh", verb, "proxy", &addr.to_string(), "dev", dev])
-        .output();
-    match out {
-        Ok(o) if o.status.success() => {}
-        Ok(o) => {
-            warn!(device = %dev, %addr, "hostreach: ip -6 neigh {verb} proxy: {}", String::from_utf8_lossy(&o.stderr).trim())
-        }
-        Err(e) => warn!(device = %dev, %addr, "hostreach: running ip: {e}"),
+fn proxy_ndp(r: &mut Rtnl, add: bool, addr: IpAddr, index: u32) {
+    let done = if add {
+        r.add_proxy_neighbour(addr, index)
+    } else {
+        r.del_proxy_neighbour(addr, index)
+    };
+    if let Err(e) = done {
+        warn!(%addr, "hostreach: {e}");
     }
 }
 
