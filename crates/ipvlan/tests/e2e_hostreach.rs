@@ -369,7 +369,7 @@ fn hostreach_a_slave_cannot_claim_the_masters_address() {
     let o = fx.cli(&[
         "link",
         "del",
-        &fx.links()[0]["host_device"].as_str().unwrap().to_owned(),
+        fx.links()[0]["host_device"].as_str().unwrap(),
     ]);
     assert!(!o.status.success(), "{}", text(&o));
     let o = fx.cli(&["link", "add", "link", "m0", "ipvlh77", "type", "ipvlan"]);
