@@ -102,13 +102,13 @@ _ipvlan_link() {
     if _ipvlan_is "$command" add; then
         case $prev in
         link) _ipvlan_reply "$(_ipvlan_ifaces)" ;;
-        spoofchk) _ipvlan_reply $'on\noff' ;;
+        spoofchk | hostreach) _ipvlan_reply $'on\noff' ;;
         backend) _ipvlan_reply $'veth\ntap' ;;
         name | dev | mtu | address) COMPREPLY=() ;;
         *)
             local -a left=()
             local k
-            for k in link name mtu spoofchk backend type; do
+            for k in link name mtu spoofchk backend hostreach type; do
                 [[ " ${args[*]} " == *" $k "* ]] || left+=("$k")
             done
             _ipvlan_reply "$(printf '%s\n' "${left[@]}" help)"
@@ -130,8 +130,8 @@ _ipvlan_link() {
             return
         fi
         case $prev in
-        spoofchk | router) _ipvlan_reply $'on\noff' ;;
-        *) _ipvlan_reply $'spoofchk\nrouter\ntype' ;;
+        spoofchk | router | hostreach) _ipvlan_reply $'on\noff' ;;
+        *) _ipvlan_reply $'spoofchk\nrouter\nhostreach\ntype' ;;
         esac
     elif _ipvlan_is "$command" show || _ipvlan_is "$command" list || [[ $command == ls ]]; then
         if ((${#args[@]} == 0)); then

@@ -52,6 +52,7 @@ struct port_cfg {
 #define SLAVE_SPOOFCHK (1u << 1)
 #define SLAVE_ROUTER (1u << 2)
 #define SLAVE_SAME_NS (1u << 3)
+#define SLAVE_HOST (1u << 4) // hostreach: the port's host slave (Slave::is_host)
 
 struct slave {
 	__u32 host_ifindex;
@@ -638,11 +639,16 @@ static __always_inline __u32 lookup_slave(struct addr_key *k, struct slave **ent
 	return id;
 }
 
-static __always_inline __u32 lookup(struct addr_key *k)
+// Port::lookup_rx: lookup_slave without the host slave's entries (the master's own addresses).
+static __always_inline __u32 lookup_rx(struct addr_key *k, struct slave **entry)
 {
-	struct slave *s;
+	__u32 id = lookup_slave(k, entry);
 
-	return lookup_slave(k, &s);
+	if (id && *entry && ((*entry)->flags & SLAVE_HOST)) {
+		*entry = 0;
+		return 0;
+	}
+	return id;
 }
 
 static __always_inline struct trace *trace_begin(struct port_cfg *c, __u32 hook)
@@ -710,10 +716,13 @@ static __always_inline int mc_admit(struct port_cfg *c)
 	return 1;
 }
 
-// One fan-out copy to slave `id` if it is up; copies of slave-originated frames (`check_mtu`)
-// must fit the receiver (R-MTU-4). A global function: the verifier checks it once, not once per
+#define FAN_CHECK_MTU 1u // a slave-originated frame's copy must fit the receiver (R-MTU-4)
+#define FAN_WIRE 2u      // a wire frame: not to the host slave (multicast_fanout)
+
+// One fan-out copy to slave `id` if it is up; copies of slave-originated frames (`opts` has
+// FAN_CHECK_MTU) must fit the receiver (R-MTU-4); the wire's (FAN_WIRE) skip the host slave. A global function: the verifier checks it once, not once per
 // iteration of the fan-out loop (which would exceed its 1M-instruction budget).
-__attribute__((noinline)) int fan_one(struct __sk_buff *skb, __u32 id, __u32 len, __u32 check_mtu)
+__attribute__((noinline)) int fan_one(struct __sk_buff *skb, __u32 id, __u32 len, __u32 opts)
 {
 	__u32 zero = 0;
 	struct slave *s = bpf_map_lookup_elem(&slaves, &id);
@@ -723,9 +732,11 @@ __attribute__((noinline)) int fan_one(struct __sk_buff *skb, __u32 id, __u32 len
 
 	if (!s || !(s->flags & SLAVE_UP))
 		return 0;
+	if ((opts & FAN_WIRE) && (s->flags & SLAVE_HOST))
+		return 0;
 	if (c && c->trace)
 		t = bpf_map_lookup_elem(&trace, &zero);
-	if (check_mtu && len > s->mtu + MTU_SLACK) {
+	if ((opts & FAN_CHECK_MTU) && len > s->mtu + MTU_SLACK) {
 		slave_rx_drop(id, R_MTU_EXCEEDED);
 		mon_drop(skb, id, MON_RX, R_MTU_EXCEEDED);
 		trace_copy(t, id | COPY_DROPPED);
@@ -745,7 +756,7 @@ __attribute__((noinline)) int fan_one(struct __sk_buff *skb, __u32 id, __u32 len
 static __always_inline void fan_out(struct __sk_buff *skb, struct pkt *p, __u32 sender,
 				    struct port_ctr *pc)
 {
-	__u32 check_mtu = sender && !p->gso;
+	__u32 opts = sender ? (p->gso ? 0 : FAN_CHECK_MTU) : FAN_WIRE;
 	__u32 len = p->len;
 
 	for (__u32 i = 0; i < FANOUT_MAX; i++) {
@@ -757,7 +768,7 @@ static __always_inline void fan_out(struct __sk_buff *skb, struct pkt *p, __u32 
 			return;
 		id = *idp;
 		if (id != sender)
-			fan_one(skb, id, len, check_mtu);
+			fan_one(skb, id, len, opts);
 	}
 	if (pc)
 		pc->fanout_cut++;
@@ -845,6 +856,28 @@ static __always_inline void decide_tx(struct port_cfg *c, struct pkt *p, __u32 f
 
 	if (g) {
 		tx_drop(d, g - 1, SITE_SENDER, 0);
+		return;
+	}
+	if (me->flags & SLAVE_HOST) {
+		// decide_tx_host: to slaves only, never out of the master
+		if (group) {
+			if (c->mode != MODE_L2)
+				tx_drop(d, R_L3_MULTICAST, SITE_SENDER, 0);
+			else if (p->l3 == L3_PAUSE && !p->has_vlan)
+				tx_drop(d, R_PAUSE_FRAME, SITE_SENDER, 0);
+			else
+				d->verdict = V_MULTICAST;
+		} else if (to && to != from) {
+			deliver_local(d, p, to, ts);
+		} else {
+			tx_drop(d, R_RECEIVER_DOWN, SITE_SENDER, 0);
+		}
+		return;
+	}
+	// host_target: a slave to the master's own address, whatever the flag
+	if (!group && to && ts && (ts->flags & SLAVE_HOST) &&
+	    (c->mode != MODE_L2 || mac_eq(p->dst, c->master_mac))) {
+		deliver_local(d, p, to, ts);
 		return;
 	}
 	if (c->mode == MODE_L2) {
@@ -1250,6 +1283,8 @@ int from_slave(struct __sk_buff *skb)
 			return TC_ACT_SHOT;
 		}
 		fan_out(skb, &p, from, pc);
+		if (me->flags & SLAVE_HOST)
+			return TC_ACT_SHOT; // the host slave's: to the slaves only
 		if (pc) {
 			pc->tx_packets++;
 			pc->tx_bytes += p.len;
@@ -1295,8 +1330,9 @@ int from_master(struct __sk_buff *skb)
 	group = p.dst[0] & 1;
 	if (c->mode == MODE_L2 && group) {
 		// R-RX-L2-2
+		struct slave *os;
 		int own = mac_eq(p.src, c->master_mac) && p.has_src &&
-			  lookup(&p.skey);
+			  lookup_rx(&p.skey, &os);
 
 		if (own || p.l3 == L3_PAUSE || (p.has_vlan && p.vid != 0))
 			goto pass;
@@ -1319,7 +1355,7 @@ int from_master(struct __sk_buff *skb)
 	}
 	// R-RX-L2-3, R-RX-L3-1: claimed by destination key, whatever the destination MAC
 	if (p.has_dst)
-		to = lookup_slave(&p.dkey, &ts);
+		to = lookup_rx(&p.dkey, &ts);
 	if (!to)
 		goto pass;
 	if (pc)

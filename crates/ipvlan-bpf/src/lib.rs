@@ -173,6 +173,9 @@ pub struct SlaveEntry {
     /// The slave end is in the master's own namespace: delivered by `bpf_redirect` to the host
     /// end, since `bpf_redirect_peer` cannot stay in one namespace (`skb_do_redirect`).
     pub same_ns: bool,
+    /// The port's host slave (`hostreach on`, `ipvlan_core::Slave::is_host`): its entries
+    /// match slaves' frames only and it reaches slaves only (`SLAVE_HOST`).
+    pub host: bool,
 }
 
 const PROGRAMS: [&str; 2] = ["from_slave", "from_master"];
@@ -751,6 +754,7 @@ impl PortProgram {
             (e.source_guard, maps::SLAVE_SPOOFCHK),
             (e.router, maps::SLAVE_ROUTER),
             (e.same_ns, maps::SLAVE_SAME_NS),
+            (e.host, maps::SLAVE_HOST),
         ]
         .iter()
         .filter(|(on, _)| *on)

@@ -164,6 +164,7 @@ fn slaves_switch_through_bpf() {
                     source_guard: true,
                     router: false,
                     same_ns: false,
+                    host: false,
                 },
             )
             .expect("slave");

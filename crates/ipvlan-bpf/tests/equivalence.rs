@@ -56,6 +56,8 @@ struct PortSpec {
     flag: Flag,
     master_mtu: u32,
     slaves: Vec<SlaveSpec>,
+    /// `hostreach`: the last slave is the port's host slave.
+    host: bool,
 }
 
 fn slave_spec() -> impl Strategy<Value = SlaveSpec> {
@@ -81,12 +83,14 @@ fn port_spec() -> impl Strategy<Value = PortSpec> {
         prop::sample::select(Flag::ALL.to_vec()),
         prop_oneof![Just(1500u32), 576u32..3000],
         prop::collection::vec(slave_spec(), 1..=5),
+        prop::bool::weighted(0.3),
     )
-        .prop_map(|(mode, flag, master_mtu, slaves)| PortSpec {
+        .prop_map(|(mode, flag, master_mtu, slaves, host)| PortSpec {
             mode,
             flag,
             master_mtu,
             slaves,
+            host,
         })
 }
 
@@ -295,6 +299,8 @@ fn setup(fx: &mut Fixture, spec: &PortSpec, ids: &mut Vec<u16>) -> Port {
         );
         req.mtu = Some(s.mtu);
         let id = port.add_slave(req).expect("add").id;
+        let host = spec.host && i + 1 == spec.slaves.len();
+        port.set_host(id, host).expect("host");
         port.set_slave_up(id, s.up).expect("up");
         port.set_source_guard(id, s.guard).expect("guard");
         port.set_router(id, s.router).expect("router");
@@ -311,6 +317,7 @@ fn setup(fx: &mut Fixture, spec: &PortSpec, ids: &mut Vec<u16>) -> Port {
                     source_guard: s.guard,
                     router: s.router,
                     same_ns: false,
+                    host,
                 },
             )
             .expect("set slave");
@@ -623,12 +630,14 @@ fn every_mode_and_flag() {
                 Just(mode),
                 Just(flag),
                 prop::collection::vec(slave_spec(), 2..=5),
+                prop::bool::weighted(0.5),
             )
-                .prop_map(|(mode, flag, slaves)| PortSpec {
+                .prop_map(|(mode, flag, slaves, host)| PortSpec {
                     mode,
                     flag,
                     master_mtu: 1500,
                     slaves,
+                    host,
                 });
             let frames = prop::collection::vec(frame_spec(), 60..=60);
             for _ in 0..20 {
@@ -662,6 +671,7 @@ fn a_wrong_expectation_is_caught() {
         flag: Flag::Bridge,
         master_mtu: 1500,
         slaves: vec![slave(0), slave(1)],
+        host: false,
     };
     let frame = FrameSpec {
         kind: 1,

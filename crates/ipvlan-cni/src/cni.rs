@@ -118,6 +118,7 @@ pub fn add(
         flag: conf.flag(),
         mtu: conf.mtu,
         spoofchk: conf.spoofchk,
+        hostreach: conf.hostreach,
         backend: conf.backend(),
         attachment: Some(Attachment {
             network: conf.name.clone(),

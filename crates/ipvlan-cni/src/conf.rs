@@ -34,7 +34,7 @@ pub struct GcAttachment {
 
 /// The reference ipvlan plugin's fields (`master`, `mode`, `mtu`, `linkInContainer`), the
 /// well-known ones (`ipam`, `dns`), the protocol's (`prevResult`,
-/// `cni.dev/valid-attachments`), and ipvlan-rs's extensions (`flag`, `spoofchk`, `socket`,
+/// `cni.dev/valid-attachments`), and ipvlan-rs's extensions (`flag`, `spoofchk`, `hostreach`, `socket`,
 /// `backend`).
 #[derive(Debug, Deserialize)]
 pub struct NetConf {
@@ -51,6 +51,9 @@ pub struct NetConf {
     pub mtu: Option<u32>,
     /// The slave's source-address guard: not in the reference plugin.
     pub spoofchk: Option<bool>,
+    /// `hostreach`: the master's namespace and the slaves reach each other (the whole port;
+    /// `docs/hostreach.md`): not in the reference plugin.
+    pub hostreach: Option<bool>,
     #[serde(rename = "linkInContainer", default)]
     pub link_in_container: bool,
     /// The IPAM plugin's own configuration; only `type` is ours to read.

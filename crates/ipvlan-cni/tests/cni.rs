@@ -1463,3 +1463,44 @@ fn netns_deleted_in_the_middle_of_add_leaves_nothing() {
     assert!(f.leases().is_empty(), "{:?}", f.leases());
     assert!(f.ping("c1", "192.0.2.254"), "the owner is still served");
 }
+
+/// `"hostreach": true` reaches the daemon: the host (the daemon's, the master's namespace)
+/// and the container reach each other, even on a `private` port (the host is not a slave);
+/// DEL of the last container removes the port with its host device and its routes.
+#[test]
+#[ignore = "needs root, iproute2, nftables, TUN, the host-local IPAM plugin"]
+fn hostreach_lets_the_host_and_the_container_talk() {
+    require_env();
+    let fx = Fx::new();
+    let conf = fx.conf(json!({"hostreach": true, "flag": "private"}));
+    let (code, r1) = fx.plugin("ADD", "c1", &conf);
+    assert_eq!(code, 0, "{r1}");
+    let ip = first_ip(&r1);
+    let l =
+        fx.0.link("eth0")
+            .or_else(|| fx.0.links().into_iter().next())
+            .unwrap();
+    assert_eq!(l["hostreach"], true, "{l}");
+    let routes = |fx: &Fx| fx.0.sh("host", "ip route show proto 73");
+    assert!(
+        ipvlan_testkit::wait(std::time::Duration::from_secs(5), || routes(&fx)
+            .contains(&ip)),
+        "{}",
+        routes(&fx)
+    );
+    assert!(
+        fx.ping("host", &ip),
+        "host → container\n{}",
+        fx.0.daemon_log()
+    );
+    assert!(fx.ping("c1", "192.0.2.1"), "container → host");
+    assert_eq!(fx.plugin("DEL", "c1", &conf).0, 0);
+    assert!(
+        ipvlan_testkit::wait(std::time::Duration::from_secs(5), || routes(&fx)
+            .trim()
+            .is_empty()
+            && !fx.0.sh("host", "ip -o link").contains("ipvlh")),
+        "{}",
+        fx.0.sh("host", "ip -o link; ip route show proto 73")
+    );
+}

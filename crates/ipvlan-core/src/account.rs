@@ -188,7 +188,7 @@ impl Port {
             crate::L3::Ipv6 { dst, .. } => dst.into(),
             _ => return None,
         };
-        let to = self.lookup(dst)?;
+        let to = self.lookup_rx(dst)?;
         self.record_rx(to, frame.len());
         Some(to)
     }

@@ -143,6 +143,17 @@ pub fn decide_tx(port: &Port, frame: &[u8], meta: TxMeta) -> TxAction {
     if let Some(reason) = meta.from.and_then(|s| guard(port, s, &frame)) {
         return drop_tx(reason, DropSite::Sender);
     }
+    if meta
+        .from
+        .and_then(|s| port.slave(s))
+        .is_some_and(|s| s.is_host())
+    {
+        return decide_tx_host(port, &frame, meta);
+    }
+    if let Some(to) = host_target(port, &frame) {
+        // `hostreach`: a slave to the master's own address, inside the port whatever the flag.
+        return deliver_local(port, to, &frame, meta);
+    }
     match port.mode() {
         Mode::L2 => decide_tx_l2(port, &frame, meta),
         Mode::L3 | Mode::L3s => decide_tx_l3(port, &frame, meta),
@@ -193,6 +204,41 @@ fn guard(port: &Port, from: SlaveId, frame: &Classified) -> Option<DropReason> {
         }
         L3::Other if frame.vlan.is_some() => spoofed,
         _ => None,
+    }
+}
+
+/// `hostreach`: the host slave, when a slave's unicast frame is for an address it holds (the
+/// master's own): in l2 only a frame sent to the shared MAC (what the master's stack would
+/// accept), in l3/l3s any unicast frame (the MAC is not looked at, R-TX-L3-2).
+fn host_target(port: &Port, frame: &Classified) -> Option<SlaveId> {
+    if frame.dst_mac.is_multicast()
+        || (port.mode() == Mode::L2 && frame.dst_mac != port.master().mac)
+    {
+        return None;
+    }
+    let to = frame.keys_tx().dst.and_then(|k| port.lookup(k))?;
+    port.slave(to).is_some_and(|s| s.is_host()).then_some(to)
+}
+
+/// A frame the host slave (`hostreach on`) sent: the master's stack speaking to the slaves.
+/// It reaches slaves only and never leaves through the master, whatever the flag (`private`
+/// and `vepa` restrict slave-to-slave traffic; the host is not a slave): unicast goes to the
+/// slave owning the destination (else it is dropped, reason `receiver_down`); in l2 its
+/// multicast and broadcast go to the slaves ([`multicast_fanout`] does not send it out), in
+/// l3/l3s they are dropped (`l3_multicast`) as a slave's are.
+fn decide_tx_host(port: &Port, frame: &Classified, meta: TxMeta) -> TxAction {
+    if frame.dst_mac.is_multicast() {
+        return match port.mode() {
+            Mode::L2 if frame.l3 == L3::Pause && frame.vlan.is_none() => {
+                drop_tx(DropReason::PauseFrame, DropSite::Sender)
+            }
+            Mode::L2 => TxAction::Multicast,
+            Mode::L3 | Mode::L3s => drop_tx(DropReason::L3Multicast, DropSite::Sender),
+        };
+    }
+    match frame.keys_tx().dst.and_then(|k| port.lookup(k)) {
+        Some(to) if Some(to) != meta.from => deliver_local(port, to, frame, meta),
+        _ => drop_tx(DropReason::ReceiverDown, DropSite::Sender),
     }
 }
 
@@ -295,7 +341,11 @@ fn decide_rx_l2(port: &Port, frame: &Classified, meta: RxMeta) -> RxAction {
     // R-RX-L2-2: the master always gets it; slaves get a copy unless it is their own traffic
     // reflected back (source MAC is the shared MAC and the source key is a slave's).
     let own_reflection = frame.src_mac == port.master().mac
-        && frame.keys_rx().src.and_then(|k| port.lookup(k)).is_some();
+        && frame
+            .keys_rx()
+            .src
+            .and_then(|k| port.lookup_rx(k))
+            .is_some();
     if own_reflection || frame.l3 == L3::Pause || foreign_vlan(frame) {
         RxAction::Pass
     } else {
@@ -304,8 +354,9 @@ fn decide_rx_l2(port: &Port, frame: &Classified, meta: RxMeta) -> RxAction {
 }
 
 fn decide_rx_l3(port: &Port, frame: &Classified) -> RxAction {
-    // R-RX-L3-1: claimed by destination key; the destination MAC is not checked.
-    match frame.keys_rx().dst.and_then(|k| port.lookup(k)) {
+    // R-RX-L3-1: claimed by destination key; the destination MAC is not checked. The host
+    // slave's entries (the master's own addresses) are not: those frames stay the master's.
+    match frame.keys_rx().dst.and_then(|k| port.lookup_rx(k)) {
         Some(_) if foreign_vlan(frame) => RxAction::Drop {
             reason: DropReason::ForeignVlan,
         },
@@ -320,7 +371,7 @@ fn decide_rx_l3s(port: &Port, frame: &Classified) -> RxAction {
     if !frame.is_ip() || foreign_vlan(frame) {
         return RxAction::Pass;
     }
-    match frame.keys_rx().dst.and_then(|k| port.lookup(k)) {
+    match frame.keys_rx().dst.and_then(|k| port.lookup_rx(k)) {
         Some(to) => RxAction::DeliverViaHost(to),
         None => RxAction::Pass,
     }
@@ -329,7 +380,9 @@ fn decide_rx_l3s(port: &Port, frame: &Classified) -> RxAction {
 /// Who gets a copy of one multicast frame taken from the backlog (R-MC-2): slaves in creation
 /// order that are up, accept the destination MAC and are not the sender; copies of
 /// slave-originated frames must fit the receiver's MTU (R-MTU-4). Returns whether the frame
-/// then leaves on the master (slave-originated frames do, once).
+/// then leaves on the master (slave-originated frames do, once). `hostreach`: the host slave
+/// gets the slaves' frames but not the wire's (the master's stack has those already), and its
+/// own frames go to the slaves only.
 pub fn multicast_fanout(
     port: &Port,
     origin: McOrigin,
@@ -346,8 +399,15 @@ pub fn multicast_fanout(
         McOrigin::Slave(s) => Some(s),
         McOrigin::Wire => None,
     };
+    let host_sender = sender
+        .and_then(|s| port.slave(s))
+        .is_some_and(|s| s.is_host());
     for s in port.slaves() {
-        if Some(s.id()) == sender || !s.mc_filter.accepts(dst) || !s.is_up() {
+        if Some(s.id()) == sender
+            || (sender.is_none() && s.is_host())
+            || !s.mc_filter.accepts(dst)
+            || !s.is_up()
+        {
             continue;
         }
         if sender.is_some() && !s.fits(frame.len(), gso) {
@@ -356,7 +416,7 @@ pub fn multicast_fanout(
             out.push(McCopy::Deliver(s.id()));
         }
     }
-    sender.is_some()
+    sender.is_some() && !host_sender
 }
 
 #[cfg(test)]

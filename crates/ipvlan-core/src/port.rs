@@ -49,6 +49,9 @@ pub struct Slave {
     source_guard: bool,
     /// With the guard on, may send router advertisements and redirects.
     router: bool,
+    /// The port's host slave (`hostreach on`): a device in the master's namespace whose
+    /// addresses are the master's own, reached by slaves only.
+    host: bool,
     /// The device's own multicast filter.
     pub mc_filter: McFilter,
     pub counters: SlaveCounters,
@@ -80,6 +83,12 @@ impl Slave {
     /// is the network's router).
     pub fn router(&self) -> bool {
         self.router
+    }
+    /// The port's host slave (`hostreach on`), made by the daemon, not by a user: its table
+    /// entries are the master's addresses and match frames sent by slaves only; what it sends
+    /// goes to slaves only, never out of the master (see `docs/hostreach.md`).
+    pub fn is_host(&self) -> bool {
+        self.host
     }
     /// Whether a frame of `len` bytes may be delivered locally to this slave (R-MTU-4).
     pub fn fits(&self, len: usize, gso: bool) -> bool {
@@ -224,6 +233,18 @@ impl Port {
         self.table.lookup(addr)
     }
 
+    /// The slave a frame from the master's wire steers to: [`Port::lookup`] without the host
+    /// slave's entries (the master's own addresses stay the master's, `hostreach`).
+    pub fn lookup_rx(&self, addr: IpAddr) -> Option<SlaveId> {
+        self.lookup(addr)
+            .filter(|&id| self.slave(id).is_some_and(|s| !s.host))
+    }
+
+    /// The host slave (`hostreach on`), if the port has one.
+    pub fn host_slave(&self) -> Option<SlaveId> {
+        self.slaves.iter().find(|s| s.host).map(|s| s.id)
+    }
+
     /// The link-local address the slave's kernel stack should use (R-DEVID-2).
     pub fn link_local(&self, id: SlaveId) -> std::net::Ipv6Addr {
         slave_id::link_local(self.master.mac, id.get())
@@ -257,6 +278,7 @@ impl Port {
             noarp: false, // R-MODE-4: set at the first up, not before.
             source_guard: false,
             router: false,
+            host: false,
             mc_filter: McFilter::accept_all(),
             counters: SlaveCounters::default(),
         });
@@ -281,6 +303,7 @@ impl Port {
             noarp: false,
             source_guard: false,
             router: false,
+            host: false,
             mc_filter: McFilter::accept_all(),
             counters: SlaveCounters::default(),
         });
@@ -358,6 +381,20 @@ impl Port {
     pub fn set_router(&mut self, id: SlaveId, on: bool) -> Result<(), PortError> {
         let i = self.existing(id)?;
         self.slaves[i].router = on;
+        Ok(())
+    }
+
+    /// Makes a slave the port's host slave, or an ordinary one again (`hostreach`; see
+    /// [`Slave::is_host`]). One port has at most one: `PortError::SlaveExists` names the other.
+    pub fn set_host(&mut self, id: SlaveId, on: bool) -> Result<(), PortError> {
+        let i = self.existing(id)?;
+        if let Some(other) = self.host_slave().filter(|&h| on && h != id) {
+            let name = self
+                .slave(other)
+                .map_or_else(String::new, |s| s.name.to_string());
+            return Err(PortError::SlaveExists(name));
+        }
+        self.slaves[i].host = on;
         Ok(())
     }
 

@@ -32,9 +32,11 @@ where  OBJECT := link
 
 Usage: ipvlan link add link DEVICE [ name ] NAME [ mtu MTU ] [ spoofchk { on | off } ]
                  [ backend { veth | tap } ] type ipvlan [ mode MODE ] [ FLAGS ]
+                 [ hostreach { on | off } ]
        ipvlan link delete [ dev ] NAME
        ipvlan link set [ dev ] NAME [ spoofchk { on | off } ] [ router { on | off } ]
-                       [ type ipvlan [ mode MODE ] [ FLAGS ] ]
+                       [ type ipvlan [ mode MODE ] [ FLAGS ] ] [ hostreach { on | off } ]
+       ipvlan link set [ dev ] MASTER hostreach { on | off }
        ipvlan [ -d ] [ -s ] [ -j [ -p ] ] [ -br ] link show [ [ dev ] NAME ]
        ipvlan link help
        ipvlan link add type ipvlan help
@@ -511,8 +513,27 @@ fn split_type(words: &[String]) -> Result<(&[String], Option<LinkTypeArgs>), Cli
     Ok((&words[..pos], Some(args)))
 }
 
+/// Takes `hostreach on|off` out of `words`, wherever it is (before or after `type ipvlan`).
+fn take_hostreach(words: &[String]) -> Result<(Vec<String>, Option<bool>), CliError> {
+    let mut rest = Vec::with_capacity(words.len());
+    let mut hostreach = None;
+    let mut it = words.iter();
+    while let Some(w) = it.next() {
+        if w == "hostreach" {
+            let v = it.next().ok_or_else(|| {
+                usage_error("Command line is not complete: \"hostreach\" needs on or off")
+            })?;
+            hostreach = Some(on_off("hostreach", v)?);
+        } else {
+            rest.push(w.clone());
+        }
+    }
+    Ok((rest, hostreach))
+}
+
 fn parse_add(words: &[String]) -> Result<(Request, Vec<String>), CliError> {
-    let (head, args) = split_type(words)?;
+    let (words, hostreach) = take_hostreach(words)?;
+    let (head, args) = split_type(&words)?;
     let args =
         args.ok_or_else(|| usage_error("Not enough information: \"type\" argument is required"))?;
     let (mut master, mut name, mut mtu, mut spoofchk) = (None, None, None, None);
@@ -579,6 +600,7 @@ fn parse_add(words: &[String]) -> Result<(Request, Vec<String>), CliError> {
         spoofchk,
         backend,
         attachment: None,
+        hostreach,
     });
     Ok((req, notes))
 }
@@ -596,7 +618,8 @@ fn on_off(what: &str, v: &str) -> Result<bool, CliError> {
 
 /// `link set [dev] NAME [spoofchk on|off] [type ipvlan [mode M] [FLAG]]`.
 fn parse_set(words: &[String]) -> Result<Request, CliError> {
-    let (head, args) = split_type(words)?;
+    let (words, hostreach) = take_hostreach(words)?;
+    let (head, args) = split_type(&words)?;
     let mut it = head.iter();
     let mut name = None;
     let (mut spoofchk, mut router) = (None, None);
@@ -621,9 +644,9 @@ fn parse_set(words: &[String]) -> Result<Request, CliError> {
     }
     let name =
         name.ok_or_else(|| usage_error("Not enough information: \"dev\" argument is required."))?;
-    if args.is_none() && spoofchk.is_none() && router.is_none() {
+    if args.is_none() && spoofchk.is_none() && router.is_none() && hostreach.is_none() {
         return Err(usage_error(
-            "Not enough information: give \"type ipvlan\" with a mode or flag, or \"spoofchk on|off\"",
+            "Not enough information: give \"type ipvlan\" with a mode or flag, \"spoofchk on|off\" or \"hostreach on|off\"",
         ));
     }
     let args = args.unwrap_or_default();
@@ -633,6 +656,7 @@ fn parse_set(words: &[String]) -> Result<Request, CliError> {
         flag: args.flag,
         spoofchk,
         router,
+        hostreach,
     }))
 }
 
@@ -760,8 +784,13 @@ fn render(l: &LinkView, opts: &Options) -> String {
             .as_ref()
             .map(|a| format!(" attachment {}/{}/{}", a.network, a.container_id, a.ifname))
             .unwrap_or_default();
+        let hostreach = match (&l.host_device, l.hostreach) {
+            (Some(d), true) => format!(" hostreach on host-device {d}"),
+            (None, true) => " hostreach on".to_owned(),
+            (_, false) => String::new(),
+        };
         s.push_str(&format!(
-            "    ipvlan  mode {} {} dev_id {:#x} spoofchk {}{}{backend}{host_end}{datapath}{queues}{attachment}\n",
+            "    ipvlan  mode {} {} dev_id {:#x} spoofchk {}{}{backend}{host_end}{datapath}{queues}{attachment}{hostreach}\n",
             l.mode,
             l.flag,
             l.id,

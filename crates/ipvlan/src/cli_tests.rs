@@ -164,6 +164,24 @@ fn accepted() -> Vec<(&'static str, Value)> {
         ),
         // `type ipvlan` with nothing after it sends nothing to change (R-CLI-1).
         ("set s1 type ipvlan", set(json!({}))),
+        // `hostreach on|off`: on a slave or the master, before or after `type ipvlan`.
+        (
+            "set dev m0 hostreach on",
+            json!({"cmd": "link_set", "name": "m0", "hostreach": true}),
+        ),
+        (
+            "set s1 type ipvlan mode l3 hostreach off",
+            set(json!({"mode": "l3", "flag": "bridge", "hostreach": false})),
+        ),
+        (
+            "add link m0 s1 type ipvlan mode l2 hostreach on",
+            json!({"cmd": "link_add", "master": "m0", "name": "s1", "mode": "l2",
+                   "flag": "bridge", "hostreach": true}),
+        ),
+        (
+            "add link m0 s1 hostreach off type ipvlan",
+            json!({"cmd": "link_add", "master": "m0", "name": "s1", "hostreach": false}),
+        ),
         // `link del` and `link show`, with and without `dev`, and their prefixes.
         ("del s1", json!({"cmd": "link_del", "name": "s1"})),
         ("delete dev s1", json!({"cmd": "link_del", "name": "s1"})),
@@ -179,6 +197,12 @@ fn accepted() -> Vec<(&'static str, Value)> {
 
 /// Words after `ipvlan link` that are refused: exit code and a piece of the message.
 const REFUSED: &[(&str, u8, &str)] = &[
+    (
+        "set m0 hostreach maybe",
+        1,
+        "argument of \"hostreach\" must be \"on\" or \"off\"",
+    ),
+    ("set m0 hostreach", 255, "\"hostreach\" needs on or off"),
     (
         "add link m0 s1 backend foo type ipvlan",
         1,
@@ -693,6 +717,7 @@ fn golden_set() -> (Vec<LinkView>, Vec<crate::proto::PortView>) {
             "netns": "c0", "ifindex": 7, "up": true, "noarp": false, "carrier": true,
             "spoofchk": false, "router": false, "backend": "veth", "queues": 0,
             "datapath": "bpf-tcx", "host_end": "ipvh4-1",
+            "hostreach": true, "host_device": "ipvlh4",
             "addresses": ["192.0.2.11", "2001:db8:1::11"],
             "attachment": {"network": "net1", "containerID": "c0ffee", "ifname": "eth0"},
             "conflicts": [],

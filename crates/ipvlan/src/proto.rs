@@ -50,6 +50,10 @@ pub struct LinkAdd {
     /// with the slave, persisted, and shown, so that CNI GC can find a network's stale slaves.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub attachment: Option<Attachment>,
+    /// `hostreach on|off`: the master's namespace and the slaves reach each other (the whole
+    /// port; `None`: unchanged, off for a new port).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub hostreach: Option<bool>,
 }
 
 /// A container's attachment to a network, as the CNI spec names it (section 2, `GC`:
@@ -118,6 +122,9 @@ pub struct LinkSet {
     /// redirects.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub router: Option<bool>,
+    /// `hostreach on|off`: the whole port's (`name` may be the master's).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub hostreach: Option<bool>,
 }
 
 /// `link show [NAME]`: every slave, or one.
@@ -216,6 +223,12 @@ pub struct LinkView {
     /// A veth slave's host end, in the master's namespace (`ipvh<master ifindex>-<id>`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub host_end: Option<String>,
+    /// The port's `hostreach` option.
+    #[serde(default)]
+    pub hostreach: bool,
+    /// The port's host slave device while `hostreach` is on (`ipvlh<master ifindex>`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub host_device: Option<String>,
     pub addresses: Vec<String>,
     /// The container attachment the slave was made for, if a plugin made it.
     #[serde(default, skip_serializing_if = "Option::is_none")]

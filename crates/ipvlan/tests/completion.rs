@@ -142,14 +142,23 @@ fn objects_options_commands_and_keywords() {
         (&["ipvlan", "link", "s"], &["set", "show"]),
         (
             &["ipvlan", "link", "add", ""],
-            &["link", "name", "mtu", "spoofchk", "backend", "type", "help"],
+            &[
+                "link",
+                "name",
+                "mtu",
+                "spoofchk",
+                "backend",
+                "hostreach",
+                "type",
+                "help",
+            ],
         ),
         // Keywords already given are not offered again.
         (
             &[
                 "ipvlan", "link", "add", "link", "m0", "ipvl0", "mtu", "1400", "",
             ],
-            &["name", "spoofchk", "backend", "type", "help"],
+            &["name", "spoofchk", "backend", "hostreach", "type", "help"],
         ),
         (
             &[
@@ -188,7 +197,7 @@ fn objects_options_commands_and_keywords() {
         ),
         (
             &["ipvlan", "link", "set", "dev", "ipvl0", ""],
-            &["spoofchk", "router", "type"],
+            &["spoofchk", "router", "hostreach", "type"],
         ),
         (
             &["ipvlan", "link", "set", "dev", "ipvl0", "router", ""],

@@ -628,7 +628,7 @@ fn the_check_sees_the_synopses_and_examples() {
     for (from, e) in [
         ("ipvlan.8", "ipvlan [ OPTIONS ] link { COMMAND | help }"),
         ("ipvlan.8", "ipvlan daemon [ --socket PATH ] [ --state-dir DIR ] [ --datapath { auto | bpf | bpf-tc | user } ] [ --bpffs DIR ] [ --metrics-listen [ADDR:]PORT ]"),
-        ("ipvlan.8", "ipvlan link add link DEVICE [ name ] NAME [ mtu MTU ] [ spoofchk { on | off } ] [ backend { veth | tap } ] type ipvlan [ mode MODE ] [ FLAG ]"),
+        ("ipvlan.8", "ipvlan link add link DEVICE [ name ] NAME [ mtu MTU ] [ spoofchk { on | off } ] [ backend { veth | tap } ] type ipvlan [ mode MODE ] [ FLAG ] [ hostreach { on | off } ]"),
         ("ipvlan.8", "ipvlan link set dev ipvl0 type ipvlan mode l2 private"),
         ("ipvlan.8", "ipvlan daemon"),
         ("ipvlan-rs.8", "ipvlan -d link show"),

@@ -90,7 +90,7 @@ fn info() -> Info {
         api_version: API_VERSION.to_owned(),
         extra_info: BTreeMap::from([(
             "description".to_owned(),
-            "ipvlan-rs: ipvlan slaves served by the ipvlan-rs daemon (options: parent, mode, flag, mtu, spoofchk, socket, backend, no_default_route)".to_owned(),
+            "ipvlan-rs: ipvlan slaves served by the ipvlan-rs daemon (options: parent, mode, flag, mtu, spoofchk, hostreach, socket, backend, no_default_route)".to_owned(),
         )]),
     }
 }

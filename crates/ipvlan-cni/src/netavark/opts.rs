@@ -8,13 +8,14 @@ use anyhow::{anyhow, bail, Result};
 use ipvlan::proto::{BackendKind, Flag, Mode};
 
 /// The options this plugin knows; any other is an error naming it.
-pub const KNOWN: [&str; 8] = [
+pub const KNOWN: [&str; 9] = [
     "parent",
     "backend",
     "mode",
     "flag",
     "mtu",
     "spoofchk",
+    "hostreach",
     "socket",
     "no_default_route",
 ];
@@ -33,6 +34,9 @@ pub struct Opts {
     pub mtu: Option<u32>,
     /// `spoofchk`: `true` or `false` (default: the daemon's).
     pub spoofchk: Option<bool>,
+    /// `hostreach`: `true` or `false`: the port's option (`docs/hostreach.md`; default: left
+    /// as it is, off for a new port).
+    pub hostreach: Option<bool>,
     /// `socket`: the daemon's control socket (else `IPVLAN_SOCKET`, else the default).
     pub socket: Option<PathBuf>,
     /// `no_default_route`: `true` (or `1`) leaves out the default routes, as netavark's own
@@ -84,6 +88,9 @@ impl Opts {
         let spoofchk = get("spoofchk")
             .map(|v| boolean("spoofchk", v))
             .transpose()?;
+        let hostreach = get("hostreach")
+            .map(|v| boolean("hostreach", v))
+            .transpose()?;
         let no_default_route = get("no_default_route")
             .map(|v| boolean("no_default_route", v))
             .transpose()?
@@ -107,6 +114,7 @@ impl Opts {
             flag,
             mtu,
             spoofchk,
+            hostreach,
             socket: get("socket").filter(|s| !s.is_empty()).map(PathBuf::from),
             no_default_route,
             backend,
@@ -148,6 +156,7 @@ mod tests {
             (None, None, None, None)
         );
         assert!(!o.no_default_route);
+        assert_eq!(o.hostreach, None);
     }
 
     #[test]
@@ -158,6 +167,7 @@ mod tests {
             ("flag", "private"),
             ("mtu", "1400"),
             ("spoofchk", "true"),
+            ("hostreach", "true"),
             ("socket", "/tmp/x.sock"),
             ("no_default_route", "1"),
         ])
@@ -167,6 +177,7 @@ mod tests {
         assert_eq!(o.flag, Some(Flag::Private));
         assert_eq!(o.mtu, Some(1400));
         assert_eq!(o.spoofchk, Some(true));
+        assert_eq!(o.hostreach, Some(true));
         assert_eq!(o.socket(), PathBuf::from("/tmp/x.sock"));
         assert!(o.no_default_route);
     }
@@ -181,6 +192,7 @@ mod tests {
             (("mtu", "9"), "option mtu"),
             (("mtu", "big"), "option mtu"),
             (("spoofchk", "yes please"), "option spoofchk"),
+            (("hostreach", "sometimes"), "option hostreach"),
             (("parent", "a/b"), "option parent"),
         ] {
             let e = parse(&[kv]).unwrap_err().to_string();

@@ -252,6 +252,7 @@ pub fn setup(netns: &str, x: &NetworkPluginExec) -> Result<StatusBlock> {
         flag: o.flag,
         mtu: o.mtu,
         spoofchk: o.spoofchk,
+        hostreach: o.hostreach,
         backend: o.backend,
         attachment: Some(Attachment {
             network: x.network.name.clone(),

@@ -1018,3 +1018,138 @@ fn spoofchk_drops_what_it_cannot_see_behind_a_second_vlan_tag() {
         );
     }
 }
+
+/// `hostreach`: the fixture plus a host slave `h` holding the master's addresses (.1 / ::1 of
+/// the mode's networks), up.
+fn with_host(mode: Mode, flag: Flag) -> (Fx, SlaveId, IpAddr, IpAddr) {
+    let mut fx = fixture(mode, flag);
+    let (v4net, v6net) = match mode {
+        Mode::L2 => ("192.0.2", "2001:db8:1"),
+        _ => ("198.51.100", "2001:db8:2"),
+    };
+    let h = fx
+        .port
+        .add_slave(NewSlave {
+            missing_mode: crate::port::MissingMode::KeepPort,
+            ..NewSlave::new(IfName::new("ipvlh9").unwrap(), LinkTypeArgs::default())
+        })
+        .unwrap()
+        .id;
+    fx.port.set_host(h, true).unwrap();
+    fx.port.set_slave_up(h, true).unwrap();
+    let (a4, a6) = (ip(&format!("{v4net}.1")), ip(&format!("{v6net}::1")));
+    fx.port.add_address(h, a4).unwrap();
+    fx.port.add_address(h, a6).unwrap();
+    (fx, h, a4, a6)
+}
+
+fn from(id: SlaveId) -> TxMeta {
+    TxMeta {
+        from: Some(id),
+        ..TxMeta::default()
+    }
+}
+
+/// Slaves reach the host slave and the host slave reaches slaves, in every mode and flag
+/// (`private` and `vepa` restrict slave-to-slave traffic only), IPv4 and IPv6.
+#[test]
+fn hostreach_host_and_slaves_reach_each_other_whatever_the_flag() {
+    for mode in [Mode::L2, Mode::L3, Mode::L3s] {
+        for flag in [Flag::Bridge, Flag::Private, Flag::Vepa] {
+            let (fx, h, a4, a6) = with_host(mode, flag);
+            let s1_4 = fx.port.addresses(fx.s1)[0];
+            let s1_6 = fx.port.addresses(fx.s1)[1];
+            let (IpAddr::V4(a4), IpAddr::V4(s4)) = (a4, s1_4) else {
+                panic!()
+            };
+            let (IpAddr::V6(a6), IpAddr::V6(s6)) = (a6, s1_6) else {
+                panic!()
+            };
+            let up4 = ipv4_frame(M, M, s4, a4);
+            let up6 = ipv6_frame(M, M, s6, a6);
+            let down4 = ipv4_frame(M, M, a4, s4);
+            let down6 = ipv6_frame(M, M, a6, s6);
+            for f in [&up4, &up6] {
+                assert_eq!(
+                    decide_tx(&fx.port, f, from(fx.s1)),
+                    TxAction::Deliver(h),
+                    "{mode} {flag}"
+                );
+            }
+            for f in [&down4, &down6] {
+                assert_eq!(
+                    decide_tx(&fx.port, f, from(h)),
+                    TxAction::Deliver(fx.s1),
+                    "{mode} {flag}"
+                );
+            }
+        }
+    }
+}
+
+/// The host slave's entries match frames sent by slaves only: the wire's frames for the
+/// master's addresses stay the master's.
+#[test]
+fn hostreach_wire_frames_for_the_master_stay_the_masters() {
+    for mode in [Mode::L2, Mode::L3, Mode::L3s] {
+        let (fx, _, a4, a6) = with_host(mode, Flag::Bridge);
+        let (IpAddr::V4(a4), IpAddr::V6(a6)) = (a4, a6) else {
+            panic!()
+        };
+        let f4 = ipv4_frame(M, EXT_MAC, v4(203, 0, 113, 9), a4);
+        let f6 = ipv6_frame(M, EXT_MAC, v6("2001:db8:9::9"), a6);
+        assert_eq!(rx(&fx.port, &f4), RxAction::Pass, "{mode}");
+        assert_eq!(rx(&fx.port, &f6), RxAction::Pass, "{mode}");
+        assert_eq!(fx.port.lookup_rx(IpAddr::V4(a4)), None);
+    }
+}
+
+/// What the host slave sends never leaves through the master: unicast to no slave is dropped,
+/// its broadcasts go to the slaves only (l2) or are dropped (l3).
+#[test]
+fn hostreach_host_frames_never_leave_through_the_master() {
+    let (mut fx, h, a4, _) = with_host(Mode::L2, Flag::Bridge);
+    let IpAddr::V4(a4) = a4 else { panic!() };
+    let out = ipv4_frame(EXT_MAC, M, a4, v4(203, 0, 113, 9));
+    assert_eq!(
+        decide_tx(&fx.port, &out, from(h)),
+        sender_drop(DropReason::ReceiverDown)
+    );
+    let arp = arp_request(M, a4, v4(192, 0, 2, 11));
+    assert_eq!(decide_tx(&fx.port, &arp, from(h)), TxAction::Multicast);
+    let mut copies = Vec::new();
+    let leaves = fx
+        .port
+        .handle_multicast(McOrigin::Slave(h), &arp, false, &mut copies);
+    assert!(
+        !leaves,
+        "the host slave's broadcast must not leave on the master"
+    );
+    assert_eq!(copies, vec![McCopy::Deliver(fx.s1), McCopy::Deliver(fx.s2)]);
+    // A slave's broadcast reaches the host slave (and leaves); the wire's does not reach it.
+    let s_arp = arp_request(M, v4(192, 0, 2, 11), a4);
+    assert!(fx
+        .port
+        .handle_multicast(McOrigin::Slave(fx.s1), &s_arp, false, &mut copies));
+    assert_eq!(copies, vec![McCopy::Deliver(fx.s2), McCopy::Deliver(h)]);
+    let w_arp = arp_request(EXT_MAC, v4(192, 0, 2, 254), v4(192, 0, 2, 11));
+    fx.port
+        .handle_multicast(McOrigin::Wire, &w_arp, false, &mut copies);
+    assert_eq!(copies, vec![McCopy::Deliver(fx.s1), McCopy::Deliver(fx.s2)]);
+    let (fx3, h3, _, _) = with_host(Mode::L3, Flag::Bridge);
+    assert_eq!(
+        decide_tx(&fx3.port, &arp, from(h3)),
+        sender_drop(DropReason::L3Multicast)
+    );
+}
+
+/// A slave cannot take the master's address from the host slave (first owner keeps it), and
+/// the host slave cannot take a slave's; one host slave per port.
+#[test]
+fn hostreach_address_conflicts_and_one_host_per_port() {
+    let (mut fx, h, a4, _) = with_host(Mode::L2, Flag::Bridge);
+    assert!(fx.port.add_address(fx.s1, a4).is_err());
+    let s2_addr = fx.port.addresses(fx.s2)[0];
+    assert!(fx.port.add_address(h, s2_addr).is_err());
+    assert!(fx.port.set_host(fx.s1, true).is_err());
+}

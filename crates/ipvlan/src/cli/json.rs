@@ -16,7 +16,8 @@
 //!   only the counters ipvlan-rs keeps — no `over_errors`, `carrier_errors`, `collisions`).
 //! - Everything only ipvlan-rs has is under `ipvlan_rs` (always present): `name`, `id`,
 //!   `netns`, `backend`, `datapath`, `queues`, `host_end`, `spoofchk`, `router`, `addresses`,
-//!   `conflicts`, `attachment`; with `-s` also `drops` and `address_conflicts`. Absent values
+//!   `conflicts`, `attachment`, `hostreach` (the port's option, a boolean) and `host_device`
+//!   (the port's hostreach device, `null` while off); with `-s` also `drops` and `address_conflicts`. Absent values
 //!   are `null`, never a missing key.
 //! - `-br -j` prints iproute2's brief keys only: `link`, `ifname`, `operstate`, `address`,
 //!   `flags`.
@@ -200,6 +201,10 @@ struct IpvlanRs<'a> {
     host_end: Option<&'a str>,
     spoofchk: bool,
     router: bool,
+    /// The port's `hostreach` option.
+    hostreach: bool,
+    /// The port's hostreach device (`ipvlh<master ifindex>`); `null` while off.
+    host_device: Option<&'a str>,
     addresses: &'a [String],
     conflicts: Vec<Conflict<'a>>,
     attachment: Option<Attachment<'a>>,
@@ -259,6 +264,8 @@ fn link<'a>(l: &'a LinkView, opts: &Options) -> Link<'a> {
             host_end: l.host_end.as_deref(),
             spoofchk: l.spoofchk,
             router: l.router,
+            hostreach: l.hostreach,
+            host_device: l.host_device.as_deref(),
             addresses: &l.addresses,
             conflicts: l
                 .conflicts

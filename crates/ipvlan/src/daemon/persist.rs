@@ -66,6 +66,9 @@ pub struct PortState {
     /// The port ran the eBPF data path (its programs are pinned and still forward).
     #[serde(default)]
     pub bpf: bool,
+    /// `hostreach on`: its host slave is among `slaves` (by its name, `ipvlh<ifindex>`).
+    #[serde(default)]
+    pub hostreach: bool,
     pub slaves: Vec<SlaveState>,
 }
 
@@ -483,6 +486,15 @@ impl Daemon {
                 None => info!(slave = %s.name, "slave restored"),
             }
         }
+        if ps.hostreach {
+            // Its host slave was restored with the others: adopted by its name, or made again.
+            let (backend, instance) = (&self.backend, &self.instance);
+            if let Some(p) = self.ports.get_mut(&index) {
+                if let Err(e) = p.set_hostreach(true, backend, instance, carrier) {
+                    warn!(master = %link.name, "restoring hostreach: {e}");
+                }
+            }
+        }
         if let Some(p) = self.ports.get(&index) {
             p.restored();
         }
@@ -551,6 +563,7 @@ mod tests {
                 mode: Mode::L2,
                 flag: Flag::Bridge,
                 bpf: true,
+                hostreach: true,
                 slaves: vec![SlaveState {
                     name: "ipvl0".into(),
                     id: 1,
@@ -621,6 +634,7 @@ mod tests {
             mode: Mode::L2,
             flag: Flag::Bridge,
             bpf: false,
+            hostreach: false,
             slaves: vec![SlaveState {
                 name: "ipvl0".into(),
                 id: 1,

@@ -61,12 +61,17 @@ impl Daemon {
     fn find_by_name(&self, name: &str) -> Result<SlaveKey, RequestError> {
         self.ports
             .iter()
-            .find_map(|(m, p)| p.slave_named(name).map(|id| (*m, id)))
+            .find_map(|(m, p)| p.user_slave_named(name).map(|id| (*m, id)))
             .ok_or_else(|| RequestError::NoDevice(name.to_owned()))
     }
 
     fn link_add(&mut self, req: LinkAdd) -> Result<Response, RequestError> {
         let name = IfName::new(&req.name)?;
+        if super::port::hostreach::is_host_name(name.as_str()) {
+            return Err(RequestError::Unsupported(format!(
+                "{name}: names ipvlh<number> are the hostreach devices' (see hostreach on|off)"
+            )));
+        }
         if self.find_by_name(name.as_str()).is_ok() {
             return Err(RequestError::SlaveExists(name));
         }
@@ -120,6 +125,9 @@ impl Daemon {
         };
         // A port created for this slave and left empty by a failure goes at the next settle.
         let mut notes = port.add_slave(spec, &self.backend, &self.instance, carrier)?;
+        if let Some(on) = req.hostreach {
+            port.set_hostreach(on, &self.backend, &self.instance, carrier)?;
+        }
         if fell_back {
             notes.push(format!(
                 "the eBPF data path cannot serve master {} (the daemon's log says why): its \
@@ -141,6 +149,37 @@ impl Daemon {
     }
 
     fn link_set(&mut self, req: LinkSet) -> Result<Response, RequestError> {
+        let by_master = self
+            .ports
+            .iter()
+            .find(|(_, p)| p.master() == req.name)
+            .map(|(m, _)| *m);
+        if let (Some(master), None) = (by_master, self.find_by_name(&req.name).ok()) {
+            // `link set dev MASTER hostreach on|off`: the master's port, nothing else.
+            let Some(on) = req.hostreach else {
+                return Err(RequestError::Unsupported(format!(
+                    "{}: a master takes hostreach on|off only; mode, flag and spoofchk are \
+                     set on a slave",
+                    req.name
+                )));
+            };
+            if req.mode.is_some()
+                || req.flag.is_some()
+                || req.spoofchk.is_some()
+                || req.router.is_some()
+            {
+                return Err(RequestError::Unsupported(format!(
+                    "{}: a master takes hostreach on|off only",
+                    req.name
+                )));
+            }
+            let carrier = self.master_carrier(master);
+            if let Some(port) = self.ports.get_mut(&master) {
+                port.set_hostreach(on, &self.backend, &self.instance, carrier)?;
+            }
+            self.state_dirty = true;
+            return Ok(ok(Vec::new()));
+        }
         let (master, id) = self.find_by_name(&req.name)?;
         let port = self
             .ports
@@ -151,8 +190,22 @@ impl Daemon {
             flag: req.flag,
         };
         let notes = port.set_link(id, args, req.spoofchk, req.router)?;
+        if let Some(on) = req.hostreach {
+            let carrier = self.master_carrier(master);
+            if let Some(port) = self.ports.get_mut(&master) {
+                port.set_hostreach(on, &self.backend, &self.instance, carrier)?;
+            }
+        }
         self.state_dirty = true;
         Ok(ok(notes))
+    }
+
+    /// Whether the master with `index` is up with a carrier (what a new slave's carrier is).
+    fn master_carrier(&mut self, index: u32) -> bool {
+        match self.rtnl.link_by_index(index) {
+            Ok(Some(l)) => l.up && l.carrier.unwrap_or(true),
+            _ => true,
+        }
     }
 
     fn link_show(&self, req: &LinkShow) -> Result<Response, RequestError> {

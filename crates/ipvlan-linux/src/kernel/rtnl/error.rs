@@ -113,6 +113,14 @@ pub enum RtnlOp {
         prefix_len: u8,
         oif: u32,
     },
+    /// `RTM_DELROUTE` of one route in the main table.
+    DeleteRoute {
+        dst: IpAddr,
+        prefix_len: u8,
+        oif: u32,
+    },
+    /// `RTM_NEWNEIGH` (`add`) or `RTM_DELNEIGH` of a proxy entry (`NTF_PROXY`) on link `index`.
+    ProxyNeighbour { add: bool, addr: IpAddr, index: u32 },
     /// `RTM_NEWROUTE` with `NLM_F_REPLACE` of `local default dev lo` in `table`.
     ReplaceLocalDefault { family: IpFamily, table: u32 },
     /// `RTM_DELROUTE` of each route in `table`.
@@ -169,6 +177,16 @@ impl fmt::Display for RtnlOp {
                 prefix_len,
                 oif,
             } => write!(f, "adding a route to {dst}/{prefix_len} on link {oif}"),
+            RtnlOp::DeleteRoute {
+                dst,
+                prefix_len,
+                oif,
+            } => write!(f, "deleting the route to {dst}/{prefix_len} on link {oif}"),
+            RtnlOp::ProxyNeighbour { add, addr, index } => write!(
+                f,
+                "{} the proxy neighbour entry {addr} on link {index}",
+                if *add { "adding" } else { "deleting" }
+            ),
             RtnlOp::ReplaceLocalDefault { family, table } => write!(
                 f,
                 "replacing the {} local default route of table {table}",

@@ -39,6 +39,7 @@ use crate::netns::NetNs;
 
 mod error;
 mod monitor;
+mod neigh;
 mod parse;
 mod route;
 

@@ -174,6 +174,22 @@ pub(crate) fn new_route(r: &Route) -> RouteMessage {
     msg
 }
 
+/// The `RTM_NEWROUTE`/`RTM_DELROUTE` body of a link-scope route to `dst/prefix_len` on `oif`
+/// in the main table with protocol `proto`.
+pub(crate) fn proto_route(dst: IpAddr, prefix_len: u8, oif: u32, proto: u8) -> RouteMessage {
+    let mut msg = new_route(&Route {
+        dst,
+        prefix_len,
+        gateway: None,
+        oif: Some(oif),
+        priority: 0,
+        table: TABLE_MAIN,
+        scope: None,
+    });
+    msg.header.protocol = RouteProtocol::from(proto);
+    msg
+}
+
 fn route_addr(a: &RouteAddress) -> Option<IpAddr> {
     match a {
         RouteAddress::Inet(v4) => Some(IpAddr::V4(*v4)),
@@ -251,6 +267,66 @@ impl Rtnl {
             NLM_F_ACK | NLM_F_CREATE | NLM_F_EXCL,
         )?;
         Ok(())
+    }
+
+    /// `ip route add DST/LEN dev OIF proto PROTO` in the main table: a host route (`/32`,
+    /// `/128` with the full `prefix_len`) marked with routing protocol number `proto`
+    /// (`rtm_protocol`, `<linux/rtnetlink.h>`), so that its owner finds it again
+    /// ([`Rtnl::proto_routes`]). `EEXIST` if it is there.
+    pub fn add_proto_route(
+        &mut self,
+        dst: IpAddr,
+        prefix_len: u8,
+        oif: u32,
+        proto: u8,
+    ) -> Result<(), RtnlError> {
+        let msg = proto_route(dst, prefix_len, oif, proto);
+        let op = RtnlOp::AddRoute {
+            dst,
+            prefix_len,
+            oif,
+        };
+        self.request(
+            op,
+            RouteNetlinkMessage::NewRoute(msg),
+            NLM_F_ACK | NLM_F_CREATE | NLM_F_EXCL,
+        )?;
+        Ok(())
+    }
+
+    /// Deletes the main table's route to `dst/prefix_len` on `oif` with protocol `proto`
+    /// (`RTM_DELROUTE`; `ESRCH` if there is none).
+    pub fn del_proto_route(
+        &mut self,
+        dst: IpAddr,
+        prefix_len: u8,
+        oif: u32,
+        proto: u8,
+    ) -> Result<(), RtnlError> {
+        let msg = proto_route(dst, prefix_len, oif, proto);
+        let op = RtnlOp::DeleteRoute {
+            dst,
+            prefix_len,
+            oif,
+        };
+        self.request(op, RouteNetlinkMessage::DelRoute(msg), NLM_F_ACK)?;
+        Ok(())
+    }
+
+    /// The main table's unicast routes of `family` with protocol `proto`, as `(dst,
+    /// prefix_len, oif)` (`ip route show proto PROTO`).
+    pub fn proto_routes(
+        &mut self,
+        family: IpFamily,
+        proto: u8,
+    ) -> Result<Vec<(IpAddr, u8, Option<u32>)>, RtnlError> {
+        Ok(self
+            .routes(family)?
+            .iter()
+            .filter(|r| u8::from(r.header.protocol) == proto && route_table(r) == TABLE_MAIN)
+            .filter_map(parse_route)
+            .map(|r| (r.dst, r.prefix_len, r.oif))
+            .collect())
     }
 
     /// `ip rule add fwmark MARK table TABLE pref PREF` for `family`: packets carrying `mark`

@@ -10,6 +10,7 @@
 //! - `view`: `link show` and the persisted form.
 
 mod events;
+pub mod hostreach;
 mod netfilter;
 mod view;
 
@@ -114,6 +115,12 @@ pub struct PortRuntime<B: SlaveBackend = Backends> {
     claims: u64,
     /// Who owns which address changed since the state was last written.
     owners_changed: bool,
+    /// `hostreach on`: the port has a host slave (`hostreach`).
+    hostreach: bool,
+    /// The master's addresses given to the host slave.
+    host_addrs: std::collections::BTreeSet<std::net::IpAddr>,
+    /// The master's addresses a slave had first (logged once).
+    host_conflicts: std::collections::BTreeSet<std::net::IpAddr>,
 }
 
 impl<B: SlaveBackend> PortRuntime<B> {
@@ -151,6 +158,9 @@ impl<B: SlaveBackend> PortRuntime<B> {
             slaves: BTreeMap::new(),
             claims: 0,
             owners_changed: false,
+            hostreach: false,
+            host_addrs: Default::default(),
+            host_conflicts: Default::default(),
         })
     }
 
@@ -169,8 +179,10 @@ impl<B: SlaveBackend> PortRuntime<B> {
         std::mem::take(&mut self.owners_changed)
     }
 
+    /// No slave but the host slave (`hostreach`) is left.
     pub fn is_empty(&self) -> bool {
-        self.slaves.is_empty()
+        let host = self.dp.port().host_slave();
+        self.slaves.keys().all(|id| Some(*id) == host)
     }
 
     /// The slave created as `name`.
@@ -179,6 +191,14 @@ impl<B: SlaveBackend> PortRuntime<B> {
             .iter()
             .find(|(_, s)| s.name.as_str() == name)
             .map(|(id, _)| *id)
+    }
+
+    /// The user's slave created as `name`: not the host slave (`hostreach`), which only
+    /// `hostreach on|off` makes and removes.
+    pub fn user_slave_named(&self, name: &str) -> Option<SlaveId> {
+        let id = self.slave_named(name)?;
+        let host = self.dp.port().slave(id).is_some_and(|s| s.is_host());
+        (!host).then_some(id)
     }
 
     /// The slave whose device has `ifindex` in the namespace with id `nsid` (`None`: ours).
@@ -526,6 +546,13 @@ impl<B: SlaveBackend> PortRuntime<B> {
     /// collected.
     pub fn teardown(mut self) -> TeardownErrors {
         let mut errors = TeardownErrors::default();
+        let host = self.dp.port().host_slave();
+        if let Some(h) = host {
+            if let Some(ifindex) = self.slaves.get(&h).map(|rt| rt.ifindex) {
+                hostreach::remove_routes(Some(ifindex));
+            }
+            self.remove_slave(h, true);
+        }
         if self.sink.take().is_some() {
             errors.note("removing the l3s sink", self.dp.set_sink(None));
         }

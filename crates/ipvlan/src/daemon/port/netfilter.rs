@@ -56,7 +56,7 @@ impl<B: SlaveBackend> PortRuntime<B> {
             let port = self.dp.port();
             let active = port
                 .slaves()
-                .filter(|s| s.is_up() && !bpf)
+                .filter(|s| s.is_up() && !s.is_host() && !bpf)
                 .flat_map(|s| port.addresses(s.id()).to_vec())
                 .collect();
             (port.mode() == Mode::L3s, active)

@@ -12,12 +12,19 @@ impl<B: SlaveBackend> PortRuntime<B> {
     /// Every slave (or the one created as `name`), as `link show` presents it.
     pub fn views(&self, name: Option<&str>) -> Vec<LinkView> {
         let port = self.dp.port();
+        let host_device = port
+            .host_slave()
+            .and_then(|h| self.slaves.get(&h))
+            .map(|rt| rt.name.to_string());
         port.slaves()
+            .filter(|s| !s.is_host())
             .filter_map(|s| Some((s, self.slaves.get(&s.id())?)))
             .filter(|(_, rt)| name.is_none_or(|n| n == rt.name.as_str()))
             .map(|(s, rt)| {
                 let mut v = link_view(&self.master, rt.kind().name(), &port, s, rt);
                 v.datapath = self.dp.kind().to_string();
+                v.hostreach = self.hostreach;
+                v.host_device = host_device.clone();
                 v.stats = stats(&self.dp.slave_counters(&port, s.id()), rt.conflict_count);
                 v
             })
@@ -52,6 +59,7 @@ impl<B: SlaveBackend> PortRuntime<B> {
             mode: port.mode(),
             flag: port.flag(),
             bpf: self.dp.kind().is_bpf(),
+            hostreach: self.hostreach,
             slaves: port
                 .slaves()
                 .filter_map(|s| {
@@ -106,6 +114,8 @@ fn link_view<D: SlaveDevice>(
         noarp: port.mode().is_noarp() && s.is_up(),
         carrier: rt.carrier,
         spoofchk: s.source_guard(),
+        hostreach: false,
+        host_device: None,
         router: s.router(),
         backend: backend.to_owned(),
         queues: u32::try_from(rt.queues()).unwrap_or(u32::MAX),
