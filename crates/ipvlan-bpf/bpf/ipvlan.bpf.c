@@ -52,6 +52,7 @@ struct port_cfg {
 #define SLAVE_SPOOFCHK (1u << 1)
 #define SLAVE_ROUTER (1u << 2)
 #define SLAVE_SAME_NS (1u << 3)
+#define SLAVE_MAC_GUARD (1u << 4) // an ipvtap guest: its Ethernet source must be the master's
 
 struct slave {
 	__u32 host_ifindex;
@@ -67,7 +68,7 @@ struct addr_key {
 
 // ---- counters (mirror ipvlan_core::counters) --------------------------------------------------
 
-#define NREASONS 16
+#define NREASONS 17
 enum reason {
 	R_RUNT = 0,
 	R_PRIVATE_UNICAST = 1,
@@ -82,6 +83,7 @@ enum reason {
 	R_SPOOFED_SOURCE = 12,
 	R_ROUTER_MESSAGE = 13,
 	R_ROUTING_LOOP = 15,
+	R_FOREIGN_SOURCE_MAC = 16,
 };
 
 struct slave_ctr {
@@ -1142,6 +1144,9 @@ int from_slave(struct __sk_buff *skb)
 	mine = sctr(from);
 	if (classify(skb, &p) < 0) {
 		tx_drop(&d, R_RUNT, SITE_SENDER, 0); // R-TX-0
+	} else if ((me->flags & SLAVE_MAC_GUARD) && !mac_eq(p.src, c->master_mac)) {
+		// decide_tx's MAC guard, judged before the identity rewrite would hide it
+		tx_drop(&d, R_FOREIGN_SOURCE_MAC, SITE_SENDER, 0);
 	} else {
 		assert_identity(skb, c, &p);
 		decide_tx(c, &p, from, me, &d);

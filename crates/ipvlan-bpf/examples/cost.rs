@@ -60,6 +60,7 @@ fn run(prog: &mut PortProgram, repeat: u32) -> Result<(), Box<dyn std::error::Er
                     source_guard: false,
                     router: false,
                     same_ns: false,
+                    mac_guard: false,
                 },
             )?;
         }

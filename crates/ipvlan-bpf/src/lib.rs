@@ -173,6 +173,9 @@ pub struct SlaveEntry {
     /// The slave end is in the master's own namespace: delivered by `bpf_redirect` to the host
     /// end, since `bpf_redirect_peer` cannot stay in one namespace (`skb_do_redirect`).
     pub same_ns: bool,
+    /// Frames whose Ethernet source is not the master's MAC are dropped
+    /// (`foreign_source_mac`; ipvtap guests, `ipvlan_core::Slave::mac_guard`).
+    pub mac_guard: bool,
 }
 
 const PROGRAMS: [&str; 2] = ["from_slave", "from_master"];
@@ -751,6 +754,7 @@ impl PortProgram {
             (e.source_guard, maps::SLAVE_SPOOFCHK),
             (e.router, maps::SLAVE_ROUTER),
             (e.same_ns, maps::SLAVE_SAME_NS),
+            (e.mac_guard, maps::SLAVE_MAC_GUARD),
         ]
         .iter()
         .filter(|(on, _)| *on)

@@ -40,6 +40,7 @@ pub const SLAVE_UP: u32 = 1 << 0;
 pub const SLAVE_SPOOFCHK: u32 = 1 << 1;
 pub const SLAVE_ROUTER: u32 = 1 << 2;
 pub const SLAVE_SAME_NS: u32 = 1 << 3;
+pub const SLAVE_MAC_GUARD: u32 = 1 << 4;
 
 /// `struct slave` (map `slaves`, keyed by slave id as `u32`).
 #[repr(C)]

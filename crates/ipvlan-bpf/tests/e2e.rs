@@ -164,6 +164,7 @@ fn slaves_switch_through_bpf() {
                     source_guard: true,
                     router: false,
                     same_ns: false,
+                    mac_guard: false,
                 },
             )
             .expect("slave");

@@ -119,6 +119,7 @@ pub fn add(
         mtu: conf.mtu,
         spoofchk: conf.spoofchk,
         backend: conf.backend(),
+        tap_owner: None,
         attachment: Some(Attachment {
             network: conf.name.clone(),
             container_id: env.container_id.clone(),

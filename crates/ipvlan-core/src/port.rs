@@ -49,6 +49,8 @@ pub struct Slave {
     source_guard: bool,
     /// With the guard on, may send router advertisements and redirects.
     router: bool,
+    /// Frames whose Ethernet source is not the master's MAC are dropped (ipvtap guests).
+    mac_guard: bool,
     /// The device's own multicast filter.
     pub mc_filter: McFilter,
     pub counters: SlaveCounters,
@@ -80,6 +82,12 @@ impl Slave {
     /// is the network's router).
     pub fn router(&self) -> bool {
         self.router
+    }
+    /// Frames whose Ethernet source is not the master's MAC are dropped
+    /// (`foreign_source_mac`): the slave is a VM's NIC (ipvtap), whose MAC the daemon cannot
+    /// set, and to which nothing addressed to the master's MAC would get through otherwise.
+    pub fn mac_guard(&self) -> bool {
+        self.mac_guard
     }
     /// Whether a frame of `len` bytes may be delivered locally to this slave (R-MTU-4).
     pub fn fits(&self, len: usize, gso: bool) -> bool {
@@ -257,6 +265,7 @@ impl Port {
             noarp: false, // R-MODE-4: set at the first up, not before.
             source_guard: false,
             router: false,
+            mac_guard: false,
             mc_filter: McFilter::accept_all(),
             counters: SlaveCounters::default(),
         });
@@ -281,6 +290,7 @@ impl Port {
             noarp: false,
             source_guard: false,
             router: false,
+            mac_guard: false,
             mc_filter: McFilter::accept_all(),
             counters: SlaveCounters::default(),
         });
@@ -358,6 +368,13 @@ impl Port {
     pub fn set_router(&mut self, id: SlaveId, on: bool) -> Result<(), PortError> {
         let i = self.existing(id)?;
         self.slaves[i].router = on;
+        Ok(())
+    }
+
+    /// Turns a slave's source-MAC guard on or off ([`Slave::mac_guard`]; ipvtap slaves).
+    pub fn set_mac_guard(&mut self, id: SlaveId, on: bool) -> Result<(), PortError> {
+        let i = self.existing(id)?;
+        self.slaves[i].mac_guard = on;
         Ok(())
     }
 

@@ -141,6 +141,7 @@ impl Shared {
                     source_guard: s.source_guard(),
                     router: s.router(),
                     same_ns: self.local.contains(&s.id()),
+                    mac_guard: s.mac_guard(),
                 },
             );
             for a in self.port.addresses(s.id()) {
@@ -310,6 +311,7 @@ impl BpfPlane {
                             source_guard: false,
                             router: false,
                             same_ns: false,
+                            mac_guard: false,
                         };
                         (id, stale)
                     })

@@ -793,6 +793,7 @@ fn add_for_container(
         spoofchk: None,
         backend: fx.backend.as_deref().and_then(BackendKind::parse),
         attachment: Some(attachment),
+        tap_owner: None,
     });
     let resp = ipvlan::client::call(&fx.socket, &req).unwrap();
     assert!(

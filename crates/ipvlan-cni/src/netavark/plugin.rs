@@ -253,6 +253,7 @@ pub fn setup(netns: &str, x: &NetworkPluginExec) -> Result<StatusBlock> {
         mtu: o.mtu,
         spoofchk: o.spoofchk,
         backend: o.backend,
+        tap_owner: None,
         attachment: Some(Attachment {
             network: x.network.name.clone(),
             container_id: x.container_id.clone(),

@@ -9,4 +9,5 @@ pub mod packet;
 pub mod steer;
 pub mod tap;
 pub mod veth;
+pub mod vmtap;
 pub mod vnet;
