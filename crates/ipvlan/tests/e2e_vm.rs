@@ -214,6 +214,96 @@ fn ipvtap_frames_through_a_vmm_descriptor() {
     );
 }
 
+/// The Internet checksum (RFC 1071) of `b`.
+fn checksum(b: &[u8]) -> u16 {
+    let mut sum: u32 = b
+        .chunks(2)
+        .map(|c| u32::from(u16::from_be_bytes([c[0], *c.get(1).unwrap_or(&0)])))
+        .sum();
+    while sum > 0xffff {
+        sum = (sum & 0xffff) + (sum >> 16);
+    }
+    !(sum as u16)
+}
+
+/// An ICMP echo request from the guest (`src`) to `dst`, in a frame to the master's MAC.
+fn echo_request(src: [u8; 4], dst: [u8; 4], seq: u16) -> Vec<u8> {
+    let mut icmp = vec![8, 0, 0, 0, 0x12, 0x34];
+    icmp.extend(seq.to_be_bytes());
+    icmp.extend(b"ipvtap-l3-egress");
+    let c = checksum(&icmp);
+    icmp[2..4].copy_from_slice(&c.to_be_bytes());
+    let total = u16::try_from(20 + icmp.len()).unwrap();
+    let mut ip = vec![0x45, 0, 0, 0, 0, 1, 0x40, 0, 64, 1, 0, 0];
+    ip[2..4].copy_from_slice(&total.to_be_bytes());
+    ip.extend(src);
+    ip.extend(dst);
+    let c = checksum(&ip);
+    ip[10..12].copy_from_slice(&c.to_be_bytes());
+    let mut f = Vec::new();
+    f.extend(MASTER_MAC);
+    f.extend(MASTER_MAC);
+    f.extend([0x08, 0x00]);
+    f.extend(ip);
+    f.extend(icmp);
+    f
+}
+
+fn is_echo_reply(f: &[u8], src: [u8; 4], dst: [u8; 4]) -> bool {
+    f.len() >= 42 && f[12..14] == [0x08, 0x00] && f[26..30] == src && f[30..34] == dst && f[34] == 0
+}
+
+#[test]
+#[ignore = "needs root, iproute2, nftables, TUN"]
+fn ipvtap_l3_egress_is_routed_and_answered() {
+    require_env!();
+    // As the l3 tests of e2e_modes: the slaves in 198.51.100.0/24, routed by the master's
+    // namespace (192.0.2.1), which ext knows as their gateway.
+    let mut fx = Fx::new();
+    fx.slave("ipvl0", "mode l3", "ns0", "198.51.100.11/24", "");
+    fx.sh("ns0", "ip route add default dev ipvl0");
+    fx.sh("ext", "ip route add 198.51.100.0/24 via 192.0.2.1");
+    fx.cli_ok(&[
+        "link", "add", "link", "m0", "vmtap0", "type", "ipvtap", "mode", "l3",
+    ]);
+    fx.cli_ok(&["address", "add", "198.51.100.50/24", "dev", "vmtap0"]);
+    let guest = [198, 51, 100, 50];
+    let mut tap = VmmTap::open(&fx.ns("host"), "vmtap0").expect("opening vmtap0 as a VMM");
+    // l3: the guest speaks IP only, to the master's MAC (a NOARP guest's neighbours); its
+    // packets for the outside are routed by the master's namespace, the replies come back.
+    for (dst, what) in [([192, 0, 2, 254], "ext"), ([198, 51, 100, 11], "ipvl0")] {
+        let mut got = None;
+        for seq in 0..5 {
+            tap.send(&echo_request(guest, dst, seq));
+            got = tap.recv_until(Duration::from_secs(1), |f| is_echo_reply(f, dst, guest));
+            if got.is_some() {
+                break;
+            }
+        }
+        assert!(
+            got.is_some(),
+            "no echo reply from {what}\n{}\n{}",
+            fx.cli_ok(&["-s", "link", "show"]),
+            fx.daemon_log()
+        );
+    }
+    // A broadcast (an ARP request) is dropped in l3 as from any slave (R-TX-L3-3).
+    tap.send(&arp(
+        1,
+        MASTER_MAC,
+        [0xff; 6],
+        MASTER_MAC,
+        GUEST4,
+        [0; 6],
+        [192, 0, 2, 254],
+    ));
+    assert!(wait(Duration::from_secs(3), || {
+        fx.link("vmtap0").unwrap()["stats"]["drops"]
+            .to_string()
+            .contains("l3_multicast")
+    }));
+}
+
 #[test]
 #[ignore = "needs root, iproute2, nftables, TUN"]
 fn ipvtap_addresses_show_conflicts_restart_and_delete() {
@@ -413,6 +503,12 @@ fn ipvtap_guest_under_qemu_pings_and_is_pinged() {
     if !drops.contains("foreign_source_mac") {
         fail(&format!("no foreign_source_mac drops counted: {drops}"));
     }
+    // And the daemon said once how to fix it.
+    let fix = "give the guest's NIC the master's MAC (QEMU -device virtio-net-pci,...,mac=02:00:00:00:00:01";
+    if !wait(Duration::from_secs(5), || fx.daemon_log().contains(fix)) {
+        fail("the daemon did not warn about the guest's MAC");
+    }
+    assert_eq!(fx.daemon_log().matches(fix).count(), 1, "warned once");
     eprintln!(
         "datapath {:?}: guest up after {:.1}s, test {:.1}s",
         l["datapath"],
