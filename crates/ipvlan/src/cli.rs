@@ -887,7 +887,7 @@ fn render(l: &LinkView, opts: &Options) -> String {
         };
         let queues = match l.queues {
             // veth slaves have no queues of ours; 0: a daemon from before queues were reported
-            _ if l.backend == "veth" => String::new(),
+            _ if l.backend == "veth" || l.backend == "ipvtap" => String::new(),
             0 => String::new(),
             1 => " queues 1".to_string(),
             n => format!(" queues {n} (flows steered over the workers)"),
@@ -908,8 +908,14 @@ fn render(l: &LinkView, opts: &Options) -> String {
             .as_ref()
             .map(|a| format!(" attachment {}/{}/{}", a.network, a.container_id, a.ifname))
             .unwrap_or_default();
+        // An ipvtap shows as the kernel's does (`ip -d link`: `ipvtap  mode l2 bridge`).
+        let kind = if l.backend == "ipvtap" {
+            "ipvtap"
+        } else {
+            "ipvlan"
+        };
         s.push_str(&format!(
-            "    ipvlan  mode {} {} dev_id {:#x} spoofchk {}{}{backend}{host_end}{datapath}{queues}{attachment}\n",
+            "    {kind}  mode {} {} dev_id {:#x} spoofchk {}{}{backend}{host_end}{datapath}{queues}{attachment}\n",
             l.mode,
             l.flag,
             l.id,

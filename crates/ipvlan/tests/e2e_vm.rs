@@ -212,6 +212,29 @@ fn ipvtap_frames_through_a_vmm_descriptor() {
         r.is_none(),
         "the master namespace answered the guest's ARP for 192.0.2.1"
     );
+    // The daemon down: the eBPF programs go on switching, the userspace workers are gone;
+    // started again, it serves the TAP the VMM still holds.
+    let bpf = l["datapath"].as_str().unwrap().starts_with("bpf");
+    let mut fx = fx;
+    fx.stop_daemon(false);
+    let ext_answers = |tap: &mut VmmTap| {
+        tap.send(&who_has([192, 0, 2, 254]));
+        tap.recv_until(Duration::from_secs(2), |f| {
+            is_arp_reply_from(f, [192, 0, 2, 254])
+        })
+        .is_some()
+    };
+    assert_eq!(ext_answers(&mut tap), bpf, "daemon down, eBPF path: {bpf}");
+    fx.start_daemon();
+    assert!(
+        wait(Duration::from_secs(10), || ext_answers(&mut tap)),
+        "the restarted daemon does not serve the TAP\n{}",
+        fx.daemon_log()
+    );
+    // Deleted while the VMM holds it.
+    fx.cli_ok(&["link", "del", "vmtap0"]);
+    assert!(!fx.try_sh("host", "ip link show vmtap0").status.success());
+    drop(tap);
 }
 
 /// The Internet checksum (RFC 1071) of `b`.
@@ -314,6 +337,11 @@ fn ipvtap_addresses_show_conflicts_restart_and_delete() {
     let s = v["links"][0].clone();
     let s = if s.is_null() { v[0].clone() } else { s };
     assert!(show.contains("ipvtap"), "{show}");
+    // As the kernel's ipvtap shows in `ip -d link` and its JSON.
+    let d = fx.cli_ok(&["-d", "link", "show", "dev", "vmtap0"]);
+    assert!(d.contains("ipvtap  mode l2 bridge"), "{d}");
+    let d = fx.cli_ok(&["-d", "-j", "link", "show", "dev", "vmtap0"]);
+    assert!(d.contains("\"info_kind\":\"ipvtap\""), "{d}");
     assert!(
         show.contains("192.0.2.50") && show.contains("2001:db8:1::50"),
         "{show}"
