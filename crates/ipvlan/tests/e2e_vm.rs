@@ -385,6 +385,10 @@ fn ipvtap_addresses_show_conflicts_restart_and_delete() {
     fx.stop_daemon(false);
     fx.start_daemon();
     let l = fx.link("vmtap0").expect("vmtap0 restored");
+    // The TAP's own MAC is never the master's (the guest's): a frame of the guest for the
+    // master would otherwise be the master namespace's own on the TAP.
+    let tap_mac = fx.sh("host", "cat /sys/class/net/vmtap0/address");
+    assert_ne!(tap_mac.trim(), "02:00:00:00:00:01");
     assert_eq!(l["backend"], "ipvtap", "{l}");
     let addrs = l["addresses"].to_string();
     assert!(

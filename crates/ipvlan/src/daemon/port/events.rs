@@ -151,6 +151,8 @@ impl<B: SlaveBackend> PortRuntime<B> {
             return Ok(());
         };
         let name = rt.current_name()?;
+        // An ipvtap's TAP keeps a MAC of its own: the master's is the guest's.
+        let ipvtap = rt.is_ipvtap();
         let (mac, ll, mtu) = {
             let port = self.dp.port();
             (
@@ -192,7 +194,7 @@ impl<B: SlaveBackend> PortRuntime<B> {
                 &LinkChange {
                     addrgen_none: eui64,
                     alias: Some(alias),
-                    mac: link.mac.filter(|m| *m != mac).map(|_| mac),
+                    mac: link.mac.filter(|m| *m != mac && !ipvtap).map(|_| mac),
                     ..LinkChange::default()
                 },
             )?;
