@@ -248,8 +248,8 @@ mod tests {
         assert_eq!(std::mem::size_of::<PortCfg>(), 28);
         assert_eq!(std::mem::size_of::<SlaveV>(), 12);
         assert_eq!(std::mem::size_of::<AddrKey>(), 20);
-        assert_eq!(std::mem::size_of::<SlaveCtr>(), (6 + 32) * 8);
-        assert_eq!(std::mem::size_of::<PortCtr>(), (6 + 16 + 3) * 8);
+        assert_eq!(std::mem::size_of::<SlaveCtr>(), (6 + 2 * 17) * 8);
+        assert_eq!(std::mem::size_of::<PortCtr>(), (6 + 17 + 3) * 8);
         assert_eq!(std::mem::size_of::<TraceV>(), 8 + 8 * 4 + 4 * FANOUT_MAX);
     }
 
