@@ -578,15 +578,19 @@ fn parse_address(words: &[String]) -> Result<Request, CliError> {
              The addresses of an ipvtap slave's guest (ipvlan link show lists them).",
         ));
     }
-    let add = match cmd.as_str() {
-        c if matches(c, "add") => true,
-        c if matches(c, "delete") => false,
-        other => {
-            return Err(usage_error(format!(
-                "Command \"{other}\" is unknown, try \"ipvlan help\"."
-            )))
-        }
-    };
+    let add =
+        match cmd.as_str() {
+            c if matches(c, "add") => true,
+            c if matches(c, "delete") => false,
+            c if matches(c, "show") || matches(c, "list") || c == "ls" => return Err(usage_error(
+                "ipvlan address has no show: \"ipvlan link show\" lists every slave's addresses",
+            )),
+            other => {
+                return Err(usage_error(format!(
+                    "Command \"{other}\" is unknown, try \"ipvlan help\"."
+                )))
+            }
+        };
     let (mut dev, mut addr) = (None, None);
     let mut it = words[1..].iter();
     while let Some(w) = it.next() {

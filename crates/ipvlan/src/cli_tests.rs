@@ -966,6 +966,11 @@ fn address_takes_iproute2s_grammar() {
         ("add 2001:db8::5/129 dev vmtap0", 1, "any valid prefix"),
         ("add 192.0.2.5 192.0.2.6 dev vmtap0", 255, "is a garbage"),
         ("flush dev vmtap0", 255, "Command \"flush\" is unknown"),
+        (
+            "show dev vmtap0",
+            255,
+            "\"ipvlan link show\" lists every slave's addresses",
+        ),
         ("", 255, "give \"add\" or \"del\""),
         (
             "help",

@@ -414,8 +414,17 @@ struct Qemu {
 }
 
 impl Qemu {
+    /// The serial console, then whatever QEMU wrote on its stderr.
     fn console(&self) -> String {
-        String::from_utf8_lossy(&std::fs::read(&self.console).unwrap_or_default()).into_owned()
+        let read =
+            |p: &Path| String::from_utf8_lossy(&std::fs::read(p).unwrap_or_default()).into_owned();
+        let err = read(&self.console.with_file_name("qemu.err"));
+        let console = read(&self.console);
+        if err.is_empty() {
+            console
+        } else {
+            format!("{console}\n--- qemu stderr ---\n{err}")
+        }
     }
 
     /// Waits (at most `limit`) until the console has the line `line`.
@@ -444,7 +453,8 @@ fn guest() -> PathBuf {
     PathBuf::from(String::from_utf8_lossy(&o.stdout).trim())
 }
 
-/// Boots the guest on TAP `tap` in namespace `ns` with the guest's NIC carrying `mac`.
+/// Boots the guest (`dir`: its kernel and initramfs) on `vmtap0` in the fixture's `host`
+/// namespace, its NIC carrying `mac`, with `cmdline` for its init (`scripts/vm/guest-init`).
 fn boot(fx: &Fx, dir: &Path, mac: &str, cmdline: &str) -> Qemu {
     let console = fx.dir().join("console.log");
     let child = Command::new("ip")
@@ -464,7 +474,7 @@ fn boot(fx: &Fx, dir: &Path, mac: &str, cmdline: &str) -> Qemu {
         .arg(format!("virtio-net-pci,netdev=n0,mac={mac}"))
         .stdin(Stdio::null())
         .stdout(Stdio::null())
-        .stderr(Stdio::piped())
+        .stderr(File::create(fx.dir().join("qemu.err")).expect("qemu.err"))
         .spawn()
         .expect("starting qemu-system-x86_64");
     Qemu { child, console }
