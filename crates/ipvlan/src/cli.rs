@@ -527,7 +527,8 @@ FLAGS: bridge | private | vepa
 A persistent single-queue TAP named NAME in DEVICE's namespace for a virtual machine monitor
 to open by name (QEMU -netdev tap,ifname=NAME,script=no,downscript=no; Firecracker
 host_dev_name): the guest is the slave. Its NIC must carry DEVICE's MAC. user/group: who may
-open the TAP without CAP_NET_ADMIN. The guest's addresses: ipvlan address add ADDR dev NAME.";
+open the TAP without CAP_NET_ADMIN (default: root only). The guest's addresses: ipvlan address
+add ADDR dev NAME.";
 
 /// Whether `words` hold `type ipvtap`.
 fn is_ipvtap(words: &[String]) -> bool {

@@ -405,6 +405,44 @@ fn ipvtap_addresses_show_conflicts_restart_and_delete() {
     assert!(fx.link("vmtap0").is_none());
 }
 
+/// Opens `/dev/net/tun` as root, then becomes `nobody` (65534) and asks for the TAP named by
+/// its argument (`TUNSETIFF`, `IFF_TAP | IFF_NO_PI`): prints `opened` or `refused ERRNO`.
+const OPEN_AS_NOBODY: &str = r#"
+import fcntl, os, struct, sys
+f = os.open('/dev/net/tun', os.O_RDWR)
+os.setgroups([]); os.setresgid(65534, 65534, 65534); os.setresuid(65534, 65534, 65534)
+try:
+    fcntl.ioctl(f, 0x400454ca, struct.pack('16sH', sys.argv[1].encode(), 0x1002))
+    print('opened')
+except OSError as e:
+    print('refused', e.errno)
+"#;
+
+#[test]
+#[ignore = "needs root, iproute2, nftables, TUN"]
+fn ipvtap_user_and_group_let_an_unprivileged_vmm_open_it() {
+    require_env!();
+    let fx = Fx::new();
+    let add = |name: &str, owner: &[&str]| {
+        let mut w = vec!["link", "add", "link", "m0", "name", name, "type", "ipvtap"];
+        w.extend(owner);
+        fx.cli_ok(&w);
+    };
+    add("vmtap1", &["user", "65534"]);
+    add("vmtap2", &["group", "65534"]);
+    add("vmtap3", &[]);
+    assert_eq!(fx.python("host", OPEN_AS_NOBODY, &["vmtap1"]), "opened");
+    assert_eq!(fx.python("host", OPEN_AS_NOBODY, &["vmtap2"]), "opened");
+    // Without them the TAP is root's: only root or CAP_NET_ADMIN opens it (EPERM), however
+    // /dev/net/tun's mode lets others open the device file.
+    assert_eq!(fx.python("host", OPEN_AS_NOBODY, &["vmtap3"]), "refused 1");
+    let d = fx.sh("host", "ip -d link show vmtap3");
+    assert!(d.contains("user root") || d.contains("user 0"), "{d}");
+    // As the kernel keeps them: `ip -d link` shows the owner.
+    let d = fx.sh("host", "ip -d link show vmtap1");
+    assert!(d.contains("user nobody") || d.contains("user 65534"), "{d}");
+}
+
 // ---- QEMU -----------------------------------------------------------------------------------
 
 /// QEMU, killed by PID when dropped (the test ends or fails), and its serial console.

@@ -27,16 +27,16 @@ pub struct IpvtapDevice {
 
 impl IpvtapDevice {
     /// Creates the TAP of a new slave in the calling thread's namespace (the master's).
+    /// Without `user` or `group` the TAP is root's (`TUNSETOWNER` 0): a TAP with neither lets
+    /// anyone who can open `/dev/net/tun` (mode 0666 on most systems) attach to it
+    /// (`tun_not_capable`), while the VMM does not hold it.
     pub fn create(req: &NewDevice<'_>) -> io::Result<IpvtapDevice> {
         let owner = req.tap_owner.unwrap_or_default();
-        let tap = VmTap::create(
-            req.name,
-            req.mac,
-            req.mtu,
-            owner.user,
-            owner.group,
-            req.userspace,
-        )?;
+        let user = match (owner.user, owner.group) {
+            (None, None) => Some(0),
+            (user, _) => user,
+        };
+        let tap = VmTap::create(req.name, req.mac, req.mtu, user, owner.group, req.userspace)?;
         IpvtapDevice::serve(tap, req.userspace)
     }
 
