@@ -52,7 +52,9 @@ struct port_cfg {
 #define SLAVE_SPOOFCHK (1u << 1)
 #define SLAVE_ROUTER (1u << 2)
 #define SLAVE_SAME_NS (1u << 3)
-#define SLAVE_MAC_GUARD (1u << 4) // an ipvtap guest: its Ethernet source must be the master's
+// An ipvtap's guest: its Ethernet source must be the master's, and it is delivered by a plain
+// redirect to its TAP's egress (no peer), though not in the master's namespace.
+#define SLAVE_MAC_GUARD (1u << 4)
 
 struct slave {
 	__u32 host_ifindex;
@@ -769,8 +771,10 @@ static __always_inline int to_slave(struct slave *s)
 {
 	if (!s)
 		return TC_ACT_SHOT;
-	if (s->flags & SLAVE_SAME_NS)
-		return bpf_redirect(s->host_ifindex, 0); // peer redirect cannot stay in one netns
+	// Peer redirect cannot stay in one netns; an ipvtap (MAC_GUARD) has no peer: the TAP's
+	// egress is read by the VMM.
+	if (s->flags & (SLAVE_SAME_NS | SLAVE_MAC_GUARD))
+		return bpf_redirect(s->host_ifindex, 0);
 	return bpf_redirect_peer(s->host_ifindex, 0);
 }
 

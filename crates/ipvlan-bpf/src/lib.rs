@@ -173,8 +173,11 @@ pub struct SlaveEntry {
     /// The slave end is in the master's own namespace: delivered by `bpf_redirect` to the host
     /// end, since `bpf_redirect_peer` cannot stay in one namespace (`skb_do_redirect`).
     pub same_ns: bool,
-    /// Frames whose Ethernet source is not the master's MAC are dropped
-    /// (`foreign_source_mac`; ipvtap guests, `ipvlan_core::Slave::mac_guard`).
+    /// An ipvtap's guest (`ipvlan_core::Slave::mac_guard`): frames whose Ethernet source is
+    /// not the master's MAC are dropped (`foreign_source_mac`), and frames for it are
+    /// delivered by `bpf_redirect` to its TAP's egress (a TAP has no peer), as for `same_ns`,
+    /// though it is not in the master's namespace for the rest (its routed l3 egress gets its
+    /// hop back, and is no routing loop).
     pub mac_guard: bool,
 }
 

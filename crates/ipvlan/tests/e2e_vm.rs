@@ -251,13 +251,18 @@ fn checksum(b: &[u8]) -> u16 {
 
 /// An ICMP echo request from the guest (`src`) to `dst`, in a frame to the master's MAC.
 fn echo_request(src: [u8; 4], dst: [u8; 4], seq: u16) -> Vec<u8> {
+    echo_request_ttl(src, dst, seq, 64)
+}
+
+/// [`echo_request`] with IPv4 TTL `ttl`.
+fn echo_request_ttl(src: [u8; 4], dst: [u8; 4], seq: u16, ttl: u8) -> Vec<u8> {
     let mut icmp = vec![8, 0, 0, 0, 0x12, 0x34];
     icmp.extend(seq.to_be_bytes());
     icmp.extend(b"ipvtap-l3-egress");
     let c = checksum(&icmp);
     icmp[2..4].copy_from_slice(&c.to_be_bytes());
     let total = u16::try_from(20 + icmp.len()).unwrap();
-    let mut ip = vec![0x45, 0, 0, 0, 0, 1, 0x40, 0, 64, 1, 0, 0];
+    let mut ip = vec![0x45, 0, 0, 0, 0, 1, 0x40, 0, ttl, 1, 0, 0];
     ip[2..4].copy_from_slice(&total.to_be_bytes());
     ip.extend(src);
     ip.extend(dst);
@@ -310,6 +315,22 @@ fn ipvtap_l3_egress_is_routed_and_answered() {
             fx.daemon_log()
         );
     }
+    // A TTL of 1 leaves the master as the kernel's l3 egress (a local output) sends it: the
+    // master namespace's forwarding takes no hop off the guest's packet.
+    let mut got = None;
+    for seq in 10..15 {
+        tap.send(&echo_request_ttl(guest, [192, 0, 2, 254], seq, 1));
+        got = tap.recv_until(Duration::from_secs(1), |f| {
+            is_echo_reply(f, [192, 0, 2, 254], guest)
+        });
+        if got.is_some() {
+            break;
+        }
+    }
+    assert!(
+        got.is_some(),
+        "a TTL-1 packet of the guest did not reach ext"
+    );
     // A broadcast (an ARP request) is dropped in l3 as from any slave (R-TX-L3-3).
     tap.send(&arp(
         1,

@@ -2,8 +2,9 @@
 //! TAP in the master's namespace ([`ipvlan_linux::vmtap`]), whose descriptor the VMM holds.
 //! It is a veth slave whose host end is the TAP itself: the eBPF programs attach to the TAP's
 //! ingress (what the guest sends) and deliver with `bpf_redirect(tap, 0)` (the TAP's egress,
-//! read by the VMM: the slave is "in the master's namespace", `SLAVE_SAME_NS`); the userspace
-//! data plane reads and writes it through a packet socket ([`VethIo`]).
+//! read by the VMM; a TAP has no peer for `bpf_redirect_peer`, which the programs know from
+//! the slave's `SLAVE_MAC_GUARD`); the userspace data plane reads and writes it through a
+//! packet socket ([`VethIo`]).
 //!
 //! Its addresses live in the guest, out of the daemon's sight: the user gives them
 //! (`ipvlan address add`), see the daemon's port.

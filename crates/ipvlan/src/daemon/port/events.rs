@@ -203,7 +203,7 @@ impl<B: SlaveBackend> PortRuntime<B> {
         })??;
         rt.nsid = nsid;
         rt.ifindex = link.index;
-        self.dp.set_local(id, nsid.is_none());
+        self.dp.set_local(id, nsid.is_none() && !ipvtap);
         if nsid.is_none() {
             rt.pinned = false;
         }

@@ -671,7 +671,12 @@ fn bring_up<D: SlaveDevice + crate::dataplane::SlaveIo + 'static>(
     dp.add_slave(id, device)
         .map_err(RequestError::system("serving the new slave"))?;
     // A new device starts in the daemon's namespace; a restored one is placed by its resync.
-    dp.set_local(id, origin == Origin::Created || !rt.pinned);
+    // An ipvtap's guest is in a machine of its own (its TAP is delivered to without a peer
+    // all the same: `mac_guard`).
+    dp.set_local(
+        id,
+        !rt.is_ipvtap() && (origin == Origin::Created || !rt.pinned),
+    );
     slaves.insert(id, rt);
     Ok(())
 }
