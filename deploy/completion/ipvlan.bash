@@ -2,9 +2,10 @@
 # Install: cp deploy/completion/ipvlan.bash /usr/share/bash-completion/completions/ipvlan
 # (or /etc/bash_completion.d/ipvlan), or source it from ~/.bashrc.
 #
-# Completes objects and commands (link add|delete|set|show|help, metrics, monitor drops,
-# daemon, demo, matrix, help), global options, the keywords of each command and their values
-# (mode l2|l3|l3s, bridge|private|vepa, spoofchk/router on|off, backend veth|tap, --datapath),
+# Completes objects and commands (link add|delete|set|show|help, address add|del, metrics,
+# monitor drops, daemon, demo, matrix, help), global options, the keywords of each command and
+# their values (type ipvlan|ipvtap, mode l2|l3|l3s, bridge|private|vepa, ipvtap's user and
+# group, spoofchk/router on|off, backend veth|tap, --datapath),
 # master devices (`link DEVICE`: the interfaces in /sys/class/net) and the daemon's slaves
 # (for delete, set, show and monitor drops dev: asked from the daemon with `ipvlan link show`,
 # through --socket or $IPVLAN_SOCKET as typed; nothing when it cannot be reached).
@@ -74,10 +75,16 @@ _ipvlan_type_args() {
     for w in "$@"; do
         case $w in bridge | private | vepa) flag=1 ;; esac
     done
+    # `type ipvtap` of `link add`: who may open the TAP.
+    local owner=
+    if [[ -n $_ipvlan_ipvtap ]]; then
+        [[ $prev == user || $prev == group ]] && return
+        owner=$'\nuser\ngroup'
+    fi
     if [[ -n $flag ]]; then
-        _ipvlan_reply $'mode\nhelp'
+        _ipvlan_reply $'mode\nhelp'"$owner"
     else
-        _ipvlan_reply $'mode\nbridge\nprivate\nvepa\nhelp'
+        _ipvlan_reply $'mode\nbridge\nprivate\nvepa\nhelp'"$owner"
     fi
 }
 
@@ -90,11 +97,14 @@ _ipvlan_link() {
     for i in "${!args[@]}"; do
         [[ ${args[i]} == type ]] && seen_type=$i
     done
-    # After `type` (add and set): `ipvlan`, then its mode and flag.
+    # After `type` (add and set): `ipvlan` or `ipvtap`, then its mode and flag (and an
+    # ipvtap's user and group, for add).
     if ((seen_type >= 0)) && { _ipvlan_is "$command" add || _ipvlan_is "$command" set; }; then
         if ((${#args[@]} == seen_type + 1)); then
-            _ipvlan_reply ipvlan
+            _ipvlan_reply $'ipvlan\nipvtap'
         else
+            local _ipvlan_ipvtap=
+            [[ ${args[seen_type + 1]} == ipvtap ]] && _ipvlan_is "$command" add && _ipvlan_ipvtap=1
             _ipvlan_type_args "${args[@]:seen_type+2}"
         fi
         return
@@ -171,7 +181,7 @@ _ipvlan() {
         elif [[ $cur == -* ]]; then
             _ipvlan_reply $'-d\n-details\n-s\n-statistics\n-j\n-json\n-p\n-pretty\n-br\n-brief\n--socket\n-V\n-Version\n-h\n-help'
         else
-            _ipvlan_reply $'link\nmetrics\nmonitor\ndaemon\ndemo\nmatrix\nhelp'
+            _ipvlan_reply $'link\naddress\nmetrics\nmonitor\ndaemon\ndemo\nmatrix\nhelp'
         fi
         return 0
     fi
@@ -183,6 +193,15 @@ _ipvlan() {
             _ipvlan_reply $'add\ndelete\nset\nshow\nhelp'
         else
             _ipvlan_link "${rest[0]}" "${rest[@]:1}"
+        fi
+    elif _ipvlan_is "$obj" address; then
+        # address { add | del } ADDR[/LEN] dev NAME: an ipvtap slave's guest's addresses.
+        if ((${#rest[@]} == 0)); then
+            _ipvlan_reply $'add\ndel\nhelp'
+        elif [[ $prev == dev ]]; then
+            _ipvlan_reply "$(_ipvlan_slaves)"
+        elif ((${#rest[@]} >= 2)) && [[ " ${rest[*]} " != *" dev "* ]]; then
+            _ipvlan_reply dev
         fi
     elif [[ $obj == monitor ]]; then
         if ((${#rest[@]} == 0)); then

@@ -53,6 +53,9 @@ struct port_cfg {
 #define SLAVE_ROUTER (1u << 2)
 #define SLAVE_SAME_NS (1u << 3)
 #define SLAVE_HOST (1u << 4) // hostreach: the port's host slave (Slave::is_host)
+// An ipvtap's guest: its Ethernet source must be the master's, and it is delivered by a plain
+// redirect to its TAP's egress (no peer), though not in the master's namespace.
+#define SLAVE_MAC_GUARD (1u << 5)
 
 struct slave {
 	__u32 host_ifindex;
@@ -68,7 +71,7 @@ struct addr_key {
 
 // ---- counters (mirror ipvlan_core::counters) --------------------------------------------------
 
-#define NREASONS 16
+#define NREASONS 17
 enum reason {
 	R_RUNT = 0,
 	R_PRIVATE_UNICAST = 1,
@@ -83,6 +86,7 @@ enum reason {
 	R_SPOOFED_SOURCE = 12,
 	R_ROUTER_MESSAGE = 13,
 	R_ROUTING_LOOP = 15,
+	R_FOREIGN_SOURCE_MAC = 16,
 };
 
 struct slave_ctr {
@@ -778,8 +782,10 @@ static __always_inline int to_slave(struct slave *s)
 {
 	if (!s)
 		return TC_ACT_SHOT;
-	if (s->flags & SLAVE_SAME_NS)
-		return bpf_redirect(s->host_ifindex, 0); // peer redirect cannot stay in one netns
+	// Peer redirect cannot stay in one netns; an ipvtap (MAC_GUARD) has no peer: the TAP's
+	// egress is read by the VMM.
+	if (s->flags & (SLAVE_SAME_NS | SLAVE_MAC_GUARD))
+		return bpf_redirect(s->host_ifindex, 0);
 	return bpf_redirect_peer(s->host_ifindex, 0);
 }
 
@@ -1175,6 +1181,9 @@ int from_slave(struct __sk_buff *skb)
 	mine = sctr(from);
 	if (classify(skb, &p) < 0) {
 		tx_drop(&d, R_RUNT, SITE_SENDER, 0); // R-TX-0
+	} else if ((me->flags & SLAVE_MAC_GUARD) && !mac_eq(p.src, c->master_mac)) {
+		// decide_tx's MAC guard, judged before the identity rewrite would hide it
+		tx_drop(&d, R_FOREIGN_SOURCE_MAC, SITE_SENDER, 0);
 	} else {
 		assert_identity(skb, c, &p);
 		decide_tx(c, &p, from, me, &d);

@@ -61,6 +61,7 @@ fn run(prog: &mut PortProgram, repeat: u32) -> Result<(), Box<dyn std::error::Er
                     router: false,
                     same_ns: false,
                     host: false,
+                    mac_guard: false,
                 },
             )?;
         }

@@ -176,6 +176,12 @@ pub struct SlaveEntry {
     /// The port's host slave (`hostreach on`, `ipvlan_core::Slave::is_host`): its entries
     /// match slaves' frames only and it reaches slaves only (`SLAVE_HOST`).
     pub host: bool,
+    /// An ipvtap's guest (`ipvlan_core::Slave::mac_guard`): frames whose Ethernet source is
+    /// not the master's MAC are dropped (`foreign_source_mac`), and frames for it are
+    /// delivered by `bpf_redirect` to its TAP's egress (a TAP has no peer), as for `same_ns`,
+    /// though it is not in the master's namespace for the rest (its routed l3 egress gets its
+    /// hop back, and is no routing loop).
+    pub mac_guard: bool,
 }
 
 const PROGRAMS: [&str; 2] = ["from_slave", "from_master"];
@@ -755,6 +761,7 @@ impl PortProgram {
             (e.router, maps::SLAVE_ROUTER),
             (e.same_ns, maps::SLAVE_SAME_NS),
             (e.host, maps::SLAVE_HOST),
+            (e.mac_guard, maps::SLAVE_MAC_GUARD),
         ]
         .iter()
         .filter(|(on, _)| *on)

@@ -42,6 +42,8 @@ pub const SLAVE_ROUTER: u32 = 1 << 2;
 pub const SLAVE_SAME_NS: u32 = 1 << 3;
 /// `hostreach`: the port's host slave.
 pub const SLAVE_HOST: u32 = 1 << 4;
+/// An ipvtap's guest: Ethernet source must be the master's; delivered by a plain redirect.
+pub const SLAVE_MAC_GUARD: u32 = 1 << 5;
 
 /// `struct slave` (map `slaves`, keyed by slave id as `u32`).
 #[repr(C)]
@@ -249,8 +251,8 @@ mod tests {
         assert_eq!(std::mem::size_of::<PortCfg>(), 28);
         assert_eq!(std::mem::size_of::<SlaveV>(), 12);
         assert_eq!(std::mem::size_of::<AddrKey>(), 20);
-        assert_eq!(std::mem::size_of::<SlaveCtr>(), (6 + 32) * 8);
-        assert_eq!(std::mem::size_of::<PortCtr>(), (6 + 16 + 3) * 8);
+        assert_eq!(std::mem::size_of::<SlaveCtr>(), (6 + 2 * 17) * 8);
+        assert_eq!(std::mem::size_of::<PortCtr>(), (6 + 17 + 3) * 8);
         assert_eq!(std::mem::size_of::<TraceV>(), 8 + 8 * 4 + 4 * FANOUT_MAX);
     }
 

@@ -165,6 +165,7 @@ fn slaves_switch_through_bpf() {
                     router: false,
                     same_ns: false,
                     host: false,
+                    mac_guard: false,
                 },
             )
             .expect("slave");

@@ -120,6 +120,7 @@ pub fn add(
         spoofchk: conf.spoofchk,
         hostreach: conf.hostreach,
         backend: conf.backend(),
+        tap_owner: None,
         attachment: Some(Attachment {
             network: conf.name.clone(),
             container_id: env.container_id.clone(),

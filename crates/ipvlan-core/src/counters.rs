@@ -44,10 +44,14 @@ pub enum DropReason {
     /// from a slave in that namespace (the host routed it to it): the kernel's nested-transmit
     /// limit stops such a loop, this does.
     RoutingLoop,
+    /// A frame from a VM's NIC behind an ipvtap whose Ethernet source is not the master's
+    /// MAC (the guest's NIC must be given the master's: QEMU `mac=`, Firecracker
+    /// `guest_mac`): what is sent back to it would never reach it.
+    ForeignSourceMac,
 }
 
 impl DropReason {
-    pub const COUNT: usize = 16;
+    pub const COUNT: usize = 17;
     pub const ALL: [DropReason; DropReason::COUNT] = [
         DropReason::Runt,
         DropReason::PrivateUnicast,
@@ -65,6 +69,7 @@ impl DropReason {
         DropReason::RouterMessage,
         DropReason::RxOverflow,
         DropReason::RoutingLoop,
+        DropReason::ForeignSourceMac,
     ];
 
     /// Stable snake_case name, used in JSON and `link show -s`.
@@ -86,6 +91,7 @@ impl DropReason {
             DropReason::RouterMessage => "router_message",
             DropReason::RxOverflow => "rx_overflow",
             DropReason::RoutingLoop => "routing_loop",
+            DropReason::ForeignSourceMac => "foreign_source_mac",
         }
     }
 

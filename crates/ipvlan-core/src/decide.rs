@@ -140,6 +140,12 @@ pub fn decide_tx(port: &Port, frame: &[u8], meta: TxMeta) -> TxAction {
     let Ok(frame) = classify(frame) else {
         return drop_tx(DropReason::Runt, DropSite::Sender); // R-TX-0
     };
+    if let Some(from) = meta.from {
+        if port.slave(from).is_some_and(|s| s.mac_guard()) && frame.src_mac != port.master().mac {
+            // Judged before the identity rewrite (`crate::identity`), which would hide it.
+            return drop_tx(DropReason::ForeignSourceMac, DropSite::Sender);
+        }
+    }
     if let Some(reason) = meta.from.and_then(|s| guard(port, s, &frame)) {
         return drop_tx(reason, DropSite::Sender);
     }

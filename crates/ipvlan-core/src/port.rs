@@ -52,6 +52,8 @@ pub struct Slave {
     /// The port's host slave (`hostreach on`): a device in the master's namespace whose
     /// addresses are the master's own, reached by slaves only.
     host: bool,
+    /// Frames whose Ethernet source is not the master's MAC are dropped (ipvtap guests).
+    mac_guard: bool,
     /// The device's own multicast filter.
     pub mc_filter: McFilter,
     pub counters: SlaveCounters,
@@ -89,6 +91,12 @@ impl Slave {
     /// goes to slaves only, never out of the master (see `docs/hostreach.md`).
     pub fn is_host(&self) -> bool {
         self.host
+    }
+    /// Frames whose Ethernet source is not the master's MAC are dropped
+    /// (`foreign_source_mac`): the slave is a VM's NIC (ipvtap), whose MAC the daemon cannot
+    /// set, and to which nothing addressed to the master's MAC would get through otherwise.
+    pub fn mac_guard(&self) -> bool {
+        self.mac_guard
     }
     /// Whether a frame of `len` bytes may be delivered locally to this slave (R-MTU-4).
     pub fn fits(&self, len: usize, gso: bool) -> bool {
@@ -279,6 +287,7 @@ impl Port {
             source_guard: false,
             router: false,
             host: false,
+            mac_guard: false,
             mc_filter: McFilter::accept_all(),
             counters: SlaveCounters::default(),
         });
@@ -304,6 +313,7 @@ impl Port {
             source_guard: false,
             router: false,
             host: false,
+            mac_guard: false,
             mc_filter: McFilter::accept_all(),
             counters: SlaveCounters::default(),
         });
@@ -395,6 +405,13 @@ impl Port {
             return Err(PortError::SlaveExists(name));
         }
         self.slaves[i].host = on;
+        Ok(())
+    }
+
+    /// Turns a slave's source-MAC guard on or off ([`Slave::mac_guard`]; ipvtap slaves).
+    pub fn set_mac_guard(&mut self, id: SlaveId, on: bool) -> Result<(), PortError> {
+        let i = self.existing(id)?;
+        self.slaves[i].mac_guard = on;
         Ok(())
     }
 

@@ -46,7 +46,7 @@ pub mod kernel;
 pub mod netfilter;
 mod sys;
 
-pub use dev::{host, packet, steer, tap, veth, vnet};
+pub use dev::{host, packet, steer, tap, veth, vmtap, vnet};
 pub use kernel::{cred, netns, poll, rtnl};
 
 pub use netfilter::{Netfilter, NetfilterError};
@@ -56,6 +56,7 @@ pub use poll::{Epoll, EventFd, Ready};
 pub use steer::FlowSteering;
 pub use tap::Tap;
 pub use veth::{Veth, VethIo};
+pub use vmtap::VmTap;
 
 /// The old path of the l3s helpers the data plane uses (`ipvlan_linux::l3s::restore_hop_limit`);
 /// they live in [`netfilter`] now.

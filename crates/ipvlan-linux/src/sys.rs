@@ -143,6 +143,8 @@ pub(crate) const TUNSETSTEERINGEBPF: Ioctl<ByIntPtr> =
     Ioctl::new(libc::TUNSETSTEERINGEBPF, "TUNSETSTEERINGEBPF");
 pub(crate) const TUNSETPERSIST: Ioctl<ByValue> = Ioctl::new(libc::TUNSETPERSIST, "TUNSETPERSIST");
 pub(crate) const TUNSETOFFLOAD: Ioctl<ByValue> = Ioctl::new(libc::TUNSETOFFLOAD, "TUNSETOFFLOAD");
+pub(crate) const TUNSETOWNER: Ioctl<ByValue> = Ioctl::new(libc::TUNSETOWNER, "TUNSETOWNER");
+pub(crate) const TUNSETGROUP: Ioctl<ByValue> = Ioctl::new(libc::TUNSETGROUP, "TUNSETGROUP");
 pub(crate) const TUNGETDEVNETNS: Ioctl<ByValue> =
     Ioctl::new(libc::TUNGETDEVNETNS, "TUNGETDEVNETNS");
 
@@ -180,7 +182,7 @@ pub(crate) fn ioctl_int_ptr(
 }
 
 /// An ioctl whose argument is an integer passed by value, or none (`TUNSETPERSIST`,
-/// `TUNSETOFFLOAD`, `TUNGETDEVNETNS`); returns the ioctl's non-negative result.
+/// `TUNSETOFFLOAD`, `TUNSETOWNER`, `TUNSETGROUP`, `TUNGETDEVNETNS`); returns the ioctl's non-negative result.
 pub(crate) fn ioctl_value(
     fd: BorrowedFd<'_>,
     ioctl: Ioctl<ByValue>,

@@ -7,8 +7,8 @@ use std::process::ExitCode;
 use ipvlan_core::{IfName, LinkArgsError, LinkTypeArgs};
 
 use crate::proto::{
-    BackendKind, ErrorKind, LinkAdd, LinkDel, LinkSet, LinkShow, LinkView, Request, Response,
-    DEFAULT_SOCKET, DEFAULT_STATE_DIR,
+    AddressChange, BackendKind, ErrorKind, LinkAdd, LinkDel, LinkSet, LinkShow, LinkView, Request,
+    Response, TapOwner, DEFAULT_SOCKET, DEFAULT_STATE_DIR,
 };
 use crate::tools::{bench_forward, demo, matrix};
 use crate::{client, daemon};
@@ -26,7 +26,7 @@ Usage: ipvlan [ OPTIONS ] OBJECT { COMMAND | help }
        ipvlan matrix
        ipvlan bench-forward END END
        ipvlan -V[ersion]
-where  OBJECT := link
+where  OBJECT := { link | address }
        OPTIONS := { -V[ersion] | -d[etails] | -s[tatistics] | -j[son] | -p[retty] |
                     -br[ief] | -h[elp] | --socket PATH }
 
@@ -40,6 +40,10 @@ Usage: ipvlan link add link DEVICE [ name ] NAME [ mtu MTU ] [ spoofchk { on | o
        ipvlan [ -d ] [ -s ] [ -j [ -p ] ] [ -br ] link show [ [ dev ] NAME ]
        ipvlan link help
        ipvlan link add type ipvlan help
+       ipvlan link add link DEVICE [ name ] NAME [ mtu MTU ] [ spoofchk { on | off } ]
+                 type ipvtap [ mode MODE ] [ FLAGS ] [ user UID ] [ group GID ]
+       ipvlan link add type ipvtap help
+       ipvlan address { add | del } ADDR[/LEN] dev NAME
 MODE: l3 | l3s | l2
 FLAGS: bridge | private | vepa
 
@@ -264,6 +268,7 @@ fn run(args: Vec<String>, opts: &mut Options) -> Result<ExitCode, CliError> {
             send(&socket, &req, opts)
         }
         "metrics" => run_metrics(args, &socket),
+        o if matches(o, "address") => send(&socket, &parse_address(args)?, opts),
         other => Err(usage_error(format!(
             "Object \"{other}\" is unknown, try \"ipvlan help\"."
         ))),
@@ -487,11 +492,10 @@ fn split_type(words: &[String]) -> Result<(&[String], Option<LinkTypeArgs>), Cli
         .ok_or_else(|| usage_error("Command line is not complete. Try option \"help\""))?;
     match kind.as_str() {
         "ipvlan" => {}
-        "ipvtap" => {
-            return Err(bad_arg(
-                "ipvlan: type ipvtap is not supported yet; use type ipvlan",
-            ))
+        "ipvtap" if words[pos + 2..].iter().any(|w| is_help(w)) => {
+            return Err(help(IPVTAP_USAGE));
         }
+        "ipvtap" => {}
         other => {
             return Err(bad_arg(format!(
                 "ipvlan: this tool only creates ipvlan links, not \"{other}\""
@@ -531,9 +535,148 @@ fn take_hostreach(words: &[String]) -> Result<(Vec<String>, Option<bool>), CliEr
     Ok((rest, hostreach))
 }
 
+/// `ipvlan link add type ipvtap help`.
+const IPVTAP_USAGE: &str = "\
+Usage: ipvlan link add link DEVICE [ name ] NAME [ mtu MTU ] [ spoofchk { on | off } ]
+                 type ipvtap [ mode MODE ] [ FLAGS ] [ user UID ] [ group GID ]
+
+MODE: l3 | l3s | l2
+FLAGS: bridge | private | vepa
+(first values are the defaults if nothing is specified).
+
+A persistent single-queue TAP named NAME in DEVICE's namespace for a virtual machine monitor
+to open by name (QEMU -netdev tap,ifname=NAME,script=no,downscript=no; Firecracker
+host_dev_name): the guest is the slave. Its NIC must carry DEVICE's MAC. user/group: who may
+open the TAP without CAP_NET_ADMIN (default: root only). The guest's addresses: ipvlan address
+add ADDR dev NAME.";
+
+/// Whether `words` hold `type ipvtap`.
+fn is_ipvtap(words: &[String]) -> bool {
+    words.windows(2).any(|w| w[0] == "type" && w[1] == "ipvtap")
+}
+
+/// Takes `user UID` and `group GID` out of a `type ipvtap` command line.
+fn take_tap_owner(words: &[String]) -> Result<(Vec<String>, Option<TapOwner>), CliError> {
+    let mut rest = Vec::new();
+    let mut owner = TapOwner::default();
+    let mut it = words.iter();
+    while let Some(w) = it.next() {
+        let slot = match w.as_str() {
+            "user" => &mut owner.user,
+            "group" => &mut owner.group,
+            _ => {
+                rest.push(w.clone());
+                continue;
+            }
+        };
+        let v = it.next().ok_or_else(|| {
+            usage_error(format!(
+                "Command line is not complete: \"{w}\" needs a value"
+            ))
+        })?;
+        *slot = Some(v.parse::<u32>().map_err(|_| {
+            bad_arg(format!(
+                "Error: argument \"{v}\" is wrong: \"{w}\" is a numeric id"
+            ))
+        })?);
+    }
+    let given = owner.user.is_some() || owner.group.is_some();
+    Ok((rest, given.then_some(owner)))
+}
+
+/// `address { add | del } ADDR[/LEN] dev NAME` (iproute2's `ip address` grammar; `local ADDR`
+/// too). The prefix length is accepted and ignored.
+fn parse_address(words: &[String]) -> Result<Request, CliError> {
+    const HINT: &str = "Try \"ipvlan help\".";
+    let Some(cmd) = words.first() else {
+        return Err(usage_error(format!(
+            "Not enough information: give \"add\" or \"del\" (ipvlan link show lists the addresses). {HINT}"
+        )));
+    };
+    if words.iter().any(|w| is_help(w)) {
+        return Err(help(
+            "Usage: ipvlan address { add | del } ADDR[/LEN] dev NAME\n\
+             The addresses of an ipvtap slave's guest (ipvlan link show lists them).",
+        ));
+    }
+    let add =
+        match cmd.as_str() {
+            c if matches(c, "add") => true,
+            c if matches(c, "delete") => false,
+            c if matches(c, "show") || matches(c, "list") || c == "ls" => return Err(usage_error(
+                "ipvlan address has no show: \"ipvlan link show\" lists every slave's addresses",
+            )),
+            other => {
+                return Err(usage_error(format!(
+                    "Command \"{other}\" is unknown, try \"ipvlan help\"."
+                )))
+            }
+        };
+    let (mut dev, mut addr) = (None, None);
+    let mut it = words[1..].iter();
+    while let Some(w) = it.next() {
+        match w.as_str() {
+            "dev" => {
+                dev = Some(it.next().cloned().ok_or_else(|| {
+                    usage_error("Command line is not complete: \"dev\" needs a value")
+                })?);
+            }
+            "local" => {
+                addr = Some(it.next().cloned().ok_or_else(|| {
+                    usage_error("Command line is not complete: \"local\" needs a value")
+                })?);
+            }
+            a if addr.is_none() => addr = Some(a.to_owned()),
+            other => {
+                return Err(usage_error(format!(
+                    "Error: either \"local\" is duplicate, or \"{other}\" is a garbage."
+                )))
+            }
+        }
+    }
+    let addr = addr.ok_or_else(|| {
+        usage_error(format!(
+            "Not enough information: an address is required. {HINT}"
+        ))
+    })?;
+    let dev =
+        dev.ok_or_else(|| usage_error("Not enough information: \"dev\" argument is required."))?;
+    let bad = || {
+        bad_arg(format!(
+            "Error: any valid prefix is expected rather than \"{addr}\"."
+        ))
+    };
+    let (ip, len) = match addr.split_once('/') {
+        Some((ip, len)) => (ip, Some(len.parse::<u8>().map_err(|_| bad())?)),
+        None => (addr.as_str(), None),
+    };
+    let ip: std::net::IpAddr = ip.parse().map_err(|_| bad())?;
+    let max = if ip.is_ipv4() { 32 } else { 128 };
+    if len.is_some_and(|l| l > max) {
+        return Err(bad());
+    }
+    let change = AddressChange {
+        dev,
+        address: ip,
+        prefix_len: len,
+    };
+    Ok(if add {
+        Request::AddressAdd(change)
+    } else {
+        Request::AddressDel(change)
+    })
+}
+
 fn parse_add(words: &[String]) -> Result<(Request, Vec<String>), CliError> {
     let (words, hostreach) = take_hostreach(words)?;
-    let (head, args) = split_type(&words)?;
+    let ipvtap = is_ipvtap(&words);
+    let (words, tap_owner) = if ipvtap {
+        take_tap_owner(&words)?
+    } else {
+        (words, None)
+    };
+    let words = &words[..];
+    let (head, args) = split_type(words)?;
     let args =
         args.ok_or_else(|| usage_error("Not enough information: \"type\" argument is required"))?;
     let (mut master, mut name, mut mtu, mut spoofchk) = (None, None, None, None);
@@ -560,6 +703,11 @@ fn parse_add(words: &[String]) -> Result<(Request, Vec<String>), CliError> {
                 })?);
             }
             "spoofchk" => spoofchk = Some(on_off("spoofchk", &value("spoofchk")?)?),
+            "backend" if ipvtap => {
+                return Err(bad_arg(
+                    "Error: \"backend\" does not go with type ipvtap: an ipvtap is a TAP for a VMM",
+                ))
+            }
             "backend" => {
                 let v = value("backend")?;
                 backend = Some(BackendKind::parse(&v).ok_or_else(|| {
@@ -598,9 +746,14 @@ fn parse_add(words: &[String]) -> Result<(Request, Vec<String>), CliError> {
         flag: args.flag,
         mtu,
         spoofchk,
-        backend,
+        backend: if ipvtap {
+            Some(BackendKind::Ipvtap)
+        } else {
+            backend
+        },
         attachment: None,
         hostreach,
+        tap_owner,
     });
     Ok((req, notes))
 }
@@ -763,7 +916,7 @@ fn render(l: &LinkView, opts: &Options) -> String {
         };
         let queues = match l.queues {
             // veth slaves have no queues of ours; 0: a daemon from before queues were reported
-            _ if l.backend == "veth" => String::new(),
+            _ if l.backend == "veth" || l.backend == "ipvtap" => String::new(),
             0 => String::new(),
             1 => " queues 1".to_string(),
             n => format!(" queues {n} (flows steered over the workers)"),
@@ -789,8 +942,14 @@ fn render(l: &LinkView, opts: &Options) -> String {
             (None, true) => " hostreach on".to_owned(),
             (_, false) => String::new(),
         };
+        // An ipvtap shows as the kernel's does (`ip -d link`: `ipvtap  mode l2 bridge`).
+        let kind = if l.backend == "ipvtap" {
+            "ipvtap"
+        } else {
+            "ipvlan"
+        };
         s.push_str(&format!(
-            "    ipvlan  mode {} {} dev_id {:#x} spoofchk {}{}{backend}{host_end}{datapath}{queues}{attachment}{hostreach}\n",
+            "    {kind}  mode {} {} dev_id {:#x} spoofchk {}{}{backend}{host_end}{datapath}{queues}{attachment}{hostreach}\n",
             l.mode,
             l.flag,
             l.id,

@@ -249,9 +249,19 @@ const REFUSED: &[(&str, u8, &str)] = &[
         "only creates ipvlan links, not \"macvlan\"",
     ),
     (
-        "add link m0 s1 type ipvtap",
+        "add link m0 s1 type ipvtap user",
+        255,
+        "\"user\" needs a value",
+    ),
+    (
+        "add link m0 s1 type ipvtap group wheel",
         1,
-        "ipvtap is not supported yet",
+        "\"group\" is a numeric id",
+    ),
+    (
+        "add link m0 s1 backend veth type ipvtap",
+        1,
+        "\"backend\" does not go with type ipvtap",
     ),
     ("add link m0 s1 type ipvlan l2", 1, "unknown option \"l2\"?"),
     (
@@ -885,4 +895,120 @@ fn errors_under_j_are_one_json_line_with_kind_and_exit_code() {
         note,
         json!({"schema_version": 1, "note": {"level": "warning", "message": "it is late"}})
     );
+}
+
+// ---------------------------------------------------------------- ipvtap and `address`
+
+/// The request `ipvlan address WORDS` makes, or its refusal (as [`link`]).
+fn address(words: &str) -> Result<Value, (u8, String)> {
+    let words: Vec<String> = words.split_whitespace().map(String::from).collect();
+    match parse_address(&words) {
+        Ok(req) => Ok(without_nulls(serde_json::to_value(&req).unwrap())),
+        Err(CliError { msg, code, .. }) => Err((code, msg)),
+    }
+}
+
+#[test]
+fn type_ipvtap_makes_an_ipvtap_with_its_owner() {
+    assert_eq!(
+        link("add link m0 name vmtap0 type ipvtap").unwrap(),
+        json!({"cmd": "link_add", "master": "m0", "name": "vmtap0", "backend": "ipvtap"})
+    );
+    assert_eq!(
+        link("add link m0 vmtap0 type ipvtap mode l3 private user 1000 group 100").unwrap(),
+        json!({"cmd": "link_add", "master": "m0", "name": "vmtap0", "mode": "l3",
+               "flag": "private", "backend": "ipvtap",
+               "tap_owner": {"user": 1000, "group": 100}})
+    );
+    // Before `type` too, and the port's mode changed through an ipvtap as through any slave.
+    assert_eq!(
+        link("add link m0 vmtap0 user 0 type ipvtap").unwrap()["tap_owner"],
+        json!({"user": 0})
+    );
+    assert_eq!(
+        link("set dev vmtap0 type ipvtap mode l2").unwrap(),
+        json!({"cmd": "link_set", "name": "vmtap0", "mode": "l2", "flag": "bridge"})
+    );
+    // Its own help.
+    let (code, msg) = link("add type ipvtap help").unwrap_err();
+    assert_eq!(code, 0);
+    assert!(
+        msg.contains("type ipvtap [ mode MODE ]") && msg.contains("host_dev_name"),
+        "{msg}"
+    );
+    // `user`/`group` belong to ipvtap: with type ipvlan they are names.
+    assert!(link("add link m0 s1 user 1 type ipvlan").is_err());
+}
+
+#[test]
+fn address_takes_iproute2s_grammar() {
+    let want = |cmd: &str, a: &str, len: Option<u8>| {
+        let mut r = json!({"cmd": cmd, "dev": "vmtap0", "address": a});
+        if let Some(l) = len {
+            r["prefix_len"] = json!(l);
+        }
+        r
+    };
+    for (words, cmd, a, len) in [
+        (
+            "add 192.0.2.50/24 dev vmtap0",
+            "address_add",
+            "192.0.2.50",
+            Some(24),
+        ),
+        ("a 192.0.2.50 dev vmtap0", "address_add", "192.0.2.50", None),
+        (
+            "add dev vmtap0 local 2001:db8::5/64",
+            "address_add",
+            "2001:db8::5",
+            Some(64),
+        ),
+        (
+            "del 192.0.2.50/24 dev vmtap0",
+            "address_del",
+            "192.0.2.50",
+            Some(24),
+        ),
+        (
+            "delete 2001:db8::5 dev vmtap0",
+            "address_del",
+            "2001:db8::5",
+            None,
+        ),
+        ("d 192.0.2.50 dev vmtap0", "address_del", "192.0.2.50", None),
+    ] {
+        assert_eq!(address(words).unwrap(), want(cmd, a, len), "{words}");
+    }
+    for (words, code, needle) in [
+        ("add 192.0.2.50/24", 255, "\"dev\" argument is required"),
+        ("add dev vmtap0", 255, "an address is required"),
+        (
+            "add 192.0.2.500 dev vmtap0",
+            1,
+            "any valid prefix is expected rather than \"192.0.2.500\"",
+        ),
+        ("add 192.0.2.5/33 dev vmtap0", 1, "any valid prefix"),
+        ("add 2001:db8::5/129 dev vmtap0", 1, "any valid prefix"),
+        ("add 192.0.2.5 192.0.2.6 dev vmtap0", 255, "is a garbage"),
+        ("flush dev vmtap0", 255, "Command \"flush\" is unknown"),
+        (
+            "show dev vmtap0",
+            255,
+            "\"ipvlan link show\" lists every slave's addresses",
+        ),
+        ("", 255, "give \"add\" or \"del\""),
+        (
+            "help",
+            0,
+            "ipvlan address { add | del } ADDR[/LEN] dev NAME",
+        ),
+    ] {
+        match address(words) {
+            Ok(r) => panic!("`ipvlan address {words}` accepted: {r}"),
+            Err((got, msg)) => {
+                assert_eq!(got, code, "`ipvlan address {words}`: {msg}");
+                assert!(msg.contains(needle), "`ipvlan address {words}`: {msg:?}");
+            }
+        }
+    }
 }

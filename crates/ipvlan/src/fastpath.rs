@@ -142,6 +142,7 @@ impl Shared {
                     router: s.router(),
                     same_ns: self.local.contains(&s.id()),
                     host: s.is_host(),
+                    mac_guard: s.mac_guard(),
                 },
             );
             for a in self.port.addresses(s.id()) {
@@ -312,6 +313,7 @@ impl BpfPlane {
                             router: false,
                             same_ns: false,
                             host: false,
+                            mac_guard: false,
                         };
                         (id, stale)
                     })

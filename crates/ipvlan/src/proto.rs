@@ -26,6 +26,31 @@ pub enum Request {
     LinkShow(LinkShow),
     /// `monitor drops`: answered with a stream (see the daemon's `monitor::stream`).
     MonitorDrops(MonitorDrops),
+    /// `address add ADDR[/LEN] dev NAME`: an address of an ipvtap slave's guest.
+    AddressAdd(AddressChange),
+    /// `address del ADDR[/LEN] dev NAME`.
+    AddressDel(AddressChange),
+}
+
+/// `address add|del ADDR[/LEN] dev NAME` (iproute2's `ip address` grammar): the addresses of
+/// an ipvtap slave, which live inside its guest where the daemon cannot see them. The prefix
+/// length is accepted and ignored (a slave owns addresses, not prefixes).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AddressChange {
+    pub dev: String,
+    pub address: std::net::IpAddr,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub prefix_len: Option<u8>,
+}
+
+/// Who may open an ipvtap's TAP without `CAP_NET_ADMIN` (`link add … type ipvtap user UID
+/// group GID`: `TUNSETOWNER`, `TUNSETGROUP`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TapOwner {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub user: Option<u32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub group: Option<u32>,
 }
 
 /// `link add link MASTER name NAME type ipvlan [mode M] [FLAG] [mtu N] [spoofchk on|off]`.
@@ -54,6 +79,9 @@ pub struct LinkAdd {
     /// port; `None`: unchanged, off for a new port).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub hostreach: Option<bool>,
+    /// `type ipvtap user UID group GID`: who may open the TAP (ipvtap only).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tap_owner: Option<TapOwner>,
 }
 
 /// A container's attachment to a network, as the CNI spec names it (section 2, `GC`:
@@ -69,7 +97,7 @@ pub struct Attachment {
     pub ifname: String,
 }
 
-/// What a slave's device is made of (`link add … backend veth|tap`).
+/// What a slave's device is made of (`link add … backend veth|tap`, or `type ipvtap`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum BackendKind {
@@ -77,6 +105,9 @@ pub enum BackendKind {
     #[default]
     Tap,
     Veth,
+    /// A TAP in the master's namespace whose descriptor a virtual machine monitor holds: the
+    /// guest is the slave (`link add … type ipvtap`).
+    Ipvtap,
 }
 
 impl BackendKind {
@@ -84,10 +115,11 @@ impl BackendKind {
         match self {
             BackendKind::Tap => "tap",
             BackendKind::Veth => "veth",
+            BackendKind::Ipvtap => "ipvtap",
         }
     }
 
-    /// Parses `tap` or `veth`.
+    /// Parses `tap` or `veth` (`backend …`; an ipvtap is asked for by `type ipvtap`).
     pub fn parse(s: &str) -> Option<BackendKind> {
         match s {
             "tap" => Some(BackendKind::Tap),

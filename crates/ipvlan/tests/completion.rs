@@ -108,7 +108,7 @@ fn objects_options_commands_and_keywords() {
         (
             &["ipvlan", ""],
             &[
-                "link", "metrics", "monitor", "daemon", "demo", "matrix", "help",
+                "link", "address", "metrics", "monitor", "daemon", "demo", "matrix", "help",
             ],
         ),
         (&["ipvlan", "m"], &["metrics", "monitor", "matrix"]),
@@ -174,8 +174,30 @@ fn objects_options_commands_and_keywords() {
         ),
         (
             &["ipvlan", "link", "add", "link", "m0", "ipvl0", "type", ""],
-            &["ipvlan"],
+            &["ipvlan", "ipvtap"],
         ),
+        // An ipvtap's owner, at add only.
+        (
+            &[
+                "ipvlan", "link", "add", "link", "m0", "vmtap0", "type", "ipvtap", "",
+            ],
+            &["mode", "bridge", "private", "vepa", "help", "user", "group"],
+        ),
+        (
+            &[
+                "ipvlan", "link", "add", "link", "m0", "vmtap0", "type", "ipvtap", "user", "",
+            ],
+            &[],
+        ),
+        (
+            &[
+                "ipvlan", "link", "set", "vmtap0", "type", "ipvtap", "private", "",
+            ],
+            &["mode", "help"],
+        ),
+        (&["ipvlan", "a"], &["address"]),
+        (&["ipvlan", "address", ""], &["add", "del", "help"]),
+        (&["ipvlan", "address", "add", "192.0.2.50/24", ""], &["dev"]),
         (
             &[
                 "ipvlan", "link", "add", "link", "m0", "ipvl0", "type", "ipvlan", "",

@@ -794,6 +794,7 @@ fn add_for_container(
         backend: fx.backend.as_deref().and_then(BackendKind::parse),
         attachment: Some(attachment),
         hostreach: None,
+        tap_owner: None,
     });
     let resp = ipvlan::client::call(&fx.socket, &req).unwrap();
     assert!(

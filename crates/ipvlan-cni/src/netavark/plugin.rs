@@ -254,6 +254,7 @@ pub fn setup(netns: &str, x: &NetworkPluginExec) -> Result<StatusBlock> {
         spoofchk: o.spoofchk,
         hostreach: o.hostreach,
         backend: o.backend,
+        tap_owner: None,
         attachment: Some(Attachment {
             network: x.network.name.clone(),
             container_id: x.container_id.clone(),

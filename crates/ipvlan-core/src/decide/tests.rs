@@ -1153,3 +1153,40 @@ fn hostreach_address_conflicts_and_one_host_per_port() {
     assert!(fx.port.add_address(h, s2_addr).is_err());
     assert!(fx.port.set_host(fx.s1, true).is_err());
 }
+// ---------------------------------------------------------------- the ipvtap MAC guard
+
+#[test]
+fn an_ipvtap_guest_with_another_mac_is_dropped_as_foreign_source_mac() {
+    for mode in Mode::ALL {
+        let mut fx = fixture(mode, Flag::Bridge);
+        let other = MacAddr([0x02, 0, 0, 0, 0, 0x99]);
+        let from = |s| TxMeta {
+            gso: false,
+            from: Some(s),
+        };
+        let foreign = ipv4_frame(M, other, v4(192, 0, 2, 11), v4(192, 0, 2, 254));
+        // Unguarded (every other slave): judged as the master's identity would make it.
+        assert_ne!(
+            decide_tx(&fx.port, &foreign, from(fx.s1)),
+            sender_drop(DropReason::ForeignSourceMac)
+        );
+        fx.port.set_mac_guard(fx.s1, true).unwrap();
+        assert!(fx.port.slave(fx.s1).unwrap().mac_guard());
+        assert_eq!(
+            decide_tx(&fx.port, &foreign, from(fx.s1)),
+            sender_drop(DropReason::ForeignSourceMac),
+            "{mode}"
+        );
+        // With the master's MAC the guard lets it be.
+        let own = ipv4_frame(M, M, v4(192, 0, 2, 11), v4(192, 0, 2, 254));
+        assert_ne!(
+            decide_tx(&fx.port, &own, from(fx.s1)),
+            sender_drop(DropReason::ForeignSourceMac)
+        );
+        // Only the guarded slave.
+        assert_ne!(
+            decide_tx(&fx.port, &foreign, from(fx.s2)),
+            sender_drop(DropReason::ForeignSourceMac)
+        );
+    }
+}

@@ -120,6 +120,14 @@ const SET_OFFLOAD: Op<ByValue> = Op {
     ioctl: sys::TUNSETOFFLOAD,
     doing: "enabling offloads",
 };
+const SET_OWNER: Op<ByValue> = Op {
+    ioctl: sys::TUNSETOWNER,
+    doing: "setting the owner",
+};
+const SET_GROUP: Op<ByValue> = Op {
+    ioctl: sys::TUNSETGROUP,
+    doing: "setting the group",
+};
 const GET_DEVNETNS: Op<ByValue> = Op {
     ioctl: sys::TUNGETDEVNETNS,
     doing: "opening the network namespace",
@@ -193,6 +201,34 @@ impl Tap {
     /// sink, the benchmark's forwarder). Errors as [`Tap::create`].
     pub fn create_transient(name: &str) -> Result<Tap, TapError> {
         Tap::open(name, 1, libc::IFF_TUN_EXCL)
+    }
+
+    /// Creates a persistent single-queue TAP named `name` for a virtual machine monitor to
+    /// open by name (QEMU `-netdev tap,ifname=NAME`, Firecracker `host_dev_name`), in the
+    /// calling thread's namespace, and closes it again: the VMM's `TUNSETIFF` (without
+    /// `IFF_MULTI_QUEUE`) attaches its one queue. `owner`/`group` (`TUNSETOWNER`,
+    /// `TUNSETGROUP`) let a VMM without `CAP_NET_ADMIN` running as that user or group open it
+    /// (`tun_not_capable` in `drivers/net/tun.c`). Errors as [`Tap::create`]; on a failure
+    /// after the device was made it is deleted again.
+    pub fn create_for_vmm(
+        name: &str,
+        owner: Option<u32>,
+        group: Option<u32>,
+    ) -> Result<(), TapError> {
+        let tap = Tap::open(name, 1, libc::IFF_TUN_EXCL)?;
+        let set = || -> Result<(), TapError> {
+            if let Some(uid) = owner {
+                ioctl_value(tap.ctl(), SET_OWNER.ioctl, uid.into())
+                    .map_err(|e| SET_OWNER.err(&tap.name, e))?;
+            }
+            if let Some(gid) = group {
+                ioctl_value(tap.ctl(), SET_GROUP.ioctl, gid.into())
+                    .map_err(|e| SET_GROUP.err(&tap.name, e))?;
+            }
+            tap.set_persist(true)
+        };
+        // Without persistence the device goes when `tap` is dropped below.
+        set()
     }
 
     /// Attaches `queues` queues (at least one) to an existing TAP named `name` in the calling

@@ -178,7 +178,7 @@ fn check_name(name: &str) -> Result<(), VethError> {
 /// `forwarding` does not make the namespace forward IPv6 (that is `all`'s, or
 /// `force_forwarding`), but the programs' FIB lookup (`bpf_ipv6_fib_lookup`) requires it of the
 /// device the packet came in on, and only changes how this address-less device treats RAs.
-const HOST_SYSCTLS: &[(&str, &str)] = &[
+pub(crate) const HOST_SYSCTLS: &[(&str, &str)] = &[
     ("ipv6/conf/{}/accept_ra", "0"),
     ("ipv6/conf/{}/router_solicitations", "0"),
     ("ipv6/conf/{}/forwarding", "1"),
@@ -188,17 +188,17 @@ const HOST_SYSCTLS: &[(&str, &str)] = &[
 
 /// IPv6 forwarding on one device whatever the namespace-wide setting (Linux 6.17+); skipped
 /// where the kernel does not have it.
-const FORCE_FORWARDING: &str = "ipv6/conf/{}/force_forwarding";
+pub(crate) const FORCE_FORWARDING: &str = "ipv6/conf/{}/force_forwarding";
 
 /// The path of sysctl `rel` (as in [`HOST_SYSCTLS`]) for device `dev`.
-fn sysctl_path(rel: &str, dev: &str) -> PathBuf {
+pub(crate) fn sysctl_path(rel: &str, dev: &str) -> PathBuf {
     Path::new("/proc/sys/net").join(rel.replace("{}", dev))
 }
 
 /// Writes `value` to the sysctl at `path`. `/proc/sys/net` shows the namespace of the task
 /// that looks a file up (`net_ctl_header_lookup` uses `current`), so this is the calling
 /// thread's namespace, not the process's.
-fn write_sysctl(path: &Path, value: &str) -> io::Result<()> {
+pub(crate) fn write_sysctl(path: &Path, value: &str) -> io::Result<()> {
     OpenOptions::new()
         .write(true)
         .open(path)?
@@ -620,6 +620,12 @@ pub struct VethIo {
 }
 
 impl VethIo {
+    /// Frames through `sock` (a [`PacketSocket::open`] on the device that stands for the
+    /// slave: a veth host end, or an ipvtap's TAP, [`crate::vmtap`]).
+    pub(crate) fn new(sock: PacketSocket) -> VethIo {
+        VethIo { sock }
+    }
+
     /// Reads one frame (vnet header first) the slave transmitted; returns its length, at most
     /// `buf.len()`. `WouldBlock` when none is waiting; `EMSGSIZE` for a frame longer than
     /// `buf` (dropped, as a TAP drops one that does not fit the read). A buffer of

@@ -4,6 +4,8 @@
 //!
 //! - [`tap`]: a persistent multiqueue TAP per slave (`IFF_VNET_HDR`), served by the userspace
 //!   data plane.
+//! - [`ipvtap`]: a persistent single-queue TAP in the master's namespace whose descriptor a
+//!   virtual machine monitor holds (the guest is the slave); switched as a veth host end.
 //! - `veth`: a veth pair whose host end the kernel switches with eBPF programs (or, on the
 //!   userspace data plane, that the workers read with a packet socket).
 //!
@@ -14,6 +16,7 @@
 //! (`io::Error::get_ref` reaches them), with their kind and OS error kept, so callers can still
 //! tell "name taken" (`AlreadyExists`) and "out of descriptors" (`EMFILE`) apart.
 
+pub mod ipvtap;
 pub mod tap;
 pub mod veth;
 
@@ -28,6 +31,7 @@ use ipvlan_linux::{NetNs, Tap};
 
 use crate::dataplane::SlaveIo;
 
+pub use ipvtap::IpvtapDevice;
 pub use tap::TapBackend;
 pub use veth::{VethDevice, HOST_END_ALIAS};
 
@@ -45,6 +49,8 @@ pub struct NewDevice<'a> {
     pub mtu: u32,
     /// The userspace data plane reads and writes it (else the eBPF programs switch it).
     pub userspace: bool,
+    /// ipvtap: who may open the TAP without `CAP_NET_ADMIN`.
+    pub tap_owner: Option<crate::proto::TapOwner>,
 }
 
 /// An existing slave's device found after a restart: in namespace `ns` under `name`.
@@ -105,6 +111,7 @@ pub trait SlaveBackend {
 pub enum AnyDevice {
     Tap(Tap),
     Veth(VethDevice),
+    Ipvtap(IpvtapDevice),
 }
 
 macro_rules! each {
@@ -112,6 +119,7 @@ macro_rules! each {
         match $self {
             AnyDevice::Tap($d) => $e,
             AnyDevice::Veth($d) => $e,
+            AnyDevice::Ipvtap($d) => $e,
         }
     };
 }
@@ -193,6 +201,7 @@ impl SlaveBackend for Backends {
         match kind {
             BackendKind::Tap => self.tap.is_some(),
             BackendKind::Veth => true,
+            BackendKind::Ipvtap => self.tap.is_some(),
         }
     }
 
@@ -200,6 +209,7 @@ impl SlaveBackend for Backends {
         match req.kind {
             BackendKind::Tap => Ok(AnyDevice::Tap(self.tap()?.create(req.name)?)),
             BackendKind::Veth => Ok(AnyDevice::Veth(VethDevice::create(req)?)),
+            BackendKind::Ipvtap => Ok(AnyDevice::Ipvtap(IpvtapDevice::create(req)?)),
         }
     }
 
@@ -211,6 +221,7 @@ impl SlaveBackend for Backends {
                 Ok(AnyDevice::Tap(found.ns.run(move || tap.attach(name))??))
             }
             BackendKind::Veth => Ok(AnyDevice::Veth(VethDevice::attach(found)?)),
+            BackendKind::Ipvtap => Ok(AnyDevice::Ipvtap(IpvtapDevice::attach(found)?)),
         }
     }
 

@@ -195,7 +195,7 @@ struct IpvlanRs<'a> {
     backend: Option<&'a str>,
     /// `bpf-tcx`, `bpf-tc` or `user`; `null` from a daemon too old to say.
     datapath: Option<&'a str>,
-    /// Device queues the userspace workers read; `null` for veth slaves.
+    /// Device queues the userspace workers read; `null` for veth and ipvtap slaves.
     queues: Option<u32>,
     /// A veth slave's host end, in the master's namespace; `null` for a TAP.
     host_end: Option<&'a str>,
@@ -232,7 +232,11 @@ fn link<'a>(l: &'a LinkView, opts: &Options) -> Link<'a> {
         address: &l.mac,
         broadcast: "ff:ff:ff:ff:ff:ff",
         linkinfo: opts.details.then(|| LinkInfo {
-            info_kind: "ipvlan",
+            info_kind: if l.backend == "ipvtap" {
+                "ipvtap"
+            } else {
+                "ipvlan"
+            },
             info_data: InfoData {
                 mode: l.mode.to_string(),
                 bridge: flag == "bridge",
@@ -260,7 +264,8 @@ fn link<'a>(l: &'a LinkView, opts: &Options) -> Link<'a> {
             netns: l.netns.as_deref(),
             backend: non_empty(&l.backend),
             datapath: non_empty(&l.datapath),
-            queues: (l.backend != "veth" && l.queues > 0).then_some(l.queues),
+            queues: (l.backend != "veth" && l.backend != "ipvtap" && l.queues > 0)
+                .then_some(l.queues),
             host_end: l.host_end.as_deref(),
             spoofchk: l.spoofchk,
             router: l.router,

@@ -41,6 +41,17 @@ pub enum RequestError {
     /// Asked for something this port or machine cannot do (the message says what instead).
     #[error("{0}")]
     Unsupported(String),
+    /// `address add` of an address another slave of the port (or this one) has: the kernel's
+    /// words (`ipvlan_addr_busy`, `EADDRINUSE`).
+    #[error("Address already assigned to an ipvlan device. ({addr} is slave \"{owner}\"'s)")]
+    AddressAssigned {
+        addr: std::net::IpAddr,
+        owner: String,
+    },
+    /// `address add|del` on a slave that is not an ipvtap: its addresses are learnt from its
+    /// namespace.
+    #[error("{name} is a {kind} slave: its addresses are learnt from its namespace; use `ip address add|del … dev {name}` there (ipvlan address is for ipvtap slaves, whose addresses live in their guests)")]
+    NotIpvtap { name: String, kind: &'static str },
     /// Creating the slave's device failed.
     #[error("creating {} device {name}: {source}{}", kind.to_uppercase(), emfile_hint(.source))]
     CreateDevice {
@@ -93,6 +104,7 @@ impl RequestError {
             RequestError::Port(P::SlaveExists(_) | P::AddressInUse { .. } | P::TooManySlaves)
             | RequestError::SlaveExists(_)
             | RequestError::NameTaken(_)
+            | RequestError::AddressAssigned { .. }
             | RequestError::MasterBusy { .. } => ErrorKind::Conflict,
             RequestError::Port(
                 P::NoSuchSlave(_) | P::NoSuchSlaveId(_) | P::AddressNotAssigned { .. },
@@ -107,6 +119,7 @@ impl RequestError {
             | RequestError::Config(_)
             | RequestError::NotEthernet(_)
             | RequestError::NoMac(_)
+            | RequestError::NotIpvtap { .. }
             | RequestError::Unsupported(_) => ErrorKind::Invalid,
             RequestError::CreateDevice { .. }
             | RequestError::Netfilter(_)

@@ -303,6 +303,7 @@ impl Daemon {
         for p in self.ports.values_mut() {
             p.resync_datapath();
             p.sync_hostreach();
+            p.warn_foreign_mac();
             if let Err(e) = p.sync_netfilter(&self.backend) {
                 problems.push(e);
             }

@@ -97,6 +97,9 @@ pub struct SlaveState {
     /// the user made, and in state files from before attachments.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub attachment: Option<Attachment>,
+    /// An ipvtap slave's addresses, as `ipvlan address add` gave them.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub addresses: Vec<std::net::IpAddr>,
 }
 
 /// What loading found.
@@ -341,6 +344,9 @@ impl Daemon {
             .ok_or_else(|| RequestError::NoDevice(format!("ifindex {master}")))?;
         let kind = if link.kind.as_deref() == Some("veth") {
             BackendKind::Veth
+        } else if ns.id() == self.ns.id() && !multiqueue_tap(&link.name) {
+            // A TAP slave is multiqueue-capable; an ipvtap's TAP (the VMM's) is not.
+            BackendKind::Ipvtap
         } else {
             BackendKind::Tap
         };
@@ -360,8 +366,10 @@ impl Daemon {
             router: false,
             owned: Vec::new(),
             backend: kind,
-            // Not kept on the device: a slave missing from the state file loses it.
+            // Not kept on the device: a slave missing from the state file loses it (and an
+            // ipvtap its addresses).
             attachment: None,
+            addresses: Vec::new(),
         };
         let userspace = !self
             .ports
@@ -525,6 +533,15 @@ impl Daemon {
     }
 }
 
+/// Whether the TUN device `name` of the daemon's namespace was made with `IFF_MULTI_QUEUE`
+/// (`/sys/class/net/NAME/tun_flags`, hex); `true` when that cannot be read.
+fn multiqueue_tap(name: &str) -> bool {
+    fs::read_to_string(format!("/sys/class/net/{name}/tun_flags"))
+        .ok()
+        .and_then(|v| u32::from_str_radix(v.trim().trim_start_matches("0x"), 16).ok())
+        .is_none_or(|f| f & 0x0100 != 0) // IFF_MULTI_QUEUE, <linux/if_tun.h>
+}
+
 /// Finds the device whose alias names the slave `alias` (its identity, in either form of
 /// alias, `slave::alias_identity`) in any namespace: (namespace, current name).
 fn locate(namespaces: &[NetNs], alias: &str) -> Option<(NetNs, String)> {
@@ -578,6 +595,7 @@ mod tests {
                         container_id: "c0ffee".into(),
                         ifname: "eth0".into(),
                     }),
+                    addresses: vec!["2001:db8::7".parse().unwrap()],
                 }],
             }],
         };
@@ -649,6 +667,7 @@ mod tests {
                     container_id: "c0ffee".into(),
                     ifname: "eth0".into(),
                 }),
+                addresses: Vec::new(),
             }],
         });
         save(&d, &st).unwrap();

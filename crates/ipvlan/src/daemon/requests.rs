@@ -12,7 +12,9 @@ use super::port::{PortPlan, PortRuntime, SlaveSpec};
 use super::DatapathChoice;
 use super::{Daemon, SlaveKey};
 use crate::backend::{BackendKind, HOST_END_ALIAS};
-use crate::proto::{LinkAdd, LinkDel, LinkSet, LinkShow, MonitorDrops, Request, Response};
+use crate::proto::{
+    AddressChange, LinkAdd, LinkDel, LinkSet, LinkShow, MonitorDrops, Request, Response,
+};
 
 fn ok(notes: Vec<String>) -> Response {
     Response::Ok {
@@ -31,7 +33,25 @@ impl Daemon {
             Request::LinkSet(r) => self.link_set(r),
             Request::LinkShow(r) => self.link_show(&r),
             Request::MonitorDrops(r) => self.monitor_drops(&r),
+            Request::AddressAdd(r) => self.address_change(&r, true),
+            Request::AddressDel(r) => self.address_change(&r, false),
         }
+    }
+
+    /// `address add|del ADDR dev NAME`: an ipvtap slave's guest's address.
+    fn address_change(&mut self, req: &AddressChange, add: bool) -> Result<Response, RequestError> {
+        let (master, id) = self.find_by_name(&req.dev)?;
+        let port = self
+            .ports
+            .get_mut(&master)
+            .ok_or_else(|| RequestError::NoDevice(req.dev.clone()))?;
+        if add {
+            port.address_add(id, req.address)?;
+        } else {
+            port.address_del(id, req.address)?;
+        }
+        self.state_dirty = true;
+        Ok(ok(Vec::new()))
     }
 
     /// `monitor drops`: accepted when its `dev` is a slave or a master of a port; the
@@ -98,6 +118,11 @@ impl Daemon {
                 .ok_or_else(|| RequestError::NoDevice(req.master.clone()))?,
             None => master,
         };
+        if req.tap_owner.is_some() && req.backend != Some(BackendKind::Ipvtap) {
+            return Err(RequestError::Unsupported(
+                "\"user\" and \"group\" are settings of type ipvtap (who may open its TAP)".into(),
+            ));
+        }
         let carrier = master.up && master.carrier.unwrap_or(true);
         let spec = SlaveSpec {
             name,
@@ -109,6 +134,7 @@ impl Daemon {
             spoofchk: req.spoofchk.unwrap_or(false),
             backend: req.backend,
             attachment: req.attachment,
+            tap_owner: req.tap_owner,
         };
         let mut fell_back = false;
         let port = match self.ports.entry(master.index) {

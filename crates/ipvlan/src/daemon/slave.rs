@@ -149,6 +149,12 @@ pub struct SlaveRuntime<D = Tap> {
     /// The container attachment the slave was made for (`LinkAdd.attachment`, from the CNI or
     /// netavark plugin); `None` for a slave the user made. Persisted and shown by `link show`.
     pub attachment: Option<Attachment>,
+    /// An ipvtap slave's addresses, as `ipvlan address add` gave them (its guest's, which the
+    /// daemon cannot see). Persisted; empty for other slaves, whose addresses are learnt.
+    pub manual: BTreeSet<IpAddr>,
+    /// The `foreign_source_mac` drops when they were last looked at (an ipvtap guest with
+    /// another MAC than the master's is warned about once, when they start).
+    pub foreign_mac_drops: u64,
 }
 
 impl<D: SlaveDevice> SlaveRuntime<D> {
@@ -166,6 +172,8 @@ impl<D: SlaveDevice> SlaveRuntime<D> {
             configured: BTreeSet::new(),
             ipv6_pending: false,
             attachment: None,
+            manual: BTreeSet::new(),
+            foreign_mac_drops: 0,
         }
     }
 
@@ -189,9 +197,19 @@ impl<D: SlaveDevice> SlaveRuntime<D> {
         self.device.kind()
     }
 
-    /// A veth slave's host end's name (`None` for TAP slaves).
+    /// A veth slave's host end's name (`None` for TAP slaves, and for ipvtap slaves, whose
+    /// TAP is its own host end).
     pub fn host_end(&self) -> Option<String> {
+        if self.is_ipvtap() {
+            return None;
+        }
         self.device.host_end().map(|(name, _)| name)
+    }
+
+    /// Whether the slave is a VM's NIC behind an ipvtap: its addresses are given by `ipvlan
+    /// address add`, never learnt from the device.
+    pub fn is_ipvtap(&self) -> bool {
+        self.device.kind() == crate::backend::BackendKind::Ipvtap
     }
 
     /// Queues the data plane reads.
@@ -243,6 +261,10 @@ impl<D: SlaveDevice> SlaveRuntime<D> {
     /// namespace's defaults. Errors are logged; the kernel refuses a token on NOARP (l3)
     /// slaves, which take no router advertisements anyway, and where RAs are not accepted.
     pub fn ensure_ipv6_identity(&self, ll: Ipv6Addr, mac: MacAddr) {
+        if self.is_ipvtap() {
+            // The slave is the guest, whose addresses are its own; the TAP has none.
+            return;
+        }
         let index = self.ifindex;
         let iid = u128::from(ll) & u128::from(u64::MAX);
         let token = Ipv6Addr::from(iid);

@@ -268,7 +268,12 @@ pub(super) fn from_slave<D: SlaveIo, M: MasterIo, H: HostIo>(
             // Whatever it wrote, a slave's frame asserts only the master's L2 identity: in the
             // Ethernet header and inside ARP and NDP (`ipvlan_core::identity`).
             let mac = sh.port.master().mac;
-            assert_master_identity(&mut whole[VNET..], mac, hdr.needs_csum());
+            // But a frame of an ipvtap guest with another source MAC is dropped as such
+            // (`foreign_source_mac`, core `decide_tx`): the rewrite would hide it.
+            let guarded = sh.port.slave(from).is_some_and(|s| s.mac_guard());
+            if !(guarded && whole.get(VNET + 6..VNET + 12).is_some_and(|m| m != mac.0)) {
+                assert_master_identity(&mut whole[VNET..], mac, hdr.needs_csum());
+            }
             match sh.port.handle_tx(from, &whole[VNET..], meta) {
                 TxAction::Deliver(to) => target(&mut sh, to, &whole[VNET..]),
                 TxAction::Transmit { src_mac } => Out::Master(src_mac),

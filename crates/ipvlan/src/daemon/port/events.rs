@@ -151,6 +151,8 @@ impl<B: SlaveBackend> PortRuntime<B> {
             return Ok(());
         };
         let name = rt.current_name()?;
+        // An ipvtap's TAP keeps a MAC of its own: the master's is the guest's.
+        let ipvtap = rt.is_ipvtap();
         let (mac, ll, mtu) = {
             let port = self.dp.port();
             (
@@ -192,7 +194,7 @@ impl<B: SlaveBackend> PortRuntime<B> {
                 &LinkChange {
                     addrgen_none: eui64,
                     alias: Some(alias),
-                    mac: link.mac.filter(|m| *m != mac).map(|_| mac),
+                    mac: link.mac.filter(|m| *m != mac && !ipvtap).map(|_| mac),
                     ..LinkChange::default()
                 },
             )?;
@@ -201,7 +203,7 @@ impl<B: SlaveBackend> PortRuntime<B> {
         })??;
         rt.nsid = nsid;
         rt.ifindex = link.index;
-        self.dp.set_local(id, nsid.is_none());
+        self.dp.set_local(id, nsid.is_none() && !ipvtap);
         if nsid.is_none() {
             rt.pinned = false;
         }
@@ -228,6 +230,7 @@ impl<B: SlaveBackend> PortRuntime<B> {
         for a in &addrs {
             self.learn_address(id, a);
         }
+        self.reclaim_manual(id);
         // What it held before the move and does not hold now goes to the next claimant.
         self.pass_on(&released);
         if link.up {
@@ -245,6 +248,11 @@ impl<B: SlaveBackend> PortRuntime<B> {
     /// claim keeps its place in line however often the kernel reports the address again
     /// (lifetimes, DAD). An address whose DAD failed is no claim: the stack will not use it.
     pub fn learn_address(&mut self, id: SlaveId, a: &LinkAddr) {
+        if self.slaves.get(&id).is_some_and(|rt| rt.is_ipvtap()) {
+            // Addresses on an ipvtap's TAP are the host's, not the guest's: the guest's are
+            // given by `ipvlan address add` (`PortRuntime::address_add`).
+            return;
+        }
         if a.dad_failed {
             self.forget_address(id, a);
             return;
@@ -296,6 +304,9 @@ impl<B: SlaveBackend> PortRuntime<B> {
     /// An address went away from a slave (or failed DAD). The slave still holds the IP while
     /// it is configured with another prefix length.
     pub fn forget_address(&mut self, id: SlaveId, a: &LinkAddr) {
+        if self.slaves.get(&id).is_some_and(|rt| rt.is_ipvtap()) {
+            return;
+        }
         let addr = a.addr;
         let Some(rt) = self.slaves.get_mut(&id) else {
             return;

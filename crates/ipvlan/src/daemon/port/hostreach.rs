@@ -65,6 +65,7 @@ impl<B: SlaveBackend> PortRuntime<B> {
                                 spoofchk: false,
                                 backend: None,
                                 attachment: None,
+                                tap_owner: None,
                             },
                             backend,
                             instance,

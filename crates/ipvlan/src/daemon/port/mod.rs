@@ -9,6 +9,7 @@
 //! - `netfilter`: keeping the master's nftables state and the l3s sink in step with the port;
 //! - `view`: `link show` and the persisted form.
 
+mod addresses;
 mod events;
 pub mod hostreach;
 mod netfilter;
@@ -71,6 +72,8 @@ pub struct SlaveSpec {
     pub backend: Option<BackendKind>,
     /// The container attachment the slave is made for (CNI/netavark plugin), kept with it.
     pub attachment: Option<Attachment>,
+    /// ipvtap: who may open the TAP.
+    pub tap_owner: Option<crate::proto::TapOwner>,
 }
 
 /// Which data path a new port gets (the daemon decides, `Daemon::plan_port`).
@@ -249,6 +252,8 @@ impl<B: SlaveBackend> PortRuntime<B> {
         // Guarded from its first frame: set before the device exists.
         dp.port().set_source_guard(id, spec.spoofchk)?;
         let kind = self.backend_for(spec.backend, backend)?;
+        // An ipvtap guest's NIC must carry the master's MAC, which only its VMM can give it.
+        dp.port().set_mac_guard(id, kind == BackendKind::Ipvtap)?;
         let device = backend
             .create(&NewDevice {
                 kind,
@@ -258,6 +263,7 @@ impl<B: SlaveBackend> PortRuntime<B> {
                 mac,
                 mtu,
                 userspace: !dp.kind().is_bpf(),
+                tap_owner: spec.tap_owner,
             })
             .map_err(|source| RequestError::CreateDevice {
                 kind: kind.name(),
@@ -342,7 +348,9 @@ impl<B: SlaveBackend> PortRuntime<B> {
         if !backend.can_make(kind) {
             return Err(RequestError::Unsupported(format!(
                 "this machine cannot make {kind} slaves{}",
-                if kind == BackendKind::Tap {
+                if kind == BackendKind::Ipvtap {
+                    " (no /dev/net/tun)"
+                } else if kind == BackendKind::Tap {
                     " (no /dev/net/tun): use backend veth"
                 } else {
                     ""
@@ -408,6 +416,7 @@ impl<B: SlaveBackend> PortRuntime<B> {
             let mut port = dp.port();
             port.set_source_guard(id, saved.spoofchk)?;
             port.set_router(id, saved.router)?;
+            port.set_mac_guard(id, saved.backend == BackendKind::Ipvtap)?;
             // What it owned stays its own against slaves restored before it; its resync
             // releases whatever it no longer has.
             for a in &saved.owned {
@@ -417,6 +426,7 @@ impl<B: SlaveBackend> PortRuntime<B> {
         let mut rt = SlaveRuntime::new(name, saved.alias.clone(), Arc::new(device), carrier);
         rt.pinned = pinned;
         rt.attachment = saved.attachment.clone();
+        rt.manual = saved.addresses.iter().copied().collect();
         bring_up(dp, &mut self.slaves, id, rt, mac, Origin::Restored)?;
         undo_core.disarm();
         self.netfilter_dirty = true;
@@ -688,7 +698,12 @@ fn bring_up<D: SlaveDevice + crate::dataplane::SlaveIo + 'static>(
     dp.add_slave(id, device)
         .map_err(RequestError::system("serving the new slave"))?;
     // A new device starts in the daemon's namespace; a restored one is placed by its resync.
-    dp.set_local(id, origin == Origin::Created || !rt.pinned);
+    // An ipvtap's guest is in a machine of its own (its TAP is delivered to without a peer
+    // all the same: `mac_guard`).
+    dp.set_local(
+        id,
+        !rt.is_ipvtap() && (origin == Origin::Created || !rt.pinned),
+    );
     slaves.insert(id, rt);
     Ok(())
 }

@@ -73,6 +73,7 @@ impl<B: SlaveBackend> PortRuntime<B> {
                         owned: port.addresses(s.id()).to_vec(),
                         backend: rt.kind(),
                         attachment: rt.attachment.clone(),
+                        addresses: rt.manual.iter().copied().collect(),
                     })
                 })
                 .collect(),
