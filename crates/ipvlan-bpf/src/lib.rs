@@ -176,7 +176,7 @@ pub struct SlaveEntry {
 }
 
 const PROGRAMS: [&str; 2] = ["from_slave", "from_master"];
-const MAPS: [&str; 13] = [
+const MAPS: [&str; 14] = [
     "config",
     "slaves",
     "host_slave",
@@ -190,6 +190,7 @@ const MAPS: [&str; 13] = [
     "mon_on",
     "mon_ring",
     "mon_budget",
+    "dhcp_xids",
 ];
 
 fn prog_pin(dir: &Path, name: &str) -> PathBuf {
@@ -361,6 +362,7 @@ struct Maps {
     slave_stats: Map,
     port_stats: Map,
     trace: Map,
+    dhcp_xids: Map,
 }
 
 /// One loaded instance of the programs and maps, for one port.
@@ -368,7 +370,7 @@ struct Maps {
 /// Pin layout under `pin_dir` (a bpffs directory): `prog_from_slave`, `prog_from_master`,
 /// `map_<name>` for every map (`config`, `slaves`, `host_slave`, `addrs`, `fanout`,
 /// `slave_stats`, `port_stats`, `mc_bucket`, `trace`, `routed`, and the drop monitor's `mon_on`,
-/// `mon_ring`, `mon_budget`), and `link_<ifindex>` for every tcx link.
+/// `mon_ring`, `mon_budget`, and `dhcp_xids`), and `link_<ifindex>` for every tcx link.
 /// Dropping the value closes its descriptors only: the pins keep programs, maps and links, so
 /// forwarding continues; [`PortProgram::open_pinned`] adopts them again and
 /// [`PortProgram::remove`] takes everything down.
@@ -472,6 +474,7 @@ impl PortProgram {
                 slave_stats: map("slave_stats")?,
                 port_stats: map("port_stats")?,
                 trace: map("trace")?,
+                dhcp_xids: map("dhcp_xids")?,
             },
             clsact: false,
             master: None,
@@ -861,10 +864,41 @@ impl PortProgram {
                     .map_err(map_err("slave_stats"))?;
             let _ = s.remove(&key);
         }
+        self.forget_dhcp_xids(key)?;
         if old.flags & maps::SLAVE_SAME_NS != 0 {
             self.update_has_local()?;
         }
         Ok(())
+    }
+
+    /// Deletes the DHCP transactions (`dhcp_xids`) of slave `key`: its id may be given to a
+    /// new slave, which must not get replies meant for the old one.
+    fn forget_dhcp_xids(&mut self, key: u32) -> Result<(), BpfError> {
+        let mut m: HashMap<_, u32, maps::DhcpXid> =
+            HashMap::try_from(&mut self.maps.dhcp_xids).map_err(map_err("dhcp_xids"))?;
+        let stale: Vec<u32> = m
+            .iter()
+            .filter_map(Result::ok)
+            .filter(|(_, v)| v.slave == key)
+            .map(|(k, _)| k)
+            .collect();
+        for k in stale {
+            let _ = m.remove(&k);
+        }
+        Ok(())
+    }
+
+    /// The DHCP transactions the programs remember (`dhcp_xids`): `(xid, slave id)`, the xid
+    /// as the big-endian number on the wire, in no particular order.
+    ///
+    /// Errors: [`BpfError::Map`].
+    pub fn dhcp_xids(&self) -> Result<Vec<(u32, u16)>, BpfError> {
+        let m: HashMap<_, u32, maps::DhcpXid> =
+            HashMap::try_from(&self.maps.dhcp_xids).map_err(map_err("dhcp_xids"))?;
+        Ok(m.iter()
+            .filter_map(Result::ok)
+            .map(|(k, v)| (u32::from_be(k), v.slave as u16))
+            .collect())
     }
 
     /// Maps `addr` to slave `id` (replacing an earlier owner: the daemon's address table

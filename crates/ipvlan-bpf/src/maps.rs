@@ -107,6 +107,7 @@ pub struct SlaveCtr {
     pub tx_errors: u64,
     pub tx_dropped: [u64; NREASONS],
     pub rx_dropped: [u64; NREASONS],
+    pub rx_dhcp_steered: u64,
 }
 
 /// `struct port_ctr` (per-CPU map `port_stats`).
@@ -123,6 +124,17 @@ pub struct PortCtr {
     pub clone_failed: u64,
     pub fib_fallback: u64,
     pub fanout_cut: u64,
+    pub dhcp_xid_taken: u64,
+}
+
+/// `struct dhcp_xid` (map `dhcp_xids`, keyed by the xid as loaded from the frame, `u32`).
+#[repr(C)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct DhcpXid {
+    pub slave: u32,
+    pub pad: u32,
+    /// `bpf_ktime_get_ns` of the last request with this xid.
+    pub ts: u64,
 }
 
 /// `struct trace` (per-CPU map `trace`).
@@ -170,6 +182,8 @@ unsafe impl aya::Pod for AddrKey {}
 unsafe impl aya::Pod for SlaveCtr {}
 // SAFETY: as above.
 unsafe impl aya::Pod for PortCtr {}
+// SAFETY: as above.
+unsafe impl aya::Pod for DhcpXid {}
 // SAFETY: as above (ts, then 8 + 256 u32: 1064 bytes).
 unsafe impl aya::Pod for TraceV {}
 
@@ -193,6 +207,7 @@ impl SlaveCtr {
             self.tx_dropped[i] += o.tx_dropped[i];
             self.rx_dropped[i] += o.rx_dropped[i];
         }
+        self.rx_dhcp_steered += o.rx_dhcp_steered;
     }
 
     pub fn to_core(&self) -> SlaveCounters {
@@ -205,6 +220,7 @@ impl SlaveCtr {
             tx_errors: self.tx_errors,
             tx_dropped: drops(&self.tx_dropped),
             rx_dropped: drops(&self.rx_dropped),
+            rx_dhcp_steered: self.rx_dhcp_steered,
         }
     }
 }
@@ -223,6 +239,7 @@ impl PortCtr {
         self.clone_failed += o.clone_failed;
         self.fib_fallback += o.fib_fallback;
         self.fanout_cut += o.fanout_cut;
+        self.dhcp_xid_taken += o.dhcp_xid_taken;
     }
 
     pub fn to_core(&self) -> PortCounters {
@@ -234,6 +251,7 @@ impl PortCtr {
             tx_bytes: self.tx_bytes,
             to_host_stack: self.to_host_stack,
             dropped: drops(&self.dropped),
+            dhcp_xid_taken: self.dhcp_xid_taken,
         }
     }
 }
@@ -247,8 +265,9 @@ mod tests {
         assert_eq!(std::mem::size_of::<PortCfg>(), 28);
         assert_eq!(std::mem::size_of::<SlaveV>(), 12);
         assert_eq!(std::mem::size_of::<AddrKey>(), 20);
-        assert_eq!(std::mem::size_of::<SlaveCtr>(), (6 + 32) * 8);
-        assert_eq!(std::mem::size_of::<PortCtr>(), (6 + 16 + 3) * 8);
+        assert_eq!(std::mem::size_of::<SlaveCtr>(), (6 + 32 + 1) * 8);
+        assert_eq!(std::mem::size_of::<PortCtr>(), (6 + 16 + 3 + 1) * 8);
+        assert_eq!(std::mem::size_of::<DhcpXid>(), 16);
         assert_eq!(std::mem::size_of::<TraceV>(), 8 + 8 * 4 + 4 * FANOUT_MAX);
     }
 

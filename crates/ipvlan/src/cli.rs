@@ -798,6 +798,9 @@ fn render(l: &LinkView, opts: &Options) -> String {
                 .collect();
             s.push_str(&format!("    drops: {}\n", d.join(", ")));
         }
+        if t.dhcp_steered > 0 {
+            s.push_str(&format!("    dhcp replies steered: {}\n", t.dhcp_steered));
+        }
         if t.address_conflicts > 0 {
             s.push_str(&format!("    address conflicts: {}\n", t.address_conflicts));
         }

@@ -246,6 +246,14 @@ pub struct Stats {
     pub drops: Vec<Drop>,
     /// Address claims refused because another slave owned the address.
     pub address_conflicts: u64,
+    /// DHCPv4 replies delivered to the slave by their transaction id (docs/dhcp.md); absent
+    /// while zero (and from older daemons).
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub dhcp_steered: u64,
+}
+
+fn is_zero(n: &u64) -> bool {
+    *n == 0
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

@@ -144,6 +144,8 @@ struct Shared<D> {
     routed: worker::RecentPackets,
     /// Bounds the ICMP errors sent for l3/l3s egress too big for the master.
     answers: ipvlan_core::pmtu::AnswerLimiter,
+    /// The client identifiers of the slaves' DHCP requests, for the shared-lease warning.
+    client_ids: ipvlan_core::dhcp::ClientIdWatch,
 }
 
 impl<D> Shared<D> {
@@ -156,6 +158,7 @@ impl<D> Shared<D> {
             local: std::collections::HashSet::new(),
             routed: worker::RecentPackets::default(),
             answers: ipvlan_core::pmtu::AnswerLimiter::default(),
+            client_ids: ipvlan_core::dhcp::ClientIdWatch::default(),
         }
     }
 }
@@ -290,6 +293,7 @@ where
             let mut sh = lock(&self.shared);
             sh.backlog.forget_slave(id);
             sh.local.remove(&id);
+            sh.client_ids.forget_slave(id);
             sh.devs.remove(&id)
         };
         if let Some(d) = &dev {

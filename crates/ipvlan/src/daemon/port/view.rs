@@ -147,5 +147,6 @@ fn stats(c: &SlaveCounters, address_conflicts: u64) -> Stats {
             })
             .collect(),
         address_conflicts,
+        dhcp_steered: c.rx_dhcp_steered,
     }
 }
