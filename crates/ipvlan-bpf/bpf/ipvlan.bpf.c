@@ -257,6 +257,25 @@ struct {
 	__type(value, struct dhcp_xid);
 } dhcp_xids SEC(".maps");
 
+// The options of each slave's latest DHCP request (l2), for the daemon's warning about client
+// identifiers (ipvlan_core::dhcp::ClientIdWatch): the daemon creates each slave's entry, the
+// program fills it; `seq` is odd while it writes.
+#define DHCP_SNAP 256
+
+struct dhcp_req {
+	__u64 seq;
+	__u32 len;       // option bytes copied, at most DHCP_SNAP
+	__u32 truncated; // more options followed
+	__u8 opts[DHCP_SNAP];
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, FANOUT_MAX);
+	__type(key, __u32); // slave id
+	__type(value, struct dhcp_req);
+} dhcp_reqs SEC(".maps");
+
 // ---- drop monitor (`ipvlan monitor drops`, crates/ipvlan/src/monitor) ------------------------
 // While mon_on[0] is non-zero (a watcher exists; the daemon sets it), each drop's first
 // MON_SNAP bytes go to mon_ring, at most MON_RATE a second per CPU (mon_budget; the rest are
@@ -802,7 +821,7 @@ static __always_inline int to_slave(struct slave *s)
 // op `op`, at least DHCP_FIXED_LEN bytes of UDP payload within the total length. 1 and the
 // xid in `*xid` if so.
 static __always_inline int dhcp_msg(struct __sk_buff *skb, struct pkt *p, __u16 sport,
-				    __u16 dport, __u8 op, __u32 *xid)
+				    __u16 dport, __u8 op, __u32 *xid, __u32 *opt_off, __u32 *opt_len)
 {
 	__u8 ip[20];
 	__u8 u[16];
@@ -823,7 +842,32 @@ static __always_inline int dhcp_msg(struct __sk_buff *skb, struct pkt *p, __u16 
 	if (((__u16)u[0] << 8 | u[1]) != sport || ((__u16)u[2] << 8 | u[3]) != dport || u[8] != op)
 		return 0;
 	__builtin_memcpy(xid, u + 12, 4);
+	*opt_off = 14 + hl + 8 + DHCP_FIXED_LEN;
+	*opt_len = total - (hl + 8 + DHCP_FIXED_LEN);
 	return 1;
+}
+
+// Copies the options of slave `from`'s DHCP request (`len` bytes at `off`) into its dhcp_reqs
+// entry. A global function: verified once.
+__attribute__((noinline)) int dhcp_snap(struct __sk_buff *skb, __u32 from, __u32 off, __u32 len)
+{
+	struct dhcp_req *r = bpf_map_lookup_elem(&dhcp_reqs, &from);
+	__u64 n = len & 0xffff; // 64 bits wide: the bounds checked are the helper's argument's
+
+	if (!r)
+		return 0;
+	if (n > DHCP_SNAP)
+		n = DHCP_SNAP;
+	// Keep the clamped value in the register the helper gets (the compiler would otherwise
+	// pass `len` and select), and bound it there for the verifier.
+	asm volatile("" : "+r"(n));
+	r->seq++;
+	r->truncated = len > DHCP_SNAP;
+	if (n == 0 || n > DHCP_SNAP || bpf_skb_load_bytes(skb, off, r->opts, n) < 0)
+		n = 0;
+	r->len = n;
+	r->seq++;
+	return 0;
 }
 
 // Port::note_dhcp_request: l2, a DHCP request `from` sends out is remembered by its xid; a
@@ -832,10 +876,11 @@ static __always_inline void dhcp_note_request(struct __sk_buff *skb, struct port
 					      struct pkt *p, __u32 from, struct port_ctr *pc)
 {
 	struct dhcp_xid v = {}, *old;
-	__u32 xid;
+	__u32 xid, off, len;
 
-	if (c->mode != MODE_L2 || !dhcp_msg(skb, p, 68, 67, 1, &xid))
+	if (c->mode != MODE_L2 || !dhcp_msg(skb, p, 68, 67, 1, &xid, &off, &len))
 		return;
+	dhcp_snap(skb, from, off, len);
 	v.slave = from;
 	v.ts = bpf_ktime_get_ns();
 	old = bpf_map_lookup_elem(&dhcp_xids, &xid);
@@ -851,10 +896,10 @@ static __always_inline __u32 dhcp_reply_for(struct __sk_buff *skb, struct pkt *p
 {
 	struct dhcp_xid *v;
 	struct slave *s;
-	__u32 xid, id;
+	__u32 xid, id, off, len;
 
 	*entry = 0;
-	if (!dhcp_msg(skb, p, 67, 68, 2, &xid))
+	if (!dhcp_msg(skb, p, 67, 68, 2, &xid, &off, &len))
 		return 0;
 	v = bpf_map_lookup_elem(&dhcp_xids, &xid);
 	if (!v || bpf_ktime_get_ns() - v->ts >= DHCP_XID_TTL_NS)

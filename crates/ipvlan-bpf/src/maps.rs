@@ -137,6 +137,34 @@ pub struct DhcpXid {
     pub ts: u64,
 }
 
+/// Option bytes of a DHCP request the programs copy (`DHCP_SNAP`).
+pub const DHCP_SNAP: usize = 256;
+
+/// `struct dhcp_req` (map `dhcp_reqs`, keyed by slave id as `u32`): the options of the slave's
+/// latest DHCP request.
+#[repr(C)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DhcpReq {
+    /// Bumped before and after each copy: odd while the program writes.
+    pub seq: u64,
+    /// Option bytes in `opts`.
+    pub len: u32,
+    /// Non-zero: more options followed than `opts` holds.
+    pub truncated: u32,
+    pub opts: [u8; DHCP_SNAP],
+}
+
+impl Default for DhcpReq {
+    fn default() -> DhcpReq {
+        DhcpReq {
+            seq: 0,
+            len: 0,
+            truncated: 0,
+            opts: [0; DHCP_SNAP],
+        }
+    }
+}
+
 /// `struct trace` (per-CPU map `trace`).
 #[repr(C)]
 #[derive(Debug, Clone, Copy)]
@@ -184,6 +212,8 @@ unsafe impl aya::Pod for SlaveCtr {}
 unsafe impl aya::Pod for PortCtr {}
 // SAFETY: as above.
 unsafe impl aya::Pod for DhcpXid {}
+// SAFETY: as above (8 + 4 + 4 + 256 bytes).
+unsafe impl aya::Pod for DhcpReq {}
 // SAFETY: as above (ts, then 8 + 256 u32: 1064 bytes).
 unsafe impl aya::Pod for TraceV {}
 
@@ -268,6 +298,7 @@ mod tests {
         assert_eq!(std::mem::size_of::<SlaveCtr>(), (6 + 32 + 1) * 8);
         assert_eq!(std::mem::size_of::<PortCtr>(), (6 + 16 + 3 + 1) * 8);
         assert_eq!(std::mem::size_of::<DhcpXid>(), 16);
+        assert_eq!(std::mem::size_of::<DhcpReq>(), 16 + DHCP_SNAP);
         assert_eq!(std::mem::size_of::<TraceV>(), 8 + 8 * 4 + 4 * FANOUT_MAX);
     }
 

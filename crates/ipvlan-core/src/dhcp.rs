@@ -96,23 +96,10 @@ impl<'a> Message<'a> {
     /// time it occurs; `None` when absent or cut off. Options in `file`/`sname` (overload,
     /// option 52) are not searched.
     pub fn option(&self, code: u8) -> Option<&'a [u8]> {
-        let o = self.options;
-        let mut i = 0;
-        while i < o.len() {
-            match o[i] {
-                0 => i += 1,
-                255 => return None,
-                c => {
-                    let len = usize::from(*o.get(i + 1)?);
-                    let value = o.get(i + 2..i + 2 + len)?;
-                    if c == code {
-                        return Some(value);
-                    }
-                    i += 2 + len;
-                }
-            }
+        match find_option(self.options, code) {
+            Found::Value(v) => Some(v),
+            Found::Absent | Found::CutOff => None,
         }
-        None
     }
 
     /// The message type (option 53).
@@ -124,6 +111,41 @@ impl<'a> Message<'a> {
     pub fn client_id(&self) -> Option<&'a [u8]> {
         self.option(61)
     }
+}
+
+/// What [`find_option`] found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Found<'a> {
+    Value(&'a [u8]),
+    /// The end option (255), or the exact end of the bytes, came first.
+    Absent,
+    /// The bytes end inside an option: what follows is unknown.
+    CutOff,
+}
+
+/// Searches DHCP options (RFC 2132 §2: pad 0 and end 255 are single bytes, every other
+/// option is code, length, value) for the first `code`.
+pub fn find_option(o: &[u8], code: u8) -> Found<'_> {
+    let mut i = 0;
+    while i < o.len() {
+        match o[i] {
+            0 => i += 1,
+            255 => return Found::Absent,
+            c => {
+                let Some(&len) = o.get(i + 1) else {
+                    return Found::CutOff;
+                };
+                let Some(value) = o.get(i + 2..i + 2 + usize::from(len)) else {
+                    return Found::CutOff;
+                };
+                if c == code {
+                    return Found::Value(value);
+                }
+                i += 2 + usize::from(len);
+            }
+        }
+    }
+    Found::Absent
 }
 
 /// One remembered transaction: who sent it, and when last (ns).
@@ -238,12 +260,33 @@ impl ClientIdWatch {
         msg: &Message<'_>,
         now: u64,
     ) -> Option<ClientIdProblem> {
-        if msg.direction != Direction::Request
-            || !matches!(msg.message_type(), Some(DISCOVER | REQUEST))
-        {
+        if msg.direction != Direction::Request {
             return None;
         }
-        let cid = msg.client_id();
+        self.check_options(slave, msg.options, false, now)
+    }
+
+    /// [`Self::check`] on the options of a request alone (what the eBPF programs copy for the
+    /// daemon, map `dhcp_reqs`): `truncated` says more options followed than `options` holds,
+    /// so a client id not found in them is not known to be missing (nothing is said then).
+    pub fn check_options(
+        &mut self,
+        slave: SlaveId,
+        options: &[u8],
+        truncated: bool,
+        now: u64,
+    ) -> Option<ClientIdProblem> {
+        let Found::Value(&[kind, ..]) = find_option(options, 53) else {
+            return None;
+        };
+        if !matches!(kind, DISCOVER | REQUEST) {
+            return None;
+        }
+        let cid = match find_option(options, 61) {
+            Found::Value(v) => Some(v),
+            Found::Absent if !truncated => None,
+            Found::Absent | Found::CutOff => return None,
+        };
         let problem = match cid {
             None => Some(ClientIdProblem::Missing),
             Some(c) => self

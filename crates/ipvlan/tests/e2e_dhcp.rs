@@ -336,6 +336,7 @@ fn two_clients_kinds_get_distinct_leases_renew_and_release() {
     let a: Vec<String> = (1..=3)
         .map(|n| leased(&fx, &dir, &format!("c{n}"), &format!("s{n}")))
         .collect();
+    eprintln!("data path: {:?}", fx.datapath());
     let mut distinct = a.clone();
     distinct.sort();
     distinct.dedup();
@@ -412,4 +413,47 @@ fn two_clients_kinds_get_distinct_leases_renew_and_release() {
         dump(&dir)
     );
     assert!(wait(Duration::from_secs(5), || procs.ended("s2")));
+}
+
+/// The daemon tells users whose clients would share one lease: a client without a client id
+/// (`udhcpc -C`: the server keys the lease by the master's MAC) and two clients with the same
+/// one (udhcpc's default, 01 + the MAC, which is the master's in every slave) each get one
+/// WARN naming the slave and the fix, however often they ask (no server answers here: the
+/// clients keep sending DISCOVERs).
+#[test]
+#[ignore = "needs root, iproute2, nftables, TUN, dnsmasq, dhclient, busybox"]
+fn clients_that_would_share_a_lease_are_warned_once() {
+    require_env!();
+    require_tools();
+    let mut fx = Fx::new();
+    for n in 1..=3 {
+        fx.slave(&format!("s{n}"), "mode l2", &format!("c{n}"), "", "");
+    }
+    let dir = fx.dir().join("dhcp");
+    std::fs::create_dir_all(&dir).unwrap();
+    let mut procs = Procs::default();
+    udhcpc(&fx, &mut procs, &dir, "s1", "c1", &["-C"]);
+    udhcpc(&fx, &mut procs, &dir, "s2", "c2", &[]);
+    udhcpc(&fx, &mut procs, &dir, "s3", "c3", &[]);
+    let missing = "slave s1: its DHCP client sends no client identifier";
+    let same = |n: u32| format!("slave s{n}: its DHCP client sends the same client identifier");
+    let ok = wait(Duration::from_secs(15), || {
+        let log = fx.daemon_log();
+        log.contains(missing) && log.contains(&same(2)) && log.contains(&same(3))
+    });
+    assert!(ok, "no warnings:\n{}", fx.daemon_log());
+    // Several more DISCOVERs later, still one warning each.
+    std::thread::sleep(Duration::from_secs(4));
+    let log = fx.daemon_log();
+    assert_eq!(log.matches(missing).count(), 1, "{log}");
+    for n in [2, 3] {
+        assert_eq!(log.matches(&same(n)).count(), 1, "{log}");
+    }
+    let line = log.lines().find(|l| l.contains(missing)).unwrap();
+    assert!(line.contains("WARN"), "{line}");
+    assert!(
+        line.contains("0x3d") && line.contains("dhcp-client-identifier"),
+        "the fix: {line}"
+    );
+    drop(procs);
 }

@@ -280,3 +280,27 @@ mod steering {
         assert_eq!(rx(&mut p, &reply(false, 1), 1), RxAction::Pass);
     }
 }
+
+#[test]
+fn options_copied_in_part_say_nothing_about_what_is_missing() {
+    let mut w = ClientIdWatch::default();
+    // The copy ended before a client id could be seen: unknown, not missing.
+    assert_eq!(
+        w.check_options(id(1), &[53, 1, 1, 12, 3, b'a'], true, 0),
+        None
+    );
+    assert_eq!(
+        w.check_options(id(1), &[53, 1, 1, 12, 9, b'a'], false, 0),
+        None
+    );
+    assert_eq!(
+        w.check_options(id(1), &[53, 1, 1, 12, 1, b'a'], false, 0),
+        Some(ClientIdProblem::Missing)
+    );
+    assert_eq!(
+        find_option(&[0, 61, 2, 7, 8, 255], 61),
+        Found::Value(&[7, 8])
+    );
+    assert_eq!(find_option(&[61, 2, 7], 61), Found::CutOff);
+    assert_eq!(find_option(&[12, 0], 61), Found::Absent);
+}

@@ -34,6 +34,7 @@ use ipvlan_core::{MulticastBacklog, Port, SlaveId};
 use ipvlan_linux::host::HostStack;
 use ipvlan_linux::{Epoll, EventFd, PacketSocket, PktType, Tap};
 
+pub(crate) use worker::client_id_warning;
 use worker::{worker_loop, Io, Me, Token};
 
 /// A slave's device as the workers use it: frames (each prefixed by a 10-byte virtio-net

@@ -327,21 +327,36 @@ fn dhcp_client_id_check<D>(shared: &Mutex<Shared<D>>, from: SlaveId, frame: &[u8
     };
     let text = {
         let mut sh = lock(shared);
+        if sh.port.mode() != ipvlan_core::Mode::L2 {
+            return; // l3/l3s slaves cannot get a lease by broadcast at all (docs/dhcp.md)
+        }
         let Some(problem) = sh.client_ids.check(from, &msg, now) else {
             return;
         };
-        let name = |id: SlaveId| {
-            sh.port
-                .slave(id)
-                .map_or_else(|| id.to_string(), |s| s.name().to_string())
-        };
-        let what = match problem {
-            ClientIdProblem::Missing => "sends no client identifier (DHCP option 61)".to_string(),
-            ClientIdProblem::SameAs { other } => format!(
-                "sends the same client identifier (DHCP option 61) as slave {}",
-                name(other)
-            ),
-        };
+        client_id_warning(&sh.port, from, &problem)
+    };
+    warn!("{text}");
+}
+
+/// The warning about slave `from`'s DHCP client identifier (`problem`), naming the slaves
+/// and the fix; shared by both data paths.
+pub(crate) fn client_id_warning(
+    port: &ipvlan_core::Port,
+    from: SlaveId,
+    problem: &ClientIdProblem,
+) -> String {
+    let name = |id: SlaveId| {
+        port.slave(id)
+            .map_or_else(|| id.to_string(), |s| s.name().to_string())
+    };
+    let what = match problem {
+        ClientIdProblem::Missing => "sends no client identifier (DHCP option 61)".to_string(),
+        ClientIdProblem::SameAs { other } => format!(
+            "sends the same client identifier (DHCP option 61) as slave {}",
+            name(*other)
+        ),
+    };
+    {
         format!(
             "slave {}: its DHCP client {what}; all slaves share the master's MAC, so the \
              server may give them one lease. Give each slave's client its own id: udhcpc -x \
@@ -349,8 +364,7 @@ fn dhcp_client_id_check<D>(shared: &Mutex<Shared<D>>, from: SlaveId, frame: &[u8
              ClientIdentifier=duid (see docs/dhcp.md)",
             name(from)
         )
-    };
-    warn!("{text}");
+    }
 }
 
 /// l3s: packets that passed the master namespace's INPUT, copied to the sink by `dup`: up to
