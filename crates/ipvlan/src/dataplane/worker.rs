@@ -313,7 +313,7 @@ pub(super) fn from_slave<D: SlaveIo, M: MasterIo, H: HostIo>(
 
 /// Nanoseconds of the data plane's monotonic clock ([`CLOCK`]): the `now` of the core's
 /// DHCP transaction table.
-fn now_ns() -> u64 {
+pub(super) fn now_ns() -> u64 {
     CLOCK.elapsed().as_nanos() as u64
 }
 
