@@ -672,6 +672,12 @@ fn send(socket: &std::path::Path, req: &Request, opts: &Options) -> Result<ExitC
                                 d.join(", ")
                             );
                         }
+                        for p in ports.iter().filter(|p| p.dhcp_xid_taken > 0) {
+                            println!(
+                                "master {}: dhcp requests that took another slave's xid: {}",
+                                p.master, p.dhcp_xid_taken
+                            );
+                        }
                     }
                 }
             }

@@ -177,6 +177,10 @@ pub struct PortView {
     pub master: String,
     /// Drops by reason (direction `port`).
     pub drops: Vec<Drop>,
+    /// DHCP requests that reused the live transaction id of another slave's request (the
+    /// newest sender gets the replies; docs/dhcp.md); absent while zero.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub dhcp_xid_taken: u64,
 }
 
 /// A slave as `link show` presents it.
