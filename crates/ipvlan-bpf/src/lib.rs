@@ -794,10 +794,16 @@ impl PortProgram {
                 PerCpuHashMap::try_from(&mut self.maps.slave_stats)
                     .map_err(map_err("slave_stats"))?;
             s.insert(key, zeros, 0).map_err(map_err("slave_stats"))?;
+        }
+        {
+            // The entry `from_slave` copies the slave's DHCP requests into; one already there
+            // (a restart re-adopting the maps) is kept.
             let mut d: HashMap<_, u32, maps::DhcpReq> =
                 HashMap::try_from(&mut self.maps.dhcp_reqs).map_err(map_err("dhcp_reqs"))?;
-            d.insert(key, maps::DhcpReq::default(), 0)
-                .map_err(map_err("dhcp_reqs"))?;
+            if d.get(&key, 0).is_err() {
+                d.insert(key, maps::DhcpReq::default(), 0)
+                    .map_err(map_err("dhcp_reqs"))?;
+            }
         }
         {
             let mut m: HashMap<_, u32, SlaveV> =
