@@ -130,19 +130,23 @@ fn dhcp_ipam_gives_two_containers_two_leases_and_del_releases_them() {
         "--user=root".into(),
         "--interface=e0".into(),
         "--bind-interfaces".into(),
+        "--no-ping".into(), // no ICMP check of an address before offering it: quicker
         "--dhcp-authoritative".into(),
         "--dhcp-range=192.0.2.100,192.0.2.150,255.255.255.0,2m".into(),
         "--dhcp-option=option:router,192.0.2.254".into(),
         "--log-dhcp".into(),
         format!("--dhcp-leasefile={}", p("leases")),
         format!("--pid-file={}", p("dnsmasq.pid")),
+        format!("--log-facility={}", p("dnsmasq.log")), // not the host's syslog
     ];
     let argv: Vec<&str> = dnsmasq.iter().map(String::as_str).collect();
     procs
         .0
         .push(spawn_in(&fx, "ext", &argv, &dir.join("dnsmasq.out")));
     let up = ipvlan_testkit::wait(Duration::from_secs(10), || {
-        read(&dir.join("dnsmasq.out")).contains("sockets bound")
+        ["dnsmasq.out", "dnsmasq.log"]
+            .iter()
+            .any(|f| read(&dir.join(f)).contains("sockets bound"))
     });
     assert!(up, "dnsmasq: {}", read(&dir.join("dnsmasq.out")));
     // The dhcp plugin's daemon, on a socket of our own; it enters each container's namespace
@@ -172,8 +176,9 @@ fn dhcp_ipam_gives_two_containers_two_leases_and_del_releases_them() {
     }
     let diag = |fx: &ipvlan_testkit::Fx| {
         format!(
-            "--- dnsmasq ---\n{}\n--- cni dhcp daemon ---\n{}\n--- ipvlan daemon ---\n{}",
+            "--- dnsmasq ---\n{}{}\n--- cni dhcp daemon ---\n{}\n--- ipvlan daemon ---\n{}",
             read(&dir.join("dnsmasq.out")),
+            read(&dir.join("dnsmasq.log")),
             read(&dir.join("cni-dhcp.out")),
             fx.daemon_log()
         )
