@@ -49,6 +49,7 @@ fuzz_target!(|data: &[u8]| {
         TxMeta {
             gso: selector & 0x80 != 0,
             from: p.slaves().next().map(|s| s.id()),
+            now: 0,
         },
     );
     if flag != Flag::Bridge {
@@ -59,8 +60,10 @@ fuzz_target!(|data: &[u8]| {
         frame,
         RxMeta {
             looped_back: selector & 0x40 != 0,
+            now: 0,
         },
     );
+    let _ = ipvlan_core::dhcp::parse(frame).map(|m| (m.client_id(), m.message_type()));
     let mut out = Vec::new();
     if let Some(s) = p.slaves().next().map(|s| s.id()) {
         multicast_fanout(&p, McOrigin::Slave(s), frame, false, &mut out);

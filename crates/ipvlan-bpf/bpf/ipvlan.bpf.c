@@ -98,6 +98,7 @@ struct slave_ctr {
 	__u64 tx_errors;
 	__u64 tx_dropped[NREASONS];
 	__u64 rx_dropped[NREASONS];
+	__u64 rx_dhcp_steered; // DHCPv4 replies delivered by their xid (dhcp_xids)
 };
 
 struct port_ctr {
@@ -112,6 +113,7 @@ struct port_ctr {
 	__u64 clone_failed;   // bpf_clone_redirect refused a fan-out copy
 	__u64 fib_fallback;   // route method FIB found no forwarding route: handed to the stack
 	__u64 fanout_cut;     // a fan-out stopped at FANOUT_MAX
+	__u64 dhcp_xid_taken; // a DHCP request took another slave's live xid (PortCounters)
 };
 
 // ---- trace (last decision per CPU) ---------------------------------------------------------
@@ -126,6 +128,8 @@ enum verdict {
 	V_DROP = 6,
 	V_PASS = 7,
 	V_PASS_MULTICAST = 8, // from_master: passed, copies fanned out
+	V_STEER = 9,          // from_master: a unicast DHCPv4 reply, to the slave of its xid
+	V_PASS_STEER = 10,    // from_master: a broadcast DHCPv4 reply, passed + one copy to it
 };
 enum site { SITE_NONE = 0, SITE_SENDER = 1, SITE_RECEIVER = 2, SITE_MASTER = 3 };
 
@@ -238,6 +242,44 @@ struct {
 	__type(key, struct routed_key);
 	__type(value, __u64);
 } routed SEC(".maps");
+
+// DHCPv4 on a shared MAC (ipvlan_core::dhcp): the transaction id of each DHCP request a slave
+// sends out (l2) -> that slave and when (ns); a reply from the wire with a live xid goes to it.
+#define DHCP_XID_MAX 1024              // ipvlan_core::dhcp::XID_MAX
+#define DHCP_XID_TTL_NS 60000000000ull // ipvlan_core::dhcp::XID_TTL_NS
+#define DHCP_FIXED_LEN 240             // BOOTP fixed header + magic cookie
+
+struct dhcp_xid {
+	__u32 slave;
+	__u32 pad;
+	__u64 ts;
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, DHCP_XID_MAX);
+	__type(key, __u32); // xid, as loaded from the wire (byte order irrelevant: only compared)
+	__type(value, struct dhcp_xid);
+} dhcp_xids SEC(".maps");
+
+// The options of each slave's latest DHCP request (l2), for the daemon's warning about client
+// identifiers (ipvlan_core::dhcp::ClientIdWatch): the daemon creates each slave's entry, the
+// program fills it; `seq` is odd while it writes.
+#define DHCP_SNAP 256
+
+struct dhcp_req {
+	__u64 seq;
+	__u32 len;       // option bytes copied, at most DHCP_SNAP
+	__u32 truncated; // more options followed
+	__u8 opts[DHCP_SNAP];
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, FANOUT_MAX);
+	__type(key, __u32); // slave id
+	__type(value, struct dhcp_req);
+} dhcp_reqs SEC(".maps");
 
 // ---- drop monitor (`ipvlan monitor drops`, crates/ipvlan/src/monitor) ------------------------
 // While mon_on[0] is non-zero (a watcher exists; the daemon sets it), each drop's first
@@ -789,6 +831,112 @@ static __always_inline int to_slave(struct slave *s)
 	return bpf_redirect_peer(s->host_ifindex, 0);
 }
 
+// ---- DHCPv4 (ipvlan_core::dhcp) ----------------------------------------------------------
+
+// ipvlan_core::dhcp::parse for one direction: an untagged, valid IPv4 packet (classify checked
+// version, header length and total length), UDP, fragment offset 0, ports `sport` -> `dport`,
+// op `op`, at least DHCP_FIXED_LEN bytes of UDP payload within the total length. 1 and the
+// xid in `*xid` if so.
+static __always_inline int dhcp_msg(struct __sk_buff *skb, struct pkt *p, __u16 sport,
+				    __u16 dport, __u8 op, __u32 *xid, __u32 *opt_off, __u32 *opt_len)
+{
+	__u8 ip[20];
+	__u8 u[16];
+	__u32 hl, total;
+
+	if (p->l3 != L3_IPV4 || p->has_vlan)
+		return 0;
+	if (bpf_skb_load_bytes(skb, 14, ip, 20) < 0 || ip[9] != 17)
+		return 0;
+	if ((((__u16)ip[6] << 8 | ip[7]) & 0x1fff) != 0)
+		return 0;
+	hl = (ip[0] & 0x0f) * 4;
+	total = (__u32)ip[2] << 8 | ip[3];
+	if (hl + 8 + DHCP_FIXED_LEN > total || hl > 60)
+		return 0;
+	if (bpf_skb_load_bytes(skb, 14 + hl, u, 16) < 0)
+		return 0;
+	if (((__u16)u[0] << 8 | u[1]) != sport || ((__u16)u[2] << 8 | u[3]) != dport || u[8] != op)
+		return 0;
+	__builtin_memcpy(xid, u + 12, 4);
+	*opt_off = 14 + hl + 8 + DHCP_FIXED_LEN;
+	*opt_len = total - (hl + 8 + DHCP_FIXED_LEN);
+	return 1;
+}
+
+// Copies the options of slave `from`'s DHCP request (`len` bytes at `off`) into its dhcp_reqs
+// entry. A global function: verified once.
+__attribute__((noinline)) int dhcp_snap(struct __sk_buff *skb, __u32 from, __u32 off, __u32 len)
+{
+	struct dhcp_req *r = bpf_map_lookup_elem(&dhcp_reqs, &from);
+	__u64 n = len & 0xffff; // 64 bits wide: the bounds checked are the helper's argument's
+
+	if (!r)
+		return 0;
+	if (n > DHCP_SNAP)
+		n = DHCP_SNAP;
+	// Keep the clamped value in the register the helper gets (the compiler would otherwise
+	// pass `len` and select), and bound it there for the verifier.
+	asm volatile("" : "+r"(n));
+	r->seq++;
+	r->truncated = len > DHCP_SNAP;
+	if (n == 0 || n > DHCP_SNAP || bpf_skb_load_bytes(skb, off, r->opts, n) < 0)
+		n = 0;
+	r->len = n;
+	r->seq++;
+	return 0;
+}
+
+// Port::note_dhcp_request: l2, a DHCP request `from` sends out is remembered by its xid; a
+// live entry of another slave taken over is counted.
+static __always_inline void dhcp_note_request(struct __sk_buff *skb, struct port_cfg *c,
+					      struct pkt *p, __u32 from, struct port_ctr *pc)
+{
+	struct dhcp_xid v = {}, *old;
+	__u32 xid, off, len;
+
+	if (c->mode != MODE_L2 || !dhcp_msg(skb, p, 68, 67, 1, &xid, &off, &len))
+		return;
+	dhcp_snap(skb, from, off, len);
+	v.slave = from;
+	v.ts = bpf_ktime_get_ns();
+	old = bpf_map_lookup_elem(&dhcp_xids, &xid);
+	if (old && old->slave != from && v.ts - old->ts < DHCP_XID_TTL_NS && pc)
+		pc->dhcp_xid_taken++;
+	bpf_map_update_elem(&dhcp_xids, &xid, &v, BPF_ANY);
+}
+
+// decide_rx's dhcp_reply_for: the up slave whose live xid this DHCP reply carries, or 0; its
+// entry in `*entry`.
+static __always_inline __u32 dhcp_reply_for(struct __sk_buff *skb, struct pkt *p,
+					    struct slave **entry)
+{
+	struct dhcp_xid *v;
+	struct slave *s;
+	__u32 xid, id, off, len;
+
+	*entry = 0;
+	if (!dhcp_msg(skb, p, 67, 68, 2, &xid, &off, &len))
+		return 0;
+	v = bpf_map_lookup_elem(&dhcp_xids, &xid);
+	if (!v || bpf_ktime_get_ns() - v->ts >= DHCP_XID_TTL_NS)
+		return 0;
+	id = v->slave;
+	s = bpf_map_lookup_elem(&slaves, &id);
+	if (!s || !(s->flags & SLAVE_UP))
+		return 0;
+	*entry = s;
+	return id;
+}
+
+static __always_inline void count_steered(__u32 id)
+{
+	struct slave_ctr *s = sctr(id);
+
+	if (s)
+		s->rx_dhcp_steered++;
+}
+
 // ---- from_slave ----------------------------------------------------------------------------
 
 struct tx_dec {
@@ -1206,6 +1354,8 @@ int from_slave(struct __sk_buff *skb)
 		mine->tx_packets++;
 		mine->tx_bytes += p.len;
 	}
+	if (d.verdict == V_TRANSMIT || d.verdict == V_MULTICAST)
+		dhcp_note_request(skb, c, &p, from, pc);
 	switch (d.verdict) {
 	case V_DELIVER:
 		count_rx(d.target, p.len, 0);
@@ -1347,6 +1497,19 @@ int from_master(struct __sk_buff *skb)
 			goto pass;
 		if (pc)
 			pc->rx_passed++;
+		to = dhcp_reply_for(skb, &p, &ts);
+		if (to && ts) {
+			// A broadcast DHCP reply: the master keeps it, its slave gets one copy.
+			count_rx(to, p.len, 1);
+			count_steered(to);
+			if (t) {
+				t->verdict = V_PASS_STEER;
+				t->target = to;
+			}
+			if (bpf_clone_redirect(skb, ts->host_ifindex, 0) != 0 && pc)
+				pc->clone_failed++;
+			return TCX_NEXT_;
+		}
 		if (!mc_admit(c)) {
 			if (pc)
 				pc->dropped[R_BACKLOG_FULL]++;
@@ -1365,6 +1528,22 @@ int from_master(struct __sk_buff *skb)
 	// R-RX-L2-3, R-RX-L3-1: claimed by destination key, whatever the destination MAC
 	if (p.has_dst)
 		to = lookup_rx(&p.dkey, &ts);
+	if (!to && c->mode == MODE_L2) {
+		// An address no slave owns (yet): a DHCP offer for one goes to the slave of its xid.
+		to = dhcp_reply_for(skb, &p, &ts);
+		if (to && ts) {
+			if (pc)
+				pc->rx_claimed++;
+			count_rx(to, p.len, 0);
+			count_steered(to);
+			if (t) {
+				t->verdict = V_STEER;
+				t->target = to;
+			}
+			return to_slave(ts);
+		}
+		to = 0;
+	}
 	if (!to)
 		goto pass;
 	if (pc)

@@ -184,8 +184,20 @@ pub struct SlaveEntry {
     pub mac_guard: bool,
 }
 
+/// The options of a slave's latest DHCP request, as the programs copied them (l2 only).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DhcpRequest {
+    pub slave: u16,
+    /// Changes with every request the slave sends.
+    pub seq: u64,
+    /// The option bytes after the magic cookie, at most [`maps::DHCP_SNAP`].
+    pub options: Vec<u8>,
+    /// More options followed than `options` holds.
+    pub truncated: bool,
+}
+
 const PROGRAMS: [&str; 2] = ["from_slave", "from_master"];
-const MAPS: [&str; 13] = [
+const MAPS: [&str; 15] = [
     "config",
     "slaves",
     "host_slave",
@@ -199,6 +211,8 @@ const MAPS: [&str; 13] = [
     "mon_on",
     "mon_ring",
     "mon_budget",
+    "dhcp_xids",
+    "dhcp_reqs",
 ];
 
 fn prog_pin(dir: &Path, name: &str) -> PathBuf {
@@ -370,6 +384,8 @@ struct Maps {
     slave_stats: Map,
     port_stats: Map,
     trace: Map,
+    dhcp_xids: Map,
+    dhcp_reqs: Map,
 }
 
 /// One loaded instance of the programs and maps, for one port.
@@ -377,7 +393,7 @@ struct Maps {
 /// Pin layout under `pin_dir` (a bpffs directory): `prog_from_slave`, `prog_from_master`,
 /// `map_<name>` for every map (`config`, `slaves`, `host_slave`, `addrs`, `fanout`,
 /// `slave_stats`, `port_stats`, `mc_bucket`, `trace`, `routed`, and the drop monitor's `mon_on`,
-/// `mon_ring`, `mon_budget`), and `link_<ifindex>` for every tcx link.
+/// `mon_ring`, `mon_budget`, and `dhcp_xids`, `dhcp_reqs`), and `link_<ifindex>` for every tcx link.
 /// Dropping the value closes its descriptors only: the pins keep programs, maps and links, so
 /// forwarding continues; [`PortProgram::open_pinned`] adopts them again and
 /// [`PortProgram::remove`] takes everything down.
@@ -481,6 +497,8 @@ impl PortProgram {
                 slave_stats: map("slave_stats")?,
                 port_stats: map("port_stats")?,
                 trace: map("trace")?,
+                dhcp_xids: map("dhcp_xids")?,
+                dhcp_reqs: map("dhcp_reqs")?,
             },
             clsact: false,
             master: None,
@@ -789,6 +807,16 @@ impl PortProgram {
             s.insert(key, zeros, 0).map_err(map_err("slave_stats"))?;
         }
         {
+            // The entry `from_slave` copies the slave's DHCP requests into; one already there
+            // (a restart re-adopting the maps) is kept.
+            let mut d: HashMap<_, u32, maps::DhcpReq> =
+                HashMap::try_from(&mut self.maps.dhcp_reqs).map_err(map_err("dhcp_reqs"))?;
+            if d.get(&key, 0).is_err() {
+                d.insert(key, maps::DhcpReq::default(), 0)
+                    .map_err(map_err("dhcp_reqs"))?;
+            }
+        }
+        {
             let mut m: HashMap<_, u32, SlaveV> =
                 HashMap::try_from(&mut self.maps.slaves).map_err(map_err("slaves"))?;
             m.insert(
@@ -872,10 +900,74 @@ impl PortProgram {
                     .map_err(map_err("slave_stats"))?;
             let _ = s.remove(&key);
         }
+        self.forget_dhcp_xids(key)?;
         if old.flags & maps::SLAVE_SAME_NS != 0 {
             self.update_has_local()?;
         }
         Ok(())
+    }
+
+    /// Deletes the DHCP transactions (`dhcp_xids`) of slave `key`: its id may be given to a
+    /// new slave, which must not get replies meant for the old one.
+    fn forget_dhcp_xids(&mut self, key: u32) -> Result<(), BpfError> {
+        {
+            let mut d: HashMap<_, u32, maps::DhcpReq> =
+                HashMap::try_from(&mut self.maps.dhcp_reqs).map_err(map_err("dhcp_reqs"))?;
+            let _ = d.remove(&key);
+        }
+        let mut m: HashMap<_, u32, maps::DhcpXid> =
+            HashMap::try_from(&mut self.maps.dhcp_xids).map_err(map_err("dhcp_xids"))?;
+        let stale: Vec<u32> = m
+            .iter()
+            .filter_map(Result::ok)
+            .filter(|(_, v)| v.slave == key)
+            .map(|(k, _)| k)
+            .collect();
+        for k in stale {
+            let _ = m.remove(&k);
+        }
+        Ok(())
+    }
+
+    /// The latest DHCP request of each slave that sent one since it was added (`dhcp_reqs`).
+    /// A copy the program was writing while it was read is left out (it is read at the next
+    /// call).
+    ///
+    /// Errors: [`BpfError::Map`].
+    pub fn dhcp_requests(&self) -> Result<Vec<DhcpRequest>, BpfError> {
+        let m: HashMap<_, u32, maps::DhcpReq> =
+            HashMap::try_from(&self.maps.dhcp_reqs).map_err(map_err("dhcp_reqs"))?;
+        let mut out = Vec::new();
+        for (k, v) in m.iter().filter_map(Result::ok) {
+            if v.seq == 0 || v.seq % 2 == 1 {
+                continue;
+            }
+            // Read again: a copy made meanwhile changed the sequence number.
+            if m.get(&k, 0).ok().map(|w| w.seq) != Some(v.seq) {
+                continue;
+            }
+            let n = (v.len as usize).min(maps::DHCP_SNAP);
+            out.push(DhcpRequest {
+                slave: k as u16,
+                seq: v.seq,
+                options: v.opts[..n].to_vec(),
+                truncated: v.truncated != 0,
+            });
+        }
+        Ok(out)
+    }
+
+    /// The DHCP transactions the programs remember (`dhcp_xids`): `(xid, slave id)`, the xid
+    /// as the big-endian number on the wire, in no particular order.
+    ///
+    /// Errors: [`BpfError::Map`].
+    pub fn dhcp_xids(&self) -> Result<Vec<(u32, u16)>, BpfError> {
+        let m: HashMap<_, u32, maps::DhcpXid> =
+            HashMap::try_from(&self.maps.dhcp_xids).map_err(map_err("dhcp_xids"))?;
+        Ok(m.iter()
+            .filter_map(Result::ok)
+            .map(|(k, v)| (u32::from_be(k), v.slave as u16))
+            .collect())
     }
 
     /// Maps `addr` to slave `id` (replacing an earlier owner: the daemon's address table

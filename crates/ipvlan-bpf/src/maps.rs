@@ -111,6 +111,7 @@ pub struct SlaveCtr {
     pub tx_errors: u64,
     pub tx_dropped: [u64; NREASONS],
     pub rx_dropped: [u64; NREASONS],
+    pub rx_dhcp_steered: u64,
 }
 
 /// `struct port_ctr` (per-CPU map `port_stats`).
@@ -127,6 +128,45 @@ pub struct PortCtr {
     pub clone_failed: u64,
     pub fib_fallback: u64,
     pub fanout_cut: u64,
+    pub dhcp_xid_taken: u64,
+}
+
+/// `struct dhcp_xid` (map `dhcp_xids`, keyed by the xid as loaded from the frame, `u32`).
+#[repr(C)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct DhcpXid {
+    pub slave: u32,
+    pub pad: u32,
+    /// `bpf_ktime_get_ns` of the last request with this xid.
+    pub ts: u64,
+}
+
+/// Option bytes of a DHCP request the programs copy (`DHCP_SNAP`).
+pub const DHCP_SNAP: usize = 256;
+
+/// `struct dhcp_req` (map `dhcp_reqs`, keyed by slave id as `u32`): the options of the slave's
+/// latest DHCP request.
+#[repr(C)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DhcpReq {
+    /// Bumped before and after each copy: odd while the program writes.
+    pub seq: u64,
+    /// Option bytes in `opts`.
+    pub len: u32,
+    /// Non-zero: more options followed than `opts` holds.
+    pub truncated: u32,
+    pub opts: [u8; DHCP_SNAP],
+}
+
+impl Default for DhcpReq {
+    fn default() -> DhcpReq {
+        DhcpReq {
+            seq: 0,
+            len: 0,
+            truncated: 0,
+            opts: [0; DHCP_SNAP],
+        }
+    }
 }
 
 /// `struct trace` (per-CPU map `trace`).
@@ -174,6 +214,10 @@ unsafe impl aya::Pod for AddrKey {}
 unsafe impl aya::Pod for SlaveCtr {}
 // SAFETY: as above.
 unsafe impl aya::Pod for PortCtr {}
+// SAFETY: as above.
+unsafe impl aya::Pod for DhcpXid {}
+// SAFETY: as above (8 + 4 + 4 + 256 bytes).
+unsafe impl aya::Pod for DhcpReq {}
 // SAFETY: as above (ts, then 8 + 256 u32: 1064 bytes).
 unsafe impl aya::Pod for TraceV {}
 
@@ -197,6 +241,7 @@ impl SlaveCtr {
             self.tx_dropped[i] += o.tx_dropped[i];
             self.rx_dropped[i] += o.rx_dropped[i];
         }
+        self.rx_dhcp_steered += o.rx_dhcp_steered;
     }
 
     pub fn to_core(&self) -> SlaveCounters {
@@ -209,6 +254,7 @@ impl SlaveCtr {
             tx_errors: self.tx_errors,
             tx_dropped: drops(&self.tx_dropped),
             rx_dropped: drops(&self.rx_dropped),
+            rx_dhcp_steered: self.rx_dhcp_steered,
         }
     }
 }
@@ -227,6 +273,7 @@ impl PortCtr {
         self.clone_failed += o.clone_failed;
         self.fib_fallback += o.fib_fallback;
         self.fanout_cut += o.fanout_cut;
+        self.dhcp_xid_taken += o.dhcp_xid_taken;
     }
 
     pub fn to_core(&self) -> PortCounters {
@@ -238,6 +285,7 @@ impl PortCtr {
             tx_bytes: self.tx_bytes,
             to_host_stack: self.to_host_stack,
             dropped: drops(&self.dropped),
+            dhcp_xid_taken: self.dhcp_xid_taken,
         }
     }
 }
@@ -251,8 +299,10 @@ mod tests {
         assert_eq!(std::mem::size_of::<PortCfg>(), 28);
         assert_eq!(std::mem::size_of::<SlaveV>(), 12);
         assert_eq!(std::mem::size_of::<AddrKey>(), 20);
-        assert_eq!(std::mem::size_of::<SlaveCtr>(), (6 + 2 * 17) * 8);
-        assert_eq!(std::mem::size_of::<PortCtr>(), (6 + 17 + 3) * 8);
+        assert_eq!(std::mem::size_of::<SlaveCtr>(), (6 + 2 * 17 + 1) * 8);
+        assert_eq!(std::mem::size_of::<PortCtr>(), (6 + 17 + 3 + 1) * 8);
+        assert_eq!(std::mem::size_of::<DhcpXid>(), 16);
+        assert_eq!(std::mem::size_of::<DhcpReq>(), 16 + DHCP_SNAP);
         assert_eq!(std::mem::size_of::<TraceV>(), 8 + 8 * 4 + 4 * FANOUT_MAX);
     }
 

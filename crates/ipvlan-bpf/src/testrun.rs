@@ -35,6 +35,11 @@ pub enum Verdict {
     Pass,
     /// To the master's stack, copies fanned out to the slaves.
     PassAndMulticast,
+    /// A unicast DHCPv4 reply to the slave of its xid (`target`).
+    Steer,
+    /// A broadcast DHCPv4 reply: to the master's stack, one copy to the slave of its xid
+    /// (`target`).
+    PassAndSteer,
 }
 
 /// Whose counters a drop was charged to (`ipvlan_core::DropSite`).
@@ -227,6 +232,8 @@ impl PortProgram {
             6 => Verdict::Drop,
             7 => Verdict::Pass,
             8 => Verdict::PassAndMulticast,
+            9 => Verdict::Steer,
+            10 => Verdict::PassAndSteer,
             _ => return Ok(None),
         };
         let site = match t.site {

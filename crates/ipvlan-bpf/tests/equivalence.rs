@@ -5,6 +5,9 @@
 //! `decide_tx` / `decide_rx` / `multicast_fanout`, and the counters must move as
 //! `Port::handle_tx` / `handle_rx` / `handle_multicast` move them.
 //!
+//! DHCPv4 requests and replies (kinds 12 and 13, with one of three transaction ids) exercise
+//! the xid steering of `ipvlan_core::dhcp` against the `dhcp_xids` map.
+//!
 //! Not covered here: frames under 14 bytes and untagged IP frames shorter than their fixed IP
 //! header (`BPF_PROG_TEST_RUN` refuses them), VLAN tags in skb metadata (the test run cannot set them), the multicast
 //! bound (set to unbounded here), and where a redirect lands (the end-to-end test).
@@ -16,7 +19,7 @@ use ipvlan_bpf::{
     ensure_bpffs, Hook, PortConfig, PortProgram, RouteMethod, SlaveEntry, Trace, TraceCopy,
     TraceSite, Verdict,
 };
-use ipvlan_core::frames::{ethernet, ipv4_packet, ipv6_packet, nd_message};
+use ipvlan_core::frames::{dhcp_frame, ethernet, ipv4_packet, ipv6_packet, nd_message};
 use ipvlan_core::identity::assert_master_identity;
 use ipvlan_core::{
     decide_rx, decide_tx, multicast_fanout, DropReason, DropSite, Flag, IfName, IpFamily,
@@ -120,7 +123,7 @@ struct FrameSpec {
 fn frame_spec() -> impl Strategy<Value = FrameSpec> {
     (
         (
-            0u8..12,
+            0u8..14,
             0u8..5,
             0u8..3,
             0usize..16,
@@ -228,9 +231,29 @@ fn build(f: &FrameSpec) -> Vec<u8> {
         8 => (0x8808, vec![0, 1, 0, 0]),
         9 => (0x1234, vec![0xab; 30]),
         10 => (0x86dd, icmp6(128)),
+        12 | 13 => (0x0800, Vec::new()),
         _ => (0x0800, vec![0x45, 0, 0, 99]),
     };
     let mut frame = ethernet(dst_mac, src_mac, ethertype, &payload);
+    if f.kind == 12 || f.kind == 13 {
+        // DHCP: a request (12) or reply (13) with one of three xids (`ext_headers`), to the
+        // limited broadcast address when the MAC is broadcast.
+        let dst = if f.dst_mac == 1 {
+            Ipv4Addr::BROADCAST
+        } else {
+            v4(dst)
+        };
+        let xid = 0x0100_0000 + u32::from(f.ext_headers);
+        frame = dhcp_frame(
+            dst_mac,
+            src_mac,
+            s4,
+            dst,
+            f.kind == 12,
+            xid,
+            &[53, 1, 1, 255],
+        );
+    }
     if let Some(tci) = f.vlan {
         frame = ipvlan_core::frames::tagged(&frame, tci);
     }
@@ -371,6 +394,7 @@ fn expect_tx(port: &mut Port, from: SlaveId, frame: &[u8], gso: bool) -> Trace {
     let meta = TxMeta {
         gso,
         from: Some(from),
+        now: monotonic_ns(),
     };
     let action = decide_tx(port, frame, meta);
     let t = match action {
@@ -427,8 +451,24 @@ fn expect_tx(port: &mut Port, from: SlaveId, frame: &[u8], gso: bool) -> Trace {
     t
 }
 
+/// CLOCK_MONOTONIC in ns: the clock of `bpf_ktime_get_ns`, which the programs' `dhcp_xids`
+/// entries are stamped with.
+fn monotonic_ns() -> u64 {
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: `ts` is a valid timespec to write to.
+    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
+    ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
+}
+
 fn expect_rx(port: &mut Port, frame: &[u8]) -> Trace {
-    let action = decide_rx(port, frame, RxMeta::default());
+    let meta = RxMeta {
+        now: monotonic_ns(),
+        ..RxMeta::default()
+    };
+    let action = decide_rx(port, frame, meta);
     let t = match action {
         RxAction::Deliver(to) => Trace {
             target: to.get(),
@@ -447,8 +487,16 @@ fn expect_rx(port: &mut Port, frame: &[u8]) -> Trace {
             drop: Some((reason, TraceSite::Master)),
             ..trace(Verdict::Drop)
         },
+        RxAction::Steer(to) => Trace {
+            target: to.get(),
+            ..trace(Verdict::Steer)
+        },
+        RxAction::PassAndSteer(to) => Trace {
+            target: to.get(),
+            ..trace(Verdict::PassAndSteer)
+        },
     };
-    let again = port.handle_rx(frame, RxMeta::default());
+    let again = port.handle_rx(frame, meta);
     assert_eq!(again, action);
     if action == RxAction::PassAndMulticast {
         let mut backlog = MulticastBacklog::with_limit(1000);
@@ -469,6 +517,7 @@ fn port_numbers(c: &ipvlan_core::PortCounters) -> Vec<u64> {
         c.tx_packets,
         c.tx_bytes,
         c.to_host_stack,
+        c.dhcp_xid_taken,
     ];
     v.extend(DropReason::ALL.iter().map(|&r| c.dropped.get(r)));
     v
@@ -709,4 +758,68 @@ fn a_wrong_expectation_is_caught() {
     let err = check_case(&mut fx, &mut ids, &spec, &[frame], Some(&wrong))
         .expect_err("a private core must disagree with bridge maps");
     assert!(err.contains("PrivateUnicast"), "{err}");
+}
+
+/// DHCP replies are steered alike, in l2 and not in l3: a fixed sequence of requests (broadcast
+/// and unicast, one xid taken over by another slave) and replies (unicast to an unowned
+/// address, broadcast, unknown xid), so that `Steer` and `PassAndSteer` are always compared.
+#[test]
+#[ignore = "needs root, loads BPF programs"]
+fn dhcp_replies_are_steered_alike() {
+    root_or_skip();
+    let mut fx = Fixture::new("dhcp");
+    let mut ids = Vec::new();
+    let slave = |addr| SlaveSpec {
+        mtu: 1500,
+        up: true,
+        guard: true,
+        router: false,
+        mac_guard: false,
+        addrs: vec![addr],
+    };
+    // kind, dst_mac (1 broadcast, 0 master, 4 other), dst index, xid (ext_headers), hook, sender
+    let frame =
+        |kind: u8, dst_mac: u8, dst: usize, xid: u8, master: bool, sender: usize| FrameSpec {
+            kind,
+            dst_mac,
+            src_mac: if master { 2 } else { 0 },
+            src: if master { 7 } else { 0 },
+            dst,
+            unspecified_src: !master,
+            vlan: None,
+            pad: 0,
+            cut: None,
+            flip: None,
+            gso: false,
+            hook_master: master,
+            sender,
+            ext_headers: xid,
+        };
+    let frames = [
+        frame(12, 1, 0, 0, false, 0), // s0 broadcasts a DISCOVER, xid 0
+        frame(12, 4, 7, 1, false, 1), // s1 unicasts a REQUEST, xid 1
+        frame(13, 0, 5, 0, true, 0),  // unicast OFFER to an unowned address: s0
+        frame(13, 1, 0, 1, true, 0),  // broadcast ACK: the master and s1
+        frame(13, 0, 5, 2, true, 0),  // unknown xid: passed
+        frame(13, 1, 0, 2, true, 0),  // unknown xid, broadcast: everyone
+        frame(13, 0, 1, 1, true, 0),  // to an owned address: its owner, not the xid's slave
+        frame(12, 1, 0, 0, false, 2), // s2 takes xid 0 over (counted)
+        frame(13, 0, 5, 0, true, 0),  // now for s2
+    ];
+    for mode in Mode::ALL {
+        let spec = PortSpec {
+            mode,
+            flag: Flag::Bridge,
+            master_mtu: 1500,
+            slaves: vec![slave(1), slave(2), slave(3)],
+            host: false,
+        };
+        if let Err(e) = check_case(&mut fx, &mut ids, &spec, &frames, None) {
+            panic!("{mode:?}: {e}");
+        }
+    }
+    let seen = SEEN.with(|s| s.borrow().clone());
+    for must in ["Steer None", "PassAndSteer None"] {
+        assert!(seen.contains(must), "never steered: {must} (seen {seen:?})");
+    }
 }

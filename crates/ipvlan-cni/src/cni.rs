@@ -143,7 +143,9 @@ pub fn add(
     let undo_slave = || {
         let _ = daemon::call(&socket, &Request::LinkDel(LinkDel { name: temp.clone() }));
     };
-    if let Err(e) = netcfg::move_into(&temp, &home, &netns) {
+    if let Err(e) = netcfg::move_into(&temp, &home, &netns)
+        .and_then(|()| netcfg::rename_in(&netns, &temp, &env.ifname))
+    {
         undo_slave();
         return Err(e);
     }
@@ -196,11 +198,17 @@ pub fn add(
     if let Some(d) = conf.dns.as_ref().filter(|d| !d.is_empty()) {
         result.dns = d.clone();
     }
-    let configured = netcfg::configure(&netns, &temp, &env.ifname, &result.ips, &result.routes)
-        .and_then(|mac| {
-            let addrs: Vec<_> = result.ips.iter().map(|ip| ip.address.addr).collect();
-            daemon::wait_served(&socket, &temp, &addrs).map(|()| mac)
-        });
+    let configured = netcfg::configure(
+        &netns,
+        &env.ifname,
+        &env.ifname,
+        &result.ips,
+        &result.routes,
+    )
+    .and_then(|mac| {
+        let addrs: Vec<_> = result.ips.iter().map(|ip| ip.address.addr).collect();
+        daemon::wait_served(&socket, &temp, &addrs).map(|()| mac)
+    });
     let mac = match configured {
         Ok(mac) => mac,
         Err(e) => {

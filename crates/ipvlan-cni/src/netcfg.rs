@@ -76,6 +76,36 @@ pub fn move_into(name: &str, from: &NetNs, netns: &NetNs) -> Result<(), CniError
         .map_err(|e| plugin("moving the slave into the container", e))
 }
 
+/// Inside `netns`, renames the slave `temp` to the container's `ifname` (an error if the
+/// container has one already): done before the IPAM plugin runs, as the reference ipvlan
+/// plugin creates its link under the final name first — the `dhcp` IPAM plugin's daemon runs
+/// its client on `CNI_IFNAME` in the container.
+pub fn rename_in(netns: &NetNs, temp: &str, ifname: &str) -> Result<(), CniError> {
+    if temp == ifname {
+        return Ok(());
+    }
+    let (temp, ifname) = (temp.to_owned(), ifname.to_owned());
+    netns
+        .run(move || -> Result<(), CniError> {
+            let mut r = Rtnl::open().map_err(|e| plugin("rtnetlink in the container", e))?;
+            let link = r
+                .link_by_name(&temp)
+                .map_err(|e| plugin("finding the slave in the container", e))?
+                .ok_or_else(|| {
+                    CniError::new(Code::Plugin, "the slave did not arrive in the container")
+                })?;
+            if r.link_by_name(&ifname).ok().flatten().is_some() {
+                return Err(CniError::new(
+                    Code::Plugin,
+                    format!("the container already has an interface named {ifname}"),
+                ));
+            }
+            r.rename(link.index, &ifname)
+                .map_err(|e| plugin(&format!("renaming the slave to {ifname}"), e))
+        })
+        .map_err(|e| plugin("entering the container's namespace", e))?
+}
+
 /// How long ADD waits for IPv6 duplicate address detection (the reference's
 /// `dadSettleTimeout`).
 pub const DAD_TIMEOUT: Duration = Duration::from_secs(5);

@@ -18,6 +18,9 @@ impl Port {
         };
         let action = decide_tx(self, frame, meta);
         let len = frame.len();
+        if matches!(action, TxAction::Transmit { .. } | TxAction::Multicast) {
+            self.note_dhcp_request(from, frame, meta.now);
+        }
         match action {
             TxAction::Drop {
                 reason,
@@ -82,8 +85,42 @@ impl Port {
                 self.counters.rx_claimed += 1;
                 self.counters.dropped.add(reason);
             }
+            RxAction::Steer(to) => {
+                self.counters.rx_claimed += 1;
+                if let Some(s) = self.slave_mut(to) {
+                    s.counters.count_rx(frame.len(), false);
+                    s.counters.rx_dhcp_steered += 1;
+                }
+            }
+            RxAction::PassAndSteer(to) => {
+                self.counters.rx_passed += 1;
+                if let Some(s) = self.slave_mut(to) {
+                    s.counters.count_rx(frame.len(), true);
+                    s.counters.rx_dhcp_steered += 1;
+                }
+            }
         }
         action
+    }
+
+    /// l2: remembers the xid of a DHCPv4 request `from` sends out of the master, so that the
+    /// server's replies find it (`crate::dhcp`); another slave's live entry taken over is
+    /// counted in `dhcp_xid_taken`. l3/l3s slaves cannot send the broadcast a lease starts
+    /// with, and their renewals come back to an address they own: nothing is remembered.
+    fn note_dhcp_request(&mut self, from: SlaveId, frame: &[u8], now: u64) {
+        if self.mode() != crate::Mode::L2 {
+            return;
+        }
+        let Some(msg) = crate::dhcp::parse(frame) else {
+            return;
+        };
+        if msg.direction != crate::dhcp::Direction::Request {
+            return;
+        }
+        if let crate::dhcp::Recorded::Taken { .. } = self.dhcp_xids_mut().record(msg.xid, from, now)
+        {
+            self.counters.dhcp_xid_taken += 1;
+        }
     }
 
     /// Queues a multicast frame; on overflow counts the drop on the sending slave or the master

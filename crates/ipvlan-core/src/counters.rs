@@ -152,6 +152,9 @@ pub struct SlaveCounters {
     pub tx_dropped: DropCounts,
     /// Frames for this slave that were dropped, by reason.
     pub rx_dropped: DropCounts,
+    /// DHCPv4 replies from the wire delivered to this slave by their transaction id
+    /// (`crate::dhcp`; also counted in `rx_packets`).
+    pub rx_dhcp_steered: u64,
 }
 
 impl SlaveCounters {
@@ -192,6 +195,9 @@ pub struct PortCounters {
     /// Drops attributed to the master (wire-originated backlog overflow, R-STAT-4; MTU into the
     /// master's stack, R-MTU-4).
     pub dropped: DropCounts,
+    /// DHCPv4 requests whose xid another slave's live request had used: the newest sender
+    /// gets the replies (`crate::dhcp::Recorded::Taken`).
+    pub dhcp_xid_taken: u64,
 }
 
 #[cfg(test)]

@@ -19,6 +19,9 @@ pub struct TxMeta {
     pub gso: bool,
     /// The transmitting slave, when known: its source-address guard applies.
     pub from: Option<SlaveId>,
+    /// Now, in ns of the caller's monotonic clock: when a DHCP request is remembered
+    /// (`crate::dhcp::XidTable`, by [`Port::handle_tx`]).
+    pub now: u64,
 }
 
 /// Facts about a frame received on the master that are not in its bytes.
@@ -26,6 +29,9 @@ pub struct TxMeta {
 pub struct RxMeta {
     /// The master's own transmission looped back locally (AF_PACKET `PACKET_LOOPBACK`).
     pub looped_back: bool,
+    /// Now, in ns of the same clock as [`TxMeta::now`]: whether a DHCP transaction is still
+    /// live (`crate::dhcp::XID_TTL_NS`).
+    pub now: u64,
 }
 
 /// IP version of a packet handed to the master namespace's routing.
@@ -110,6 +116,12 @@ pub enum RxAction {
     PassAndMulticast,
     /// Claimed and dropped.
     Drop { reason: DropReason },
+    /// l2: a unicast DHCPv4 reply to an address no slave owns (yet), whose xid this slave's
+    /// client sent (`crate::dhcp`): give it to this slave only.
+    Steer(SlaveId),
+    /// l2: a broadcast DHCPv4 reply whose xid this slave's client sent: the master's stack has
+    /// it (R-RX-L2-2), and one copy goes to this slave directly — the other slaves get none.
+    PassAndSteer(SlaveId),
 }
 
 /// One slave's share of a multicast frame (R-MC-2).
@@ -321,12 +333,12 @@ fn decide_tx_l3(port: &Port, frame: &Classified, meta: TxMeta) -> TxAction {
 }
 
 /// Decides a frame received on the master (spec §6).
-pub fn decide_rx(port: &Port, frame: &[u8], meta: RxMeta) -> RxAction {
-    let Ok(frame) = classify(frame) else {
+pub fn decide_rx(port: &Port, raw: &[u8], meta: RxMeta) -> RxAction {
+    let Ok(frame) = classify(raw) else {
         return RxAction::Pass; // Not ours to judge: the master's stack drops runts itself.
     };
     match port.mode() {
-        Mode::L2 => decide_rx_l2(port, &frame, meta),
+        Mode::L2 => decide_rx_l2(port, &frame, raw, meta),
         Mode::L3 => decide_rx_l3(port, &frame),
         Mode::L3s => decide_rx_l3s(port, &frame),
     }
@@ -337,12 +349,18 @@ fn foreign_vlan(frame: &Classified) -> bool {
     frame.vlan.is_some_and(|t| t.vid() != 0)
 }
 
-fn decide_rx_l2(port: &Port, frame: &Classified, meta: RxMeta) -> RxAction {
+fn decide_rx_l2(port: &Port, frame: &Classified, raw: &[u8], meta: RxMeta) -> RxAction {
     if meta.looped_back {
         return RxAction::Pass; // R-RX-L2-1
     }
     if !frame.dst_mac.is_multicast() {
-        return decide_rx_l3(port, frame); // R-RX-L2-3
+        return match decide_rx_l3(port, frame) {
+            // R-RX-L2-3; an address no slave owns may be a DHCP offer for one.
+            RxAction::Pass => {
+                dhcp_reply_for(port, frame, raw, meta).map_or(RxAction::Pass, RxAction::Steer)
+            }
+            a => a,
+        };
     }
     // R-RX-L2-2: the master always gets it; slaves get a copy unless it is their own traffic
     // reflected back (source MAC is the shared MAC and the source key is a slave's).
@@ -354,9 +372,25 @@ fn decide_rx_l2(port: &Port, frame: &Classified, meta: RxMeta) -> RxAction {
             .is_some();
     if own_reflection || frame.l3 == L3::Pause || foreign_vlan(frame) {
         RxAction::Pass
+    } else if let Some(to) = dhcp_reply_for(port, frame, raw, meta) {
+        RxAction::PassAndSteer(to)
     } else {
         RxAction::PassAndMulticast
     }
+}
+
+/// The up slave whose client sent the xid of this DHCPv4 reply less than
+/// [`crate::dhcp::XID_TTL_NS`] ago, if `frame` is one (`crate::dhcp::parse`: untagged only).
+fn dhcp_reply_for(port: &Port, frame: &Classified, raw: &[u8], meta: RxMeta) -> Option<SlaveId> {
+    if !matches!(frame.l3, L3::Ipv4 { protocol: 17, .. }) {
+        return None; // the cheap test first: most frames stop here
+    }
+    let msg = crate::dhcp::parse(raw)?;
+    if msg.direction != crate::dhcp::Direction::Reply {
+        return None;
+    }
+    let to = port.dhcp_xids().lookup(msg.xid, meta.now)?;
+    port.slave(to).filter(|s| s.is_up()).map(|s| s.id())
 }
 
 fn decide_rx_l3(port: &Port, frame: &Classified) -> RxAction {

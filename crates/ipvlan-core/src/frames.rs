@@ -180,3 +180,38 @@ pub fn v6(s: &str) -> Ipv6Addr {
 pub fn ip(s: &str) -> IpAddr {
     s.parse().unwrap_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED))
 }
+
+/// A DHCPv4 message over UDP in an untagged frame: a BOOTREQUEST (op 1, UDP 68 → 67) when
+/// `request`, else a BOOTREPLY (op 2, 67 → 68), with transaction id `xid`, the magic cookie,
+/// then `options` as given (end it with 255 yourself). Checksums are zero.
+pub fn dhcp_frame(
+    dst_mac: MacAddr,
+    src_mac: MacAddr,
+    src: Ipv4Addr,
+    dst: Ipv4Addr,
+    request: bool,
+    xid: u32,
+    options: &[u8],
+) -> Vec<u8> {
+    let (sport, dport, op) = if request {
+        (68u16, 67u16, 1u8)
+    } else {
+        (67, 68, 2)
+    };
+    let mut bootp = vec![0u8; 236];
+    bootp[0] = op;
+    bootp[1] = 1; // Ethernet
+    bootp[2] = 6;
+    bootp[4..8].copy_from_slice(&xid.to_be_bytes());
+    bootp[28..34].copy_from_slice(&MASTER_MAC.0);
+    bootp.extend_from_slice(&[99, 130, 83, 99]);
+    bootp.extend_from_slice(options);
+    let udp_len = u16::try_from(8 + bootp.len()).unwrap_or(u16::MAX);
+    let mut ip = ipv4_packet(src, dst, 17, usize::from(udp_len));
+    let body = &mut ip[20..];
+    body[0..2].copy_from_slice(&sport.to_be_bytes());
+    body[2..4].copy_from_slice(&dport.to_be_bytes());
+    body[4..6].copy_from_slice(&udp_len.to_be_bytes());
+    body[8..].copy_from_slice(&bootp);
+    ethernet(dst_mac, src_mac, ethertype::IPV4, &ip)
+}

@@ -14,6 +14,7 @@ pub mod addr_table;
 pub mod classify;
 pub mod counters;
 pub mod decide;
+pub mod dhcp;
 pub mod error;
 pub mod identity;
 pub mod ifname;

@@ -6,6 +6,7 @@ use std::net::IpAddr;
 
 use crate::addr_table::{AddressTable, Claim};
 use crate::counters::{PortCounters, SlaveCounters};
+use crate::dhcp::XidTable;
 use crate::error::{ConfigError, PortError};
 use crate::ifname::IfName;
 use crate::link_args::LinkTypeArgs;
@@ -172,6 +173,8 @@ pub struct Port {
     index: HashMap<SlaveId, usize>,
     table: AddressTable,
     ids: SlaveIdAllocator,
+    /// DHCPv4 transactions of the slaves' clients, by xid (`crate::dhcp`).
+    dhcp_xids: XidTable,
     pub counters: PortCounters,
 }
 
@@ -187,6 +190,7 @@ impl Port {
             index: HashMap::new(),
             table: AddressTable::default(),
             ids: SlaveIdAllocator::default(),
+            dhcp_xids: XidTable::default(),
             counters: PortCounters::default(),
         }
     }
@@ -202,6 +206,13 @@ impl Port {
     }
     pub fn table(&self) -> &AddressTable {
         &self.table
+    }
+    /// The DHCPv4 transactions of the slaves' clients (`crate::dhcp`).
+    pub fn dhcp_xids(&self) -> &XidTable {
+        &self.dhcp_xids
+    }
+    pub(crate) fn dhcp_xids_mut(&mut self) -> &mut XidTable {
+        &mut self.dhcp_xids
     }
 
     /// Slaves in creation order.
@@ -362,6 +373,7 @@ impl Port {
         let i = self.existing(id)?;
         let slave = self.slaves.remove(i);
         self.table.release_all(id);
+        self.dhcp_xids.forget_slave(id);
         self.ids.release(id);
         self.index = self
             .slaves

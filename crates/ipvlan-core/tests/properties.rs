@@ -302,3 +302,58 @@ proptest! {
         }
     }
 }
+
+proptest! {
+    /// DHCP steering (`ipvlan_core::dhcp`): whatever slaves sent which requests, a reply from
+    /// the wire is steered (`Steer`, `PassAndSteer`) only in l2, only to an up slave, only to
+    /// the last slave that sent its xid within the TTL, and a unicast one only to an address
+    /// no slave serves; an unknown xid is decided as if steering did not exist.
+    #[test]
+    fn dhcp_replies_go_only_to_the_last_live_sender_of_their_xid(
+        m in mode(),
+        up in ups(),
+        requests in prop::collection::vec((0..SLAVES as usize, 0u32..4, 0u64..100), 0..8),
+        xid in 0u32..6,
+        broadcast in any::<bool>(),
+        dst in addr_v4(),
+        at in 0u64..200,
+    ) {
+        let (mut p, ids) = port(m, Flag::Bridge, up);
+        let secs = 1_000_000_000u64;
+        let mut last = std::collections::HashMap::new();
+        let mut sorted = requests.clone();
+        sorted.sort_by_key(|r| r.2);
+        for (s, x, t) in sorted {
+            let f = dhcp_frame(MacAddr::BROADCAST, MASTER_MAC, Ipv4Addr::UNSPECIFIED,
+                Ipv4Addr::BROADCAST, true, x, &[53, 1, 1, 255]);
+            let meta = TxMeta { now: t * secs, ..TxMeta::default() };
+            if matches!(p.handle_tx(ids[s], &f, meta), TxAction::Multicast) && m == Mode::L2 {
+                last.insert(x, (ids[s], t));
+            }
+        }
+        let (mac, dst) = if broadcast { (MacAddr::BROADCAST, Ipv4Addr::BROADCAST) } else { (MASTER_MAC, dst) };
+        let reply = dhcp_frame(mac, EXT_MAC, Ipv4Addr::new(192, 0, 2, 254), dst, false, xid, &[255]);
+        let meta = RxMeta { now: at * secs, ..RxMeta::default() };
+        let action = decide_rx(&p, &reply, meta);
+        let live = last.get(&xid).filter(|(s, t)| {
+            at.saturating_sub(*t) * secs < ipvlan_core::dhcp::XID_TTL_NS && p.slave(*s).unwrap().is_up()
+        });
+        match action {
+            RxAction::Steer(to) | RxAction::PassAndSteer(to) => {
+                prop_assert_eq!(m, Mode::L2);
+                prop_assert_eq!(live.map(|l| l.0), Some(to));
+                prop_assert!(p.slave(to).unwrap().is_up());
+                if let RxAction::Steer(_) = action {
+                    prop_assert!(!broadcast);
+                    prop_assert_eq!(p.lookup(dst.into()), None);
+                }
+            }
+            other => {
+                // Not steered: the reply is decided as an ordinary frame (an empty port table).
+                let (fresh, _) = port(m, Flag::Bridge, up);
+                prop_assert_eq!(other, decide_rx(&fresh, &reply, meta));
+                prop_assert!(live.is_none() || (!broadcast && p.lookup(dst.into()).is_some()));
+            }
+        }
+    }
+}

@@ -849,6 +849,12 @@ fn send(socket: &std::path::Path, req: &Request, opts: &Options) -> Result<ExitC
                                 d.join(", ")
                             );
                         }
+                        for p in ports.iter().filter(|p| p.dhcp_xid_taken > 0) {
+                            println!(
+                                "master {}: dhcp requests that took another slave's xid: {}",
+                                p.master, p.dhcp_xid_taken
+                            );
+                        }
                     }
                 }
             }
@@ -985,6 +991,9 @@ fn render(l: &LinkView, opts: &Options) -> String {
                 .map(|d| format!("{} {} {}", d.direction, d.reason, d.count))
                 .collect();
             s.push_str(&format!("    drops: {}\n", d.join(", ")));
+        }
+        if t.dhcp_steered > 0 {
+            s.push_str(&format!("    dhcp replies steered: {}\n", t.dhcp_steered));
         }
         if t.address_conflicts > 0 {
             s.push_str(&format!("    address conflicts: {}\n", t.address_conflicts));

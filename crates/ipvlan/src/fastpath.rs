@@ -100,6 +100,10 @@ struct Shared {
     error: Option<String>,
     /// How l3 egress reaches the master namespace's routing, per family (fixed per kernel).
     routes: (RouteMethod, RouteMethod),
+    /// The client identifiers of the slaves' DHCP requests (map `dhcp_reqs`), for the
+    /// shared-lease warning, and the sequence number of each slave's copy last looked at.
+    client_ids: ipvlan_core::dhcp::ClientIdWatch,
+    dhcp_seen: HashMap<u16, u64>,
 }
 
 impl Shared {
@@ -192,6 +196,35 @@ impl Shared {
         Ok(())
     }
 
+    /// Looks at the DHCP requests the programs copied since the last call (map `dhcp_reqs`,
+    /// l2 only) and warns about a slave whose client would share a lease, as the userspace
+    /// path does (`crate::dataplane::client_id_warning`). Requests a slave sent within one
+    /// call's interval count as one (the latest).
+    fn check_dhcp_requests(&mut self) {
+        let Ok(requests) = lock_prog(&self.prog).dhcp_requests() else {
+            return;
+        };
+        let now = CLOCK.elapsed().as_nanos() as u64;
+        for r in requests {
+            if self.dhcp_seen.insert(r.slave, r.seq) == Some(r.seq) {
+                continue;
+            }
+            let id = SlaveId::from_raw(r.slave);
+            if self.port.slave(id).is_none() {
+                continue;
+            }
+            if let Some(p) = self
+                .client_ids
+                .check_options(id, &r.options, r.truncated, now)
+            {
+                warn!(
+                    "{}",
+                    crate::dataplane::client_id_warning(&self.port, id, &p)
+                );
+            }
+        }
+    }
+
     fn sync_logged(&mut self) {
         match self.sync() {
             Ok(()) => {
@@ -256,6 +289,10 @@ impl Drop for BpfGuard<'_> {
         }
     }
 }
+
+/// The monotonic origin of the times given to [`ipvlan_core::dhcp::ClientIdWatch`].
+static CLOCK: std::sync::LazyLock<std::time::Instant> =
+    std::sync::LazyLock::new(std::time::Instant::now);
 
 fn bpf_io(what: &str) -> impl FnOnce(ipvlan_bpf::BpfError) -> io::Error + '_ {
     move |e| io::Error::other(format!("{what}: {e}"))
@@ -346,6 +383,8 @@ impl BpfPlane {
             dirty: false,
             error: None,
             routes: route_methods(),
+            client_ids: ipvlan_core::dhcp::ClientIdWatch::default(),
+            dhcp_seen: HashMap::new(),
         };
         shared
             .sync()
@@ -414,6 +453,8 @@ impl BpfPlane {
     pub fn remove_slave(&self, id: SlaveId) {
         let mut sh = self.lock();
         sh.local.remove(&id);
+        sh.client_ids.forget_slave(id);
+        sh.dhcp_seen.remove(&id.get());
         if let Some(host) = sh.hosts.remove(&id) {
             sh.sync_logged();
             if let Err(e) = lock_prog(&self.prog).detach_slave(host) {
@@ -450,12 +491,14 @@ impl BpfPlane {
         }
     }
 
-    /// Writes what changed into the maps (the daemon's settle).
+    /// Writes what changed into the maps (the daemon's settle), and looks at the slaves'
+    /// latest DHCP requests.
     pub fn resync(&self) {
         let mut sh = self.lock();
         if sh.dirty {
             sh.sync_logged();
         }
+        sh.check_dhcp_requests();
     }
 
     /// A slave's counters, summed over CPUs.

@@ -17,7 +17,8 @@
 //!   daemon's namespace), `mode`, `flag`: `ipvlan_slave_{rx,tx}_{packets,bytes}_total`,
 //!   `ipvlan_slave_rx_multicast_packets_total`, `ipvlan_slave_tx_errors_total`,
 //!   `ipvlan_slave_{rx,tx}_dropped_total`, `ipvlan_slave_drops_total{direction,reason}`,
-//!   `ipvlan_slave_address_conflicts_total`, and the gauges `ipvlan_slave_up`,
+//!   `ipvlan_slave_address_conflicts_total`, `ipvlan_slave_rx_dhcp_steered_packets_total`,
+//!   and the gauges `ipvlan_slave_up`,
 //!   `ipvlan_slave_carrier`, `ipvlan_slave_addresses`, `ipvlan_slave_conflicting_addresses`,
 //!   `ipvlan_slave_mtu_bytes`, `ipvlan_slave_info{…,ifname,ifindex,dev_id,backend,datapath,
 //!   spoofchk}`.
@@ -410,6 +411,18 @@ impl Collector for Snapshot {
              the daemon's address learning.",
             None,
             |l| l.stats.address_conflicts,
+        )?;
+        slave_counter(
+            e,
+            links,
+            "slave_rx_dhcp_steered_packets",
+            &format!(
+                "Of the frames delivered to the slave, the DHCPv4 replies steered to it by \
+                 their transaction id (all slaves share the master's MAC; docs/dhcp.md). \
+                 Unit: frames. {COUNTED_BY}."
+            ),
+            None,
+            |l| l.stats.dhcp_steered,
         )?;
         slave_gauge(
             e,

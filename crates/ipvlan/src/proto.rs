@@ -216,6 +216,10 @@ pub struct PortView {
     pub master: String,
     /// Drops by reason (direction `port`).
     pub drops: Vec<Drop>,
+    /// DHCP requests that reused the live transaction id of another slave's request (the
+    /// newest sender gets the replies; docs/dhcp.md); absent while zero.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub dhcp_xid_taken: u64,
 }
 
 /// A slave as `link show` presents it.
@@ -291,6 +295,14 @@ pub struct Stats {
     pub drops: Vec<Drop>,
     /// Address claims refused because another slave owned the address.
     pub address_conflicts: u64,
+    /// DHCPv4 replies delivered to the slave by their transaction id (docs/dhcp.md); absent
+    /// while zero (and from older daemons).
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub dhcp_steered: u64,
+}
+
+fn is_zero(n: &u64) -> bool {
+    *n == 0
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

@@ -176,6 +176,7 @@ fn r_tx_l2_3_local_miss_respects_the_master_mtu() {
         TxMeta {
             gso: true,
             from: None,
+            ..TxMeta::default()
         },
     );
     assert_eq!(gso, TxAction::ToHost);
@@ -277,7 +278,8 @@ fn r_mtu_4_t_47_local_delivery_checks_the_receiver_mtu() {
             &big,
             TxMeta {
                 gso: true,
-                from: None
+                from: None,
+                ..TxMeta::default()
             }
         ),
         TxAction::Deliver(s1)
@@ -567,7 +569,14 @@ fn r_rx_l2_1_looped_back_frames_stay_with_the_master() {
     let fx = fixture(Mode::L2, Flag::Bridge);
     let f = ipv4_multicast(M, v4(192, 0, 2, 1), v4(239, 1, 1, 1));
     assert_eq!(
-        decide_rx(&fx.port, &f, RxMeta { looped_back: true }),
+        decide_rx(
+            &fx.port,
+            &f,
+            RxMeta {
+                looped_back: true,
+                ..RxMeta::default()
+            }
+        ),
         RxAction::Pass
     );
 }
@@ -1161,8 +1170,8 @@ fn an_ipvtap_guest_with_another_mac_is_dropped_as_foreign_source_mac() {
         let mut fx = fixture(mode, Flag::Bridge);
         let other = MacAddr([0x02, 0, 0, 0, 0, 0x99]);
         let from = |s| TxMeta {
-            gso: false,
             from: Some(s),
+            ..TxMeta::default()
         };
         let foreign = ipv4_frame(M, other, v4(192, 0, 2, 11), v4(192, 0, 2, 254));
         // Unguarded (every other slave): judged as the master's identity would make it.

@@ -17,7 +17,8 @@
 //! - Everything only ipvlan-rs has is under `ipvlan_rs` (always present): `name`, `id`,
 //!   `netns`, `backend`, `datapath`, `queues`, `host_end`, `spoofchk`, `router`, `addresses`,
 //!   `conflicts`, `attachment`, `hostreach` (the port's option, a boolean) and `host_device`
-//!   (the port's hostreach device, `null` while off); with `-s` also `drops` and `address_conflicts`. Absent values
+//!   (the port's hostreach device, `null` while off); with `-s` also `drops`,
+//!   `address_conflicts` and `dhcp_steered`. Absent values
 //!   are `null`, never a missing key.
 //! - `-br -j` prints iproute2's brief keys only: `link`, `ifname`, `operstate`, `address`,
 //!   `flags`.
@@ -212,6 +213,9 @@ struct IpvlanRs<'a> {
     drops: Option<Vec<Drop<'a>>>,
     #[serde(skip_serializing_if = "Option::is_none")]
     address_conflicts: Option<u64>,
+    /// With `-s`: DHCPv4 replies delivered to the slave by their transaction id.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    dhcp_steered: Option<u64>,
 }
 
 fn non_empty(s: &str) -> Option<&str> {
@@ -287,6 +291,7 @@ fn link<'a>(l: &'a LinkView, opts: &Options) -> Link<'a> {
             }),
             drops: opts.stats.then(|| drops(&l.stats.drops)),
             address_conflicts: opts.stats.then_some(l.stats.address_conflicts),
+            dhcp_steered: opts.stats.then_some(l.stats.dhcp_steered),
         },
     }
 }

@@ -34,6 +34,7 @@ use ipvlan_core::{MulticastBacklog, Port, SlaveId};
 use ipvlan_linux::host::HostStack;
 use ipvlan_linux::{Epoll, EventFd, PacketSocket, PktType, Tap};
 
+pub(crate) use worker::client_id_warning;
 use worker::{worker_loop, Io, Me, Token};
 
 /// A slave's device as the workers use it: frames (each prefixed by a 10-byte virtio-net
@@ -144,6 +145,8 @@ struct Shared<D> {
     routed: worker::RecentPackets,
     /// Bounds the ICMP errors sent for l3/l3s egress too big for the master.
     answers: ipvlan_core::pmtu::AnswerLimiter,
+    /// The client identifiers of the slaves' DHCP requests, for the shared-lease warning.
+    client_ids: ipvlan_core::dhcp::ClientIdWatch,
 }
 
 impl<D> Shared<D> {
@@ -156,6 +159,7 @@ impl<D> Shared<D> {
             local: std::collections::HashSet::new(),
             routed: worker::RecentPackets::default(),
             answers: ipvlan_core::pmtu::AnswerLimiter::default(),
+            client_ids: ipvlan_core::dhcp::ClientIdWatch::default(),
         }
     }
 }
@@ -290,6 +294,7 @@ where
             let mut sh = lock(&self.shared);
             sh.backlog.forget_slave(id);
             sh.local.remove(&id);
+            sh.client_ids.forget_slave(id);
             sh.devs.remove(&id)
         };
         if let Some(d) = &dev {

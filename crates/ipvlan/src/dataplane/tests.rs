@@ -677,6 +677,95 @@ fn a_broadcast_from_the_wire_reaches_every_slave_and_does_not_go_back_out() {
     assert!(fx.master.sent().is_empty());
 }
 
+// ------------------------------------------------------------------ DHCP on a shared MAC
+
+/// A DHCP request from slave address 0.0.0.0, broadcast, with transaction id `xid`.
+fn dhcp_discover(xid: u32, options: &[u8]) -> Vec<u8> {
+    plain(&ipvlan_core::frames::dhcp_frame(
+        MacAddr::BROADCAST,
+        M,
+        Ipv4Addr::UNSPECIFIED,
+        Ipv4Addr::BROADCAST,
+        true,
+        xid,
+        options,
+    ))
+}
+
+/// A server's reply with `xid`: unicast to an address no slave owns, or broadcast.
+fn dhcp_reply(xid: u32, broadcast: bool) -> Vec<u8> {
+    let (mac, dst) = if broadcast {
+        (MacAddr::BROADCAST, Ipv4Addr::BROADCAST)
+    } else {
+        (M, v4(192, 0, 2, 150))
+    };
+    plain(&ipvlan_core::frames::dhcp_frame(
+        mac,
+        EXT_MAC,
+        v4(192, 0, 2, 254),
+        dst,
+        false,
+        xid,
+        &[53, 1, 2, 255],
+    ))
+}
+
+#[test]
+fn dhcp_replies_reach_only_the_slave_that_sent_the_xid() {
+    let mut fx = Fx::new(3);
+    fx.slave_sends(1, &dhcp_discover(0x1234, &[53, 1, 1, 61, 2, 1, 2, 255]));
+    assert!(!fx.drain()); // the DISCOVER's copies (s1, s3) and the wire copy
+    let before: Vec<usize> = fx.devs.iter().map(|d| d.written().len()).collect();
+    // Unicast to the offered address: s2's alone, though no slave owns the address.
+    fx.wire_sends(&dhcp_reply(0x1234, false), PktType::Host);
+    // Broadcast: s2's alone too (no multicast copies); the master's stack keeps its own.
+    fx.wire_sends(&dhcp_reply(0x1234, true), PktType::Broadcast);
+    assert!(!fx.drain());
+    let after: Vec<usize> = fx.devs.iter().map(|d| d.written().len()).collect();
+    assert_eq!(
+        after
+            .iter()
+            .zip(&before)
+            .map(|(a, b)| a - b)
+            .collect::<Vec<_>>(),
+        vec![0, 2, 0]
+    );
+    assert_eq!(fx.counters(1).rx_dhcp_steered, 2);
+    // An unknown xid: unicast goes nowhere, broadcast to everyone, as without steering.
+    fx.wire_sends(&dhcp_reply(0x9999, false), PktType::Host);
+    fx.wire_sends(&dhcp_reply(0x9999, true), PktType::Broadcast);
+    assert!(!fx.drain());
+    let last: Vec<usize> = fx.devs.iter().map(|d| d.written().len()).collect();
+    assert_eq!(
+        last.iter()
+            .zip(&after)
+            .map(|(a, b)| a - b)
+            .collect::<Vec<_>>(),
+        vec![1, 1, 1]
+    );
+}
+
+#[test]
+fn a_slave_sharing_a_client_id_is_warned_about_once() {
+    let mut fx = Fx::new(2);
+    let same = [53, 1, 1, 61, 7, 1, 2, 0, 0, 0, 0, 1, 255];
+    fx.slave_sends(0, &dhcp_discover(1, &same));
+    fx.slave_sends(1, &dhcp_discover(2, &same));
+    fx.slave_sends(1, &dhcp_discover(3, &same));
+    fx.drain();
+    let mut sh = fx.shared.lock().unwrap();
+    let msg = ipvlan_core::frames::dhcp_frame(M, M, v4(0, 0, 0, 0), v4(0, 0, 0, 0), true, 4, &same);
+    let m = ipvlan_core::dhcp::parse(&msg).unwrap();
+    // Both were seen (and s2 warned about once, in the log): s1 asking again is warned about
+    // now, s2 not again.
+    let now = super::worker::now_ns();
+    assert_eq!(
+        sh.client_ids.check(fx.ids[0], &m, now),
+        Some(ipvlan_core::dhcp::ClientIdProblem::SameAs { other: fx.ids[1] })
+    );
+    assert_eq!(sh.client_ids.check(fx.ids[1], &m, now), None);
+}
+
 // ------------------------------------------------------------------ l3s sink
 
 #[test]

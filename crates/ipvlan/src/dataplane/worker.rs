@@ -11,6 +11,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 
 use ipvlan_core::decide::{DropSite, McCopy};
+use ipvlan_core::dhcp::ClientIdProblem;
 use ipvlan_core::identity::assert_master_identity;
 use ipvlan_core::offload::{complete_checksum, segment_tcp};
 use ipvlan_core::pmtu::{self, TooBig};
@@ -190,11 +191,16 @@ pub(super) fn from_master<D: SlaveIo, M: MasterIo, H: HostIo>(
         let whole = &buf[..n];
         let meta = RxMeta {
             looped_back: pkttype == PktType::Loopback,
+            now: now_ns(),
         };
         let out = {
             let mut sh = lock(shared);
             match sh.port.handle_rx(&whole[VNET..], meta) {
-                RxAction::Deliver(to) => target(&mut sh, to, &whole[VNET..]),
+                // A unicast DHCP reply steered by its xid is delivered like any claimed frame;
+                // a broadcast one too (the master's stack has its own copy already).
+                RxAction::Deliver(to) | RxAction::Steer(to) | RxAction::PassAndSteer(to) => {
+                    target(&mut sh, to, &whole[VNET..])
+                }
                 RxAction::PassAndMulticast => {
                     let Shared { port, backlog, .. } = &mut *sh;
                     if !port.queue_multicast(backlog, McOrigin::Wire, whole.to_vec()) {
@@ -262,6 +268,7 @@ pub(super) fn from_slave<D: SlaveIo, M: MasterIo, H: HostIo>(
         let meta = TxMeta {
             gso: hdr.is_gso(),
             from: Some(from),
+            now: now_ns(),
         };
         let out = {
             let mut sh = lock(shared);
@@ -299,12 +306,69 @@ pub(super) fn from_slave<D: SlaveIo, M: MasterIo, H: HostIo>(
                 }
             }
         };
+        dhcp_client_id_check(shared, from, &whole[VNET..], meta.now);
         match out {
             Out::None => {}
             Out::Slave(to, d) => deliver(shared, me, to, &*d, whole),
             Out::Master(mac) => transmit(shared, io, whole, mac, Some(from)),
             Out::Host { routed } => to_host(shared, io, from, whole, routed),
         }
+    }
+}
+
+/// Nanoseconds of the data plane's monotonic clock ([`CLOCK`]): the `now` of the core's
+/// DHCP transaction table.
+pub(super) fn now_ns() -> u64 {
+    CLOCK.elapsed().as_nanos() as u64
+}
+
+/// Warns (at most once per slave every `ipvlan_core::dhcp::WARN_EVERY_NS`) when a slave's
+/// DHCP client asks for a lease without a client identifier (option 61), or with the one
+/// another slave's client used: the server would see the master's MAC, or the same id, from
+/// both, and give them one lease (`ipvlan_core::dhcp::ClientIdWatch`, docs/dhcp.md).
+fn dhcp_client_id_check<D>(shared: &Mutex<Shared<D>>, from: SlaveId, frame: &[u8], now: u64) {
+    let Some(msg) = ipvlan_core::dhcp::parse(frame) else {
+        return;
+    };
+    let text = {
+        let mut sh = lock(shared);
+        if sh.port.mode() != ipvlan_core::Mode::L2 {
+            return; // l3/l3s slaves cannot get a lease by broadcast at all (docs/dhcp.md)
+        }
+        let Some(problem) = sh.client_ids.check(from, &msg, now) else {
+            return;
+        };
+        client_id_warning(&sh.port, from, &problem)
+    };
+    warn!("{text}");
+}
+
+/// The warning about slave `from`'s DHCP client identifier (`problem`), naming the slaves
+/// and the fix; shared by both data paths.
+pub(crate) fn client_id_warning(
+    port: &ipvlan_core::Port,
+    from: SlaveId,
+    problem: &ClientIdProblem,
+) -> String {
+    let name = |id: SlaveId| {
+        port.slave(id)
+            .map_or_else(|| id.to_string(), |s| s.name().to_string())
+    };
+    let what = match problem {
+        ClientIdProblem::Missing => "sends no client identifier (DHCP option 61)".to_string(),
+        ClientIdProblem::SameAs { other } => format!(
+            "sends the same client identifier (DHCP option 61) as slave {}",
+            name(*other)
+        ),
+    };
+    {
+        format!(
+            "slave {}: its DHCP client {what}; all slaves share the master's MAC, so the \
+             server may give them one lease. Give each slave's client its own id: udhcpc -x \
+             0x3d:<hex>, dhclient 'send dhcp-client-identifier \"<id>\";', systemd-networkd \
+             ClientIdentifier=duid (see docs/dhcp.md)",
+            name(from)
+        )
     }
 }
 

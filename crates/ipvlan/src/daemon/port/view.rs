@@ -34,11 +34,11 @@ impl<B: SlaveBackend> PortRuntime<B> {
     /// The port's own counters, for `link show -s`.
     pub fn port_view(&self) -> PortView {
         let port = self.dp.port();
+        let counters = self.dp.port_counters(&port);
         PortView {
             master: self.master.clone(),
-            drops: self
-                .dp
-                .port_counters(&port)
+            dhcp_xid_taken: counters.dhcp_xid_taken,
+            drops: counters
                 .dropped
                 .nonzero()
                 .map(|(r, count)| Drop {
@@ -158,5 +158,6 @@ fn stats(c: &SlaveCounters, address_conflicts: u64) -> Stats {
             })
             .collect(),
         address_conflicts,
+        dhcp_steered: c.rx_dhcp_steered,
     }
 }
