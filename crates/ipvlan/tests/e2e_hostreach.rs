@@ -18,7 +18,7 @@ use common::{text, wait, Fx};
 const M4: &str = "192.0.2.1";
 const M6: &str = "2001:db8:1::1";
 
-/// A capture on the external host's end of every packet between `a` and any of `others`,
+/// A capture on the external host's end of every unicast frame between `hosts` and `others`,
 /// written to a file; [`Capture::count`] stops it and counts them.
 struct Capture {
     child: Child,
@@ -36,7 +36,14 @@ impl Capture {
                 .collect::<Vec<_>>()
                 .join(" or ")
         };
-        let filter = format!("({}) and ({})", side(hosts), side(others));
+        // A slave's own broadcasts and multicast (its ARP request or neighbour solicitation
+        // for the master's address) leave through the master as before, as the kernel sends
+        // them (l2): only unicast between the two sides would be new on the wire.
+        let filter = format!(
+            "not ether broadcast and not ether multicast and ({}) and ({})",
+            side(hosts),
+            side(others)
+        );
         let child = Command::new("ip")
             .args([
                 "netns",
