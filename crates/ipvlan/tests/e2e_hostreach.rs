@@ -422,3 +422,77 @@ fn hostreach_and_a_killed_daemon() {
         routes(&fx)
     );
 }
+
+/// The host device deleted by hand (`ip link del ipvlh<N>`) while `hostreach` is on: the
+/// option stays on, so the daemon makes the device again (within a settle), and host↔slave
+/// works again, with its routes; `-j` names the new device.
+#[test]
+#[ignore = "needs root, iproute2, nftables, TUN, tcpdump"]
+fn hostreach_device_deleted_by_hand_is_made_again() {
+    require_env!();
+    let fx = setup("mode l2", "192.0.2.11/24", "2001:db8:1::11/64");
+    fx.cli_ok(&["link", "set", "dev", "m0", "hostreach", "on"]);
+    assert!(wait(Duration::from_secs(5), || routes(&fx)
+        .contains("192.0.2.11")));
+    assert!(fx.ping("host", "192.0.2.11", 2), "{}", fx.daemon_log());
+    let dev = fx.links()[0]["host_device"].as_str().unwrap().to_owned();
+    fx.sh("host", &format!("ip link del {dev}"));
+    assert!(
+        wait(Duration::from_secs(10), || host_dev_exists(&fx)
+            && routes(&fx).contains("192.0.2.11")),
+        "the host device is not made again\n{}\n{}",
+        fx.sh("host", "ip -o link show"),
+        fx.daemon_log()
+    );
+    assert_eq!(fx.links()[0]["hostreach"], true, "{:?}", fx.links());
+    assert!(fx.links()[0]["host_device"].is_string(), "{:?}", fx.links());
+    assert!(
+        wait(Duration::from_secs(5), || fx.ping("host", "192.0.2.11", 1)),
+        "{}",
+        fx.daemon_log()
+    );
+    assert!(fx.ping("c1", M4, 2));
+    // Off removes it for good.
+    fx.cli_ok(&["link", "set", "dev", "m0", "hostreach", "off"]);
+    std::thread::sleep(Duration::from_millis(2500));
+    assert!(
+        !host_dev_exists(&fx),
+        "{}",
+        fx.sh("host", "ip -o link show")
+    );
+    assert!(!routes(&fx).contains("192.0.2.11"), "{}", routes(&fx));
+}
+
+/// `hostreach` on a name that is neither a master of a port nor a slave: refused, exit 2,
+/// naming the device; on a slave of another port, nothing else changes.
+#[test]
+#[ignore = "needs root, iproute2, nftables, TUN, tcpdump"]
+fn hostreach_on_an_unknown_device_is_refused() {
+    require_env!();
+    let fx = setup("mode l2", "192.0.2.11/24", "");
+    for name in ["nosuch0", "lo"] {
+        let o = fx.cli(&["link", "set", "dev", name, "hostreach", "on"]);
+        assert!(!o.status.success(), "{name}: {}", text(&o));
+        assert!(text(&o).contains(name), "{name}: {}", text(&o));
+    }
+    // Rapid toggles end in the last state asked for, with one device at most.
+    for _ in 0..5 {
+        fx.cli_ok(&["link", "set", "dev", "m0", "hostreach", "on"]);
+        fx.cli_ok(&["link", "set", "dev", "s1", "hostreach", "off"]);
+    }
+    fx.cli_ok(&["link", "set", "dev", "m0", "hostreach", "on"]);
+    fx.cli_ok(&["link", "set", "dev", "m0", "hostreach", "on"]);
+    let links = fx.sh("host", "ip -o link show");
+    assert_eq!(links.matches(": ipvlh").count(), 1, "{links}");
+    assert!(
+        wait(Duration::from_secs(5), || fx.ping("host", "192.0.2.11", 1)),
+        "{}",
+        fx.daemon_log()
+    );
+    assert_eq!(
+        routes(&fx).matches("192.0.2.11").count(),
+        1,
+        "{}",
+        routes(&fx)
+    );
+}

@@ -617,3 +617,66 @@ fn ipvtap_guest_under_qemu_pings_and_is_pinged() {
         t0.elapsed().as_secs_f64()
     );
 }
+
+/// `ip link del vmtap0` done by hand (not through `ipvlan`): the daemon notices, forgets the
+/// ipvtap and lets go of its addresses, which a namespace slave that claimed one gets.
+#[test]
+#[ignore = "needs root, iproute2, nftables, TUN"]
+fn ipvtap_deleted_by_hand_lets_go_of_its_addresses() {
+    require_env!();
+    let fx = setup("mode l2");
+    fx.sh("ns0", "ip addr add 192.0.2.50/32 dev ipvl0");
+    assert!(wait(Duration::from_secs(5), || {
+        fx.link("ipvl0").unwrap()["conflicts"]
+            .to_string()
+            .contains("192.0.2.50")
+    }));
+    fx.sh("host", "ip link del vmtap0");
+    assert!(
+        wait(Duration::from_secs(5), || fx.link("vmtap0").is_none()),
+        "{:?}\n{}",
+        fx.link("vmtap0"),
+        fx.daemon_log()
+    );
+    fx.wait_learned("ipvl0", "192.0.2.50");
+    // And the name can be used again.
+    fx.cli_ok(&[
+        "link", "add", "link", "m0", "name", "vmtap0", "type", "ipvtap", "mode", "l2",
+    ]);
+    fx.cli_ok(&["address", "add", "2001:db8:1::50/64", "dev", "vmtap0"]);
+}
+
+/// Bad input to `ipvlan address` and to `link set` on an ipvtap: refused with a non-zero exit
+/// and words naming the problem; nothing changes.
+#[test]
+#[ignore = "needs root, iproute2, nftables, TUN"]
+fn ipvtap_bad_input_is_refused() {
+    require_env!();
+    let fx = setup("mode l2");
+    for args in [
+        &["address", "add", "300.1.1.1/24", "dev", "vmtap0"][..],
+        &["address", "add", "2001:db8::1/200", "dev", "vmtap0"],
+        &["address", "add", "192.0.2.60/33", "dev", "vmtap0"],
+        &["address", "add", "192.0.2.60/24"],
+        &["address", "add", "dev", "vmtap0"],
+        &["address", "add", "192.0.2.60/24", "dev", "m0"],
+        &["address", "add", "0.0.0.0", "dev", "vmtap0"],
+        &["address", "add", "255.255.255.255", "dev", "vmtap0"],
+        &["address", "add", "224.0.0.1", "dev", "vmtap0"],
+        &["address", "add", "ff02::1", "dev", "vmtap0"],
+        &["address", "add", "::", "dev", "vmtap0"],
+    ] {
+        let o = fx.cli(args);
+        assert!(!o.status.success(), "{args:?}: {}", text(&o));
+        assert!(!text(&o).trim().is_empty(), "{args:?}: no message");
+        assert!(!text(&o).contains("panicked"), "{args:?}: {}", text(&o));
+    }
+    let l = fx.link("vmtap0").unwrap();
+    let addrs = l["addresses"].as_array().unwrap().len();
+    assert_eq!(addrs, 2, "{l}");
+    // link set on an ipvtap: mtu and spoofchk as for any slave.
+    fx.cli_ok(&["link", "set", "dev", "vmtap0", "mtu", "1400"]);
+    let mtu = fx.sh("host", "cat /sys/class/net/vmtap0/mtu");
+    assert_eq!(mtu.trim(), "1400");
+    fx.cli_ok(&["link", "set", "dev", "vmtap0", "spoofchk", "on"]);
+}

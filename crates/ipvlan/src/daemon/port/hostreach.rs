@@ -98,6 +98,12 @@ impl<B: SlaveBackend> PortRuntime<B> {
         Ok(())
     }
 
+    /// `hostreach` is on but the port has no host slave: its device was deleted by hand (the
+    /// sweep then removed the slave), so [`PortRuntime::set_hostreach`] must make it again.
+    pub fn hostreach_lost(&self) -> bool {
+        self.hostreach && self.dp.port().host_slave().is_none()
+    }
+
     /// Keeps the host slave's table entries equal to the master's addresses, its proxy
     /// neighbour entries to the master's IPv6 addresses, and the master namespace's
     /// [`HOSTREACH_PROTO`] routes to the served addresses of the other slaves. A failure is
