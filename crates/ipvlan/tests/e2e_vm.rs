@@ -696,3 +696,86 @@ fn ipvtap_bad_input_is_refused() {
         fx.link("ipvl0")
     );
 }
+
+/// `hostreach on` with an ipvtap: the guest reaches the master's namespace (its ARP for the
+/// master's address is answered, its echo request too), and the master's namespace reaches the
+/// guest (a `proto 73` route for the guest's address, the ARP request and echo request reach the
+/// TAP).
+#[test]
+#[ignore = "needs root, iproute2, nftables, TUN"]
+fn ipvtap_with_hostreach_reaches_the_host_both_ways() {
+    require_env!();
+    let fx = setup("mode l2");
+    fx.cli_ok(&["link", "set", "dev", "m0", "hostreach", "on"]);
+    assert!(
+        wait(Duration::from_secs(5), || fx
+            .sh("host", "ip route show proto 73")
+            .contains("192.0.2.50")),
+        "no route for the guest\n{}",
+        fx.sh("host", "ip route show proto 73")
+    );
+    let host = fx.ns("host");
+    let mut tap = VmmTap::open(&host, "vmtap0").expect("opening vmtap0 as a VMM");
+    // Guest → host.
+    let who_has = arp(
+        1,
+        MASTER_MAC,
+        [0xff; 6],
+        MASTER_MAC,
+        GUEST4,
+        [0; 6],
+        [192, 0, 2, 1],
+    );
+    let mut answered = None;
+    for _ in 0..5 {
+        tap.send(&who_has);
+        answered = tap.recv_until(Duration::from_secs(1), |f| {
+            is_arp_reply_from(f, [192, 0, 2, 1])
+        });
+        if answered.is_some() {
+            break;
+        }
+    }
+    assert!(
+        answered.is_some(),
+        "the host does not answer the guest's ARP\n{}",
+        fx.daemon_log()
+    );
+    tap.send(&echo_request(GUEST4, [192, 0, 2, 1], 1));
+    let r = tap.recv_until(Duration::from_secs(3), |f| {
+        is_echo_reply(f, [192, 0, 2, 1], GUEST4)
+    });
+    assert!(
+        r.is_some(),
+        "no echo reply from the host\n{}",
+        fx.daemon_log()
+    );
+    // Host → guest.
+    let ping = fx.python_bg(
+        "host",
+        "import subprocess;print(subprocess.run(['ping','-c','3','-i','0.5','-W','1','192.0.2.50']).returncode)",
+        &[],
+    );
+    let mut echo = None;
+    let end = Instant::now() + Duration::from_secs(8);
+    while echo.is_none() && Instant::now() < end {
+        let f = tap.recv_until(Duration::from_millis(200), |f| {
+            is_arp_request_for(f, GUEST4) || is_echo_request_to(f, GUEST4)
+        });
+        match f {
+            Some(f) if is_arp_request_for(&f, GUEST4) => {
+                let (sha, spa) = (f[22..28].try_into().unwrap(), f[28..32].try_into().unwrap());
+                tap.send(&arp(2, MASTER_MAC, sha, MASTER_MAC, GUEST4, sha, spa));
+            }
+            Some(f) => echo = Some(f),
+            None => {}
+        }
+    }
+    drop(ping.output());
+    assert!(
+        echo.is_some(),
+        "the host's echo request never reached the TAP\n{}\n{}",
+        fx.cli_ok(&["-s", "-d", "link", "show"]),
+        fx.daemon_log()
+    );
+}
