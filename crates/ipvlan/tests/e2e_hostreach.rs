@@ -496,3 +496,65 @@ fn hostreach_on_an_unknown_device_is_refused() {
         routes(&fx)
     );
 }
+
+/// SIGKILLed while on, restarted, then off: no device, no `proto 73` route, no proxy entry is
+/// left; on again and the last user slave deleted: the port goes with everything it made.
+#[test]
+#[ignore = "needs root, iproute2, nftables, TUN, tcpdump"]
+fn hostreach_killed_then_off_and_the_last_slave_gone_leave_nothing() {
+    require_env!();
+    let mut fx = setup("mode l2", "192.0.2.11/24", "2001:db8:1::11/64");
+    fx.cli_ok(&["link", "set", "dev", "m0", "hostreach", "on"]);
+    assert!(wait(Duration::from_secs(5), || routes(&fx)
+        .contains("2001:db8:1::11")));
+    fx.stop_daemon(true);
+    fx.start_daemon();
+    assert!(
+        wait(Duration::from_secs(10), || fx.ping("host", "192.0.2.11", 1)),
+        "{}",
+        fx.daemon_log()
+    );
+    let links = fx.sh("host", "ip -o link show");
+    assert_eq!(links.matches(": ipvlh").count(), 1, "{links}");
+    let proxies = fx.sh("host", "ip -6 neigh show proxy");
+    assert_eq!(proxies.matches("2001:db8:1::1 ").count(), 1, "{proxies}");
+    fx.cli_ok(&["link", "set", "dev", "m0", "hostreach", "off"]);
+    std::thread::sleep(Duration::from_millis(1500));
+    assert!(
+        !host_dev_exists(&fx),
+        "{}",
+        fx.sh("host", "ip -o link show")
+    );
+    assert_eq!(routes(&fx).trim(), "", "routes left");
+    assert_eq!(
+        fx.sh("host", "ip -6 neigh show proxy").trim(),
+        "",
+        "proxies left"
+    );
+    assert!(
+        !fx.ping("host", "192.0.2.11", 1),
+        "off, master → slave must fail"
+    );
+    // On again, then the last user slave goes: the port and its host device too.
+    fx.cli_ok(&["link", "set", "dev", "s1", "hostreach", "on"]);
+    assert!(wait(Duration::from_secs(5), || routes(&fx)
+        .contains("192.0.2.11")));
+    fx.cli_ok(&["link", "del", "s1"]);
+    assert!(
+        wait(Duration::from_secs(5), || !host_dev_exists(&fx)
+            && routes(&fx).trim().is_empty()),
+        "{}\n{}",
+        fx.sh("host", "ip -o link show"),
+        routes(&fx)
+    );
+    assert!(fx.links().is_empty(), "{:?}", fx.links());
+    // Restarted, nothing comes back.
+    fx.stop_daemon(false);
+    fx.start_daemon();
+    std::thread::sleep(Duration::from_millis(1500));
+    assert!(
+        !host_dev_exists(&fx),
+        "{}",
+        fx.sh("host", "ip -o link show")
+    );
+}
