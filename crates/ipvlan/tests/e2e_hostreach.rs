@@ -558,3 +558,43 @@ fn hostreach_killed_then_off_and_the_last_slave_gone_leave_nothing() {
         fx.sh("host", "ip -o link show")
     );
 }
+
+/// The host device renamed by hand: it stays the port's host device (not a user slave), and a
+/// restart does not make a second one or list it as a slave.
+#[test]
+#[ignore = "needs root, iproute2, nftables, TUN, tcpdump"]
+fn hostreach_device_renamed_by_hand() {
+    require_env!();
+    let mut fx = setup("mode l2", "192.0.2.11/24", "");
+    fx.cli_ok(&["link", "set", "dev", "m0", "hostreach", "on"]);
+    assert!(wait(Duration::from_secs(5), || routes(&fx)
+        .contains("192.0.2.11")));
+    let dev = fx.links()[0]["host_device"].as_str().unwrap().to_owned();
+    fx.sh("host", &format!("ip link set dev {dev} name hrx0"));
+    std::thread::sleep(Duration::from_millis(1500));
+    assert_eq!(fx.links().len(), 1, "{:?}", fx.links());
+    assert!(fx.ping("host", "192.0.2.11", 2), "{}", fx.daemon_log());
+    fx.stop_daemon(false);
+    fx.start_daemon();
+    std::thread::sleep(Duration::from_millis(1500));
+    let links = fx.sh("host", "ip -o link show");
+    assert_eq!(
+        links.matches(": ipvlh").count() + links.matches(": hrx0").count(),
+        1,
+        "{links}\n{:?}",
+        fx.links()
+    );
+    assert_eq!(fx.links().len(), 1, "{:?}", fx.links());
+    assert!(
+        wait(Duration::from_secs(5), || fx.ping("host", "192.0.2.11", 1)),
+        "{}",
+        fx.daemon_log()
+    );
+    fx.cli_ok(&["link", "set", "dev", "m0", "hostreach", "off"]);
+    std::thread::sleep(Duration::from_millis(1500));
+    let links = fx.sh("host", "ip -o link show");
+    assert!(
+        !links.contains(": ipvlh") && !links.contains(": hrx0"),
+        "{links}"
+    );
+}
