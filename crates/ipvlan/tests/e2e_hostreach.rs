@@ -598,3 +598,43 @@ fn hostreach_device_renamed_by_hand() {
         "{links}"
     );
 }
+
+/// IPv6 link-local: the slaves reach the host at the host device's own link-local, the host
+/// reaches a slave's link-local through the host device (`%ipvlh<N>`). The master's own
+/// link-local is not reachable from the slaves (it is scoped to the master; documented).
+#[test]
+#[ignore = "needs root, iproute2, nftables, TUN, tcpdump"]
+fn hostreach_link_local_through_the_host_device() {
+    require_env!();
+    let fx = setup("mode l2", "192.0.2.11/24", "2001:db8:1::11/64");
+    fx.cli_ok(&["link", "set", "dev", "m0", "hostreach", "on"]);
+    assert!(wait(Duration::from_secs(5), || routes(&fx)
+        .contains("192.0.2.11")));
+    let dev = fx.links()[0]["host_device"].as_str().unwrap().to_owned();
+    let ll = |ns: &str, dev: &str| {
+        let o = fx.sh(ns, &format!("ip -6 -o addr show dev {dev} scope link"));
+        o.split_whitespace()
+            .nth(3)
+            .unwrap()
+            .split('/')
+            .next()
+            .unwrap()
+            .to_owned()
+    };
+    let (h, s1) = (ll("host", &dev), ll("c1", "s1"));
+    // The slave's link-local answers once its DAD is over.
+    assert!(wait(Duration::from_secs(5), || !fx
+        .sh("c1", "ip -6 addr show dev s1 scope link")
+        .contains("tentative")));
+    assert!(
+        fx.ping("c1", &format!("{h}%s1"), 2),
+        "slave → host device {h}"
+    );
+    assert!(
+        fx.ping("host", &format!("{s1}%{dev}"), 2),
+        "host → slave {s1}\n{}\n{}\n{}",
+        fx.sh("host", &format!("ip -6 neigh; ip -6 addr show dev {dev}; ip -6 route show table all | grep -v '^local\\|multicast'")),
+        fx.sh("c1", "ip -6 neigh; ip -6 addr"),
+        fx.cli_ok(&["-s", "-d", "link", "show"])
+    );
+}
