@@ -779,3 +779,49 @@ fn ipvtap_with_hostreach_reaches_the_host_both_ways() {
         fx.daemon_log()
     );
 }
+
+/// The state file lost (deleted while the daemon was down): every device is found again by its
+/// alias; the ipvtap stays an ipvtap and the log says its guest's addresses must be given
+/// again (they were in the file only); the `hostreach` device is the port's host device again
+/// (not a user slave), so host↔slave works and `hostreach off` removes it and its routes.
+#[test]
+#[ignore = "needs root, iproute2, nftables, TUN"]
+fn state_file_lost_with_ipvtap_and_hostreach() {
+    require_env!();
+    let mut fx = setup("mode l2");
+    fx.cli_ok(&["link", "set", "dev", "m0", "hostreach", "on"]);
+    assert!(wait(Duration::from_secs(5), || fx
+        .sh("host", "ip route show proto 73")
+        .contains("192.0.2.11")));
+    fx.stop_daemon(false);
+    std::fs::remove_file(fx.state_dir.join("state.json")).unwrap();
+    fx.start_daemon();
+    let names: Vec<String> = fx.links().iter().map(|l| l["name"].to_string()).collect();
+    assert_eq!(names.len(), 2, "{names:?}");
+    let l = fx.link("vmtap0").unwrap();
+    assert_eq!(l["backend"], "ipvtap", "{l}");
+    assert!(
+        fx.daemon_log().contains("ipvlan address add"),
+        "nothing says the guest's addresses are lost\n{}",
+        fx.daemon_log()
+    );
+    assert_eq!(
+        fx.link("ipvl0").unwrap()["hostreach"],
+        true,
+        "{:?}",
+        fx.links()
+    );
+    // (the port is l3 now, its mode not in the file either)
+    fx.cli_ok(&[
+        "link", "set", "dev", "ipvl0", "type", "ipvlan", "mode", "l2",
+    ]);
+    assert!(
+        wait(Duration::from_secs(5), || fx.ping("host", "192.0.2.11", 1)),
+        "{}",
+        fx.daemon_log()
+    );
+    fx.cli_ok(&["link", "set", "dev", "m0", "hostreach", "off"]);
+    std::thread::sleep(Duration::from_millis(1500));
+    assert_eq!(fx.sh("host", "ip route show proto 73").trim(), "");
+    assert!(!fx.sh("host", "ip -o link show").contains(": ipvlh"));
+}
