@@ -825,3 +825,48 @@ fn state_file_lost_with_ipvtap_and_hostreach() {
     assert_eq!(fx.sh("host", "ip route show proto 73").trim(), "");
     assert!(!fx.sh("host", "ip -o link show").contains(": ipvlh"));
 }
+
+/// A VMM that closes the TAP and opens it again (a guest rebooted, the VMM restarted): the
+/// ipvtap keeps its addresses and the guest is served again, both ways.
+#[test]
+#[ignore = "needs root, iproute2, nftables, TUN"]
+fn ipvtap_reopened_by_the_vmm_is_served_again() {
+    require_env!();
+    let fx = setup("mode l2");
+    let host = fx.ns("host");
+    let who_has = arp(
+        1,
+        MASTER_MAC,
+        [0xff; 6],
+        MASTER_MAC,
+        GUEST4,
+        [0; 6],
+        [192, 0, 2, 11],
+    );
+    for round in 0..3 {
+        let mut tap = VmmTap::open(&host, "vmtap0").expect("opening vmtap0 as a VMM");
+        let mut answered = false;
+        for _ in 0..5 {
+            tap.send(&who_has);
+            if tap
+                .recv_until(Duration::from_secs(1), |f| {
+                    is_arp_reply_from(f, [192, 0, 2, 11])
+                })
+                .is_some()
+            {
+                answered = true;
+                break;
+            }
+        }
+        assert!(
+            answered,
+            "round {round}: no ARP reply from ipvl0\n{}\n{}",
+            fx.cli_ok(&["-s", "link", "show"]),
+            fx.daemon_log()
+        );
+        drop(tap);
+        std::thread::sleep(Duration::from_millis(300));
+    }
+    let l = fx.link("vmtap0").unwrap();
+    assert_eq!(l["addresses"].as_array().unwrap().len(), 2, "{l}");
+}
