@@ -686,6 +686,26 @@ fn ipvtap_bad_input_is_refused() {
         fx.link("vmtap0")
     );
     fx.cli_ok(&["link", "set", "dev", "vmtap0", "spoofchk", "on"]);
+    // 4294967295 is (uid_t)-1, "no owner" to the TUN driver: with it, anyone could open the
+    // TAP (`tun_not_capable`), what the default owner root is there to prevent. The kernel
+    // refuses it (EINVAL); no half-made TAP is left.
+    for who in ["user", "group"] {
+        let o = fx.cli(&[
+            "link",
+            "add",
+            "link",
+            "m0",
+            "name",
+            "vmtap1",
+            "type",
+            "ipvtap",
+            who,
+            "4294967295",
+        ]);
+        assert!(!o.status.success(), "{who}: {}", text(&o));
+        assert!(text(&o).contains("Invalid argument"), "{who}: {}", text(&o));
+        assert!(!fx.try_sh("host", "ip link show vmtap1").status.success());
+    }
     fx.cli_ok(&[
         "link", "set", "dev", "vmtap0", "type", "ipvtap", "mode", "l3",
     ]);
