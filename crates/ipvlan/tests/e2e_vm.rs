@@ -890,3 +890,48 @@ fn ipvtap_reopened_by_the_vmm_is_served_again() {
     let l = fx.link("vmtap0").unwrap();
     assert_eq!(l["addresses"].as_array().unwrap().len(), 2, "{l}");
 }
+
+/// The ipvtap renamed by hand (`ip link set vmtap0 name …`): still served under its new name,
+/// and `ipvlan link del vmtap0` (the name it was made with, as for any slave) deletes the
+/// TAP, not leaving it behind.
+#[test]
+#[ignore = "needs root, iproute2, nftables, TUN"]
+fn ipvtap_renamed_by_hand_is_still_deleted() {
+    require_env!();
+    let fx = setup("mode l2");
+    fx.sh("host", "ip link set dev vmtap0 name vmguest0");
+    std::thread::sleep(Duration::from_millis(1000));
+    let l = fx.link("vmtap0").expect("still a slave");
+    assert_eq!(l["addresses"].as_array().unwrap().len(), 2, "{l}");
+    let host = fx.ns("host");
+    let mut tap = VmmTap::open(&host, "vmguest0").expect("opening vmguest0 as a VMM");
+    let who_has = arp(
+        1,
+        MASTER_MAC,
+        [0xff; 6],
+        MASTER_MAC,
+        GUEST4,
+        [0; 6],
+        [192, 0, 2, 11],
+    );
+    let mut answered = false;
+    for _ in 0..5 {
+        tap.send(&who_has);
+        if tap
+            .recv_until(Duration::from_secs(1), |f| {
+                is_arp_reply_from(f, [192, 0, 2, 11])
+            })
+            .is_some()
+        {
+            answered = true;
+            break;
+        }
+    }
+    assert!(answered, "renamed, not served\n{}", fx.daemon_log());
+    drop(tap);
+    fx.cli_ok(&["link", "del", "vmtap0"]);
+    assert!(
+        !fx.try_sh("host", "ip link show vmguest0").status.success(),
+        "the renamed TAP was left behind"
+    );
+}
