@@ -935,3 +935,29 @@ fn ipvtap_renamed_by_hand_is_still_deleted() {
         "the renamed TAP was left behind"
     );
 }
+
+/// The ipvtap moved to another namespace by hand (`ip link set vmtap0 netns …`): it cannot be
+/// served there (everything of an ipvtap is its master namespace's), so it leaves its port,
+/// freeing its addresses, and the log says so without calling it deleted.
+#[test]
+#[ignore = "needs root, iproute2, nftables, TUN"]
+fn ipvtap_moved_to_another_namespace_leaves_its_port() {
+    require_env!();
+    let mut fx = setup("mode l2");
+    fx.add_ns("vm");
+    let vm = fx.ns("vm");
+    fx.sh("host", &format!("ip link set dev vmtap0 netns {vm}"));
+    assert!(
+        wait(Duration::from_secs(5), || fx.link("vmtap0").is_none()),
+        "{:?}",
+        fx.link("vmtap0")
+    );
+    assert!(
+        fx.daemon_log().contains("moved to another namespace"),
+        "{}",
+        fx.daemon_log()
+    );
+    fx.sh("ns0", "ip addr add 192.0.2.50/32 dev ipvl0");
+    fx.wait_learned("ipvl0", "192.0.2.50");
+    fx.sh("vm", "ip link del vmtap0");
+}
