@@ -638,3 +638,33 @@ fn hostreach_link_local_through_the_host_device() {
         fx.cli_ok(&["-s", "-d", "link", "show"])
     );
 }
+
+/// The port's mode changed while on (l2 → l3 → l2): the host device follows (NOARP with the
+/// slaves), and host↔slave keeps working, IPv4 and IPv6.
+#[test]
+#[ignore = "needs root, iproute2, nftables, TUN, tcpdump"]
+fn hostreach_follows_a_mode_change() {
+    require_env!();
+    let fx = setup("mode l2", "192.0.2.11/24", "2001:db8:1::11/64");
+    fx.cli_ok(&["link", "set", "dev", "m0", "hostreach", "on"]);
+    assert!(wait(Duration::from_secs(5), || routes(&fx)
+        .contains("192.0.2.11")));
+    for mode in ["l3", "l2"] {
+        fx.cli_ok(&["link", "set", "dev", "s1", "type", "ipvlan", "mode", mode]);
+        let dev = fx.links()[0]["host_device"].as_str().unwrap().to_owned();
+        let flags = fx.sh("host", &format!("ip link show dev {dev}"));
+        assert_eq!(flags.contains("NOARP"), mode == "l3", "{mode}: {flags}");
+        for (ns, dst) in [
+            ("host", "192.0.2.11"),
+            ("c1", M4),
+            ("host", "2001:db8:1::11"),
+            ("c1", M6),
+        ] {
+            assert!(
+                wait(Duration::from_secs(5), || fx.ping(ns, dst, 1)),
+                "{mode}: {ns} → {dst}\n{}",
+                fx.daemon_log()
+            );
+        }
+    }
+}
