@@ -668,3 +668,58 @@ fn hostreach_follows_a_mode_change() {
         }
     }
 }
+
+/// Two ports, the same slave address on each (allowed: ports are separate), `hostreach on`
+/// on both: the first port's route stands, the second's cannot be added, which is said once
+/// (not every second); the first port's host↔slave works.
+#[test]
+#[ignore = "needs root, iproute2, nftables, TUN, tcpdump"]
+fn hostreach_on_two_ports_with_one_address_warns_once() {
+    require_env!();
+    let mut fx = setup("mode l2", "192.0.2.11/24", "");
+    fx.sh(
+        "host",
+        "ip link add m1 type veth peer name m1p && ip link set m1p up && ip link set m1 up",
+    );
+    fx.add_ns("c2");
+    let c2 = fx.ns("c2");
+    fx.cli_ok(&[
+        "link", "add", "link", "m1", "s2", "type", "ipvlan", "mode", "l2",
+    ]);
+    fx.sh("host", &format!("ip link set dev s2 netns {c2}"));
+    fx.sh(
+        "c2",
+        "ip link set s2 up && ip addr add 192.0.2.11/24 dev s2",
+    );
+    fx.wait_learned("s2", "192.0.2.11");
+    fx.cli_ok(&["link", "set", "dev", "m0", "hostreach", "on"]);
+    assert!(wait(Duration::from_secs(5), || routes(&fx)
+        .contains("192.0.2.11")));
+    fx.cli_ok(&["link", "set", "dev", "m1", "hostreach", "on"]);
+    std::thread::sleep(Duration::from_millis(4000));
+    assert_eq!(
+        routes(&fx).matches("192.0.2.11").count(),
+        1,
+        "{}",
+        routes(&fx)
+    );
+    let log = fx.daemon_log();
+    let warned = log
+        .lines()
+        .filter(|l| l.contains("adding the route") && l.contains("192.0.2.11"))
+        .count();
+    assert_eq!(warned, 1, "{log}");
+    assert!(fx.ping("host", "192.0.2.11", 1));
+    // The first port lets go: the second's route is added at the next settle.
+    fx.cli_ok(&["link", "set", "dev", "m0", "hostreach", "off"]);
+    let dev1 = fx.link("s2").unwrap()["host_device"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    assert!(
+        wait(Duration::from_secs(5), || routes(&fx)
+            .contains(&format!("192.0.2.11 dev {dev1}"))),
+        "{}",
+        routes(&fx)
+    );
+}

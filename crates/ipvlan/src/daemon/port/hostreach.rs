@@ -94,6 +94,7 @@ impl<B: SlaveBackend> PortRuntime<B> {
                 self.remove_slave(id, true);
                 self.host_addrs.clear();
                 self.host_conflicts.clear();
+                self.host_route_failed.clear();
                 info!(master = %self.master, "hostreach off");
             }
         }
@@ -189,9 +190,20 @@ impl<B: SlaveBackend> PortRuntime<B> {
                 }
             }
         }
+        // Retried at every settle, but said once: a route that cannot be added stays so (e.g.
+        // the same slave address on another port with `hostreach on`, whose route came first).
+        self.host_route_failed
+            .retain(|a| wanted.contains(&(*a, if a.is_ipv4() { 32 } else { 128 })));
         for (dst, len) in wanted.difference(&have) {
-            if let Err(e) = r.add_proto_route(*dst, *len, ifindex, HOSTREACH_PROTO) {
-                warn!(master = %self.master, %dst, "hostreach: adding the route: {e}");
+            match r.add_proto_route(*dst, *len, ifindex, HOSTREACH_PROTO) {
+                Ok(()) => {
+                    self.host_route_failed.remove(dst);
+                }
+                Err(e) => {
+                    if self.host_route_failed.insert(*dst) {
+                        warn!(master = %self.master, %dst, "hostreach: adding the route (retried every second, said once): {e}");
+                    }
+                }
             }
         }
     }
