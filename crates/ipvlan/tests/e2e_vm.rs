@@ -734,6 +734,14 @@ fn ipvtap_with_hostreach_reaches_the_host_both_ways() {
         "no route for the guest\n{}",
         fx.sh("host", "ip route show proto 73")
     );
+    // The master's address is the host device's: refused for the guest, saying whose it is.
+    let o = fx.cli(&["address", "add", "192.0.2.1/24", "dev", "vmtap0"]);
+    assert_eq!(o.status.code(), Some(2), "{}", text(&o));
+    assert!(
+        text(&o).contains("192.0.2.1 is the master's, which hostreach device"),
+        "{}",
+        text(&o)
+    );
     let host = fx.ns("host");
     let mut tap = VmmTap::open(&host, "vmtap0").expect("opening vmtap0 as a VMM");
     // Guest → host.
