@@ -788,6 +788,19 @@ fn parse_set(words: &[String]) -> Result<Request, CliError> {
                 router = Some(on_off("router", v)?);
             }
             n if name.is_none() => name = Some(n.to_owned()),
+            // The mode or a flag without "type ipvlan" before it: say where it goes (not to
+            // `ip link set`, which the message below would say).
+            w @ ("mode" | "bridge" | "private" | "vepa") => {
+                let dev = name.as_deref().unwrap_or("NAME");
+                let mode = if w == "mode" {
+                    it.next().map_or(" M".to_owned(), |m| format!(" {m}"))
+                } else {
+                    String::new()
+                };
+                return Err(bad_arg(format!(
+                    "\"{w}\" goes after \"type ipvlan\": ipvlan link set dev {dev} type ipvlan {w}{mode}"
+                )));
+            }
             other => {
                 return Err(bad_arg(format!(
                         "ipvlan link set changes the ipvlan mode, flag and spoofchk; for \"{other}\" use `ip link set`: slaves are ordinary devices"

@@ -350,6 +350,17 @@ const REFUSED: &[(&str, u8, &str)] = &[
     ),
     ("set", 255, "\"dev\" argument is required"),
     ("set s1 mtu 1400", 1, "for \"mtu\" use `ip link set`"),
+    // The mode and flags go after "type ipvlan" (as iproute2's); not sent to `ip link set`.
+    (
+        "set dev vmtap0 mode l3",
+        1,
+        "\"mode\" goes after \"type ipvlan\": ipvlan link set dev vmtap0 type ipvlan mode l3",
+    ),
+    (
+        "set s1 private",
+        1,
+        "\"private\" goes after \"type ipvlan\": ipvlan link set dev s1 type ipvlan private",
+    ),
     (
         "set s1 spoofchk maybe",
         1,

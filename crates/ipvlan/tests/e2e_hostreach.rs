@@ -429,3 +429,304 @@ fn hostreach_and_a_killed_daemon() {
         routes(&fx)
     );
 }
+
+/// The host device deleted by hand (`ip link del ipvlh<N>`) while `hostreach` is on: the
+/// option stays on, so the daemon makes the device again (within a settle), and host↔slave
+/// works again, with its routes; `-j` names the new device.
+#[test]
+#[ignore = "needs root, iproute2, nftables, TUN, tcpdump"]
+fn hostreach_device_deleted_by_hand_is_made_again() {
+    require_env!();
+    let fx = setup("mode l2", "192.0.2.11/24", "2001:db8:1::11/64");
+    fx.cli_ok(&["link", "set", "dev", "m0", "hostreach", "on"]);
+    assert!(wait(Duration::from_secs(5), || routes(&fx)
+        .contains("192.0.2.11")));
+    assert!(fx.ping("host", "192.0.2.11", 2), "{}", fx.daemon_log());
+    let dev = fx.links()[0]["host_device"].as_str().unwrap().to_owned();
+    fx.sh("host", &format!("ip link del {dev}"));
+    assert!(
+        wait(Duration::from_secs(10), || host_dev_exists(&fx)
+            && routes(&fx).contains("192.0.2.11")),
+        "the host device is not made again\n{}\n{}",
+        fx.sh("host", "ip -o link show"),
+        fx.daemon_log()
+    );
+    assert_eq!(fx.links()[0]["hostreach"], true, "{:?}", fx.links());
+    assert!(fx.links()[0]["host_device"].is_string(), "{:?}", fx.links());
+    assert!(
+        wait(Duration::from_secs(5), || fx.ping("host", "192.0.2.11", 1)),
+        "{}",
+        fx.daemon_log()
+    );
+    assert!(fx.ping("c1", M4, 2));
+    // Off removes it for good.
+    fx.cli_ok(&["link", "set", "dev", "m0", "hostreach", "off"]);
+    std::thread::sleep(Duration::from_millis(2500));
+    assert!(
+        !host_dev_exists(&fx),
+        "{}",
+        fx.sh("host", "ip -o link show")
+    );
+    assert!(!routes(&fx).contains("192.0.2.11"), "{}", routes(&fx));
+}
+
+/// `hostreach` on a name that is neither a master of a port nor a slave: refused, exit 2,
+/// naming the device; on a slave of another port, nothing else changes.
+#[test]
+#[ignore = "needs root, iproute2, nftables, TUN, tcpdump"]
+fn hostreach_on_an_unknown_device_is_refused() {
+    require_env!();
+    let fx = setup("mode l2", "192.0.2.11/24", "");
+    for name in ["nosuch0", "lo"] {
+        let o = fx.cli(&["link", "set", "dev", name, "hostreach", "on"]);
+        assert!(!o.status.success(), "{name}: {}", text(&o));
+        assert!(text(&o).contains(name), "{name}: {}", text(&o));
+    }
+    // Rapid toggles end in the last state asked for, with one device at most.
+    for _ in 0..5 {
+        fx.cli_ok(&["link", "set", "dev", "m0", "hostreach", "on"]);
+        fx.cli_ok(&["link", "set", "dev", "s1", "hostreach", "off"]);
+    }
+    fx.cli_ok(&["link", "set", "dev", "m0", "hostreach", "on"]);
+    fx.cli_ok(&["link", "set", "dev", "m0", "hostreach", "on"]);
+    let links = fx.sh("host", "ip -o link show");
+    assert_eq!(links.matches(": ipvlh").count(), 1, "{links}");
+    assert!(
+        wait(Duration::from_secs(5), || fx.ping("host", "192.0.2.11", 1)),
+        "{}",
+        fx.daemon_log()
+    );
+    assert_eq!(
+        routes(&fx).matches("192.0.2.11").count(),
+        1,
+        "{}",
+        routes(&fx)
+    );
+}
+
+/// SIGKILLed while on, restarted, then off: no device, no `proto 73` route, no proxy entry is
+/// left; on again and the last user slave deleted: the port goes with everything it made.
+#[test]
+#[ignore = "needs root, iproute2, nftables, TUN, tcpdump"]
+fn hostreach_killed_then_off_and_the_last_slave_gone_leave_nothing() {
+    require_env!();
+    let mut fx = setup("mode l2", "192.0.2.11/24", "2001:db8:1::11/64");
+    fx.cli_ok(&["link", "set", "dev", "m0", "hostreach", "on"]);
+    assert!(wait(Duration::from_secs(5), || routes(&fx)
+        .contains("2001:db8:1::11")));
+    fx.stop_daemon(true);
+    fx.start_daemon();
+    assert!(
+        wait(Duration::from_secs(10), || fx.ping("host", "192.0.2.11", 1)),
+        "{}",
+        fx.daemon_log()
+    );
+    let links = fx.sh("host", "ip -o link show");
+    assert_eq!(links.matches(": ipvlh").count(), 1, "{links}");
+    let proxies = fx.sh("host", "ip -6 neigh show proxy");
+    assert_eq!(proxies.matches("2001:db8:1::1 ").count(), 1, "{proxies}");
+    fx.cli_ok(&["link", "set", "dev", "m0", "hostreach", "off"]);
+    std::thread::sleep(Duration::from_millis(1500));
+    assert!(
+        !host_dev_exists(&fx),
+        "{}",
+        fx.sh("host", "ip -o link show")
+    );
+    assert_eq!(routes(&fx).trim(), "", "routes left");
+    assert_eq!(
+        fx.sh("host", "ip -6 neigh show proxy").trim(),
+        "",
+        "proxies left"
+    );
+    assert!(
+        !fx.ping("host", "192.0.2.11", 1),
+        "off, master → slave must fail"
+    );
+    // On again, then the last user slave goes: the port and its host device too.
+    fx.cli_ok(&["link", "set", "dev", "s1", "hostreach", "on"]);
+    assert!(wait(Duration::from_secs(5), || routes(&fx)
+        .contains("192.0.2.11")));
+    fx.cli_ok(&["link", "del", "s1"]);
+    assert!(
+        wait(Duration::from_secs(5), || !host_dev_exists(&fx)
+            && routes(&fx).trim().is_empty()),
+        "{}\n{}",
+        fx.sh("host", "ip -o link show"),
+        routes(&fx)
+    );
+    assert!(fx.links().is_empty(), "{:?}", fx.links());
+    // Restarted, nothing comes back.
+    fx.stop_daemon(false);
+    fx.start_daemon();
+    std::thread::sleep(Duration::from_millis(1500));
+    assert!(
+        !host_dev_exists(&fx),
+        "{}",
+        fx.sh("host", "ip -o link show")
+    );
+}
+
+/// The host device renamed by hand: it stays the port's host device (not a user slave), and a
+/// restart does not make a second one or list it as a slave.
+#[test]
+#[ignore = "needs root, iproute2, nftables, TUN, tcpdump"]
+fn hostreach_device_renamed_by_hand() {
+    require_env!();
+    let mut fx = setup("mode l2", "192.0.2.11/24", "");
+    fx.cli_ok(&["link", "set", "dev", "m0", "hostreach", "on"]);
+    assert!(wait(Duration::from_secs(5), || routes(&fx)
+        .contains("192.0.2.11")));
+    let dev = fx.links()[0]["host_device"].as_str().unwrap().to_owned();
+    fx.sh("host", &format!("ip link set dev {dev} name hrx0"));
+    std::thread::sleep(Duration::from_millis(1500));
+    assert_eq!(fx.links().len(), 1, "{:?}", fx.links());
+    assert!(fx.ping("host", "192.0.2.11", 2), "{}", fx.daemon_log());
+    fx.stop_daemon(false);
+    fx.start_daemon();
+    std::thread::sleep(Duration::from_millis(1500));
+    let links = fx.sh("host", "ip -o link show");
+    assert_eq!(
+        links.matches(": ipvlh").count() + links.matches(": hrx0").count(),
+        1,
+        "{links}\n{:?}",
+        fx.links()
+    );
+    assert_eq!(fx.links().len(), 1, "{:?}", fx.links());
+    assert!(
+        wait(Duration::from_secs(5), || fx.ping("host", "192.0.2.11", 1)),
+        "{}",
+        fx.daemon_log()
+    );
+    fx.cli_ok(&["link", "set", "dev", "m0", "hostreach", "off"]);
+    std::thread::sleep(Duration::from_millis(1500));
+    let links = fx.sh("host", "ip -o link show");
+    assert!(
+        !links.contains(": ipvlh") && !links.contains(": hrx0"),
+        "{links}"
+    );
+}
+
+/// IPv6 link-local: the slaves reach the host at the host device's own link-local, the host
+/// reaches a slave's link-local through the host device (`%ipvlh<N>`). The master's own
+/// link-local is not reachable from the slaves (it is scoped to the master; documented).
+#[test]
+#[ignore = "needs root, iproute2, nftables, TUN, tcpdump"]
+fn hostreach_link_local_through_the_host_device() {
+    require_env!();
+    let fx = setup("mode l2", "192.0.2.11/24", "2001:db8:1::11/64");
+    fx.cli_ok(&["link", "set", "dev", "m0", "hostreach", "on"]);
+    assert!(wait(Duration::from_secs(5), || routes(&fx)
+        .contains("192.0.2.11")));
+    let dev = fx.links()[0]["host_device"].as_str().unwrap().to_owned();
+    let ll = |ns: &str, dev: &str| {
+        let o = fx.sh(ns, &format!("ip -6 -o addr show dev {dev} scope link"));
+        o.split_whitespace()
+            .nth(3)
+            .unwrap()
+            .split('/')
+            .next()
+            .unwrap()
+            .to_owned()
+    };
+    let (h, s1) = (ll("host", &dev), ll("c1", "s1"));
+    // The slave's link-local answers once its DAD is over.
+    assert!(wait(Duration::from_secs(5), || !fx
+        .sh("c1", "ip -6 addr show dev s1 scope link")
+        .contains("tentative")));
+    assert!(
+        fx.ping("c1", &format!("{h}%s1"), 2),
+        "slave → host device {h}"
+    );
+    assert!(
+        fx.ping("host", &format!("{s1}%{dev}"), 2),
+        "host → slave {s1}\n{}\n{}\n{}",
+        fx.sh("host", &format!("ip -6 neigh; ip -6 addr show dev {dev}; ip -6 route show table all | grep -v '^local\\|multicast'")),
+        fx.sh("c1", "ip -6 neigh; ip -6 addr"),
+        fx.cli_ok(&["-s", "-d", "link", "show"])
+    );
+}
+
+/// The port's mode changed while on (l2 → l3 → l2): the host device follows (NOARP with the
+/// slaves), and host↔slave keeps working, IPv4 and IPv6.
+#[test]
+#[ignore = "needs root, iproute2, nftables, TUN, tcpdump"]
+fn hostreach_follows_a_mode_change() {
+    require_env!();
+    let fx = setup("mode l2", "192.0.2.11/24", "2001:db8:1::11/64");
+    fx.cli_ok(&["link", "set", "dev", "m0", "hostreach", "on"]);
+    assert!(wait(Duration::from_secs(5), || routes(&fx)
+        .contains("192.0.2.11")));
+    for mode in ["l3", "l2"] {
+        fx.cli_ok(&["link", "set", "dev", "s1", "type", "ipvlan", "mode", mode]);
+        let dev = fx.links()[0]["host_device"].as_str().unwrap().to_owned();
+        let flags = fx.sh("host", &format!("ip link show dev {dev}"));
+        assert_eq!(flags.contains("NOARP"), mode == "l3", "{mode}: {flags}");
+        for (ns, dst) in [
+            ("host", "192.0.2.11"),
+            ("c1", M4),
+            ("host", "2001:db8:1::11"),
+            ("c1", M6),
+        ] {
+            assert!(
+                wait(Duration::from_secs(5), || fx.ping(ns, dst, 1)),
+                "{mode}: {ns} → {dst}\n{}",
+                fx.daemon_log()
+            );
+        }
+    }
+}
+
+/// Two ports, the same slave address on each (allowed: ports are separate), `hostreach on`
+/// on both: the first port's route stands, the second's cannot be added, which is said once
+/// (not every second); the first port's host↔slave works.
+#[test]
+#[ignore = "needs root, iproute2, nftables, TUN, tcpdump"]
+fn hostreach_on_two_ports_with_one_address_warns_once() {
+    require_env!();
+    let mut fx = setup("mode l2", "192.0.2.11/24", "");
+    fx.sh(
+        "host",
+        "ip link add m1 type veth peer name m1p && ip link set m1p up && ip link set m1 up",
+    );
+    fx.add_ns("c2");
+    let c2 = fx.ns("c2");
+    fx.cli_ok(&[
+        "link", "add", "link", "m1", "s2", "type", "ipvlan", "mode", "l2",
+    ]);
+    fx.sh("host", &format!("ip link set dev s2 netns {c2}"));
+    fx.sh(
+        "c2",
+        "ip link set s2 up && ip addr add 192.0.2.11/24 dev s2",
+    );
+    fx.wait_learned("s2", "192.0.2.11");
+    fx.cli_ok(&["link", "set", "dev", "m0", "hostreach", "on"]);
+    assert!(wait(Duration::from_secs(5), || routes(&fx)
+        .contains("192.0.2.11")));
+    fx.cli_ok(&["link", "set", "dev", "m1", "hostreach", "on"]);
+    std::thread::sleep(Duration::from_millis(4000));
+    assert_eq!(
+        routes(&fx).matches("192.0.2.11").count(),
+        1,
+        "{}",
+        routes(&fx)
+    );
+    let log = fx.daemon_log();
+    let warned = log
+        .lines()
+        .filter(|l| l.contains("adding the route") && l.contains("192.0.2.11"))
+        .count();
+    assert_eq!(warned, 1, "{log}");
+    assert!(fx.ping("host", "192.0.2.11", 1));
+    // The first port lets go: the second's route is added at the next settle.
+    fx.cli_ok(&["link", "set", "dev", "m0", "hostreach", "off"]);
+    let dev1 = fx.link("s2").unwrap()["host_device"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    assert!(
+        wait(Duration::from_secs(5), || routes(&fx)
+            .contains(&format!("192.0.2.11 dev {dev1}"))),
+        "{}",
+        routes(&fx)
+    );
+}

@@ -617,3 +617,355 @@ fn ipvtap_guest_under_qemu_pings_and_is_pinged() {
         t0.elapsed().as_secs_f64()
     );
 }
+
+/// `ip link del vmtap0` done by hand (not through `ipvlan`): the daemon notices, forgets the
+/// ipvtap and lets go of its addresses, which a namespace slave that claimed one gets.
+#[test]
+#[ignore = "needs root, iproute2, nftables, TUN"]
+fn ipvtap_deleted_by_hand_lets_go_of_its_addresses() {
+    require_env!();
+    let fx = setup("mode l2");
+    fx.sh("ns0", "ip addr add 192.0.2.50/32 dev ipvl0");
+    assert!(wait(Duration::from_secs(5), || {
+        fx.link("ipvl0").unwrap()["conflicts"]
+            .to_string()
+            .contains("192.0.2.50")
+    }));
+    fx.sh("host", "ip link del vmtap0");
+    assert!(
+        wait(Duration::from_secs(5), || fx.link("vmtap0").is_none()),
+        "{:?}\n{}",
+        fx.link("vmtap0"),
+        fx.daemon_log()
+    );
+    fx.wait_learned("ipvl0", "192.0.2.50");
+    // And the name can be used again.
+    fx.cli_ok(&[
+        "link", "add", "link", "m0", "name", "vmtap0", "type", "ipvtap", "mode", "l2",
+    ]);
+    fx.cli_ok(&["address", "add", "2001:db8:1::50/64", "dev", "vmtap0"]);
+}
+
+/// Bad input to `ipvlan address` and to `link set` on an ipvtap: refused with a non-zero exit
+/// and words naming the problem; nothing changes.
+#[test]
+#[ignore = "needs root, iproute2, nftables, TUN"]
+fn ipvtap_bad_input_is_refused() {
+    require_env!();
+    let fx = setup("mode l2");
+    for args in [
+        &["address", "add", "300.1.1.1/24", "dev", "vmtap0"][..],
+        &["address", "add", "2001:db8::1/200", "dev", "vmtap0"],
+        &["address", "add", "192.0.2.60/33", "dev", "vmtap0"],
+        &["address", "add", "192.0.2.60/24"],
+        &["address", "add", "dev", "vmtap0"],
+        &["address", "add", "192.0.2.60/24", "dev", "m0"],
+        &["address", "add", "0.0.0.0", "dev", "vmtap0"],
+        &["address", "add", "255.255.255.255", "dev", "vmtap0"],
+        &["address", "add", "224.0.0.1", "dev", "vmtap0"],
+        &["address", "add", "ff02::1", "dev", "vmtap0"],
+        &["address", "add", "::", "dev", "vmtap0"],
+    ] {
+        let o = fx.cli(args);
+        assert!(!o.status.success(), "{args:?}: {}", text(&o));
+        assert!(!text(&o).trim().is_empty(), "{args:?}: no message");
+        assert!(!text(&o).contains("panicked"), "{args:?}: {}", text(&o));
+    }
+    let l = fx.link("vmtap0").unwrap();
+    let addrs = l["addresses"].as_array().unwrap().len();
+    assert_eq!(addrs, 2, "{l}");
+    // The MTU is the device's (`ip link set`, as for any slave; `ipvlan link set` refuses
+    // it); the daemon follows it. spoofchk is `ipvlan link set`'s.
+    let o = fx.cli(&["link", "set", "dev", "vmtap0", "mtu", "1400"]);
+    assert!(text(&o).contains("ip link set"), "{}", text(&o));
+    fx.sh("host", "ip link set dev vmtap0 mtu 1400");
+    assert!(
+        wait(Duration::from_secs(5), || fx.link("vmtap0").unwrap()["mtu"]
+            == 1400),
+        "{:?}",
+        fx.link("vmtap0")
+    );
+    fx.cli_ok(&["link", "set", "dev", "vmtap0", "spoofchk", "on"]);
+    // 4294967295 is (uid_t)-1, "no owner" to the TUN driver: with it, anyone could open the
+    // TAP (`tun_not_capable`), what the default owner root is there to prevent. The kernel
+    // refuses it (EINVAL); no half-made TAP is left.
+    for who in ["user", "group"] {
+        let o = fx.cli(&[
+            "link",
+            "add",
+            "link",
+            "m0",
+            "name",
+            "vmtap1",
+            "type",
+            "ipvtap",
+            who,
+            "4294967295",
+        ]);
+        assert!(!o.status.success(), "{who}: {}", text(&o));
+        assert!(text(&o).contains("Invalid argument"), "{who}: {}", text(&o));
+        assert!(!fx.try_sh("host", "ip link show vmtap1").status.success());
+    }
+    fx.cli_ok(&[
+        "link", "set", "dev", "vmtap0", "type", "ipvtap", "mode", "l3",
+    ]);
+    assert_eq!(
+        fx.link("ipvl0").unwrap()["mode"],
+        "l3",
+        "{:?}",
+        fx.link("ipvl0")
+    );
+}
+
+/// `hostreach on` with an ipvtap: the guest reaches the master's namespace (its ARP for the
+/// master's address is answered, its echo request too), and the master's namespace reaches the
+/// guest (a `proto 73` route for the guest's address, the ARP request and echo request reach the
+/// TAP).
+#[test]
+#[ignore = "needs root, iproute2, nftables, TUN"]
+fn ipvtap_with_hostreach_reaches_the_host_both_ways() {
+    require_env!();
+    let fx = setup("mode l2");
+    fx.cli_ok(&["link", "set", "dev", "m0", "hostreach", "on"]);
+    assert!(
+        wait(Duration::from_secs(5), || fx
+            .sh("host", "ip route show proto 73")
+            .contains("192.0.2.50")),
+        "no route for the guest\n{}",
+        fx.sh("host", "ip route show proto 73")
+    );
+    // The master's address is the host device's: refused for the guest, saying whose it is.
+    let o = fx.cli(&["address", "add", "192.0.2.1/24", "dev", "vmtap0"]);
+    assert_eq!(o.status.code(), Some(2), "{}", text(&o));
+    assert!(
+        text(&o).contains("192.0.2.1 is the master's, which hostreach device"),
+        "{}",
+        text(&o)
+    );
+    let host = fx.ns("host");
+    let mut tap = VmmTap::open(&host, "vmtap0").expect("opening vmtap0 as a VMM");
+    // Guest → host.
+    let who_has = arp(
+        1,
+        MASTER_MAC,
+        [0xff; 6],
+        MASTER_MAC,
+        GUEST4,
+        [0; 6],
+        [192, 0, 2, 1],
+    );
+    let mut answered = None;
+    for _ in 0..5 {
+        tap.send(&who_has);
+        answered = tap.recv_until(Duration::from_secs(1), |f| {
+            is_arp_reply_from(f, [192, 0, 2, 1])
+        });
+        if answered.is_some() {
+            break;
+        }
+    }
+    assert!(
+        answered.is_some(),
+        "the host does not answer the guest's ARP\n{}",
+        fx.daemon_log()
+    );
+    tap.send(&echo_request(GUEST4, [192, 0, 2, 1], 1));
+    let r = tap.recv_until(Duration::from_secs(3), |f| {
+        is_echo_reply(f, [192, 0, 2, 1], GUEST4)
+    });
+    assert!(
+        r.is_some(),
+        "no echo reply from the host\n{}",
+        fx.daemon_log()
+    );
+    // Host → guest.
+    let ping = fx.python_bg(
+        "host",
+        "import subprocess;print(subprocess.run(['ping','-c','3','-i','0.5','-W','1','192.0.2.50']).returncode)",
+        &[],
+    );
+    let mut echo = None;
+    let end = Instant::now() + Duration::from_secs(8);
+    while echo.is_none() && Instant::now() < end {
+        let f = tap.recv_until(Duration::from_millis(200), |f| {
+            is_arp_request_for(f, GUEST4) || is_echo_request_to(f, GUEST4)
+        });
+        match f {
+            Some(f) if is_arp_request_for(&f, GUEST4) => {
+                let (sha, spa) = (f[22..28].try_into().unwrap(), f[28..32].try_into().unwrap());
+                tap.send(&arp(2, MASTER_MAC, sha, MASTER_MAC, GUEST4, sha, spa));
+            }
+            Some(f) => echo = Some(f),
+            None => {}
+        }
+    }
+    drop(ping.output());
+    assert!(
+        echo.is_some(),
+        "the host's echo request never reached the TAP\n{}\n{}",
+        fx.cli_ok(&["-s", "-d", "link", "show"]),
+        fx.daemon_log()
+    );
+}
+
+/// The state file lost (deleted while the daemon was down): every device is found again by its
+/// alias; the ipvtap stays an ipvtap and the log says its guest's addresses must be given
+/// again (they were in the file only); the `hostreach` device is the port's host device again
+/// (not a user slave), so host↔slave works and `hostreach off` removes it and its routes.
+#[test]
+#[ignore = "needs root, iproute2, nftables, TUN"]
+fn state_file_lost_with_ipvtap_and_hostreach() {
+    require_env!();
+    let mut fx = setup("mode l2");
+    fx.cli_ok(&["link", "set", "dev", "m0", "hostreach", "on"]);
+    assert!(wait(Duration::from_secs(5), || fx
+        .sh("host", "ip route show proto 73")
+        .contains("192.0.2.11")));
+    fx.stop_daemon(false);
+    std::fs::remove_file(fx.state_dir.join("state.json")).unwrap();
+    fx.start_daemon();
+    let names: Vec<String> = fx.links().iter().map(|l| l["name"].to_string()).collect();
+    assert_eq!(names.len(), 2, "{names:?}");
+    let l = fx.link("vmtap0").unwrap();
+    assert_eq!(l["backend"], "ipvtap", "{l}");
+    assert!(
+        fx.daemon_log().contains("ipvlan address add"),
+        "nothing says the guest's addresses are lost\n{}",
+        fx.daemon_log()
+    );
+    assert_eq!(
+        fx.link("ipvl0").unwrap()["hostreach"],
+        true,
+        "{:?}",
+        fx.links()
+    );
+    // (the port is l3 now, its mode not in the file either)
+    fx.cli_ok(&[
+        "link", "set", "dev", "ipvl0", "type", "ipvlan", "mode", "l2",
+    ]);
+    assert!(
+        wait(Duration::from_secs(5), || fx.ping("host", "192.0.2.11", 1)),
+        "{}",
+        fx.daemon_log()
+    );
+    fx.cli_ok(&["link", "set", "dev", "m0", "hostreach", "off"]);
+    std::thread::sleep(Duration::from_millis(1500));
+    assert_eq!(fx.sh("host", "ip route show proto 73").trim(), "");
+    assert!(!fx.sh("host", "ip -o link show").contains(": ipvlh"));
+}
+
+/// A VMM that closes the TAP and opens it again (a guest rebooted, the VMM restarted): the
+/// ipvtap keeps its addresses and the guest is served again, both ways.
+#[test]
+#[ignore = "needs root, iproute2, nftables, TUN"]
+fn ipvtap_reopened_by_the_vmm_is_served_again() {
+    require_env!();
+    let fx = setup("mode l2");
+    let host = fx.ns("host");
+    let who_has = arp(
+        1,
+        MASTER_MAC,
+        [0xff; 6],
+        MASTER_MAC,
+        GUEST4,
+        [0; 6],
+        [192, 0, 2, 11],
+    );
+    for round in 0..3 {
+        let mut tap = VmmTap::open(&host, "vmtap0").expect("opening vmtap0 as a VMM");
+        let mut answered = false;
+        for _ in 0..5 {
+            tap.send(&who_has);
+            if tap
+                .recv_until(Duration::from_secs(1), |f| {
+                    is_arp_reply_from(f, [192, 0, 2, 11])
+                })
+                .is_some()
+            {
+                answered = true;
+                break;
+            }
+        }
+        assert!(
+            answered,
+            "round {round}: no ARP reply from ipvl0\n{}\n{}",
+            fx.cli_ok(&["-s", "link", "show"]),
+            fx.daemon_log()
+        );
+        drop(tap);
+        std::thread::sleep(Duration::from_millis(300));
+    }
+    let l = fx.link("vmtap0").unwrap();
+    assert_eq!(l["addresses"].as_array().unwrap().len(), 2, "{l}");
+}
+
+/// The ipvtap renamed by hand (`ip link set vmtap0 name …`): still served under its new name,
+/// and `ipvlan link del vmtap0` (the name it was made with, as for any slave) deletes the
+/// TAP, not leaving it behind.
+#[test]
+#[ignore = "needs root, iproute2, nftables, TUN"]
+fn ipvtap_renamed_by_hand_is_still_deleted() {
+    require_env!();
+    let fx = setup("mode l2");
+    fx.sh("host", "ip link set dev vmtap0 name vmguest0");
+    std::thread::sleep(Duration::from_millis(1000));
+    let l = fx.link("vmtap0").expect("still a slave");
+    assert_eq!(l["addresses"].as_array().unwrap().len(), 2, "{l}");
+    let host = fx.ns("host");
+    let mut tap = VmmTap::open(&host, "vmguest0").expect("opening vmguest0 as a VMM");
+    let who_has = arp(
+        1,
+        MASTER_MAC,
+        [0xff; 6],
+        MASTER_MAC,
+        GUEST4,
+        [0; 6],
+        [192, 0, 2, 11],
+    );
+    let mut answered = false;
+    for _ in 0..5 {
+        tap.send(&who_has);
+        if tap
+            .recv_until(Duration::from_secs(1), |f| {
+                is_arp_reply_from(f, [192, 0, 2, 11])
+            })
+            .is_some()
+        {
+            answered = true;
+            break;
+        }
+    }
+    assert!(answered, "renamed, not served\n{}", fx.daemon_log());
+    drop(tap);
+    fx.cli_ok(&["link", "del", "vmtap0"]);
+    assert!(
+        !fx.try_sh("host", "ip link show vmguest0").status.success(),
+        "the renamed TAP was left behind"
+    );
+}
+
+/// The ipvtap moved to another namespace by hand (`ip link set vmtap0 netns …`): it cannot be
+/// served there (everything of an ipvtap is its master namespace's), so it leaves its port,
+/// freeing its addresses, and the log says so without calling it deleted.
+#[test]
+#[ignore = "needs root, iproute2, nftables, TUN"]
+fn ipvtap_moved_to_another_namespace_leaves_its_port() {
+    require_env!();
+    let mut fx = setup("mode l2");
+    fx.add_ns("vm");
+    let vm = fx.ns("vm");
+    fx.sh("host", &format!("ip link set dev vmtap0 netns {vm}"));
+    assert!(
+        wait(Duration::from_secs(5), || fx.link("vmtap0").is_none()),
+        "{:?}",
+        fx.link("vmtap0")
+    );
+    assert!(
+        fx.daemon_log().contains("moved to another namespace"),
+        "{}",
+        fx.daemon_log()
+    );
+    fx.sh("ns0", "ip addr add 192.0.2.50/32 dev ipvl0");
+    fx.wait_learned("ipvl0", "192.0.2.50");
+    fx.sh("vm", "ip link del vmtap0");
+}

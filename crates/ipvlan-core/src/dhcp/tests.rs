@@ -304,3 +304,41 @@ fn options_copied_in_part_say_nothing_about_what_is_missing() {
     assert_eq!(find_option(&[61, 2, 7], 61), Found::CutOff);
     assert_eq!(find_option(&[12, 0], 61), Found::Absent);
 }
+
+proptest::proptest! {
+    /// A valid DHCP frame with any bytes overwritten and cut anywhere (IHL, total length,
+    /// ports, op, option lengths overrunning the end): `parse` never panics, and what it
+    /// finds lies inside the frame; options are searched without panicking and a found value
+    /// lies inside the options.
+    #[test]
+    fn malformed_frames_never_panic(
+        options in proptest::collection::vec(proptest::num::u8::ANY, 0..64),
+        edits in proptest::collection::vec((0usize..400, proptest::num::u8::ANY), 0..8),
+        cut in 0usize..400,
+    ) {
+        let mut f = discover(0x0102_0304, &options);
+        for (at, b) in edits {
+            if let Some(x) = f.get_mut(at) {
+                *x = b;
+            }
+        }
+        f.truncate(cut.max(f.len().saturating_sub(cut)));
+        if let Some(m) = parse(&f) {
+            let (start, end) = (f.as_ptr() as usize, f.as_ptr() as usize + f.len());
+            let o = m.options.as_ptr() as usize;
+            proptest::prop_assert!(o >= start && o + m.options.len() <= end);
+            for code in [53, 61, 1, 255, 0] {
+                if let Found::Value(v) = find_option(m.options, code) {
+                    let p = v.as_ptr() as usize;
+                    proptest::prop_assert!(p >= o && p + v.len() <= o + m.options.len());
+                }
+            }
+            let mut w = ClientIdWatch::default();
+            let _ = w.check(id(1), &m, 0);
+            let _ = w.check_options(id(2), m.options, true, 1);
+        }
+        for code in [53, 61] {
+            let _ = find_option(&options, code);
+        }
+    }
+}

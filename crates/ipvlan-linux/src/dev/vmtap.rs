@@ -295,13 +295,17 @@ impl VmTap {
         })
     }
 
-    /// Deletes the TAP (`RTM_DELLINK`), also while a VMM has it open. Already gone is success.
+    /// Deletes the TAP (`RTM_DELLINK`), also while a VMM has it open, also renamed since (by
+    /// its ifindex). Already gone is success (no device at the index, or one that is not a TUN
+    /// device).
     pub fn destroy(&self) -> Result<(), VmTapError> {
         let mut rtnl = self.rtnl();
         let link = rtnl
             .link_by_index(self.index)
             .map_err(self.rtnl_err("reading the TAP"))?;
-        if link.is_none_or(|l| l.name != self.name) {
+        // Not by name: a user may have renamed it (`ip link set vmtap0 name …`), which left it
+        // behind. An ifindex is not reused soon in a namespace; the kind guards against that.
+        if link.is_none_or(|l| l.kind.as_deref() != Some("tun")) {
             return Ok(());
         }
         match rtnl.del_link(self.index) {

@@ -48,6 +48,13 @@ pub enum RequestError {
         addr: std::net::IpAddr,
         owner: String,
     },
+    /// [`RequestError::AddressAssigned`] where the owner is the port's `hostreach` device: the
+    /// address is the master's own (docs/hostreach.md).
+    #[error("Address already assigned to an ipvlan device. ({addr} is the master's, which hostreach device \"{device}\" serves to the slaves)")]
+    MasterAddress {
+        addr: std::net::IpAddr,
+        device: String,
+    },
     /// `address add|del` on a slave that is not an ipvtap: its addresses are learnt from its
     /// namespace.
     #[error("{name} is a {kind} slave: its addresses are learnt from its namespace; use `ip address add|del … dev {name}` there (ipvlan address is for ipvtap slaves, whose addresses live in their guests)")]
@@ -105,6 +112,7 @@ impl RequestError {
             | RequestError::SlaveExists(_)
             | RequestError::NameTaken(_)
             | RequestError::AddressAssigned { .. }
+            | RequestError::MasterAddress { .. }
             | RequestError::MasterBusy { .. } => ErrorKind::Conflict,
             RequestError::Port(
                 P::NoSuchSlave(_) | P::NoSuchSlaveId(_) | P::AddressNotAssigned { .. },

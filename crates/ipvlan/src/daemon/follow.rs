@@ -108,12 +108,19 @@ impl Daemon {
             },
             Err(_) => {
                 // R-LIFE-5: the device was deleted, or its namespace and the device with it.
-                log_gone(
-                    name.as_str(),
-                    rt.attachment.as_ref(),
-                    "container gone: slave removed",
-                    "slave device is gone (the device, or its namespace was deleted): removed from its port",
-                );
+                if rt.is_ipvtap() {
+                    // An ipvtap's TAP is served in the master's namespace only (its eBPF
+                    // redirects, its packet socket, its sysctls are that namespace's); one moved
+                    // elsewhere (`ip link set vmtap0 netns …`) cannot be followed there.
+                    warn!(slave = %name, "ipvtap's TAP left the master's namespace (deleted, or moved to another namespace, where it is not served): removed from its port; a moved TAP is left where it is (delete it there, or move it back and `ipvlan link del` / add it again)");
+                } else {
+                    log_gone(
+                        name.as_str(),
+                        rt.attachment.as_ref(),
+                        "container gone: slave removed",
+                        "slave device is gone (the device, or its namespace was deleted): removed from its port",
+                    );
+                }
                 self.resync_pending.remove(&(master, id));
                 if let Some(p) = self.ports.get_mut(&master) {
                     p.remove_slave(id, false);

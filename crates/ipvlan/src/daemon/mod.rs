@@ -300,6 +300,26 @@ impl Daemon {
                 self.state_dirty = true;
             }
         }
+        // `hostreach on` whose host device was deleted behind the daemon's back (`ip link del
+        // ipvlh<N>`; the sweep removed its slave): the option is still on, so make it again.
+        let lost: Vec<u32> = self
+            .ports
+            .iter()
+            .filter(|(_, p)| p.hostreach_lost())
+            .map(|(m, _)| *m)
+            .collect();
+        for m in lost {
+            let carrier = self.master_carrier(m);
+            if let Some(p) = self.ports.get_mut(&m) {
+                warn!(master = %p.master(), "hostreach: its host device is gone: making it again");
+                if let Err(e) = p.set_hostreach(true, &self.backend, &self.instance, carrier) {
+                    // Tried again at the next settle.
+                    warn!(master = %p.master(), "hostreach: making the host device again: {e}");
+                    problems.push(format!("master {}: hostreach: {e}", p.master()));
+                }
+            }
+            self.state_dirty = true;
+        }
         for p in self.ports.values_mut() {
             p.resync_datapath();
             p.sync_hostreach();

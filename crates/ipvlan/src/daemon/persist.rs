@@ -400,7 +400,22 @@ impl Daemon {
         if let Err(e) = self.resync((master, id), &ns) {
             warn!(slave = %saved.name, "resynchronising: {e}");
         }
+        // `hostreach`'s device (`ipvlh<master ifindex>`, in our namespace): the option was on.
+        // Made the port's host slave again, not left as a user slave (whose stale `proto 73`
+        // routes `hostreach off` would never remove).
+        if ns.id() == self.ns.id() && saved.name == super::port::hostreach::host_name(master) {
+            let (backend, instance) = (&self.backend, &self.instance);
+            if let Some(p) = self.ports.get_mut(&master) {
+                p.set_hostreach(true, backend, instance, carrier)?;
+            }
+            warn!(master = %master_link.name, device = %saved.name, "hostreach device missing from the state file found by its alias: hostreach is on again");
+            return Ok(());
+        }
         warn!(slave = %saved.name, master = %master_link.name, "slave missing from the state file found by its alias: served again (spoofchk off; the container attachment it may have been made for is not known)");
+        if kind == BackendKind::Ipvtap {
+            // Its guest's addresses were kept in the state file only.
+            warn!(slave = %saved.name, "its guest's addresses were in the state file only: give them again with `ipvlan address add ADDR dev {}`", saved.name);
+        }
         Ok(())
     }
 

@@ -227,7 +227,7 @@ impl Daemon {
     }
 
     /// Whether the master with `index` is up with a carrier (what a new slave's carrier is).
-    fn master_carrier(&mut self, index: u32) -> bool {
+    pub(super) fn master_carrier(&mut self, index: u32) -> bool {
         match self.rtnl.link_by_index(index) {
             Ok(Some(l)) => l.up && l.carrier.unwrap_or(true),
             _ => true,

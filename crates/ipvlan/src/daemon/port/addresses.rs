@@ -38,10 +38,21 @@ impl<B: SlaveBackend> PortRuntime<B> {
                 owner: rt.name.to_string(),
             });
         }
-        match self.dp.port().add_address(id, addr) {
+        // (The port's guard must be gone before the arms: they take it again.)
+        let claimed = self.dp.port().add_address(id, addr);
+        match claimed {
             Ok(Claim::New | Claim::AlreadyOwned) => {}
             Err(PortError::AddressInUse { owner, .. }) => {
-                return Err(RequestError::AddressAssigned { addr, owner })
+                // The hostreach device's addresses are the master's: say so, not its name alone.
+                let host = {
+                    let port = self.dp.port();
+                    port.host_slave()
+                        .and_then(|h| port.slave(h).map(|s| s.name().to_string()))
+                };
+                return Err(match host {
+                    Some(device) if device == owner => RequestError::MasterAddress { addr, device },
+                    _ => RequestError::AddressAssigned { addr, owner },
+                });
             }
             Err(e) => return Err(e.into()),
         }

@@ -78,7 +78,10 @@ impl<B: SlaveBackend> PortRuntime<B> {
                 self.dp.port().set_host(id, true)?;
                 self.host_addrs.clear();
                 let noarp = self.dp.port().mode().is_noarp();
-                if let Err(e) = configure_device(&name, noarp) {
+                // By its ifindex: the device may have been renamed by hand (it is adopted by
+                // the name it was made with, which the slave keeps).
+                let ifindex = self.slaves.get(&id).map_or(0, |rt| rt.ifindex);
+                if let Err(e) = configure_device(ifindex, &name, noarp) {
                     self.remove_slave(id, true);
                     return Err(e);
                 }
@@ -91,11 +94,18 @@ impl<B: SlaveBackend> PortRuntime<B> {
                 self.remove_slave(id, true);
                 self.host_addrs.clear();
                 self.host_conflicts.clear();
+                self.host_route_failed.clear();
                 info!(master = %self.master, "hostreach off");
             }
         }
         self.hostreach = on;
         Ok(())
+    }
+
+    /// `hostreach` is on but the port has no host slave: its device was deleted by hand (the
+    /// sweep then removed the slave), so [`PortRuntime::set_hostreach`] must make it again.
+    pub fn hostreach_lost(&self) -> bool {
+        self.hostreach && self.dp.port().host_slave().is_none()
     }
 
     /// Keeps the host slave's table entries equal to the master's addresses, its proxy
@@ -180,9 +190,20 @@ impl<B: SlaveBackend> PortRuntime<B> {
                 }
             }
         }
+        // Retried at every settle, but said once: a route that cannot be added stays so (e.g.
+        // the same slave address on another port with `hostreach on`, whose route came first).
+        self.host_route_failed
+            .retain(|a| wanted.contains(&(*a, if a.is_ipv4() { 32 } else { 128 })));
         for (dst, len) in wanted.difference(&have) {
-            if let Err(e) = r.add_proto_route(*dst, *len, ifindex, HOSTREACH_PROTO) {
-                warn!(master = %self.master, %dst, "hostreach: adding the route: {e}");
+            match r.add_proto_route(*dst, *len, ifindex, HOSTREACH_PROTO) {
+                Ok(()) => {
+                    self.host_route_failed.remove(dst);
+                }
+                Err(e) => {
+                    if self.host_route_failed.insert(*dst) {
+                        warn!(master = %self.master, %dst, "hostreach: adding the route (retried every second, said once): {e}");
+                    }
+                }
             }
         }
     }
@@ -198,13 +219,15 @@ fn is_link_local(a: IpAddr) -> bool {
 /// Brings the host slave's device up with the port's NOARP flag, and lets it answer IPv6
 /// neighbour solicitations for the master's addresses (`proxy_ndp` needs `forwarding` on the
 /// device, `ndisc_recv_ns`; `proxy_delay` 0 answers at once); no DAD on it.
-fn configure_device(name: &str, noarp: bool) -> Result<(), RequestError> {
+/// `index` is the device's ifindex, `made_as` the name it was made with (for the error).
+fn configure_device(index: u32, made_as: &str, noarp: bool) -> Result<(), RequestError> {
     let what = "configuring the hostreach device";
     let mut r = Rtnl::open().map_err(RequestError::system(what))?;
     let link = r
-        .link_by_name(name)
+        .link_by_index(index)
         .map_err(RequestError::system(what))?
-        .ok_or_else(|| RequestError::NoDevice(name.to_owned()))?;
+        .ok_or_else(|| RequestError::NoDevice(made_as.to_owned()))?;
+    let name = link.name.as_str();
     for (path, value) in [
         (format!("/proc/sys/net/ipv6/conf/{name}/forwarding"), "1"),
         (format!("/proc/sys/net/ipv6/conf/{name}/proxy_ndp"), "1"),

@@ -124,6 +124,9 @@ pub struct PortRuntime<B: SlaveBackend = Backends> {
     host_addrs: std::collections::BTreeSet<std::net::IpAddr>,
     /// The master's addresses a slave had first (logged once).
     host_conflicts: std::collections::BTreeSet<std::net::IpAddr>,
+    /// `hostreach` routes that could not be added (e.g. another port's host device has one for
+    /// the same address), warned about once until added or no longer wanted.
+    host_route_failed: std::collections::BTreeSet<std::net::IpAddr>,
 }
 
 impl<B: SlaveBackend> PortRuntime<B> {
@@ -164,6 +167,7 @@ impl<B: SlaveBackend> PortRuntime<B> {
             hostreach: false,
             host_addrs: Default::default(),
             host_conflicts: Default::default(),
+            host_route_failed: Default::default(),
         })
     }
 
