@@ -129,7 +129,6 @@ enum verdict {
 	V_PASS = 7,
 	V_PASS_MULTICAST = 8, // from_master: passed, copies fanned out
 	V_STEER = 9,          // from_master: a unicast DHCPv4 reply, to the slave of its xid
-	V_PASS_STEER = 10,    // from_master: a broadcast DHCPv4 reply, passed + one copy to it
 };
 enum site { SITE_NONE = 0, SITE_SENDER = 1, SITE_RECEIVER = 2, SITE_MASTER = 3 };
 
@@ -1497,19 +1496,7 @@ int from_master(struct __sk_buff *skb)
 			goto pass;
 		if (pc)
 			pc->rx_passed++;
-		to = dhcp_reply_for(skb, &p, &ts);
-		if (to && ts) {
-			// A broadcast DHCP reply: the master keeps it, its slave gets one copy.
-			count_rx(to, p.len, 1);
-			count_steered(to);
-			if (t) {
-				t->verdict = V_PASS_STEER;
-				t->target = to;
-			}
-			if (bpf_clone_redirect(skb, ts->host_ifindex, 0) != 0 && pc)
-				pc->clone_failed++;
-			return TCX_NEXT_;
-		}
+		// A broadcast DHCP reply is not steered: every slave gets it (Port::decide_rx_l2).
 		if (!mc_admit(c)) {
 			if (pc)
 				pc->dropped[R_BACKLOG_FULL]++;

@@ -37,9 +37,6 @@ pub enum Verdict {
     PassAndMulticast,
     /// A unicast DHCPv4 reply to the slave of its xid (`target`).
     Steer,
-    /// A broadcast DHCPv4 reply: to the master's stack, one copy to the slave of its xid
-    /// (`target`).
-    PassAndSteer,
 }
 
 /// Whose counters a drop was charged to (`ipvlan_core::DropSite`).
@@ -233,7 +230,6 @@ impl PortProgram {
             7 => Verdict::Pass,
             8 => Verdict::PassAndMulticast,
             9 => Verdict::Steer,
-            10 => Verdict::PassAndSteer,
             _ => return Ok(None),
         };
         let site = match t.site {

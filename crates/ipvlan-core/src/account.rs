@@ -92,13 +92,6 @@ impl Port {
                     s.counters.rx_dhcp_steered += 1;
                 }
             }
-            RxAction::PassAndSteer(to) => {
-                self.counters.rx_passed += 1;
-                if let Some(s) = self.slave_mut(to) {
-                    s.counters.count_rx(frame.len(), true);
-                    s.counters.rx_dhcp_steered += 1;
-                }
-            }
         }
         action
     }

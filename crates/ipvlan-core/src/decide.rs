@@ -117,11 +117,9 @@ pub enum RxAction {
     /// Claimed and dropped.
     Drop { reason: DropReason },
     /// l2: a unicast DHCPv4 reply to an address no slave owns (yet), whose xid this slave's
-    /// client sent (`crate::dhcp`): give it to this slave only.
+    /// client sent (`crate::dhcp`): give it to this slave only. (Broadcast replies are not
+    /// steered: every slave gets them, as from the kernel, R-RX-L2-2.)
     Steer(SlaveId),
-    /// l2: a broadcast DHCPv4 reply whose xid this slave's client sent: the master's stack has
-    /// it (R-RX-L2-2), and one copy goes to this slave directly — the other slaves get none.
-    PassAndSteer(SlaveId),
 }
 
 /// One slave's share of a multicast frame (R-MC-2).
@@ -370,10 +368,11 @@ fn decide_rx_l2(port: &Port, frame: &Classified, raw: &[u8], meta: RxMeta) -> Rx
             .src
             .and_then(|k| port.lookup_rx(k))
             .is_some();
+    // A broadcast DHCP reply is not steered: every slave gets it, as from the kernel, so that
+    // a slave that sends another slave's xid (it sees their broadcast DISCOVERs) cannot take
+    // the reply from it. Steering only adds what the kernel loses: unicast replies.
     if own_reflection || frame.l3 == L3::Pause || foreign_vlan(frame) {
         RxAction::Pass
-    } else if let Some(to) = dhcp_reply_for(port, frame, raw, meta) {
-        RxAction::PassAndSteer(to)
     } else {
         RxAction::PassAndMulticast
     }

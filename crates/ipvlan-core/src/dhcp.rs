@@ -3,8 +3,10 @@
 //! unicast to the offered address (`yiaddr`) cannot be told apart by IP before the slave owns
 //! it. The transaction id (`xid`, RFC 2131 §2, §4.1) a client puts in its request and finds
 //! again in the server's reply can: [`XidTable`] remembers which slave sent which xid, and
-//! `decide_rx` steers a BOOTREPLY with a known xid to that slave (`RxAction::Steer`,
-//! `RxAction::PassAndSteer`).
+//! `decide_rx` steers a *unicast* BOOTREPLY with a known xid to that slave (`RxAction::Steer`).
+//! Broadcast replies are not steered: every slave gets them, as from the kernel (R-RX-L2-2),
+//! so a slave that repeats another's xid (it sees their broadcast DISCOVERs) cannot take a
+//! reply from it that the kernel would have delivered.
 //!
 //! [`ClientIdWatch`] notices clients that would still share one lease: servers key leases by
 //! the client identifier (option 61, RFC 2132 §9.14) when present, else by `chaddr` — the same

@@ -196,11 +196,8 @@ pub(super) fn from_master<D: SlaveIo, M: MasterIo, H: HostIo>(
         let out = {
             let mut sh = lock(shared);
             match sh.port.handle_rx(&whole[VNET..], meta) {
-                // A unicast DHCP reply steered by its xid is delivered like any claimed frame;
-                // a broadcast one too (the master's stack has its own copy already).
-                RxAction::Deliver(to) | RxAction::Steer(to) | RxAction::PassAndSteer(to) => {
-                    target(&mut sh, to, &whole[VNET..])
-                }
+                // A unicast DHCP reply steered by its xid is delivered like any claimed frame.
+                RxAction::Deliver(to) | RxAction::Steer(to) => target(&mut sh, to, &whole[VNET..]),
                 RxAction::PassAndMulticast => {
                     let Shared { port, backlog, .. } = &mut *sh;
                     if !port.queue_multicast(backlog, McOrigin::Wire, whole.to_vec()) {

@@ -155,7 +155,6 @@ fn outcome(port: &mut Port, ipvl0: SlaveId, s: &Scenario, mode: Mode) -> String 
             RxAction::PassAndMulticast => format!("host+{}", fanout(port, McOrigin::Wire, &frame)),
             RxAction::Drop { reason } => format!("drop:{reason}"),
             RxAction::Steer(to) => format!("dhcp>{}", name(port, to)),
-            RxAction::PassAndSteer(to) => format!("host+dhcp>{}", name(port, to)),
         },
     }
 }
