@@ -730,3 +730,51 @@ fn hostreach_on_two_ports_with_one_address_warns_once() {
         routes(&fx)
     );
 }
+
+/// A master with two prefixes and a slave on the second one only: the host answers from the
+/// master's address on the slave's prefix (the route's `src`), not from whichever address the
+/// kernel would pick for an address-less device (newcomer find: host → slave failed).
+#[test]
+#[ignore = "needs root, iproute2, nftables, TUN, tcpdump"]
+fn hostreach_answers_from_the_masters_address_on_the_slaves_prefix() {
+    require_env!();
+    let fx = setup("mode l2", "", "");
+    fx.sh(
+        "host",
+        "ip addr add 203.0.113.1/24 dev m0 && ip -6 addr add 2001:db8:7::1/64 dev m0 nodad",
+    );
+    fx.sh(
+        "c1",
+        "ip addr add 203.0.113.13/24 dev s1 && ip -6 addr add 2001:db8:7::13/64 dev s1 nodad",
+    );
+    fx.cli_ok(&["link", "set", "dev", "m0", "hostreach", "on"]);
+    assert!(
+        wait(Duration::from_secs(5), || routes(&fx)
+            .contains("203.0.113.13")),
+        "{}",
+        routes(&fx)
+    );
+    let get = fx.sh("host", "ip route get 203.0.113.13");
+    assert!(get.contains("src 203.0.113.1 "), "{get}");
+    assert!(
+        fx.ping("host", "203.0.113.13", 2),
+        "{}\n{}",
+        get,
+        fx.daemon_log()
+    );
+    assert!(fx.ping("host", "2001:db8:7::13", 2), "{}", fx.daemon_log());
+    assert!(fx.ping("c1", "203.0.113.1", 1));
+    // The slave's address moves to the first prefix: the route's source follows.
+    fx.sh(
+        "c1",
+        "ip addr del 203.0.113.13/24 dev s1 && ip addr add 192.0.2.13/24 dev s1",
+    );
+    assert!(
+        wait(Duration::from_secs(5), || fx
+            .sh("host", "ip route get 192.0.2.13")
+            .contains("src 192.0.2.1 ")),
+        "{}",
+        routes(&fx)
+    );
+    assert!(fx.ping("host", "192.0.2.13", 2));
+}

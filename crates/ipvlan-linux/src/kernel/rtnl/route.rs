@@ -176,7 +176,16 @@ pub(crate) fn new_route(r: &Route) -> RouteMessage {
 
 /// The `RTM_NEWROUTE`/`RTM_DELROUTE` body of a link-scope route to `dst/prefix_len` on `oif`
 /// in the main table with protocol `proto`.
-pub(crate) fn proto_route(dst: IpAddr, prefix_len: u8, oif: u32, proto: u8) -> RouteMessage {
+/// A route [`Rtnl::proto_routes`] lists: `(dst, prefix_len, oif, prefsrc)`.
+pub type ProtoRoute = (IpAddr, u8, Option<u32>, Option<IpAddr>);
+
+pub(crate) fn proto_route(
+    dst: IpAddr,
+    prefix_len: u8,
+    oif: u32,
+    proto: u8,
+    src: Option<IpAddr>,
+) -> RouteMessage {
     let mut msg = new_route(&Route {
         dst,
         prefix_len,
@@ -187,6 +196,12 @@ pub(crate) fn proto_route(dst: IpAddr, prefix_len: u8, oif: u32, proto: u8) -> R
         scope: None,
     });
     msg.header.protocol = RouteProtocol::from(proto);
+    if let Some(src) = src {
+        msg.attributes.push(RouteAttribute::PrefSource(match src {
+            IpAddr::V4(v4) => RouteAddress::Inet(v4),
+            IpAddr::V6(v6) => RouteAddress::Inet6(v6),
+        }));
+    }
     msg
 }
 
@@ -279,8 +294,9 @@ impl Rtnl {
         prefix_len: u8,
         oif: u32,
         proto: u8,
+        src: Option<IpAddr>,
     ) -> Result<(), RtnlError> {
-        let msg = proto_route(dst, prefix_len, oif, proto);
+        let msg = proto_route(dst, prefix_len, oif, proto, src);
         let op = RtnlOp::AddRoute {
             dst,
             prefix_len,
@@ -303,7 +319,7 @@ impl Rtnl {
         oif: u32,
         proto: u8,
     ) -> Result<(), RtnlError> {
-        let msg = proto_route(dst, prefix_len, oif, proto);
+        let msg = proto_route(dst, prefix_len, oif, proto, None);
         let op = RtnlOp::DeleteRoute {
             dst,
             prefix_len,
@@ -314,18 +330,23 @@ impl Rtnl {
     }
 
     /// The main table's unicast routes of `family` with protocol `proto`, as `(dst,
-    /// prefix_len, oif)` (`ip route show proto PROTO`).
+    /// prefix_len, oif, prefsrc)` (`ip route show proto PROTO`).
     pub fn proto_routes(
         &mut self,
         family: IpFamily,
         proto: u8,
-    ) -> Result<Vec<(IpAddr, u8, Option<u32>)>, RtnlError> {
+    ) -> Result<Vec<ProtoRoute>, RtnlError> {
         Ok(self
             .routes(family)?
             .iter()
             .filter(|r| u8::from(r.header.protocol) == proto && route_table(r) == TABLE_MAIN)
-            .filter_map(parse_route)
-            .map(|r| (r.dst, r.prefix_len, r.oif))
+            .filter_map(|m| {
+                let src = m.attributes.iter().find_map(|a| match a {
+                    RouteAttribute::PrefSource(s) => route_addr(s),
+                    _ => None,
+                });
+                parse_route(m).map(|r| (r.dst, r.prefix_len, r.oif, src))
+            })
             .collect())
     }
 

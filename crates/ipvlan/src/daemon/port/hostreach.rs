@@ -129,13 +129,18 @@ impl<B: SlaveBackend> PortRuntime<B> {
                 return;
             }
         };
-        let master_addrs: BTreeSet<IpAddr> = match r.addresses(Some(self.index)) {
-            Ok(a) => a.iter().filter(|a| !a.dad_failed).map(|a| a.addr).collect(),
+        let master_nets: Vec<(IpAddr, u8)> = match r.addresses(Some(self.index)) {
+            Ok(a) => a
+                .iter()
+                .filter(|a| !a.dad_failed)
+                .map(|a| (a.addr, a.prefix_len))
+                .collect(),
             Err(e) => {
                 warn!(master = %self.master, "hostreach: reading the master's addresses: {e}");
                 return;
             }
         };
+        let master_addrs: BTreeSet<IpAddr> = master_nets.iter().map(|(a, _)| *a).collect();
         let added: Vec<IpAddr> = master_addrs.difference(&self.host_addrs).copied().collect();
         let gone: Vec<IpAddr> = self.host_addrs.difference(&master_addrs).copied().collect();
         for a in added {
@@ -164,13 +169,16 @@ impl<B: SlaveBackend> PortRuntime<B> {
                 proxy_ndp(&mut r, false, a, ifindex);
             }
         }
-        let wanted: BTreeSet<(IpAddr, u8)> = {
+        // Each route carries the master address the host would answer from (`src`): the
+        // host device has none of its own, and without it the kernel picks one from any
+        // device, which a slave on another prefix of the master does not reach back.
+        let wanted: BTreeSet<(IpAddr, u8, Option<IpAddr>)> = {
             let port = self.dp.port();
             port.slaves()
                 .filter(|s| !s.is_host() && s.is_up())
                 .flat_map(|s| port.addresses(s.id()).to_vec())
                 .filter(|a| !is_link_local(*a))
-                .map(|a| (a, if a.is_ipv4() { 32 } else { 128 }))
+                .map(|a| (a, host_len(a), source_for(a, &master_nets)))
                 .collect()
         };
         let mut have = BTreeSet::new();
@@ -182,9 +190,9 @@ impl<B: SlaveBackend> PortRuntime<B> {
                     return;
                 }
             };
-            for (dst, len, oif) in routes {
-                if oif == Some(ifindex) && wanted.contains(&(dst, len)) {
-                    have.insert((dst, len));
+            for (dst, len, oif, src) in routes {
+                if oif == Some(ifindex) && wanted.contains(&(dst, len, src)) {
+                    have.insert((dst, len, src));
                 } else if oif == Some(ifindex) {
                     let _ = r.del_proto_route(dst, len, ifindex, HOSTREACH_PROTO);
                 }
@@ -193,9 +201,9 @@ impl<B: SlaveBackend> PortRuntime<B> {
         // Retried at every settle, but said once: a route that cannot be added stays so (e.g.
         // the same slave address on another port with `hostreach on`, whose route came first).
         self.host_route_failed
-            .retain(|a| wanted.contains(&(*a, if a.is_ipv4() { 32 } else { 128 })));
-        for (dst, len) in wanted.difference(&have) {
-            match r.add_proto_route(*dst, *len, ifindex, HOSTREACH_PROTO) {
+            .retain(|a| wanted.iter().any(|(d, _, _)| d == a));
+        for (dst, len, src) in wanted.difference(&have) {
+            match r.add_proto_route(*dst, *len, ifindex, HOSTREACH_PROTO, *src) {
                 Ok(()) => {
                     self.host_route_failed.remove(dst);
                 }
@@ -207,6 +215,46 @@ impl<B: SlaveBackend> PortRuntime<B> {
             }
         }
     }
+}
+
+/// A host route's prefix length: 32 or 128.
+fn host_len(a: IpAddr) -> u8 {
+    if a.is_ipv4() {
+        32
+    } else {
+        128
+    }
+}
+
+/// The master address a route to slave address `a` should carry as its source: the one whose
+/// prefix holds `a` (the longest, if several), else the master's first of the same family
+/// that is not link-local; `None` if the master has none (the kernel then picks).
+fn source_for(a: IpAddr, master: &[(IpAddr, u8)]) -> Option<IpAddr> {
+    let same = || {
+        master
+            .iter()
+            .filter(move |(m, _)| m.is_ipv4() == a.is_ipv4() && !is_link_local(*m))
+    };
+    same()
+        .filter(|(m, len)| in_prefix(a, *m, *len))
+        .max_by_key(|(_, len)| *len)
+        .or_else(|| same().next())
+        .map(|(m, _)| *m)
+}
+
+/// Whether `a` lies in `net/len` (same family).
+fn in_prefix(a: IpAddr, net: IpAddr, len: u8) -> bool {
+    let (a, net, bits) = match (a, net) {
+        (IpAddr::V4(a), IpAddr::V4(n)) => (u128::from(u32::from(a)), u128::from(u32::from(n)), 32),
+        (IpAddr::V6(a), IpAddr::V6(n)) => (u128::from(a), u128::from(n), 128),
+        _ => return false,
+    };
+    let len = len.min(bits);
+    if len == 0 {
+        return true;
+    }
+    let shift = u32::from(bits - len);
+    (a >> shift) == (net >> shift)
 }
 
 fn is_link_local(a: IpAddr) -> bool {
@@ -273,7 +321,7 @@ pub fn remove_routes(oif: Option<u32>) {
         let Ok(routes) = r.proto_routes(family, HOSTREACH_PROTO) else {
             continue;
         };
-        for (dst, len, o) in routes {
+        for (dst, len, o, _) in routes {
             if let Some(o) = o.filter(|o| oif.is_none_or(|want| want == *o)) {
                 let _ = r.del_proto_route(dst, len, o, HOSTREACH_PROTO);
             }
@@ -283,7 +331,40 @@ pub fn remove_routes(oif: Option<u32>) {
 
 #[cfg(test)]
 mod tests {
-    use super::{host_name, is_host_name};
+    use super::{host_name, in_prefix, is_host_name, source_for};
+    use std::net::IpAddr;
+
+    fn ip(s: &str) -> IpAddr {
+        s.parse().unwrap()
+    }
+
+    #[test]
+    fn a_route_takes_the_master_address_whose_prefix_holds_the_slave() {
+        let master = [
+            (ip("192.0.2.1"), 24),
+            (ip("203.0.113.1"), 24),
+            (ip("fe80::1"), 64),
+            (ip("2001:db8::1"), 64),
+        ];
+        assert_eq!(
+            source_for(ip("203.0.113.13"), &master),
+            Some(ip("203.0.113.1"))
+        );
+        assert_eq!(source_for(ip("192.0.2.11"), &master), Some(ip("192.0.2.1")));
+        // Outside every prefix: the first of its family.
+        assert_eq!(
+            source_for(ip("198.51.100.7"), &master),
+            Some(ip("192.0.2.1"))
+        );
+        assert_eq!(
+            source_for(ip("2001:db8:9::7"), &master),
+            Some(ip("2001:db8::1"))
+        );
+        assert_eq!(source_for(ip("2001:db8::7"), &master[..2]), None);
+        assert!(in_prefix(ip("10.1.2.3"), ip("10.0.0.0"), 8));
+        assert!(!in_prefix(ip("11.1.2.3"), ip("10.0.0.0"), 8));
+        assert!(in_prefix(ip("2001:db8::5"), ip("::"), 0));
+    }
 
     #[test]
     fn host_names_are_reserved() {
