@@ -237,7 +237,13 @@ impl<B: SlaveBackend> PortRuntime<B> {
     ) -> Result<Vec<String>, RequestError> {
         self.check_mode(spec.args.mode)?;
         let dp = &self.dp;
-        let others: Vec<String> = dp.port().slaves().map(|s| s.name().to_string()).collect();
+        // The user's slaves (the hostreach device is the port's, not listed as a slave).
+        let others: Vec<String> = dp
+            .port()
+            .slaves()
+            .filter(|s| !s.is_host())
+            .map(|s| s.name().to_string())
+            .collect();
         let (added, mac, mtu, master_mtu) = {
             let mut port = dp.port();
             let added = port.add_slave(NewSlave {
@@ -482,7 +488,11 @@ impl<B: SlaveBackend> PortRuntime<B> {
                 port.set_router(id, on)?;
             }
             let change = port.change_link(args);
-            let names: Vec<String> = port.slaves().map(|s| s.name().to_string()).collect();
+            let names: Vec<String> = port
+                .slaves()
+                .filter(|s| !s.is_host())
+                .map(|s| s.name().to_string())
+                .collect();
             (change, names)
         };
         let mut notes = Vec::new();
