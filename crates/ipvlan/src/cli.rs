@@ -667,6 +667,10 @@ fn parse_address(words: &[String]) -> Result<Request, CliError> {
     })
 }
 
+/// `backend` given with `type ipvtap`, before or after `type`.
+const BACKEND_WITH_IPVTAP: &str =
+    "Error: \"backend\" does not go with type ipvtap: an ipvtap is a TAP for a VMM";
+
 fn parse_add(words: &[String]) -> Result<(Request, Vec<String>), CliError> {
     let (words, hostreach) = take_hostreach(words)?;
     let ipvtap = is_ipvtap(&words);
@@ -676,6 +680,15 @@ fn parse_add(words: &[String]) -> Result<(Request, Vec<String>), CliError> {
         (words, None)
     };
     let words = &words[..];
+    // After `type ipvtap` too: said as clearly as before it (not iproute2's "unknown option").
+    if ipvtap
+        && words
+            .iter()
+            .skip_while(|w| *w != "type")
+            .any(|w| w == "backend")
+    {
+        return Err(bad_arg(BACKEND_WITH_IPVTAP));
+    }
     let (head, args) = split_type(words)?;
     let args =
         args.ok_or_else(|| usage_error("Not enough information: \"type\" argument is required"))?;
@@ -703,11 +716,7 @@ fn parse_add(words: &[String]) -> Result<(Request, Vec<String>), CliError> {
                 })?);
             }
             "spoofchk" => spoofchk = Some(on_off("spoofchk", &value("spoofchk")?)?),
-            "backend" if ipvtap => {
-                return Err(bad_arg(
-                    "Error: \"backend\" does not go with type ipvtap: an ipvtap is a TAP for a VMM",
-                ))
-            }
+            "backend" if ipvtap => return Err(bad_arg(BACKEND_WITH_IPVTAP)),
             "backend" => {
                 let v = value("backend")?;
                 backend = Some(BackendKind::parse(&v).ok_or_else(|| {

@@ -263,6 +263,11 @@ const REFUSED: &[(&str, u8, &str)] = &[
         1,
         "\"backend\" does not go with type ipvtap",
     ),
+    (
+        "add link m0 s1 type ipvtap user 1000 backend tap",
+        1,
+        "\"backend\" does not go with type ipvtap",
+    ),
     ("add link m0 s1 type ipvlan l2", 1, "unknown option \"l2\"?"),
     (
         "add link m0 s1 type ipvlan mode l2 mode",
