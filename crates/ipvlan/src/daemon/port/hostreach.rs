@@ -242,25 +242,15 @@ fn source_for(a: IpAddr, master: &[(IpAddr, u8)]) -> Option<IpAddr> {
         .map(|(m, _)| *m)
 }
 
-/// Whether `a` lies in `net/len` (same family).
+/// Whether `a` lies in `net/len` (same family; an impossible length holds nothing).
 fn in_prefix(a: IpAddr, net: IpAddr, len: u8) -> bool {
-    let (a, net, bits) = match (a, net) {
-        (IpAddr::V4(a), IpAddr::V4(n)) => (u128::from(u32::from(a)), u128::from(u32::from(n)), 32),
-        (IpAddr::V6(a), IpAddr::V6(n)) => (u128::from(a), u128::from(n), 128),
-        _ => return false,
-    };
-    let len = len.min(bits);
-    if len == 0 {
-        return true;
-    }
-    let shift = u32::from(bits - len);
-    (a >> shift) == (net >> shift)
+    ipnet::IpNet::new(net, len).is_ok_and(|n| n.contains(&a))
 }
 
 fn is_link_local(a: IpAddr) -> bool {
     match a {
         IpAddr::V4(v4) => v4.is_link_local(),
-        IpAddr::V6(v6) => v6.segments()[0] & 0xffc0 == 0xfe80,
+        IpAddr::V6(v6) => v6.is_unicast_link_local(),
     }
 }
 
