@@ -15,7 +15,7 @@ use std::os::fd::RawFd;
 use ipvlan_core::MacAddr;
 use ipvlan_linux::{NetNs, VethIo, VmTap};
 
-use super::{BackendKind, FoundDevice, NewDevice, SlaveDevice};
+use super::{host_io, open_host_io, BackendKind, FoundDevice, NewDevice, SlaveDevice};
 use crate::dataplane::SlaveIo;
 
 /// An ipvtap slave: its TAP, and the packet socket on it when the userspace data path serves
@@ -49,27 +49,18 @@ impl IpvtapDevice {
     }
 
     fn serve(tap: VmTap, userspace: bool) -> io::Result<IpvtapDevice> {
-        let io = if userspace {
-            match tap.open_io() {
-                Ok(io) => Some(io),
-                Err(e) => {
-                    let _ = tap.destroy();
-                    return Err(e.into());
-                }
-            }
-        } else {
-            None
-        };
+        let io = open_host_io(
+            userspace,
+            || tap.open_io(),
+            || {
+                let _ = tap.destroy();
+            },
+        )?;
         Ok(IpvtapDevice { tap, io })
     }
 
     fn io(&self) -> io::Result<&VethIo> {
-        self.io.as_ref().ok_or_else(|| {
-            io::Error::new(
-                io::ErrorKind::Unsupported,
-                "this ipvtap slave is switched by the eBPF programs, not read by the daemon",
-            )
-        })
+        host_io(&self.io, "ipvtap")
     }
 }
 

@@ -27,13 +27,41 @@ use std::os::fd::RawFd;
 
 pub use ipvlan::proto::BackendKind;
 use ipvlan_core::{MacAddr, SlaveId};
-use ipvlan_linux::{NetNs, Tap};
+use ipvlan_linux::{NetNs, Tap, VethIo};
 
 use crate::dataplane::SlaveIo;
 
 pub use ipvtap::IpvtapDevice;
 pub use tap::TapBackend;
 pub use veth::{VethDevice, HOST_END_ALIAS};
+
+/// The packet socket through which the userspace data plane reads and writes a slave's
+/// device in the master's namespace (a veth host end, an ipvtap's TAP): opened by `open` only
+/// when `userspace`; if it cannot be, `destroy` removes the device that was made or found for
+/// nothing, and the opening error is returned.
+fn open_host_io<E: Into<io::Error>>(
+    userspace: bool,
+    open: impl FnOnce() -> Result<VethIo, E>,
+    destroy: impl FnOnce(),
+) -> io::Result<Option<VethIo>> {
+    if !userspace {
+        return Ok(None);
+    }
+    open().map(Some).map_err(|e| {
+        destroy();
+        e.into()
+    })
+}
+
+/// That packet socket, or `Unsupported` naming `what` slave the eBPF programs switch instead.
+fn host_io<'a>(io: &'a Option<VethIo>, what: &str) -> io::Result<&'a VethIo> {
+    io.as_ref().ok_or_else(|| {
+        io::Error::new(
+            io::ErrorKind::Unsupported,
+            format!("this {what} slave is switched by the eBPF programs, not read by the daemon"),
+        )
+    })
+}
 
 /// A new slave's device, as the port asks for it.
 #[derive(Debug, Clone, Copy)]

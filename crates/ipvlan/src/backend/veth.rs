@@ -16,7 +16,7 @@ use ipvlan_linux::rtnl::{LinkChange, Rtnl};
 use ipvlan_linux::veth::{self, Veth, VethIo};
 use ipvlan_linux::NetNs;
 
-use super::{BackendKind, FoundDevice, NewDevice, SlaveDevice};
+use super::{host_io, open_host_io, BackendKind, FoundDevice, NewDevice, SlaveDevice};
 use crate::dataplane::SlaveIo;
 
 /// How every host end's ifalias starts (the daemon refuses such a device as a master).
@@ -71,27 +71,18 @@ impl VethDevice {
     }
 
     fn serve(veth: Veth, userspace: bool) -> io::Result<VethDevice> {
-        let io = if userspace {
-            match veth.open_io() {
-                Ok(io) => Some(io),
-                Err(e) => {
-                    let _ = veth.destroy();
-                    return Err(e.into());
-                }
-            }
-        } else {
-            None
-        };
+        let io = open_host_io(
+            userspace,
+            || veth.open_io(),
+            || {
+                let _ = veth.destroy();
+            },
+        )?;
         Ok(VethDevice { veth, io })
     }
 
     fn io(&self) -> io::Result<&VethIo> {
-        self.io.as_ref().ok_or_else(|| {
-            io::Error::new(
-                io::ErrorKind::Unsupported,
-                "this veth slave is switched by the eBPF programs, not read by the daemon",
-            )
-        })
+        host_io(&self.io, "veth")
     }
 }
 
