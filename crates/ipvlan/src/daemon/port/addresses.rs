@@ -6,15 +6,34 @@
 //! refuses `ip addr add` of an address another ipvlan slave of the port has
 //! (`ipvlan_addr_busy` → `EADDRINUSE`, "Address already assigned to an ipvlan device.").
 
+use std::collections::BTreeMap;
 use std::net::IpAddr;
 
 use ipvlan_core::{Claim, DropReason, PortError, SlaveId};
 use tracing::{info, warn};
 
 use super::PortRuntime;
-use crate::backend::SlaveBackend;
+use crate::backend::{SlaveBackend, SlaveDevice};
 use crate::daemon::error::RequestError;
-use crate::daemon::slave::AddrConflict;
+use crate::daemon::slave::{AddrConflict, SlaveRuntime};
+
+/// Ipvtap slave `id` of `slaves`: `NoSuchSlaveId`, or [`RequestError::NotIpvtap`] for
+/// another kind of slave (its addresses are learnt in its namespace).
+fn ipvtap_mut<D: SlaveDevice>(
+    slaves: &mut BTreeMap<SlaveId, SlaveRuntime<D>>,
+    id: SlaveId,
+) -> Result<&mut SlaveRuntime<D>, RequestError> {
+    let rt = slaves
+        .get_mut(&id)
+        .ok_or(RequestError::Port(PortError::NoSuchSlaveId(id.get())))?;
+    if !rt.is_ipvtap() {
+        return Err(RequestError::NotIpvtap {
+            name: rt.name.to_string(),
+            kind: rt.kind().name(),
+        });
+    }
+    Ok(rt)
+}
 
 impl<B: SlaveBackend> PortRuntime<B> {
     /// `address add`: the guest of ipvtap slave `id` has `addr`. Errors:
@@ -22,16 +41,7 @@ impl<B: SlaveBackend> PortRuntime<B> {
     /// if another slave of the port owns it (or this one has it already), the core's error for
     /// an address no slave may have (multicast, unspecified).
     pub fn address_add(&mut self, id: SlaveId, addr: IpAddr) -> Result<(), RequestError> {
-        let rt = self
-            .slaves
-            .get_mut(&id)
-            .ok_or(RequestError::Port(PortError::NoSuchSlaveId(id.get())))?;
-        if !rt.is_ipvtap() {
-            return Err(RequestError::NotIpvtap {
-                name: rt.name.to_string(),
-                kind: rt.kind().name(),
-            });
-        }
+        let rt = ipvtap_mut(&mut self.slaves, id)?;
         if rt.manual.contains(&addr) {
             return Err(RequestError::AddressAssigned {
                 addr,
@@ -67,16 +77,7 @@ impl<B: SlaveBackend> PortRuntime<B> {
     /// claimed it earliest since gets it. Errors: [`RequestError::NotIpvtap`],
     /// `AddressNotAssigned` if it was not given.
     pub fn address_del(&mut self, id: SlaveId, addr: IpAddr) -> Result<(), RequestError> {
-        let rt = self
-            .slaves
-            .get_mut(&id)
-            .ok_or(RequestError::Port(PortError::NoSuchSlaveId(id.get())))?;
-        if !rt.is_ipvtap() {
-            return Err(RequestError::NotIpvtap {
-                name: rt.name.to_string(),
-                kind: rt.kind().name(),
-            });
-        }
+        let rt = ipvtap_mut(&mut self.slaves, id)?;
         if !rt.manual.remove(&addr) {
             return Err(RequestError::Port(PortError::AddressNotAssigned {
                 addr,
